@@ -1,0 +1,3 @@
+from conduitd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,79 @@
+"""Cutting micro-batches from a bounded queue of chunks.
+
+A batch is cut when `max_rows` or `max_bytes` is reached, or `max_wait` after its first chunk
+arrived, whichever comes first. A chunk is never split (positions are known only at chunk
+edges), so sources keep chunks at or below `max_rows`; a batch never exceeds `max_rows` unless a
+single chunk does. `END` in the queue means the source is done: the last batch is cut at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Final
+
+from conduitd.arrowutil import concat_tables
+from conduitd.config import BatchConfig
+from conduitd.records import Batch, Chunk, Origin, Position
+
+END: Final = None
+ChunkQueue = asyncio.Queue[Chunk | None]
+
+
+def build_batch(chunks: list[Chunk]) -> Batch:
+    """Join chunks into one batch; per partition the start is the first chunk's, the end the last's."""
+    start: dict[str, Position] = {}
+    end: dict[str, Position] = {}
+    origins = []
+    first_row = 0
+    for chunk in chunks:
+        start.setdefault(chunk.partition, chunk.start)
+        end[chunk.partition] = chunk.end
+        if chunk.rows.num_rows:
+            origins.append(Origin(first_row, chunk.partition, chunk.start))
+            first_row += chunk.rows.num_rows
+    return Batch(
+        rows=concat_tables([c.rows for c in chunks]),
+        rejects=tuple(r for c in chunks for r in c.rejects),
+        start=start,
+        end=end,
+        nbytes=sum(c.nbytes for c in chunks),
+        origins=tuple(origins),
+    )
+
+
+async def cut_batches(
+    queue: ChunkQueue, limits: BatchConfig, clock: Callable[[], float] = time.monotonic
+) -> AsyncIterator[Batch]:
+    """Yield batches from `queue` until it yields END."""
+    pending: list[Chunk] = []
+    rows = nbytes = 0
+    deadline = 0.0
+    while True:
+        try:
+            if pending:
+                async with asyncio.timeout(max(0.0, deadline - clock())):
+                    chunk = await queue.get()
+            else:
+                chunk = await queue.get()
+        except TimeoutError:
+            yield build_batch(pending)
+            pending, rows, nbytes = [], 0, 0
+            continue
+        if chunk is END:
+            if pending:
+                yield build_batch(pending)
+            return
+        chunk_rows = chunk.rows.num_rows + len(chunk.rejects)
+        if pending and rows + chunk_rows > limits.max_rows:
+            yield build_batch(pending)
+            pending, rows, nbytes = [], 0, 0
+        if not pending:
+            deadline = clock() + limits.max_wait
+        pending.append(chunk)
+        rows += chunk_rows
+        nbytes += chunk.nbytes
+        if rows >= limits.max_rows or nbytes >= limits.max_bytes:
+            yield build_batch(pending)
+            pending, rows, nbytes = [], 0, 0

@@ -1,0 +1,119 @@
+"""The `conduitd` command (alias `conduit`): the only place that configures logging and exits.
+
+    conduitd [run] -c FILE [--once] [-r RESOURCE ...]
+    conduitd validate -c FILE [-r RESOURCE ...]
+    conduitd checkpoints show -c FILE [-r RESOURCE] [--json]
+    conduitd checkpoints reset -c FILE -r RESOURCE [--partition P]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import logging
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from conduitd import __version__
+from conduitd.config import Config
+from conduitd.configfile import load_config
+from conduitd.errors import ConduitError, ConfigError, ExitCode
+from conduitd.logs import configure
+
+log = logging.getLogger("conduitd")
+_COMMANDS = {"run", "validate", "checkpoints"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="conduitd", description="Streaming ingestion with checkpointed commits.")
+    parser.add_argument("--version", action="version", version=f"conduitd {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-c", "--config", required=True, help="the YAML config file")
+        p.add_argument("-r", "--resource", action="append", default=[],
+                       help="only this resource (pipeline); may be repeated")
+
+    run = commands.add_parser("run", help="run the pipelines (the default command)")
+    with_config(run)
+    run.add_argument("--once", action="store_true",
+                     help="read what the sources hold now, commit it, and exit")
+    validate = commands.add_parser("validate", help="check config and connectivity; writes nothing")
+    with_config(validate)
+    checkpoints = commands.add_parser("checkpoints", help="show or reset stored positions")
+    actions = checkpoints.add_subparsers(dest="action", metavar="ACTION", required=True)
+    show = actions.add_parser("show", help="print stored positions")
+    with_config(show)
+    show.add_argument("--json", action="store_true", help="JSON output")
+    reset = actions.add_parser("reset", help="forget stored positions: the next run starts over")
+    with_config(reset)
+    reset.add_argument("--partition", help="only this partition (e.g. a file path)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not any(a in _COMMANDS for a in args_list[:1]) and not {"-h", "--help", "--version"} & set(args_list):
+        args_list.insert(0, "run")  # `conduitd --once -c FILE` means `conduitd run --once -c FILE`
+    parser = build_parser()
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exit_:
+        return int(exit_.code or 0) and int(ExitCode.CONFIG)
+    try:
+        config = load_config(args.config)
+        unknown = [r for r in args.resource if r not in {x.name for x in config.resources}]
+        if unknown:
+            names = ", ".join(x.name for x in config.resources)
+            raise ConfigError(f"{args.config}: no resource named {', '.join(unknown)} (defined: {names})")
+        configure(config.service.log_format, config.service.log_level)
+        return _dispatch(args, config)
+    except ConduitError as exc:
+        return _report(exc)
+    except KeyboardInterrupt:
+        return int(ExitCode.RUNTIME)
+
+
+def _dispatch(args: argparse.Namespace, config: Config) -> int:
+    from conduitd import commands
+
+    if args.command == "validate":
+        return _run_async(commands.validate(config, args.resource))
+    if args.command == "checkpoints":
+        if args.action == "show":
+            return _run_async(commands.show_checkpoints(config, args.resource, as_json=args.json))
+        if len(args.resource) != 1:
+            raise ConfigError("checkpoints reset needs exactly one -r RESOURCE")
+        return _run_async(commands.reset_checkpoints(config, args.resource[0], args.partition))
+    gc.set_threshold(100_000, 50, 100)  # decode-heavy loops allocate many short-lived objects
+    return _run_async(commands.run(config, args.resource, once=args.once))
+
+
+def _run_async(coro: Coroutine[Any, Any, int]) -> int:
+    """Run on uvloop when it is installed; map ConduitErrors (also inside task groups) to exit codes."""
+    try:
+        import uvloop
+    except ImportError:
+        uvloop = None
+    try:
+        return uvloop.run(coro) if uvloop is not None else asyncio.run(coro)
+    except ConduitError as exc:
+        return _report(exc)
+    except BaseExceptionGroup as group:  # raised by task groups
+        errors = [e for e in _leaves(group) if isinstance(e, ConduitError)]
+        if not errors:
+            raise
+        return _report(errors[0])
+
+
+def _report(exc: ConduitError) -> int:
+    print(f"conduitd: error: {exc}", file=sys.stderr)
+    return int(exc.exit_code)
+
+
+def _leaves(group: BaseException) -> list[BaseException]:
+    if isinstance(group, BaseExceptionGroup):
+        return [leaf for e in group.exceptions for leaf in _leaves(e)]
+    return [group]

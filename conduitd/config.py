@@ -1,0 +1,171 @@
+"""The configuration as frozen pydantic models; `configfile.load_config` builds them from YAML.
+
+The shape follows the seed tool (Conduit Core): named `sources` and `destinations`, and
+`resources` that bind one source to one destination (a resource is a *pipeline*), plus
+`service` for the daemon itself. Every model forbids unknown keys.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from conduitd.units import ByteSize, Duration
+
+_NAME = r"^[A-Za-z0-9_.\-]+$"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class ServiceConfig(_Frozen):
+    """Settings of the daemon process itself."""
+
+    health_port: int | None = Field(None, ge=0, le=65535)
+    """Port of the HTTP server (/livez, /readyz, /status, /metrics); 0 picks a free port; unset: no server."""
+    health_host: str = "127.0.0.1"
+    """Address the HTTP server binds; use 0.0.0.0 in a container so probes can reach it."""
+    log_format: Literal["json", "text"] = "text"
+    """`json` for one JSON object per line (log shippers), `text` for people."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    drain_timeout: Duration = 30.0
+    """On SIGTERM/SIGINT, how long queued work may take to commit before the process gives up."""
+    retry_max_wait: Duration = 30.0
+    """Longest pause between two retries of a retriable failure (backoff doubles up to this)."""
+    once_retry_timeout: Duration = 30.0
+    """Under --once, how long an unreachable dependency is retried before exiting with code 5."""
+
+
+class FileSourceConfig(_Frozen):
+    """JSONL, CSV or Parquet files in a directory or matching a glob: the embedded default."""
+
+    name: str = Field(pattern=_NAME)
+    type: Literal["file"]
+    path: str
+    """A file, a directory (every file in it with a matching extension) or a glob such as data/*.jsonl."""
+    format: Literal["jsonl", "csv", "parquet"] | None = None
+    """Defaults to the file extension (.jsonl/.json/.ndjson, .csv, .parquet)."""
+    poll_interval: Duration = 1.0
+    """In daemon mode, how often new files and appended lines are looked for."""
+    read_size: ByteSize = 4 * 1024 * 1024
+    """How many bytes are read and decoded at a time (a *chunk*)."""
+    csv_delimiter: str = Field(",", min_length=1, max_length=1)
+
+
+SourceConfig = FileSourceConfig
+
+
+class SqliteDestinationConfig(_Frozen):
+    """A SQLite database file: the embedded default destination."""
+
+    name: str = Field(pattern=_NAME)
+    type: Literal["sqlite"]
+    path: str
+
+
+class PostgresDestinationConfig(_Frozen):
+    """A PostgreSQL database reached through asyncpg."""
+
+    name: str = Field(pattern=_NAME)
+    type: Literal["postgres"]
+    dsn: SecretStr
+    """postgresql://user:password@host:port/db; kept secret in logs, /status and errors."""
+    db_schema: str = Field("public", alias="schema")
+    connect_timeout: Duration = 10.0
+
+
+DestinationConfig = Annotated[
+    SqliteDestinationConfig | PostgresDestinationConfig, Field(discriminator="type")
+]
+
+
+class BatchConfig(_Frozen):
+    """A batch is cut at whichever limit is reached first."""
+
+    max_rows: int = Field(50_000, gt=0)
+    max_bytes: ByteSize = Field(64 * 1024 * 1024, gt=0)
+    max_wait: Duration = Field(1.0, gt=0)
+
+
+class DlqConfig(_Frozen):
+    """Where rejected rows go: a table in the destination (same transaction) or a JSONL file."""
+
+    type: Literal["table", "file"] = "table"
+    table: str | None = None
+    """Table name; defaults to `<table>_dlq`."""
+    path: str | None = None
+    """For `type: file`: the JSONL file rejected rows are appended to."""
+
+    @model_validator(mode="after")
+    def _file_needs_path(self) -> DlqConfig:
+        if self.type == "file" and not self.path:
+            raise ValueError("dlq type 'file' needs a 'path'")
+        return self
+
+
+class ResourceConfig(_Frozen):
+    """A pipeline: one source, one destination table, and how rows are written."""
+
+    name: str = Field(pattern=_NAME)
+    source: str
+    destination: str
+    table: str | None = None
+    """Destination table; defaults to the resource name."""
+    mode: Literal["append", "upsert"] = "append"
+    unique_key: tuple[str, ...] = ()
+    """Columns identifying a row for `upsert`; within one batch the last row per key wins."""
+    batch: BatchConfig = BatchConfig()
+    dlq: DlqConfig = DlqConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_aliases(cls, data: Any) -> Any:
+        """Accept the seed tool's `write_mode: merge` and `primary_keys`."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "write_mode" in data:
+            write_mode = data.pop("write_mode")
+            mapped = {"merge": "upsert", "upsert": "upsert", "append": "append"}.get(str(write_mode))
+            if mapped is None:
+                raise ValueError(f"write_mode must be 'append' or 'merge', got {write_mode!r}")
+            data.setdefault("mode", mapped)
+        if "primary_keys" in data:
+            data.setdefault("unique_key", data.pop("primary_keys"))
+        return data
+
+    @field_validator("unique_key", mode="before")
+    @classmethod
+    def _one_key_as_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _upsert_needs_key(self) -> ResourceConfig:
+        if self.mode == "upsert" and not self.unique_key:
+            raise ValueError("mode 'upsert' needs 'unique_key' (a list of columns)")
+        return self
+
+    @property
+    def table_name(self) -> str:
+        return self.table or self.name
+
+    @property
+    def dlq_table(self) -> str:
+        return self.dlq.table or f"{self.table_name}_dlq"
+
+
+class Config(_Frozen):
+    """The whole file."""
+
+    service: ServiceConfig = ServiceConfig()
+    sources: tuple[SourceConfig, ...]
+    destinations: tuple[DestinationConfig, ...]
+    resources: tuple[ResourceConfig, ...]
+
+    def source(self, name: str) -> SourceConfig:
+        return next(s for s in self.sources if s.name == name)
+
+    def destination(self, name: str) -> SqliteDestinationConfig | PostgresDestinationConfig:
+        return next(d for d in self.destinations if d.name == name)

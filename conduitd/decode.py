@@ -1,0 +1,134 @@
+"""Bytes to Arrow, in bulk, with every malformed record turned into a `Reject` (never a crash).
+
+JSON lines take a fast path through pyarrow's multi-threaded reader; only a block that fails
+there is taken apart line by line (orjson) to find the culprits, so the usual cost is columnar.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+
+from conduitd.arrowutil import concat_tables
+from conduitd.records import Position, Reject
+
+PositionAt = Callable[[int], Position]
+"""Maps the byte offset just after a record (relative to the block) to its position."""
+
+
+def decode_jsonl(block: bytes, partition: str, position_at: PositionAt) -> tuple[pa.Table, list[Reject]]:
+    """Decode newline-delimited JSON objects; blank lines are skipped."""
+    fast = _read_json(block)
+    if fast is not None:
+        return fast, []
+    return _decode_jsonl_slowly(block, partition, position_at)
+
+
+def _read_json(block: bytes) -> pa.Table | None:
+    if not block.strip():
+        return pa.table({})
+    try:
+        table = pajson.read_json(
+            io.BytesIO(block), read_options=pajson.ReadOptions(block_size=max(len(block) + 1, 1 << 20))
+        )
+        table.validate(full=True)  # rejects invalid UTF-8, which the reader lets through
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
+    return _timestamps_as_utc(table)
+
+
+def _timestamps_as_utc(table: pa.Table) -> pa.Table:
+    """The reader turns "2026-01-01T00:00:00Z" into a zone-less timestamp holding the UTC instant;
+    say so in the type. (A JSON timestamp without a zone is taken as UTC too: documented.)"""
+    for index, fld in enumerate(table.schema):
+        if pa.types.is_timestamp(fld.type) and fld.type.tz is None:
+            table = table.set_column(index, fld.name, table.column(index).cast(pa.timestamp(fld.type.unit, tz="UTC")))
+    return table
+
+
+def _decode_jsonl_slowly(
+    block: bytes, partition: str, position_at: PositionAt
+) -> tuple[pa.Table, list[Reject]]:
+    rejects: list[Reject] = []
+    good: list[tuple[bytes, int]] = []
+    offset = 0
+    for line in block.splitlines(keepends=True):
+        offset += len(line)
+        text = line.strip()
+        if not text:
+            continue
+        reason = _json_object_problem(text)
+        if reason is None:
+            good.append((text, offset))
+        else:
+            rejects.append(Reject(partition, position_at(offset), reason, _payload(text)))
+    tables = _read_lines(good, partition, position_at, rejects)
+    return concat_tables(tables), rejects
+
+
+def _json_object_problem(line: bytes) -> str | None:
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return f"not valid JSON: {exc}"
+    if not isinstance(value, dict):
+        return f"JSON value is a {type(value).__name__}, not an object"
+    return None
+
+
+def _read_lines(lines: list[tuple[bytes, int]], partition: str, position_at: PositionAt,
+                rejects: list[Reject]) -> list[pa.Table]:
+    """Read valid JSON objects; where types clash inside a block, halve it until they do not."""
+    if not lines:
+        return []
+    table = _read_json(b"\n".join(text for text, _ in lines) + b"\n")
+    if table is not None:
+        return [table]
+    if len(lines) == 1:
+        text, end = lines[0]
+        rejects.append(Reject(partition, position_at(end), "record cannot be represented in Arrow", _payload(text)))
+        return []
+    middle = len(lines) // 2
+    return (_read_lines(lines[:middle], partition, position_at, rejects)
+            + _read_lines(lines[middle:], partition, position_at, rejects))
+
+
+def _payload(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="backslashreplace")
+
+
+def decode_csv(block: bytes, columns: list[str], delimiter: str, partition: str,
+               position_at: PositionAt) -> tuple[pa.Table, list[Reject]]:
+    """Decode CSV rows (no header in `block`: `columns` come from the file's first line)."""
+    if not block.strip():
+        return pa.table({}), []
+    bad_rows: list[tuple[int | None, str]] = []
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        bad_rows.append((row.number, row.text))
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(block),
+            read_options=pacsv.ReadOptions(column_names=columns, block_size=max(len(block) + 1, 1 << 20)),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid,
+                                              newlines_in_values=False),
+            convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        reject = Reject(partition, position_at(len(block)), f"unreadable CSV block: {exc}", _payload(block[:4096]))
+        return pa.table({}), [reject]
+    line_ends = np.cumsum([len(x) for x in block.splitlines(keepends=True)]) if bad_rows else np.empty(0)
+    rejects = []
+    for number, text in bad_rows:
+        end = int(line_ends[number - 1]) if number is not None and 0 < number <= len(line_ends) else len(block)
+        rejects.append(Reject(partition, position_at(end),
+                              f"CSV row has the wrong number of fields (expected {len(columns)})", text))
+    return table, rejects

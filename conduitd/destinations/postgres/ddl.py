@@ -1,0 +1,86 @@
+"""PostgreSQL names and types: quoting, Arrow <-> PostgreSQL type mapping, reading a live table."""
+
+from __future__ import annotations
+
+import asyncpg
+import pyarrow as pa
+
+from conduitd.schema import Column
+
+
+def quote(identifier: str) -> str:
+    """Quote an identifier from data: embedded quotes are doubled, so nothing can escape it."""
+    if "\x00" in identifier:
+        raise ValueError("an identifier cannot contain a NUL character")
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def qualified(schema: str, table: str) -> str:
+    return f"{quote(schema)}.{quote(table)}"
+
+
+def column_for(name: str, arrow: pa.DataType) -> Column:
+    """The column a new table gets for values of this Arrow type."""
+    if pa.types.is_boolean(arrow):
+        return Column(name, pa.bool_(), "boolean", native="bool")
+    if pa.types.is_integer(arrow):
+        if pa.types.is_uint64(arrow):
+            return Column(name, pa.decimal128(20, 0), "numeric(20,0)", native="numeric")
+        return Column(name, pa.int64(), "bigint", native="int8")
+    if pa.types.is_float32(arrow):
+        return Column(name, pa.float32(), "real", native="float4")
+    if pa.types.is_floating(arrow):
+        return Column(name, pa.float64(), "double precision", native="float8")
+    if pa.types.is_decimal(arrow) and arrow.precision <= 38:
+        return Column(name, pa.decimal128(arrow.precision, arrow.scale), f"numeric({arrow.precision},{arrow.scale})",
+                      native="numeric")
+    if pa.types.is_timestamp(arrow):
+        if arrow.tz:
+            return Column(name, pa.timestamp("us", tz="UTC"), "timestamptz", native="timestamptz")
+        return Column(name, pa.timestamp("us"), "timestamp", native="timestamp")
+    if pa.types.is_date(arrow):
+        return Column(name, pa.date32(), "date", native="date")
+    if pa.types.is_binary(arrow) or pa.types.is_large_binary(arrow):
+        return Column(name, pa.binary(), "bytea", native="bytea")
+    if pa.types.is_nested(arrow):
+        return Column(name, pa.string(), "jsonb", json=True, native="jsonb")
+    return Column(name, pa.string(), "text", native="text")
+
+
+_BY_TYPNAME: dict[str, tuple[pa.DataType, bool]] = {
+    "int2": (pa.int16(), False), "int4": (pa.int32(), False), "int8": (pa.int64(), False),
+    "float4": (pa.float32(), False), "float8": (pa.float64(), False), "bool": (pa.bool_(), False),
+    "date": (pa.date32(), False), "timestamp": (pa.timestamp("us"), False),
+    "timestamptz": (pa.timestamp("us", tz="UTC"), False), "bytea": (pa.binary(), False),
+    "json": (pa.string(), True), "jsonb": (pa.string(), True),
+}
+
+
+def column_from_catalog(name: str, typname: str, typmod: int, sql: str) -> Column:
+    """The column of a live table; types without an Arrow counterpart travel as text."""
+    if typname == "numeric" and typmod >= 4:
+        precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF
+        if precision <= 38:
+            return Column(name, pa.decimal128(precision, scale), sql, native=typname)
+    arrow, is_json = _BY_TYPNAME.get(typname, (pa.string(), False))
+    return Column(name, arrow, sql, json=is_json, native=typname)
+
+
+async def table_columns(conn: asyncpg.Connection, schema: str, table: str) -> dict[str, Column] | None:
+    """Columns of a live table with their type names (typname), or None if it does not exist."""
+    rows = await conn.fetch(
+        """SELECT a.attname, t.typname, a.atttypmod, format_type(a.atttypid, a.atttypmod) AS sql
+           FROM pg_attribute a
+           JOIN pg_class c ON c.oid = a.attrelid
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           JOIN pg_type t ON t.oid = a.atttypid
+           WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
+             AND c.relkind IN ('r', 'p')
+           ORDER BY a.attnum""", schema, table)
+    exists = rows or await conn.fetchval(
+        "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND c.relname = $2", schema, table)
+    if not exists:
+        return None
+    return {r["attname"]: column_from_catalog(r["attname"], r["typname"], r["atttypmod"], r["sql"]) for r in rows}
+

@@ -1,0 +1,140 @@
+"""The commit steps in PostgreSQL dialect, inside one asyncpg transaction.
+
+Rows travel by COPY: binary (encoded from Arrow, vectorised) when every column's type has a
+binary encoder, CSV otherwise. Upserts COPY into a temporary staging table and merge with
+`INSERT ... ON CONFLICT DO UPDATE`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from conduitd.destinations.postgres import ddl
+from conduitd.destinations.postgres.copy_binary import PG_BINARY_TYPES, encode_copy_binary
+from conduitd.destinations.postgres.errors import translate
+from conduitd.records import Position, Reject, position_text
+from conduitd.schema import Column
+
+CHECKPOINTS = "conduitd_checkpoints"
+_STAGE = "conduitd_stage"
+
+
+def binary_encodable(columns: Sequence[Column]) -> bool:
+    return all(c.native in PG_BINARY_TYPES and (c.native != "numeric" or pa.types.is_decimal(c.arrow))
+               for c in columns)
+
+
+class PostgresTransaction:
+    """See the module docstring; one instance per batch transaction."""
+
+    def __init__(self, conn: asyncpg.Connection, schema: str) -> None:
+        self.conn = conn
+        self.schema = schema
+        self.depth = 0
+
+    async def _execute(self, sql: str, *args: Any) -> str:
+        try:
+            return str(await self.conn.execute(sql, *args))
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    def column_for(self, name: str, arrow: pa.DataType) -> Column:
+        return ddl.column_for(name, arrow)
+
+    async def table_columns(self, table: str) -> dict[str, Column] | None:
+        try:
+            return await ddl.table_columns(self.conn, self.schema, table)
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    async def create_table(self, table: str, columns: Sequence[Column], key: Sequence[str]) -> str:
+        parts = [f"{ddl.quote(c.name)} {c.sql}" for c in columns]
+        if key:
+            parts.append(f"PRIMARY KEY ({', '.join(ddl.quote(k) for k in key)})")
+        statement = f"CREATE TABLE {ddl.qualified(self.schema, table)} ({', '.join(parts)})"
+        await self._execute(statement)
+        return statement
+
+    async def add_column(self, table: str, column: Column) -> str:
+        statement = (f"ALTER TABLE {ddl.qualified(self.schema, table)} "
+                     f"ADD COLUMN {ddl.quote(column.name)} {column.sql}")
+        await self._execute(statement)
+        return statement
+
+    async def savepoint(self) -> None:
+        self.depth += 1
+        await self._execute(f"SAVEPOINT conduitd_{self.depth}")
+
+    async def rollback_to_savepoint(self) -> None:
+        await self._execute(f"ROLLBACK TO SAVEPOINT conduitd_{self.depth}")
+        await self._execute(f"RELEASE SAVEPOINT conduitd_{self.depth}")
+        self.depth -= 1
+
+    async def release_savepoint(self) -> None:
+        await self._execute(f"RELEASE SAVEPOINT conduitd_{self.depth}")
+        self.depth -= 1
+
+    async def write_rows(self, table: str, rows: pa.Table, columns: Sequence[Column], key: Sequence[str]) -> None:
+        try:
+            if not key:
+                await self._copy(self.schema, table, rows, columns)
+                return
+            await self._execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (LIKE {ddl.qualified(self.schema, table)}) "
+                "ON COMMIT DROP")
+            await self._execute(f"TRUNCATE {_STAGE}")
+            await self._copy(None, _STAGE, rows, columns)
+            names = [ddl.quote(c.name) for c in columns]
+            updates = [f"{n} = EXCLUDED.{n}" for c, n in zip(columns, names, strict=True) if c.name not in key]
+            action = f"UPDATE SET {', '.join(updates)}" if updates else "NOTHING"
+            await self._execute(
+                f"INSERT INTO {ddl.qualified(self.schema, table)} ({', '.join(names)}) "
+                f"SELECT {', '.join(names)} FROM {_STAGE} "
+                f"ON CONFLICT ({', '.join(ddl.quote(k) for k in key)}) DO {action}")
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    async def _copy(self, schema: str | None, table: str, rows: pa.Table, columns: Sequence[Column]) -> None:
+        names = [c.name for c in columns]
+        if binary_encodable(columns):
+            payload = await asyncio.to_thread(encode_copy_binary, rows, [c.native for c in columns])
+            await self.conn.copy_to_table(table, schema_name=schema, columns=names,
+                                          source=io.BytesIO(payload), format="binary")
+            return
+        buffer = io.BytesIO()
+        await asyncio.to_thread(pacsv.write_csv, rows, buffer,
+                                pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+        buffer.seek(0)
+        await self.conn.copy_to_table(table, schema_name=schema, columns=names, source=buffer,
+                                      format="csv", null="")
+
+    async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> None:
+        records = [(pipeline, r.partition, position_text(r.position), r.rule, r.reason, r.column, r.value,
+                    r.payload.replace("\x00", "\\u0000")) for r in rejects]
+        try:
+            await self.conn.executemany(
+                f"INSERT INTO {ddl.qualified(self.schema, dlq_table)} (pipeline, partition, position, rule, "
+                "reason, column_name, value, payload) VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8)", records)
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    async def compare_and_set(self, pipeline: str, partition: str, expected: Position, new: Position) -> bool:
+        table = ddl.qualified(self.schema, CHECKPOINTS)
+        if expected is None:
+            status = await self._execute(
+                f"INSERT INTO {table} (pipeline, partition, position) VALUES ($1, $2, $3::jsonb) "
+                "ON CONFLICT DO NOTHING", pipeline, partition, position_text(new))
+        else:
+            status = await self._execute(
+                f"UPDATE {table} SET position = $3::jsonb, updated_at = now() "
+                "WHERE pipeline = $1 AND partition = $2 AND position = $4::jsonb",
+                pipeline, partition, position_text(new), position_text(expected))
+        return status.endswith(" 1")
+

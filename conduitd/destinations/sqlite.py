@@ -1,0 +1,232 @@
+"""SQLite, the embedded default destination (stdlib `sqlite3`, run off the event loop).
+
+One connection lives on one worker thread (sqlite3 objects are thread-bound). Rows, DLQ rows and
+checkpoints commit in one transaction; WAL journaling keeps a killed process from losing or
+half-writing a committed batch. Types: integers INTEGER, floats REAL, binary BLOB, everything
+else TEXT (timestamps as ISO-8601 text, decimals as exact text, nested values as JSON).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any, TypeVar
+
+import orjson
+import pyarrow as pa
+
+from conduitd.commit import write_batch
+from conduitd.config import ResourceConfig, SqliteDestinationConfig
+from conduitd.destinations.base import CheckpointRow, CommitResult, RowsRefused
+from conduitd.errors import DependencyUnreachable, TransientError
+from conduitd.records import Batch, Position, Reject, position_text
+from conduitd.schema import Column
+
+T = TypeVar("T")
+CHECKPOINTS = "conduitd_checkpoints"
+
+
+def quote(identifier: str) -> str:
+    """Quote an identifier from data: embedded quotes are doubled, so nothing can escape it."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+class SqliteDestination:
+    """See the module docstring."""
+
+    def __init__(self, config: SqliteDestinationConfig) -> None:
+        self.config = config
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            raise RuntimeError("the SQLite destination is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def open(self) -> None:
+        if self._executor is not None:
+            raise RuntimeError("the SQLite destination is already open")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conduitd-sqlite")
+        try:
+            await self._run(self._connect)
+        except sqlite3.Error as exc:
+            await self.close()
+            raise DependencyUnreachable(f"cannot open SQLite database {self.config.path}: {exc}") from None
+
+    def _connect(self) -> None:
+        conn = sqlite3.connect(self.config.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (pipeline TEXT NOT NULL, partition TEXT NOT NULL, "
+            "position TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (pipeline, partition))")
+        self._conn = conn
+
+    async def close(self) -> None:
+        if self._executor is None:
+            return
+        if self._conn is not None:
+            await self._run(self._conn.close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+        self._executor = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("the SQLite destination is not open")
+        return self._conn
+
+    async def ping(self) -> None:
+        await self._run(self.conn.execute, "SELECT 1")
+
+    async def prepare(self, resource: ResourceConfig) -> None:
+        await self._run(self.conn.execute,
+                        f"CREATE TABLE IF NOT EXISTS {quote(resource.dlq_table)} ("
+                        "id INTEGER PRIMARY KEY AUTOINCREMENT, pipeline TEXT NOT NULL, partition TEXT, "
+                        "position TEXT, rule TEXT NOT NULL, reason TEXT NOT NULL, column_name TEXT, "
+                        "value TEXT, payload TEXT, created_at TEXT NOT NULL DEFAULT (datetime('now')))")
+
+    async def load_checkpoints(self, pipeline: str) -> dict[str, Position]:
+        return {row.partition: row.position for row in await self.list_checkpoints(pipeline)}
+
+    async def list_checkpoints(self, pipeline: str | None = None) -> list[CheckpointRow]:
+        def query() -> list[CheckpointRow]:
+            sql = f"SELECT pipeline, partition, position, updated_at FROM {CHECKPOINTS}"
+            rows = self.conn.execute(sql + " WHERE pipeline = ?", (pipeline,)) if pipeline else self.conn.execute(sql)
+            return [CheckpointRow(p, part, orjson.loads(pos), datetime.fromisoformat(at)) for p, part, pos, at in rows]
+        return await self._run(query)
+
+    async def reset_checkpoints(self, pipeline: str, partition: str | None = None) -> int:
+        def delete() -> int:
+            if partition is None:
+                cursor = self.conn.execute(f"DELETE FROM {CHECKPOINTS} WHERE pipeline = ?", (pipeline,))
+            else:
+                cursor = self.conn.execute(f"DELETE FROM {CHECKPOINTS} WHERE pipeline = ? AND partition = ?",
+                                           (pipeline, partition))
+            return cursor.rowcount
+        return await self._run(delete)
+
+    async def commit_batch(self, resource: ResourceConfig, batch: Batch) -> CommitResult:
+        tx = _SqliteTransaction(self)
+        await self._run(self.conn.execute, "BEGIN IMMEDIATE")
+        try:
+            result = await write_batch(tx, resource, batch)
+            await self._run(self.conn.execute, "COMMIT")
+        except BaseException:
+            await asyncio.shield(self._run(self.conn.execute, "ROLLBACK"))
+            raise
+        return result
+
+
+_SQLITE_BUSY = ("database is locked", "database table is locked")
+
+
+class _SqliteTransaction:
+    """The commit steps in SQLite dialect; each runs on the connection's thread."""
+
+    def __init__(self, destination: SqliteDestination) -> None:
+        self.d = destination
+        self.depth = 0
+
+    async def _exec(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        try:
+            return await self.d._run(self.d.conn.execute, sql, params)
+        except sqlite3.OperationalError as exc:
+            if any(s in str(exc) for s in _SQLITE_BUSY):
+                raise TransientError(f"SQLite: {exc}") from None
+            raise
+
+    def column_for(self, name: str, arrow: pa.DataType) -> Column:
+        if pa.types.is_integer(arrow) or pa.types.is_boolean(arrow):
+            return Column(name, pa.int64(), "INTEGER")
+        if pa.types.is_floating(arrow):
+            return Column(name, pa.float64(), "REAL")
+        if pa.types.is_binary(arrow) or pa.types.is_large_binary(arrow):
+            return Column(name, pa.binary(), "BLOB")
+        return Column(name, pa.string(), "TEXT", json=pa.types.is_nested(arrow))
+
+    async def table_columns(self, table: str) -> dict[str, Column] | None:
+        cursor = await self._exec(f"PRAGMA table_info({quote(table)})")
+        rows = await self.d._run(cursor.fetchall)
+        if not rows:
+            return None
+        columns = {}
+        for _cid, name, declared, *_ in rows:
+            kind = (declared or "").upper()
+            if "INT" in kind:
+                columns[name] = Column(name, pa.int64(), declared)
+            elif any(k in kind for k in ("REAL", "FLOA", "DOUB")):
+                columns[name] = Column(name, pa.float64(), declared)
+            elif "BLOB" in kind:
+                columns[name] = Column(name, pa.binary(), declared)
+            else:
+                columns[name] = Column(name, pa.string(), declared or "TEXT")
+        return columns
+
+    async def create_table(self, table: str, columns: Sequence[Column], key: Sequence[str]) -> str:
+        parts = [f"{quote(c.name)} {c.sql}" for c in columns]
+        if key:
+            parts.append(f"PRIMARY KEY ({', '.join(quote(k) for k in key)})")
+        ddl = f"CREATE TABLE {quote(table)} ({', '.join(parts)})"
+        await self._exec(ddl)
+        return ddl
+
+    async def add_column(self, table: str, column: Column) -> str:
+        ddl = f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column.name)} {column.sql}"
+        await self._exec(ddl)
+        return ddl
+
+    async def savepoint(self) -> None:
+        self.depth += 1
+        await self._exec(f"SAVEPOINT conduitd_{self.depth}")
+
+    async def rollback_to_savepoint(self) -> None:
+        await self._exec(f"ROLLBACK TO conduitd_{self.depth}")
+        await self._exec(f"RELEASE conduitd_{self.depth}")
+        self.depth -= 1
+
+    async def release_savepoint(self) -> None:
+        await self._exec(f"RELEASE conduitd_{self.depth}")
+        self.depth -= 1
+
+    async def write_rows(self, table: str, rows: pa.Table, columns: Sequence[Column], key: Sequence[str]) -> None:
+        names = [quote(c.name) for c in columns]
+        sql = f"INSERT INTO {quote(table)} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+        updates = [n for c, n in zip(columns, names, strict=True) if c.name not in key]
+        if key:
+            target = ", ".join(quote(k) for k in key)
+            action = f"UPDATE SET {', '.join(f'{n} = excluded.{n}' for n in updates)}" if updates else "NOTHING"
+            sql += f" ON CONFLICT ({target}) DO {action}"
+        values = list(zip(*(rows.column(i).to_pylist() for i in range(rows.num_columns)), strict=True))
+
+        def insert() -> None:
+            self.d.conn.executemany(sql, values)
+        try:
+            await self.d._run(insert)
+        except (sqlite3.IntegrityError, sqlite3.DataError) as exc:
+            raise RowsRefused(f"SQLite refused the row: {exc}") from None
+
+    async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> None:
+        sql = (f"INSERT INTO {quote(dlq_table)} (pipeline, partition, position, rule, reason, column_name, "
+               "value, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+        values = [(pipeline, r.partition, position_text(r.position), r.rule, r.reason, r.column, r.value, r.payload)
+                  for r in rejects]
+        await self.d._run(self.d.conn.executemany, sql, values)
+
+    async def compare_and_set(self, pipeline: str, partition: str, expected: Position, new: Position) -> bool:
+        now = datetime.now().astimezone().isoformat()
+        if expected is None:
+            cursor = await self._exec(
+                f"INSERT INTO {CHECKPOINTS} (pipeline, partition, position, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING", (pipeline, partition, position_text(new), now))
+        else:
+            cursor = await self._exec(
+                f"UPDATE {CHECKPOINTS} SET position = ?, updated_at = ? "
+                "WHERE pipeline = ? AND partition = ? AND position = ?",
+                (position_text(new), now, pipeline, partition, position_text(expected)))
+        return cursor.rowcount == 1

@@ -1,0 +1,77 @@
+"""Prometheus metrics and the per-pipeline status behind /status, /metrics and the progress line."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from conduitd.records import Position
+
+
+class Metrics:
+    """One registry per process (tests build their own)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ["pipeline"]
+        self.rows_read = Counter("conduitd_rows_read", "Records read from the source (rows and rejects).",
+                                 labels, registry=self.registry)
+        self.rows_written = Counter("conduitd_rows_written", "Rows committed to the destination table.",
+                                    labels, registry=self.registry)
+        self.rows_rejected = Counter("conduitd_dlq_rows", "Rows written to the DLQ, by rule.",
+                                     ["pipeline", "rule"], registry=self.registry)
+        self.batches = Counter("conduitd_batches", "Batches committed.", labels, registry=self.registry)
+        self.retries = Counter("conduitd_retries", "Retries after a retriable failure.", labels,
+                               registry=self.registry)
+        self.commit_seconds = Histogram(
+            "conduitd_commit_seconds", "Time to write and commit one batch.", labels, registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+        self.batch_rows = Histogram(
+            "conduitd_batch_rows", "Records per committed batch.", labels, registry=self.registry,
+            buckets=(1, 10, 100, 1000, 5000, 10000, 25000, 50000, 100000, 250000))
+        self.ready = Gauge("conduitd_pipeline_ready", "1 when the pipeline can write, 0 while it fails.",
+                           labels, registry=self.registry)
+        self.last_commit = Gauge("conduitd_last_commit_timestamp_seconds", "Unix time of the last commit.",
+                                 labels, registry=self.registry)
+        self.backlog = Gauge("conduitd_source_backlog", "Known source backlog per partition (bytes for files).",
+                             ["pipeline", "partition"], registry=self.registry)
+
+
+@dataclass
+class PipelineStatus:
+    """What /status shows for one pipeline; updated by the pipeline task only."""
+
+    name: str
+    source: str
+    destination: str
+    table: str
+    state: str = "starting"
+    ready: bool = False
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_rejected: int = 0
+    batches: int = 0
+    last_commit: float | None = None
+    last_error: str | None = None
+    positions: dict[str, Position] = field(default_factory=dict)
+    backlog: dict[str, int] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pipeline": self.name, "source": self.source, "destination": self.destination,
+            "table": self.table, "state": self.state, "ready": self.ready,
+            "rows_read": self.rows_read, "rows_written": self.rows_written,
+            "dlq_rows": self.rows_rejected, "batches": self.batches,
+            "last_commit": _iso(self.last_commit), "last_error": self.last_error,
+            "positions": self.positions, "backlog": self.backlog, "started": _iso(self.started),
+        }
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))

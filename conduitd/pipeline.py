@@ -1,0 +1,167 @@
+"""One pipeline: a reader task fills a bounded queue with chunks, a writer task cuts batches from
+it and commits each one (rows, DLQ rows and positions in one destination transaction).
+
+Retriable failures (connection lost, serialization failure, server down) are retried with
+exponential backoff and jitter while readiness is red; under --once they are retried for
+`service.once_retry_timeout` and then end the run with exit code 5.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from conduitd.batching import END, ChunkQueue, cut_batches
+from conduitd.config import Config, ResourceConfig
+from conduitd.destinations import Destination, make_destination
+from conduitd.destinations.base import CommitResult
+from conduitd.errors import ConduitError, DependencyUnreachable
+from conduitd.metrics import Metrics, PipelineStatus
+from conduitd.records import Batch
+from conduitd.sources import Source, open_source
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+QUEUE_CHUNKS = 8
+
+
+class Pipeline:
+    """See the module docstring."""
+
+    def __init__(self, config: Config, resource: ResourceConfig, metrics: Metrics, *, once: bool) -> None:
+        self.resource = resource
+        self.service = config.service
+        self.source_config = config.source(resource.source)
+        self.destination: Destination = make_destination(config.destination(resource.destination))
+        self.metrics = metrics
+        self.once = once
+        self.status = PipelineStatus(resource.name, resource.source, resource.destination, resource.table_name)
+        self.source: Source | None = None
+        self._extra = {"pipeline": resource.name}
+        self._reconnect = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until the source is done (--once) or `stop` is set, committing what was read."""
+        name = self.resource.name
+        try:
+            await self._retrying("connect", self._connect)
+            positions = await self._retrying("load checkpoints", lambda: self.destination.load_checkpoints(name))
+            self.status.positions = dict(positions)
+            self.source = open_source(self.source_config, once=self.once, max_rows=self.resource.batch.max_rows)
+            self._set_state("running", ready=True)
+            log.info("pipeline %s started: %s -> %s.%s", name, self.resource.source, self.resource.destination,
+                     self.resource.table_name, extra=self._extra)
+            queue: ChunkQueue = asyncio.Queue(maxsize=QUEUE_CHUNKS)
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._read(self.source, positions, queue, stop))
+                tasks.create_task(self._write(queue))
+            self._set_state("done" if self.once else "stopped", ready=False)
+        except BaseException as exc:
+            self._set_state("failed", ready=False)
+            self.status.last_error = str(exc) if isinstance(exc, ConduitError) else repr(exc)
+            raise
+        finally:
+            await asyncio.shield(self.destination.close())
+
+    async def _connect(self) -> None:
+        await self.destination.close()
+        await self.destination.open()
+        await self.destination.prepare(self.resource)
+
+    async def _read(self, source: Source, positions: dict[str, object], queue: ChunkQueue,
+                    stop: asyncio.Event) -> None:
+        async for chunk in source.chunks(positions, stop):
+            await queue.put(chunk)  # blocks when full: backpressure on the source
+        await queue.put(END)
+
+    async def _write(self, queue: ChunkQueue) -> None:
+        async for batch in cut_batches(queue, self.resource.batch):
+            started = time.perf_counter()
+            result = await self._retrying("commit", lambda b=batch: self._commit(b))  # type: ignore[misc]
+            self._account(batch, result, time.perf_counter() - started)
+
+    async def _commit(self, batch: Batch) -> CommitResult:
+        if self._reconnect:
+            await self._connect()
+            self._reconnect = False
+            # The connection may have dropped after COMMIT reached the server: if the stored
+            # positions are already the batch's end, the batch is in, and writing it again
+            # would duplicate it (the compare-and-set would refuse it anyway).
+            stored = await self.destination.load_checkpoints(self.resource.name)
+            if batch.end and all(stored.get(p) == end for p, end in batch.end.items()):
+                log.warning("the batch was committed before the connection dropped; not writing it again",
+                            extra=self._extra)
+                return CommitResult(batch.rows.num_rows, len(batch.rejects))
+        try:
+            return await self.destination.commit_batch(self.resource, batch)
+        except ConduitError as exc:
+            self._reconnect = exc.retriable
+            raise
+
+    def _account(self, batch: Batch, result: CommitResult, seconds: float) -> None:
+        name = self.resource.name
+        status = self.status
+        status.rows_read += batch.records
+        status.rows_written += result.rows_written
+        status.rows_rejected += result.rows_rejected
+        status.batches += 1
+        status.last_commit = time.time()
+        status.positions.update(batch.end)
+        if self.source is not None:
+            status.backlog = self.source.backlog()
+            for partition, size in status.backlog.items():
+                self.metrics.backlog.labels(name, partition).set(size)
+        self.metrics.rows_read.labels(name).inc(batch.records)
+        self.metrics.rows_written.labels(name).inc(result.rows_written)
+        self.metrics.batches.labels(name).inc()
+        self.metrics.commit_seconds.labels(name).observe(seconds)
+        self.metrics.batch_rows.labels(name).observe(batch.records)
+        self.metrics.last_commit.labels(name).set(status.last_commit)
+        rules: dict[str, int] = {}
+        for reject in batch.rejects:
+            rules[reject.rule] = rules.get(reject.rule, 0) + 1
+        extra_rejects = result.rows_rejected - len(batch.rejects)
+        if extra_rejects:
+            rules["cast_or_refused"] = extra_rejects
+        for rule, count in rules.items():
+            self.metrics.rows_rejected.labels(name, rule).inc(count)
+        for statement in result.ddl:
+            log.info("applied DDL: %s", statement, extra=self._extra)
+        log.debug("committed batch: %d rows, %d rejected, %.3fs", result.rows_written, result.rows_rejected,
+                  seconds, extra=self._extra)
+
+    def _set_state(self, state: str, *, ready: bool) -> None:
+        self.status.state = state
+        self.status.ready = ready
+        self.metrics.ready.labels(self.resource.name).set(1 if ready else 0)
+
+    async def _retrying(self, what: str, action: Callable[[], Awaitable[T]]) -> T:
+        """Run `action`, retrying retriable failures with backoff and jitter."""
+        delay = 0.2
+        first_failure: float | None = None
+        while True:
+            try:
+                result = await action()
+            except ConduitError as exc:
+                if not exc.retriable:
+                    raise
+                now = time.monotonic()
+                first_failure = first_failure or now
+                self._set_state("retrying", ready=False)
+                self.status.last_error = str(exc)
+                self.metrics.retries.labels(self.resource.name).inc()
+                if self.once and now - first_failure > self.service.once_retry_timeout:
+                    raise DependencyUnreachable(f"{what} failed for {now - first_failure:.0f}s: {exc}") from None
+                log.warning("%s failed, retrying in %.1fs: %s", what, delay, exc, extra=self._extra)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, self.service.retry_max_wait)
+                continue
+            if first_failure is not None:
+                log.info("%s succeeded again", what, extra=self._extra)
+                self._set_state("running", ready=True)
+                self.status.last_error = None
+            return result

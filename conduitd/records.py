@@ -1,0 +1,81 @@
+"""Immutable values that flow through a pipeline: rejected records, chunks and batches.
+
+A *position* is where a partition resumes after a record; it is JSON-serialisable and opaque to
+the runtime (a file source uses ``{"offset": N}``). `None` means "from the beginning".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+Position = Any
+
+
+def position_text(position: Position) -> str:
+    """Canonical JSON text of a position: equal positions give equal text (for compare-and-set)."""
+    return orjson.dumps(position, option=orjson.OPT_SORT_KEYS).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A record kept out of the destination table and written to the DLQ instead."""
+
+    partition: str
+    position: Position
+    reason: str
+    payload: str
+    rule: str = "decode"
+    column: str | None = None
+    value: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """What a source hands over: decoded rows of one partition between two positions."""
+
+    partition: str
+    start: Position
+    end: Position
+    rows: pa.Table
+    rejects: tuple[Reject, ...] = ()
+    nbytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Rows from `first_row` on (until the next origin) came from this partition and chunk."""
+
+    first_row: int
+    partition: str
+    start: Position
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Rows committed together with the end positions of every partition they came from."""
+
+    rows: pa.Table
+    rejects: tuple[Reject, ...]
+    start: Mapping[str, Position]
+    end: Mapping[str, Position]
+    nbytes: int
+    origins: tuple[Origin, ...] = field(default=())
+
+    @property
+    def records(self) -> int:
+        """Every record read: rows plus rejects."""
+        return self.rows.num_rows + len(self.rejects)
+
+    def origin_of(self, row: int) -> Origin:
+        """The partition and chunk start a row came from (for DLQ entries of refused rows)."""
+        found = self.origins[0]
+        for origin in self.origins:
+            if origin.first_row > row:
+                break
+            found = origin
+        return found

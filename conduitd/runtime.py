@@ -1,0 +1,93 @@
+"""The supervisor: owns every pipeline task and the health server, turns signals into a drain.
+
+First SIGTERM/SIGINT: stop reading, commit what is queued within `service.drain_timeout`, exit 0
+(1 if the deadline passed; the uncommitted remainder is read again next time). A second signal
+ends the process at once (exit 1); nothing uncommitted was acknowledged, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Sequence
+
+from conduitd.config import Config
+from conduitd.errors import ExitCode
+from conduitd.health import HealthServer
+from conduitd.metrics import Metrics, PipelineStatus
+from conduitd.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Runs the selected pipelines of a config until done (--once) or stopped."""
+
+    def __init__(self, config: Config, resources: Sequence[str] = (), *, once: bool = False) -> None:
+        self.config = config
+        self.once = once
+        self.metrics = Metrics()
+        chosen = [r for r in config.resources if not resources or r.name in resources]
+        self.pipelines = [Pipeline(config, r, self.metrics, once=once) for r in chosen]
+        self.stop = asyncio.Event()
+        self.health: HealthServer | None = None
+        self.drain_expired = False
+        self._signals = 0
+
+    def statuses(self) -> list[PipelineStatus]:
+        return [p.status for p in self.pipelines]
+
+    async def run(self) -> ExitCode:
+        """Run everything; return the exit code. A failing pipeline stops the others and its
+        error propagates (inside an ExceptionGroup) for the CLI to turn into an exit code."""
+        self._install_signal_handlers()
+        service = self.config.service
+        if service.health_port is not None:
+            self.health = HealthServer(service.health_host, service.health_port, self.metrics, self.statuses)
+            await self.health.start()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                runs = [tasks.create_task(p.run(self.stop), name=f"pipeline {p.resource.name}")
+                        for p in self.pipelines]
+                tasks.create_task(self._enforce_drain_deadline(runs))
+        finally:
+            if self.health is not None:
+                await self.health.stop()
+        return ExitCode.RUNTIME if self.drain_expired else ExitCode.OK
+
+    async def _enforce_drain_deadline(self, runs: Sequence[asyncio.Task[None]]) -> None:
+        """Once a stop is requested, give the pipelines `drain_timeout` to commit, then cancel them
+        (their open transactions roll back; that work is read again on restart)."""
+        while not all(r.done() for r in runs):
+            if self.stop.is_set():
+                break
+            await asyncio.sleep(0.1)
+        else:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.service.drain_timeout
+        while not all(r.done() for r in runs):
+            if loop.time() > deadline:
+                self.drain_expired = True
+                log.error("drain deadline of %.0fs passed: stopping without committing the rest "
+                          "(it will be read again on restart)", self.config.service.drain_timeout)
+                for run in runs:
+                    run.cancel()
+                return
+            await asyncio.sleep(0.05)
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def _on_signal(self, signum: int) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.error("second %s: exiting at once; uncommitted work will be read again",
+                      signal.Signals(signum).name)
+            os._exit(ExitCode.RUNTIME)
+        log.info("%s: draining (stop reading, commit what is queued, exit)", signal.Signals(signum).name)
+        self.stop.set()
