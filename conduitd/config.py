@@ -49,6 +49,8 @@ class FileSourceConfig(_Frozen):
     """Defaults to the file extension (.jsonl/.json/.ndjson, .csv, .parquet)."""
     poll_interval: Duration = 1.0
     """In daemon mode, how often new files and appended lines are looked for."""
+    partial_line_timeout: Duration = 5.0
+    """In daemon mode, a last line without a newline is taken once the file has not grown for this long."""
     read_size: ByteSize = 4 * 1024 * 1024
     """How many bytes are read and decoded at a time (a *chunk*)."""
     csv_delimiter: str = Field(",", min_length=1, max_length=1)

@@ -119,9 +119,8 @@ def _cast(array: pa.Array, target: Column) -> pa.Array:
         return to_text(array)  # numbers and booleans are valid JSON as written
     if pa.types.is_null(source):
         return pa.nulls(len(array), type=wanted)
-    if pa.types.is_decimal(wanted) and pa.types.is_floating(source):
-        # Through the shortest text form, never through a binary float: 3703.6 stays 3703.6.
-        return pc.round(array, ndigits=wanted.scale).cast(pa.string()).cast(wanted)
+    if pa.types.is_decimal(wanted) and not pa.types.is_integer(source):
+        return _to_decimal(array, wanted)
     if pa.types.is_timestamp(wanted) and (pa.types.is_string(source) or pa.types.is_large_string(source)):
         return _parse_timestamps(array, wanted)
     if pa.types.is_timestamp(wanted) and pa.types.is_timestamp(source) and bool(wanted.tz) != bool(source.tz):
@@ -131,6 +130,16 @@ def _cast(array: pa.Array, target: Column) -> pa.Array:
     if re.match(r"^u?int", str(wanted)) and pa.types.is_floating(source):
         return array.cast(wanted, safe=True)  # 2.0 -> 2; 2.5 fails and is rejected
     return array.cast(wanted, safe=True)
+
+
+def _to_decimal(array: pa.Array, wanted: pa.Decimal128Type) -> pa.Array:
+    """Floats go through their shortest text form, never through binary (3703.6 stays 3703.6);
+    extra digits round half away from zero, as PostgreSQL rounds them."""
+    if not pa.types.is_decimal(array.type):
+        array = array.cast(pa.string()).cast(pa.decimal128(38, max(wanted.scale, 12)))
+    if array.type.scale > wanted.scale:
+        array = pc.round(array, ndigits=wanted.scale, round_mode="half_towards_infinity")
+    return array.cast(wanted)
 
 
 def _parse_timestamps(array: pa.Array, wanted: pa.TimestampType) -> pa.Array:

@@ -3,9 +3,9 @@
 A partition is one file (its path as matched); the position is ``{"offset": N}``, the byte after
 the last complete line read (CSV, JSON lines), or ``{"row": N}`` for Parquet. In daemon mode new
 files and lines appended to existing files are picked up every `poll_interval`; a last line
-without its newline is held back until the file stops growing for one poll, since it may still
-be being written. A file that shrinks below its position was replaced: it is read again from the
-start, with a warning.
+without its newline is held back until the file has stopped growing for `partial_line_timeout`,
+since it may still be being written. A file that shrinks below its position was replaced: it is
+read again from the start, with a warning.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import csv
 import glob
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Literal
@@ -45,7 +46,7 @@ class FileSource:
         self.max_rows = max_rows
         self._offsets: dict[str, int] = {}
         self._sizes: dict[str, int] = {}
-        self._held_tail: dict[str, int] = {}
+        self._held_tail: dict[str, tuple[int, float]] = {}
 
     def backlog(self) -> dict[str, int]:
         return {p: max(0, self._sizes.get(p, 0) - o) for p, o in self._offsets.items()}
@@ -155,10 +156,11 @@ class FileSource:
         if offset + len(block) < size or block.endswith(b"\n"):
             return block[: int(newlines[-1]) + 1] if len(newlines) else block
         # The file ends in a line without a newline: complete under --once, or once it stops growing.
-        if self.once or self._held_tail.get(path) == size:
+        held_size, since = self._held_tail.get(path, (-1, time.monotonic()))
+        if self.once or (held_size == size and time.monotonic() - since >= self.config.partial_line_timeout):
             self._held_tail.pop(path, None)
             return block
-        self._held_tail[path] = size
+        self._held_tail[path] = (size, since if held_size == size else time.monotonic())
         return block[: int(newlines[-1]) + 1] if len(newlines) else b""
 
     @staticmethod

@@ -1,0 +1,65 @@
+"""Shared fixtures: the real PostgreSQL the test script started, a fresh schema per test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+DEFAULT_PG_DSN = "postgresql://postgres:postgres@127.0.0.1:5432/conduitd_test"
+
+
+def require_or_skip(reason: str) -> None:
+    """Fail under the test script (CONDUITD_REQUIRE_SERVICES=1), skip in a casual local run."""
+    if os.environ.get("CONDUITD_REQUIRE_SERVICES") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> str:
+    import asyncpg
+
+    dsn = os.environ.get("CONDUITD_TEST_PG_DSN", DEFAULT_PG_DSN)
+
+    async def probe() -> None:
+        conn = await asyncpg.connect(dsn, timeout=5)
+        await conn.close()
+
+    try:
+        asyncio.run(probe())
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+        require_or_skip(f"PostgreSQL is not reachable at {dsn}: {exc} (run scripts/services.sh)")
+    return dsn
+
+
+@pytest.fixture
+def pg_schema(pg_dsn: str) -> Iterator[str]:
+    """A schema of its own for one test, dropped afterwards."""
+    import asyncpg
+
+    name = f"t_{uuid.uuid4().hex[:10]}"
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE SCHEMA "{name}"'))
+    yield name
+    asyncio.run(run(f'DROP SCHEMA "{name}" CASCADE'))
+
+
+@pytest.fixture
+async def pg(pg_dsn: str) -> AsyncIterator[object]:
+    """An asyncpg connection for checking results."""
+    import asyncpg
+
+    conn = await asyncpg.connect(pg_dsn)
+    yield conn
+    await conn.close()

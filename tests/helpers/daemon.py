@@ -1,0 +1,29 @@
+"""Run the real `conduitd` command as a separate process, as an operator would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def conduitd(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run `python -m conduitd ARGS` to completion and return the result (text output)."""
+    return subprocess.run([sys.executable, "-m", "conduitd", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})}, check=False)
+
+
+def start_conduitd(*args: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start `python -m conduitd ARGS` in the background, its output appended to `log`."""
+    handle = log.open("ab")
+    return subprocess.Popen([sys.executable, "-m", "conduitd", *args], stdout=handle, stderr=subprocess.STDOUT,
+                            env={**os.environ, **(env or {})})
