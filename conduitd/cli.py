@@ -13,7 +13,7 @@ import asyncio
 import gc
 import logging
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from conduitd import __version__
@@ -95,10 +95,12 @@ def _run_async(coro: Coroutine[Any, Any, int]) -> int:
     """Run on uvloop when it is installed; map ConduitErrors (also inside task groups) to exit codes."""
     try:
         import uvloop
+
+        run: Callable[[Coroutine[Any, Any, int]], int] = uvloop.run
     except ImportError:
-        uvloop = None
+        run = asyncio.run
     try:
-        return uvloop.run(coro) if uvloop is not None else asyncio.run(coro)
+        return run(coro)
     except ConduitError as exc:
         return _report(exc)
     except BaseExceptionGroup as group:  # raised by task groups

@@ -141,10 +141,7 @@ def _data_path(loc: tuple[int | str, ...], data: Any) -> KeyPath:
     path: list[str | int] = []
     current = data
     for part in loc:
-        if isinstance(current, dict) and part in current:
-            current = current[part]
-            path.append(part)
-        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+        if _has_key(current, part):
             current = current[part]
             path.append(part)
         elif isinstance(current, dict | list):
@@ -153,6 +150,12 @@ def _data_path(loc: tuple[int | str, ...], data: Any) -> KeyPath:
             path.append(part)
             current = None
     return tuple(path)
+
+
+def _has_key(container: Any, part: int | str) -> bool:
+    if isinstance(container, dict):
+        return part in container
+    return isinstance(container, list) and isinstance(part, int) and 0 <= part < len(container)
 
 
 def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:

@@ -87,7 +87,6 @@ class Pipeline:
     async def _commit(self, batch: Batch) -> CommitResult:
         if self._reconnect:
             await self._connect()
-            self._reconnect = False
             # The connection may have dropped after COMMIT reached the server: if the stored
             # positions are already the batch's end, the batch is in, and writing it again
             # would duplicate it (the compare-and-set would refuse it anyway).
@@ -95,7 +94,9 @@ class Pipeline:
             if batch.end and all(stored.get(p) == end for p, end in batch.end.items()):
                 log.warning("the batch was committed before the connection dropped; not writing it again",
                             extra=self._extra)
+                self._reconnect = False
                 return CommitResult(batch.rows.num_rows, len(batch.rejects))
+            self._reconnect = False
         try:
             return await self.destination.commit_batch(self.resource, batch)
         except ConduitError as exc:

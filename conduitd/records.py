@@ -69,7 +69,7 @@ class Batch:
     @property
     def records(self) -> int:
         """Every record read: rows plus rejects."""
-        return self.rows.num_rows + len(self.rejects)
+        return int(self.rows.num_rows) + len(self.rejects)
 
     def origin_of(self, row: int) -> Origin:
         """The partition and chunk start a row came from (for DLQ entries of refused rows)."""

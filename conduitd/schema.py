@@ -79,7 +79,7 @@ def conform(rows: pa.Table, columns: Mapping[str, Column]) -> tuple[pa.Table, li
         bad |= failed
         arrays.append(array)
         names.append(name)
-    table = pa.Table.from_arrays(arrays, names=names) if names else pa.table({"__empty": pa.nulls(rows.num_rows)}).drop(["__empty"])
+    table = pa.Table.from_arrays(arrays, names=names) if names else pa.table({})
     kept = np.flatnonzero(~bad)
     if bad.any():
         table = table.filter(pa.array(~bad))

@@ -31,7 +31,7 @@ def pg_dsn() -> str:
 
     try:
         asyncio.run(probe())
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         require_or_skip(f"PostgreSQL is not reachable at {dsn}: {exc} (run scripts/services.sh)")
     return dsn
 

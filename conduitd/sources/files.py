@@ -11,6 +11,7 @@ read again from the start, with a warning.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import glob
 import logging
@@ -63,6 +64,9 @@ class FileSource:
             found = [path] if os.path.exists(path) else []
         return sorted(f for f in found if os.path.isfile(f))
 
+    def _sizes_now(self) -> dict[str, int]:
+        return {f: os.path.getsize(f) for f in self.discover()}
+
     def _format_of(self, path: str, strict: bool = False) -> Format | None:
         by_extension = _EXTENSIONS.get(Path(path).suffix.lower())
         if self.config.format is None:
@@ -75,7 +79,7 @@ class FileSource:
         stored = dict(positions)
         limit: dict[str, int] | None = None
         if self.once:
-            limit = {f: os.path.getsize(f) for f in self.discover()}
+            limit = await asyncio.to_thread(self._sizes_now)
         while not stop.is_set():
             files = list(limit) if limit is not None else self.discover()
             produced = False
@@ -90,10 +94,8 @@ class FileSource:
             if self.once:
                 return
             if not produced:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.config.poll_interval)
-                except TimeoutError:
-                    pass
 
     async def _read(self, path: str, position: Position, limit: int | None) -> AsyncIterator[Chunk]:
         fmt = self._format_of(path)
@@ -105,7 +107,7 @@ class FileSource:
                 yield chunk
             return
         offset = int(position["offset"]) if position else 0
-        size = limit if limit is not None else os.path.getsize(path)
+        size = limit if limit is not None else await asyncio.to_thread(os.path.getsize, path)
         self._sizes[path] = size
         if size < offset:
             log.warning("%s shrank below its committed position (%d < %d): reading it again from the start",

@@ -24,6 +24,6 @@ def conduitd(*args: str, env: dict[str, str] | None = None, timeout: float = 120
 
 def start_conduitd(*args: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start `python -m conduitd ARGS` in the background, its output appended to `log`."""
-    handle = log.open("ab")
-    return subprocess.Popen([sys.executable, "-m", "conduitd", *args], stdout=handle, stderr=subprocess.STDOUT,
-                            env={**os.environ, **(env or {})})
+    with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", "conduitd", *args], stdout=handle, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})})

@@ -10,10 +10,9 @@ import pyarrow as pa
 import pytest
 
 from conduitd.batching import build_batch
-from conduitd.config import ResourceConfig
+from conduitd.config import PostgresDestinationConfig, ResourceConfig
 from conduitd.destinations.postgres import PostgresDestination, describe_dsn
 from conduitd.errors import CheckpointConflict, DependencyUnreachable, SchemaIncompatible
-from conduitd.config import PostgresDestinationConfig
 from conduitd.records import Batch, Chunk, Reject
 
 
@@ -166,7 +165,8 @@ async def test_upsert_key_missing_from_the_data_is_a_schema_error(dest: Any, pg_
         await dest.commit_batch(res, batch([{"id": 1}], None, 1))
 
 
-async def test_decode_rejects_and_empty_batches_still_advance_the_checkpoint(dest: Any, pg: Any, pg_schema: str) -> None:
+async def test_decode_rejects_and_empty_batches_still_advance_the_checkpoint(
+        dest: Any, pg: Any, pg_schema: str) -> None:
     res = resource()
     await dest.prepare(res)
     bad = Reject("p", {"offset": 4}, "not valid JSON", "{oops")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
 import orjson
@@ -33,7 +34,7 @@ async def test_chunks_chain_positions_and_respect_max_rows(tmp_path: Path) -> No
     chunks = await read_all(source(file, max_rows=10))
     assert [c.rows.num_rows for c in chunks] == [10, 10, 5]
     assert chunks[0].start is None
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         assert after.start == before.end
     assert chunks[-1].end == {"offset": file.stat().st_size}
     assert [r["id"] for c in chunks for r in c.rows.to_pylist()] == list(range(25))
@@ -145,9 +146,9 @@ async def test_directory_lists_matching_files_in_name_order(tmp_path: Path) -> N
     assert [Path(p).name for p in source(tmp_path).discover()] == ["a.jsonl", "b.jsonl"]
 
 
-async def wait_for(condition: object, timeout: float = 3.0) -> None:
+async def wait_for(condition: object, within: float = 3.0) -> None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while not condition():  # type: ignore[operator]
         assert loop.time() < deadline, "condition not reached in time"
         await asyncio.sleep(0.01)

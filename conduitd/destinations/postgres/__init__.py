@@ -44,9 +44,10 @@ class PostgresDestination:
         if self._conn is not None:
             raise RuntimeError("the PostgreSQL destination is already open")
         try:
-            self._conn = await asyncpg.connect(self.config.dsn.get_secret_value(),
-                                               timeout=self.config.connect_timeout)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            self._conn = await asyncpg.connect(
+                self.config.dsn.get_secret_value(), timeout=self.config.connect_timeout,
+                server_settings={"application_name": f"conduitd {self.schema}"[:63]})
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise unreachable(exc, self.where) from None
         try:
             await self.conn.execute(
@@ -64,7 +65,7 @@ class PostgresDestination:
         if conn is not None:
             try:
                 await asyncio.wait_for(conn.close(), 5)
-            except (OSError, asyncio.TimeoutError, asyncpg.InterfaceError):
+            except (TimeoutError, OSError, asyncpg.InterfaceError):
                 conn.terminate()
 
     async def ping(self) -> None:

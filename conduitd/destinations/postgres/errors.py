@@ -27,7 +27,9 @@ def translate(exc: BaseException) -> BaseException:
         if state in ("42P10", "42804", "42703"):  # no unique constraint for ON CONFLICT, type mismatch, no column
             return SchemaIncompatible(message)
         return ConduitError(message)
-    if isinstance(exc, OSError | asyncio.TimeoutError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError):
+    if isinstance(exc, OSError | asyncio.TimeoutError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError
+                  | asyncpg.InternalClientError):
+        # InternalClientError: the protocol was left mid-operation by a dropped connection.
         return TransientError(f"PostgreSQL connection lost: {exc}")
     return exc
 
