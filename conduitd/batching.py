@@ -4,6 +4,7 @@ A batch is cut when `max_rows` or `max_bytes` is reached, or `max_wait` after it
 arrived, whichever comes first. A chunk is never split (positions are known only at chunk
 edges), so sources keep chunks at or below `max_rows`; a batch never exceeds `max_rows` unless a
 single chunk does. `END` in the queue means the source is done: the last batch is cut at once.
+A chunk of a newer epoch (partitions moved) drops the pending chunks of the older one.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def build_batch(chunks: list[Chunk]) -> Batch:
         end=end,
         nbytes=sum(c.nbytes for c in chunks),
         origins=tuple(origins),
+        epoch=chunks[0].epoch if chunks else 0,
     )
 
 
@@ -65,6 +67,10 @@ async def cut_batches(
             if pending:
                 yield build_batch(pending)
             return
+        if pending and chunk.epoch != pending[0].epoch:
+            # Partitions moved: what is pending was read under the old assignment and will be
+            # read again by their new owner; it must not be mixed with (or block) newer chunks.
+            pending, rows, nbytes = [], 0, 0
         chunk_rows = chunk.rows.num_rows + len(chunk.rejects)
         if pending and rows + chunk_rows > limits.max_rows:
             yield build_batch(pending)

@@ -15,7 +15,7 @@ from conduitd.config import Config
 from conduitd.destinations import make_destination
 from conduitd.errors import ConduitError, ExitCode
 from conduitd.runtime import Runtime
-from conduitd.sources.files import FileSource
+from conduitd.sources import check_source
 
 log = logging.getLogger("conduitd")
 CommandCoro = Coroutine[Any, Any, int]
@@ -62,8 +62,11 @@ async def validate(config: Config, resources: Sequence[str]) -> int:
         if resources and resource.name not in resources:
             continue
         source = config.source(resource.source)
-        files = FileSource(source, once=True, max_rows=1).discover()
-        print(f"{resource.name}: source {source.name}: {len(files)} file(s) match {source.path}")
+        try:
+            print(f"{resource.name}: source {source.name}: {await check_source(source)}")
+        except ConduitError as exc:
+            print(f"{resource.name}: source {source.name}: {exc}")
+            worst = max(worst, exc.exit_code)
         destination = make_destination(config.destination(resource.destination))
         try:
             await destination.open()

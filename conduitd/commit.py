@@ -1,7 +1,7 @@
 """The commit protocol for one batch, as named steps run inside one destination transaction:
 
-    evolve table -> conform rows -> resolve duplicate keys -> write rows (isolating refused ones)
-    -> write DLQ rows -> compare-and-set checkpoints
+    split deletes -> evolve table -> conform rows -> resolve duplicate keys (last wins) -> delete
+    -> write rows (isolating refused ones) -> write DLQ rows -> compare-and-set checkpoints
 
 The caller opens the transaction, calls `write_batch`, and commits when it returns; any exception
 rolls everything back, so rows, DLQ rows and positions are stored together or not at all.
@@ -10,16 +10,18 @@ rolls everything back, so rows, DLQ rows and positions are stored together or no
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from conduitd.config import ResourceConfig
 from conduitd.destinations.base import CommitResult, RowsRefused, Transaction
 from conduitd.errors import CheckpointConflict, SchemaIncompatible
-from conduitd.records import Batch, Reject
+from conduitd.records import DELETED, Batch, Reject
 from conduitd.schema import Column, conform, refine_types
 
 log = logging.getLogger(__name__)
@@ -31,13 +33,17 @@ async def write_batch(tx: Transaction, resource: ResourceConfig, batch: Batch) -
     key = resource.unique_key
     rejects = list(batch.rejects)
     ddl: list[str] = []
-    written = 0
+    written = deleted = 0
     if batch.rows.num_rows:
-        columns, ddl = await _evolve_table(tx, table, batch.rows, key)
-        rows, failures, source_rows = conform(batch.rows, columns)
+        rows, deletes = _split_deletes(batch.rows, resource)
+        columns, ddl = await _evolve_table(tx, table, rows, key)
+        rows, failures, source_rows = conform(rows, columns)
         rejects += [_reject(batch, f.row, f.reason, "cast", f.column, f.value) for f in failures]
         if key:
             rows, source_rows = _last_per_key(rows, source_rows, key)
+            rows, source_rows, doomed = _without_deleted(rows, source_rows, deletes)
+            if doomed.num_rows:
+                deleted = await tx.delete_rows(table, doomed.select(list(key)))
         written_cols = [columns[name] for name in rows.column_names]
         refused = await _write_isolating(tx, table, rows, written_cols, key)
         rejects += [_reject(batch, int(source_rows[i]), reason, "refused") for i, reason in refused]
@@ -45,7 +51,33 @@ async def write_batch(tx: Transaction, resource: ResourceConfig, batch: Batch) -
     if rejects:
         await tx.write_rejects(resource.dlq_table, resource.name, rejects)
     await _advance_checkpoints(tx, resource.name, batch)
-    return CommitResult(written, len(rejects), tuple(ddl))
+    return CommitResult(written, len(rejects), tuple(ddl), deleted, dict(Counter(r.rule for r in rejects)))
+
+
+def _split_deletes(rows: pa.Table, resource: ResourceConfig) -> tuple[pa.Table, np.ndarray]:
+    """Which rows stand for deletes (tombstones, or a true soft-delete flag); the marker column of
+    tombstones is dropped. Only upserts delete: in append mode a soft-delete flag is plain data."""
+    deletes = np.zeros(rows.num_rows, dtype=bool)
+    if DELETED in rows.column_names:
+        deletes |= rows.column(DELETED).fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
+        rows = rows.drop_columns([DELETED])
+    flag = resource.deletes.soft_delete_column
+    if resource.mode == "upsert" and flag and flag in rows.column_names:
+        column = rows.column(flag)
+        truthy = pc.equal(column.cast(pa.bool_()), True) if pa.types.is_boolean(column.type) or \
+            pa.types.is_integer(column.type) else pc.is_in(column.cast(pa.string()), pa.array(["true", "True", "1"]))
+        deletes |= truthy.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
+    return rows, deletes
+
+
+def _without_deleted(rows: pa.Table, source_rows: np.ndarray,
+                     deletes: np.ndarray) -> tuple[pa.Table, np.ndarray, pa.Table]:
+    """After last-per-key resolution: rows whose last word is a delete are removed from the write
+    and returned (their key columns) to be deleted from the table."""
+    mask = deletes[source_rows]
+    if not mask.any():
+        return rows, source_rows, pa.table({})
+    return rows.filter(pa.array(~mask)), source_rows[~mask], rows.filter(pa.array(mask))
 
 
 async def _evolve_table(tx: Transaction, table: str, rows: pa.Table,

@@ -56,7 +56,59 @@ class FileSourceConfig(_Frozen):
     csv_delimiter: str = Field(",", min_length=1, max_length=1)
 
 
-SourceConfig = FileSourceConfig
+MetadataColumn = Literal["key", "headers", "topic", "partition", "offset", "timestamp"]
+_RESERVED_CLIENT_KEYS = {
+    "bootstrap.servers": "set 'brokers'", "group.id": "set 'group_id'",
+    "enable.auto.commit": "offsets are committed by conduitd after each batch",
+    "enable.auto.offset.store": "offsets are stored by conduitd after each batch",
+    "auto.offset.reset": "set 'start'",
+}
+
+
+class KafkaSourceConfig(_Frozen):
+    """Kafka topics consumed by a consumer group (confluent-kafka / librdkafka)."""
+
+    name: str = Field(pattern=_NAME)
+    type: Literal["kafka"]
+    brokers: str
+    """Comma-separated host:port list (bootstrap.servers)."""
+    topics: tuple[str, ...] = ()
+    topic_pattern: str | None = None
+    """A regular expression of topic names (instead of `topics`)."""
+    group_id: str
+    format: Literal["json", "raw"] = "json"
+    """`json`: each value is a JSON object (one row); `raw`: the value bytes in a `value` column."""
+    start: Literal["earliest", "latest"] = "earliest"
+    """Where a partition with no stored position starts."""
+    client: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    """librdkafka properties passed through as they are (session.timeout.ms, security.protocol, sasl.*, ssl.*)."""
+    metadata_columns: tuple[MetadataColumn, ...] = ()
+    """Kafka metadata added as columns kafka_key, kafka_headers, kafka_topic, kafka_partition, kafka_offset,
+    kafka_timestamp."""
+    max_record_bytes: ByteSize = Field(1024 * 1024, gt=0)
+    """A larger value goes to the DLQ instead of the table."""
+    poll_records: int = Field(10_000, gt=0)
+    """Records asked of the client per poll."""
+
+    @field_validator("topics", mode="before")
+    @classmethod
+    def _one_topic_as_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check(self) -> KafkaSourceConfig:
+        if bool(self.topics) == bool(self.topic_pattern):
+            raise ValueError("set exactly one of 'topics' and 'topic_pattern'")
+        for key, why in _RESERVED_CLIENT_KEYS.items():
+            if key in self.client:
+                raise ValueError(f"client property {key!r} is managed by conduitd: {why}")
+        strategy = str(self.client.get("partition.assignment.strategy", ""))
+        if "cooperative" in strategy:
+            raise ValueError("cooperative rebalancing is not supported yet: use range or roundrobin")
+        return self
+
+
+SourceConfig = Annotated[FileSourceConfig | KafkaSourceConfig, Field(discriminator="type")]
 
 
 class SqliteDestinationConfig(_Frozen):
@@ -107,6 +159,15 @@ class DlqConfig(_Frozen):
         return self
 
 
+class DeletesConfig(_Frozen):
+    """How deletes in the source reach the table (mode `upsert` only)."""
+
+    tombstone: bool = True
+    """A Kafka record with a key and a null value deletes the row with that key."""
+    soft_delete_column: str | None = None
+    """A row whose value in this column is true deletes the row with its key (and is not written)."""
+
+
 class ResourceConfig(_Frozen):
     """A pipeline: one source, one destination table, and how rows are written."""
 
@@ -120,6 +181,7 @@ class ResourceConfig(_Frozen):
     """Columns identifying a row for `upsert`; within one batch the last row per key wins."""
     batch: BatchConfig = BatchConfig()
     dlq: DlqConfig = DlqConfig()
+    deletes: DeletesConfig = DeletesConfig()
 
     @model_validator(mode="before")
     @classmethod

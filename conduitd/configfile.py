@@ -133,7 +133,8 @@ def _describe(exc: ValidationError, data: Any, located: _Locator) -> str:
 
 
 def _is_secret(path: KeyPath) -> bool:
-    return bool(path) and str(path[-1]) in {"dsn", "password", "token", "secret"}
+    key = str(path[-1]).lower() if path else ""
+    return key == "dsn" or any(word in key for word in ("password", "token", "secret", "key"))
 
 
 def _data_path(loc: tuple[int | str, ...], data: Any) -> KeyPath:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import orjson
@@ -24,9 +25,17 @@ PositionAt = Callable[[int], Position]
 
 def decode_jsonl(block: bytes, partition: str, position_at: PositionAt) -> tuple[pa.Table, list[Reject]]:
     """Decode newline-delimited JSON objects; blank lines are skipped."""
+    table, rejects, _ = decode_jsonl_lines(block, partition, position_at)
+    return table, rejects
+
+
+def decode_jsonl_lines(block: bytes, partition: str,
+                       position_at: PositionAt) -> tuple[pa.Table, list[Reject], np.ndarray | None]:
+    """Like `decode_jsonl`, also returning which lines (0-based, counting every line) became rows,
+    or None when every line did: callers with per-line metadata keep it aligned with this."""
     fast = _read_json(block)
     if fast is not None:
-        return fast, []
+        return fast, [], None
     return _decode_jsonl_slowly(block, partition, position_at)
 
 
@@ -54,22 +63,29 @@ def _timestamps_as_utc(table: pa.Table) -> pa.Table:
 
 def _decode_jsonl_slowly(
     block: bytes, partition: str, position_at: PositionAt
-) -> tuple[pa.Table, list[Reject]]:
+) -> tuple[pa.Table, list[Reject], np.ndarray]:
     rejects: list[Reject] = []
-    good: list[tuple[bytes, int]] = []
+    good: list[_Line] = []
     offset = 0
-    for line in block.splitlines(keepends=True):
+    for index, line in enumerate(block.splitlines(keepends=True)):
         offset += len(line)
         text = line.strip()
         if not text:
             continue
         reason = _json_object_problem(text)
         if reason is None:
-            good.append((text, offset))
+            good.append(_Line(text, offset, index))
         else:
             rejects.append(Reject(partition, position_at(offset), reason, _payload(text)))
-    tables = _read_lines(good, partition, position_at, rejects)
-    return concat_tables(tables), rejects
+    kept: list[int] = []
+    tables = _read_lines(good, partition, position_at, rejects, kept)
+    return concat_tables(tables), rejects, np.array(kept, dtype=np.int64)
+
+
+class _Line(NamedTuple):
+    text: bytes
+    end: int
+    number: int
 
 
 def _json_object_problem(line: bytes) -> str | None:
@@ -82,21 +98,23 @@ def _json_object_problem(line: bytes) -> str | None:
     return None
 
 
-def _read_lines(lines: list[tuple[bytes, int]], partition: str, position_at: PositionAt,
-                rejects: list[Reject]) -> list[pa.Table]:
+def _read_lines(lines: list[_Line], partition: str, position_at: PositionAt,
+                rejects: list[Reject], kept: list[int]) -> list[pa.Table]:
     """Read valid JSON objects; where types clash inside a block, halve it until they do not."""
     if not lines:
         return []
-    table = _read_json(b"\n".join(text for text, _ in lines) + b"\n")
+    table = _read_json(b"\n".join(line.text for line in lines) + b"\n")
     if table is not None:
+        kept.extend(line.number for line in lines)
         return [table]
     if len(lines) == 1:
-        text, end = lines[0]
-        rejects.append(Reject(partition, position_at(end), "record cannot be represented in Arrow", _payload(text)))
+        (line,) = lines
+        rejects.append(Reject(partition, position_at(line.end), "record cannot be represented in Arrow",
+                              _payload(line.text)))
         return []
     middle = len(lines) // 2
-    return (_read_lines(lines[:middle], partition, position_at, rejects)
-            + _read_lines(lines[middle:], partition, position_at, rejects))
+    return (_read_lines(lines[:middle], partition, position_at, rejects, kept)
+            + _read_lines(lines[middle:], partition, position_at, rejects, kept))
 
 
 def _payload(raw: bytes) -> str:

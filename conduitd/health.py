@@ -74,5 +74,6 @@ class HealthServer:
                             content_type="application/json")
 
     async def _metrics(self, _: web.Request) -> web.Response:
+        self.statuses()  # refreshes lag gauges
         return web.Response(body=generate_latest(self.metrics.registry),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})

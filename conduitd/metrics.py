@@ -36,8 +36,9 @@ class Metrics:
                            labels, registry=self.registry)
         self.last_commit = Gauge("conduitd_last_commit_timestamp_seconds", "Unix time of the last commit.",
                                  labels, registry=self.registry)
-        self.backlog = Gauge("conduitd_source_backlog", "Known source backlog per partition (bytes for files).",
-                             ["pipeline", "partition"], registry=self.registry)
+        self.lag = Gauge("conduitd_source_lag", "How far a partition is behind its source's end, by unit: "
+                         "records and seconds (Kafka), bytes (files).", ["pipeline", "partition", "unit"],
+                         registry=self.registry)
 
 
 @dataclass
@@ -57,7 +58,7 @@ class PipelineStatus:
     last_commit: float | None = None
     last_error: str | None = None
     positions: dict[str, Position] = field(default_factory=dict)
-    backlog: dict[str, int] = field(default_factory=dict)
+    lag: dict[str, dict[str, float]] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
 
     def as_dict(self) -> dict[str, Any]:
@@ -67,7 +68,7 @@ class PipelineStatus:
             "rows_read": self.rows_read, "rows_written": self.rows_written,
             "dlq_rows": self.rows_rejected, "batches": self.batches,
             "last_commit": _iso(self.last_commit), "last_error": self.last_error,
-            "positions": self.positions, "backlog": self.backlog, "started": _iso(self.started),
+            "positions": self.positions, "lag": self.lag, "started": _iso(self.started),
         }
 
 

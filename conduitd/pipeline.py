@@ -1,5 +1,6 @@
 """One pipeline: a reader task fills a bounded queue with chunks, a writer task cuts batches from
-it and commits each one (rows, DLQ rows and positions in one destination transaction).
+it and commits each one (rows, DLQ rows and positions in one destination transaction), then
+acknowledges the source.
 
 Retriable failures (connection lost, serialization failure, server down) are retried with
 exponential backoff and jitter while readiness is red; under --once they are retried for
@@ -21,7 +22,7 @@ from conduitd.destinations import Destination, make_destination
 from conduitd.destinations.base import CommitResult
 from conduitd.errors import ConduitError, DependencyUnreachable
 from conduitd.metrics import Metrics, PipelineStatus
-from conduitd.records import Batch
+from conduitd.records import Batch, Position
 from conduitd.sources import Source, open_source
 
 log = logging.getLogger(__name__)
@@ -30,34 +31,31 @@ QUEUE_CHUNKS = 8
 
 
 class Pipeline:
-    """See the module docstring."""
+    """See the module docstring. Also the `Checkpoints` a source asks when partitions move."""
 
     def __init__(self, config: Config, resource: ResourceConfig, metrics: Metrics, *, once: bool) -> None:
         self.resource = resource
         self.service = config.service
-        self.source_config = config.source(resource.source)
         self.destination: Destination = make_destination(config.destination(resource.destination))
+        self.source: Source = open_source(config.source(resource.source), resource, config.service, once=once)
         self.metrics = metrics
         self.once = once
         self.status = PipelineStatus(resource.name, resource.source, resource.destination, resource.table_name)
-        self.source: Source | None = None
         self._extra = {"pipeline": resource.name}
         self._reconnect = False
+        self._commit_lock = asyncio.Lock()  # one transaction at a time; also guards the connection
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until the source is done (--once) or `stop` is set, committing what was read."""
         name = self.resource.name
         try:
             await self._retrying("connect", self._connect)
-            positions = await self._retrying("load checkpoints", lambda: self.destination.load_checkpoints(name))
-            self.status.positions = dict(positions)
-            self.source = open_source(self.source_config, once=self.once, max_rows=self.resource.batch.max_rows)
             self._set_state("running", ready=True)
             log.info("pipeline %s started: %s -> %s.%s", name, self.resource.source, self.resource.destination,
                      self.resource.table_name, extra=self._extra)
             queue: ChunkQueue = asyncio.Queue(maxsize=QUEUE_CHUNKS)
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._read(self.source, positions, queue, stop))
+                tasks.create_task(self._read(queue, stop))
                 tasks.create_task(self._write(queue))
             self._set_state("done" if self.once else "stopped", ready=False)
         except BaseException as exc:
@@ -65,24 +63,56 @@ class Pipeline:
             self.status.last_error = str(exc) if isinstance(exc, ConduitError) else repr(exc)
             raise
         finally:
+            await asyncio.shield(self.source.close())
             await asyncio.shield(self.destination.close())
 
-    async def _connect(self) -> None:
-        await self.destination.close()
-        await self.destination.open()
-        await self.destination.prepare(self.resource)
+    # -- Checkpoints, for the source ---------------------------------------------------------
 
-    async def _read(self, source: Source, positions: dict[str, object], queue: ChunkQueue,
-                    stop: asyncio.Event) -> None:
-        async for chunk in source.chunks(positions, stop):
+    async def committed(self) -> dict[str, Position]:
+        async with self._commit_lock:
+            positions = await self._retrying("load checkpoints", self._load_checkpoints)
+        self.status.positions.update(positions)
+        return positions
+
+    async def revoke(self) -> None:
+        async with self._commit_lock:
+            pass  # the source's epoch has moved on: nothing older is committed after this
+
+    # -- the two tasks -----------------------------------------------------------------------
+
+    async def _read(self, queue: ChunkQueue, stop: asyncio.Event) -> None:
+        async for chunk in self.source.chunks(self, stop):
             await queue.put(chunk)  # blocks when full: backpressure on the source
         await queue.put(END)
 
     async def _write(self, queue: ChunkQueue) -> None:
         async for batch in cut_batches(queue, self.resource.batch):
             started = time.perf_counter()
-            result = await self._retrying("commit", lambda b=batch: self._commit(b))  # type: ignore[misc]
+            async with self._commit_lock:
+                if batch.epoch != self.source.epoch:
+                    log.info("dropping a batch read before partitions moved; it is read again from the checkpoint",
+                             extra=self._extra)
+                    continue
+                result = await self._retrying("commit", lambda b=batch: self._commit(b))  # type: ignore[misc]
+            await self.source.acknowledge(batch.end)
             self._account(batch, result, time.perf_counter() - started)
+
+    # -- destination steps -------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        await self.destination.close()
+        await self.destination.open()
+        await self.destination.prepare(self.resource)
+
+    async def _load_checkpoints(self) -> dict[str, Position]:
+        if self._reconnect:
+            await self._connect()
+            self._reconnect = False
+        try:
+            return await self.destination.load_checkpoints(self.resource.name)
+        except ConduitError as exc:
+            self._reconnect = exc.retriable
+            raise
 
     async def _commit(self, batch: Batch) -> CommitResult:
         if self._reconnect:
@@ -103,6 +133,8 @@ class Pipeline:
             self._reconnect = exc.retriable
             raise
 
+    # -- status ------------------------------------------------------------------------------
+
     def _account(self, batch: Batch, result: CommitResult, seconds: float) -> None:
         name = self.resource.name
         status = self.status
@@ -112,28 +144,31 @@ class Pipeline:
         status.batches += 1
         status.last_commit = time.time()
         status.positions.update(batch.end)
-        if self.source is not None:
-            status.backlog = self.source.backlog()
-            for partition, size in status.backlog.items():
-                self.metrics.backlog.labels(name, partition).set(size)
+        self.refresh_lag()
         self.metrics.rows_read.labels(name).inc(batch.records)
         self.metrics.rows_written.labels(name).inc(result.rows_written)
         self.metrics.batches.labels(name).inc()
         self.metrics.commit_seconds.labels(name).observe(seconds)
         self.metrics.batch_rows.labels(name).observe(batch.records)
         self.metrics.last_commit.labels(name).set(status.last_commit)
-        rules: dict[str, int] = {}
-        for reject in batch.rejects:
-            rules[reject.rule] = rules.get(reject.rule, 0) + 1
-        extra_rejects = result.rows_rejected - len(batch.rejects)
-        if extra_rejects:
-            rules["cast_or_refused"] = extra_rejects
-        for rule, count in rules.items():
+        for rule, count in result.rejected_by_rule.items():
             self.metrics.rows_rejected.labels(name, rule).inc(count)
         for statement in result.ddl:
             log.info("applied DDL: %s", statement, extra=self._extra)
         log.debug("committed batch: %d rows, %d rejected, %.3fs", result.rows_written, result.rows_rejected,
                   seconds, extra=self._extra)
+
+    def refresh_lag(self) -> None:
+        """Copy the source's lag and health into /status and /metrics."""
+        self.status.lag = self.source.lag()
+        for partition, units in self.status.lag.items():
+            for unit, value in units.items():
+                self.metrics.lag.labels(self.resource.name, partition, unit).set(value)
+        problem = self.source.problem()
+        if self.status.state == "running":
+            self.status.ready = problem is None
+            self.status.last_error = problem or self.status.last_error
+            self.metrics.ready.labels(self.resource.name).set(0 if problem else 1)
 
     def _set_state(self, state: str, *, ready: bool) -> None:
         self.status.state = state

@@ -15,6 +15,9 @@ import pyarrow as pa
 
 Position = Any
 
+DELETED = "__conduitd_deleted"
+"""Column marking a row that stands for a delete of its key (a Kafka tombstone)."""
+
 
 def position_text(position: Position) -> str:
     """Canonical JSON text of a position: equal positions give equal text (for compare-and-set)."""
@@ -44,6 +47,8 @@ class Chunk:
     rows: pa.Table
     rejects: tuple[Reject, ...] = ()
     nbytes: int = 0
+    epoch: int = 0
+    """The source's epoch when this was read; a chunk of an older epoch is never committed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,7 @@ class Batch:
     end: Mapping[str, Position]
     nbytes: int
     origins: tuple[Origin, ...] = field(default=())
+    epoch: int = 0
 
     @property
     def records(self) -> int:

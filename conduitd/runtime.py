@@ -37,6 +37,9 @@ class Runtime:
         self._signals = 0
 
     def statuses(self) -> list[PipelineStatus]:
+        """Live status of every pipeline (lag and source health refreshed now)."""
+        for pipeline in self.pipelines:
+            pipeline.refresh_lag()
         return [p.status for p in self.pipelines]
 
     async def run(self) -> ExitCode:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -21,6 +21,8 @@ class CommitResult:
     rows_written: int
     rows_rejected: int
     ddl: tuple[str, ...] = ()
+    rows_deleted: int = 0
+    rejected_by_rule: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,9 @@ class Transaction(Protocol):
     async def write_rows(self, table: str, rows: pa.Table, columns: Sequence[Column],
                          key: Sequence[str]) -> None:
         """Append rows (key empty) or upsert them on `key`; raise RowsRefused for refused values."""
+
+    async def delete_rows(self, table: str, keys: pa.Table) -> int:
+        """Delete the rows whose key columns equal a row of `keys`; return how many went."""
 
     async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> None: ...
 

@@ -211,6 +211,16 @@ class _SqliteTransaction:
         except (sqlite3.IntegrityError, sqlite3.DataError) as exc:
             raise RowsRefused(f"SQLite refused the row: {exc}") from None
 
+    async def delete_rows(self, table: str, keys: pa.Table) -> int:
+        match = " AND ".join(f"{quote(name)} = ?" for name in keys.column_names)
+        values = list(zip(*(keys.column(i).to_pylist() for i in range(keys.num_columns)), strict=True))
+
+        def delete() -> int:
+            before = self.d.conn.total_changes
+            self.d.conn.executemany(f"DELETE FROM {quote(table)} WHERE {match}", values)
+            return self.d.conn.total_changes - before
+        return await self.d._run(delete)
+
     async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> None:
         sql = (f"INSERT INTO {quote(dlq_table)} (pipeline, partition, position, rule, reason, column_name, "
                "value, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")

@@ -1,4 +1,4 @@
-"""The contract every source keeps."""
+"""The contract every source keeps, and what it may ask of the pipeline that runs it."""
 
 from __future__ import annotations
 
@@ -9,23 +9,48 @@ from typing import Protocol
 from conduitd.records import Chunk, Position
 
 
+class Checkpoints(Protocol):
+    """The pipeline's side of partition ownership, for sources whose partitions move (Kafka)."""
+
+    async def committed(self) -> dict[str, Position]:
+        """The committed positions, read from the destination once no commit is in flight."""
+
+    async def revoke(self) -> None:
+        """Partitions are about to move: return once no commit is in flight. Every chunk handed
+        over before this call, in whatever state, is dropped uncommitted (the source has moved to
+        a new `epoch`); the new owner re-reads it from the committed position."""
+
+
 class Source(Protocol):
     """Reads records in order per partition and hands them over as decoded chunks.
 
-    The runtime calls `chunks` once, with the positions the destination has committed (its
-    checkpoint table is the source of truth); the source resumes every partition right after its
-    position, and from the beginning where none is stored. Each chunk's `start` is the position it
-    follows (the stored one for the first chunk of a partition) and its `end` the position after
-    its last record, so consecutive chunks of a partition chain exactly. Chunks hold at most the
-    `max_rows` the source was built with. Malformed records travel as `Chunk.rejects`, never as
-    exceptions. When `stop` is set the iterator returns at the next chunk edge; in `once` mode it
-    also returns when it has read everything that existed when it started. Rows are not
-    acknowledged by the source: a chunk is done only when the runtime commits it.
+    The pipeline calls `chunks` once. The source resumes every partition right after its
+    committed position (`checkpoints.committed()`; the destination is the source of truth) and
+    from its configured start where none is stored. Each chunk's `start` is the position it
+    follows (the committed one for the first chunk of a partition) and its `end` the position
+    after its last record, so consecutive chunks of a partition chain exactly. Chunks hold at most
+    the `max_rows` the source was built with, and carry the source's `epoch` at the time they
+    were read: a chunk from an older epoch is never committed. Malformed records travel as
+    `Chunk.rejects`, never as exceptions. When `stop` is set the iterator returns at the next
+    chunk edge; in `once` mode it also returns when it has read everything that existed when it
+    started. After each commit the pipeline calls `acknowledge` with the batch's end positions
+    (advisory: e.g. Kafka group offsets for lag tools). `close` releases everything (harmless twice).
     """
 
-    def chunks(self, positions: Mapping[str, Position], stop: asyncio.Event) -> AsyncIterator[Chunk]:
+    @property
+    def epoch(self) -> int: ...
+
+    def chunks(self, checkpoints: Checkpoints, stop: asyncio.Event) -> AsyncIterator[Chunk]: ...
+
+    async def acknowledge(self, positions: Mapping[str, Position]) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def lag(self) -> dict[str, dict[str, float]]:
+        """Per partition, how far behind the source's end it is: {"records": n, "seconds": s}
+        (Kafka) or {"bytes": n} (files); for /status and /metrics."""
         ...
 
-    def backlog(self) -> dict[str, int]:
-        """Per partition, how much is known to be waiting (bytes for files); for /status."""
+    def problem(self) -> str | None:
+        """Why the source cannot read right now (broker unreachable), or None."""
         ...

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from conduitd.config import FileSourceConfig
 from conduitd.decode import decode_csv, decode_jsonl
 from conduitd.records import Chunk, Position
+from conduitd.sources.base import Checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,19 @@ class FileSource:
         self._sizes: dict[str, int] = {}
         self._held_tail: dict[str, tuple[int, float]] = {}
 
-    def backlog(self) -> dict[str, int]:
-        return {p: max(0, self._sizes.get(p, 0) - o) for p, o in self._offsets.items()}
+    epoch = 0
+
+    def lag(self) -> dict[str, dict[str, float]]:
+        return {p: {"bytes": max(0, self._sizes.get(p, 0) - o)} for p, o in self._offsets.items()}
+
+    def problem(self) -> str | None:
+        return None
+
+    async def acknowledge(self, positions: Mapping[str, Position]) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
 
     def discover(self) -> list[str]:
         """Files to read, in name order."""
@@ -75,8 +87,8 @@ class FileSource:
             return None
         return self.config.format
 
-    async def chunks(self, positions: Mapping[str, Position], stop: asyncio.Event) -> AsyncIterator[Chunk]:
-        stored = dict(positions)
+    async def chunks(self, checkpoints: Checkpoints, stop: asyncio.Event) -> AsyncIterator[Chunk]:
+        stored = await checkpoints.committed()
         limit: dict[str, int] | None = None
         if self.once:
             limit = await asyncio.to_thread(self._sizes_now)

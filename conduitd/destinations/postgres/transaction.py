@@ -115,6 +115,23 @@ class PostgresTransaction:
         await self.conn.copy_to_table(table, schema_name=schema, columns=names, source=buffer,
                                       format="csv", null="")
 
+    async def delete_rows(self, table: str, keys: pa.Table) -> int:
+        target = ddl.qualified(self.schema, table)
+        live = await self.table_columns(table) or {}
+        columns = [live[name] for name in keys.column_names]
+        stage = "conduitd_deletes"
+        names = ", ".join(ddl.quote(c.name) for c in columns)
+        try:
+            await self._execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DROP AS "
+                                f"SELECT {names} FROM {target} WITH NO DATA")
+            await self._execute(f"TRUNCATE {stage}")
+            await self._copy(None, stage, keys, columns)
+            match = " AND ".join(f"t.{ddl.quote(c.name)} = d.{ddl.quote(c.name)}" for c in columns)
+            status = await self._execute(f"DELETE FROM {target} t USING {stage} d WHERE {match}")
+        except Exception as exc:
+            raise translate(exc) from exc
+        return int(status.split()[-1])
+
     async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> None:
         records = [(pipeline, r.partition, position_text(r.position), r.rule, r.reason, r.column, r.value,
                     r.payload.replace("\x00", "\\u0000")) for r in rejects]

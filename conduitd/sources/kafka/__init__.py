@@ -1,0 +1,139 @@
+"""The Kafka source: micro-batched consumption with positions kept in the destination.
+
+A consumer thread (`consumer.py`) polls; this side decodes each poll in a worker thread, one
+chunk per partition, and yields the chunks. Partitions are assigned by the group (scale out by
+running more processes with the same `group_id`); on every assignment each partition is sought
+to the destination's checkpoint; on revocation everything read but not committed is dropped
+(the source moves to a new epoch) before the partitions move.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+
+from conduitd.config import KafkaSourceConfig
+from conduitd.errors import ConduitError, DependencyUnreachable
+from conduitd.records import Chunk, Position
+from conduitd.sources.base import Checkpoints
+from conduitd.sources.kafka.consumer import ConsumerThread, Polled, partition_key
+from conduitd.sources.kafka.decode import decode_partition
+
+
+class KafkaSource:
+    """See the module docstring."""
+
+    def __init__(self, config: KafkaSourceConfig, *, once: bool, max_rows: int, key_columns: Sequence[str],
+                 tombstones: bool, unreachable_after: float) -> None:
+        self.config = config
+        self.once = once
+        self.max_rows = max_rows
+        self.key_columns = tuple(key_columns)
+        self.tombstones = tombstones
+        self.unreachable_after = unreachable_after
+        self._thread: ConsumerThread | None = None
+        self._ends: dict[str, Position] = {}
+        self._ends_epoch = 0
+
+    @property
+    def epoch(self) -> int:
+        return self._thread.assignment.generation if self._thread is not None else 0
+
+    def problem(self) -> str | None:
+        thread = self._thread
+        return None if thread is None else thread.error
+
+    def lag(self) -> dict[str, dict[str, float]]:
+        thread = self._thread
+        if thread is None:
+            return {}
+        now = time.time()
+        lags: dict[str, dict[str, float]] = {}
+        with thread.lock:
+            for key, progress in thread.assignment.partitions.items():
+                if progress.high_watermark is None or progress.next_offset is None:
+                    continue
+                records = max(0, progress.high_watermark - progress.next_offset)
+                seconds = max(0.0, now - progress.last_timestamp) if records and progress.last_timestamp else 0.0
+                lags[key] = {"records": records, "seconds": round(seconds, 3)}
+        return lags
+
+    async def acknowledge(self, positions: Mapping[str, Position]) -> None:
+        if self._thread is not None:
+            self._thread.acknowledge({k: int(v["offset"]) for k, v in positions.items()})
+
+    async def close(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None and thread.is_alive():
+            thread.close()
+            await asyncio.to_thread(thread.join)
+
+    async def chunks(self, checkpoints: Checkpoints, stop: asyncio.Event) -> AsyncIterator[Chunk]:
+        if self._thread is not None:
+            raise RuntimeError("the Kafka source is already running")
+        loop = asyncio.get_running_loop()
+
+        def load_positions() -> dict[str, Position]:
+            return asyncio.run_coroutine_threadsafe(checkpoints.committed(), loop).result()
+
+        def on_revoke() -> None:
+            asyncio.run_coroutine_threadsafe(checkpoints.revoke(), loop).result()
+
+        thread = ConsumerThread(self.config, once=self.once, load_positions=load_positions, on_revoke=on_revoke)
+        self._thread = thread
+        thread.start()
+        started = time.monotonic()
+        try:
+            while not stop.is_set():
+                if thread.fatal is not None:
+                    raise ConduitError(f"Kafka consumer failed: {thread.fatal}")
+                try:
+                    polled = await asyncio.to_thread(thread.out.get, True, 0.2)
+                except queue.Empty:
+                    self._check_reachable(thread, started)
+                    continue
+                if polled.done:
+                    return
+                if polled.generation != thread.assignment.generation:
+                    continue  # read under an assignment that has since been revoked
+                for chunk in await asyncio.to_thread(self._decode, polled):
+                    yield chunk
+        finally:
+            thread.stop_polling()
+
+    def _check_reachable(self, thread: ConsumerThread, started: float) -> None:
+        if not self.once or thread.last_contact is not None:
+            return
+        if time.monotonic() - started > self.unreachable_after:
+            raise DependencyUnreachable(
+                f"Kafka brokers {self.config.brokers} unreachable for {self.unreachable_after:.0f}s: "
+                f"{thread.error or 'no answer'}")
+
+    def _decode(self, polled: Polled) -> list[Chunk]:
+        """One chunk per partition (at most `max_rows` records each), in offset order."""
+        thread = self._thread
+        if thread is None:
+            return []
+        if polled.generation != self._ends_epoch:
+            self._ends, self._ends_epoch = {}, polled.generation
+        with thread.lock:
+            starts = {k: p.start for k, p in thread.assignment.partitions.items()}
+        by_partition: dict[str, list[object]] = {}
+        for message in polled.messages:
+            by_partition.setdefault(partition_key(message.topic(), message.partition()), []).append(message)
+        chunks = []
+        for key, messages in by_partition.items():
+            if key not in starts and key not in self._ends:
+                continue  # no longer ours
+            for first in range(0, len(messages), self.max_rows):
+                part = messages[first:first + self.max_rows]
+                decoded = decode_partition(self.config, key, part, self.key_columns,  # type: ignore[arg-type]
+                                           self.tombstones)
+                start = self._ends.get(key, starts.get(key))
+                end = {"offset": decoded.next_offset}
+                self._ends[key] = end
+                chunks.append(Chunk(key, start, end, decoded.rows, tuple(decoded.rejects), decoded.nbytes,
+                                    epoch=polled.generation))
+        return chunks

@@ -1,0 +1,273 @@
+"""The confluent-kafka consumer on a thread of its own (a consumer must stay on one thread).
+
+The thread polls in batches and hands them over through a small bounded queue; when the queue is
+full it pauses its partitions and keeps polling (so rebalances and heartbeats are served) until
+there is room. Rebalance callbacks run on this thread and block it while the pipeline finishes
+or drops in-flight work (revoke) and while the committed positions are read (assign): partitions
+start exactly at the destination's checkpoint, never at the group's committed offsets.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, Message, TopicPartition
+
+from conduitd.config import KafkaSourceConfig
+from conduitd.records import Position
+
+log = logging.getLogger(__name__)
+
+
+def partition_key(topic: str | None, partition: int | None) -> str:
+    """The partition name used in checkpoints and the DLQ: `topic:partition`."""
+    return f"{topic}:{partition}"
+
+
+def offset_of(message: Message) -> int:
+    """The record's offset (None only on error events, which never get this far)."""
+    return int(message.offset() or 0)
+
+
+@dataclass
+class Polled:
+    """Records from one poll, all of one assignment generation; `done` ends a --once run."""
+
+    generation: int
+    messages: list[Message]
+    polled_at: float = 0.0
+    poll_seconds: float = 0.0
+    done: bool = False
+
+
+@dataclass
+class PartitionProgress:
+    """What the thread knows of one assigned partition."""
+
+    start: Position
+    next_offset: int | None = None
+    high_watermark: int | None = None
+    first_high_watermark: int | None = None
+    last_timestamp: float | None = None
+
+
+@dataclass
+class Assignment:
+    generation: int = 0
+    partitions: dict[str, PartitionProgress] = field(default_factory=dict)
+
+
+class ConsumerThread(threading.Thread):
+    """See the module docstring. `on_revoke` and `load_positions` are called on this thread and
+    block it; they hand the work to the event loop."""
+
+    def __init__(self, config: KafkaSourceConfig, *, once: bool,
+                 load_positions: Callable[[], Mapping[str, Position]], on_revoke: Callable[[], None]) -> None:
+        super().__init__(name=f"conduitd-kafka-{config.name}", daemon=True)
+        self.config = config
+        self.once = once
+        self.load_positions = load_positions
+        self.on_revoke = on_revoke
+        self.out: queue.Queue[Polled] = queue.Queue(maxsize=2)
+        self.assignment = Assignment()
+        self.lock = threading.Lock()
+        self.closing = threading.Event()
+        self.stopped_polling = threading.Event()
+        self.error: str | None = None
+        self.last_contact: float | None = None
+        self.fatal: BaseException | None = None
+        self._acks: queue.SimpleQueue[dict[str, int]] = queue.SimpleQueue()
+        self._paused = False
+
+    def acknowledge(self, offsets: Mapping[str, int]) -> None:
+        """Commit these next offsets to the group (advisory, for lag tools); done on this thread."""
+        self._acks.put(dict(offsets))
+
+    def stop_polling(self) -> None:
+        self.stopped_polling.set()
+
+    def close(self) -> None:
+        self.closing.set()
+
+    def client_config(self) -> dict[str, Any]:
+        return {
+            **self.config.client,
+            "bootstrap.servers": self.config.brokers,
+            "group.id": self.config.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": self.config.start,
+            "error_cb": self._on_error,
+        }
+
+    def run(self) -> None:
+        try:
+            consumer = Consumer(self.client_config())
+        except Exception as exc:  # noqa: BLE001 - reported to the event loop, which raises it
+            self.fatal = exc
+            return
+        try:
+            topics = list(self.config.topics) or [f"^{self.config.topic_pattern}"]
+            consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
+                               on_lost=self._on_revoke)
+            self._loop(consumer)
+        except Exception as exc:  # noqa: BLE001 - reported to the event loop, which raises it
+            self.fatal = exc
+        finally:
+            self._commit_acks(consumer, asynchronous=False)
+            consumer.close()  # leaves the group: its partitions move to the other members now
+
+    def _loop(self, consumer: Consumer) -> None:
+        pending: Polled | None = None
+        while not self.closing.is_set():
+            self._commit_acks(consumer, asynchronous=True)
+            if self.stopped_polling.is_set():
+                consumer.poll(0.1)  # serve callbacks only
+                continue
+            if pending is not None and pending.generation != self.assignment.generation:
+                pending = None  # read under an assignment that has been revoked
+            if pending is not None:
+                try:
+                    self.out.put(pending, timeout=0.05)
+                    pending = None
+                    self._pause(consumer, False)
+                except queue.Full:
+                    self._pause(consumer, True)
+                    consumer.poll(0.05)  # keep the group membership and callbacks alive
+                continue
+            if self.once and self.caught_up():
+                self.stopped_polling.set()
+                self._put_until_closing(Polled(self.assignment.generation, [], done=True))
+                continue
+            started = time.monotonic()
+            messages = consumer.consume(num_messages=self.config.poll_records, timeout=0.2)
+            records = [m for m in messages if self._keep(m)]
+            self._track(consumer, records)
+            if records:
+                pending = Polled(self.assignment.generation, records, time.time(), time.monotonic() - started)
+
+    def _put_until_closing(self, polled: Polled) -> None:
+        while not self.closing.is_set():
+            try:
+                self.out.put(polled, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def caught_up(self) -> bool:
+        """Every assigned partition has been read up to the high watermark it had when first seen."""
+        with self.lock:
+            partitions = self.assignment.partitions
+            if not partitions:
+                return False
+            for progress in partitions.values():
+                target, current = progress.first_high_watermark, progress.next_offset
+                if target is None or current is None or current < target:
+                    return False
+            return True
+
+    def _keep(self, message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return True
+        if error.code() != KafkaError._PARTITION_EOF:
+            self._on_error(error)
+        return False
+
+    def _track(self, consumer: Consumer, records: list[Message]) -> None:
+        """Progress per partition, for --once (caught up?) and for lag in /status and /metrics."""
+        with self.lock:
+            partitions = self.assignment.partitions
+            for message in records:
+                progress = partitions.get(partition_key(message.topic(), message.partition()))
+                if progress is not None:
+                    progress.next_offset = offset_of(message) + 1
+                    kind, stamp = message.timestamp()
+                    if kind != 0:
+                        progress.last_timestamp = stamp / 1000
+            for key, progress in partitions.items():
+                topic, _, number = key.rpartition(":")
+                # The high watermark carried by fetch responses (cached): brokers such as Tansu
+                # under-report ListOffsets, the fetch response is right.
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, int(number)), cached=True)
+                if high is not None and high >= 0:
+                    progress.high_watermark = high
+                    if progress.first_high_watermark is None:
+                        progress.first_high_watermark = high
+                    if progress.next_offset is None and progress.start is None and low is not None and low >= 0:
+                        progress.next_offset = low if self.config.start == "earliest" else None
+        if records or partitions:
+            self.last_contact = time.monotonic()
+            self.error = None
+
+    def _pause(self, consumer: Consumer, pause: bool) -> None:
+        if pause == self._paused:
+            return
+        assigned = consumer.assignment()
+        if assigned:
+            (consumer.pause if pause else consumer.resume)(assigned)
+        self._paused = pause
+
+    def _commit_acks(self, consumer: Consumer, *, asynchronous: bool) -> None:
+        latest: dict[str, int] = {}
+        while True:
+            try:
+                latest.update(self._acks.get_nowait())
+            except queue.Empty:
+                break
+        with self.lock:
+            owned = {k: v for k, v in latest.items() if k in self.assignment.partitions}
+        if not owned:
+            return
+        offsets = [TopicPartition(k.rpartition(":")[0], int(k.rpartition(":")[2]), v) for k, v in owned.items()]
+        try:
+            if asynchronous:
+                consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                consumer.commit(offsets=offsets, asynchronous=False)
+        except Exception as exc:  # noqa: BLE001 - advisory: the checkpoint in the destination is what counts
+            log.debug("committing group offsets failed (advisory only): %s", exc)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        stored = self.load_positions()
+        assignment: dict[str, PartitionProgress] = {}
+        for tp in partitions:
+            key = partition_key(tp.topic, tp.partition)
+            position = stored.get(key)
+            if position is not None:
+                tp.offset = int(position["offset"])
+            else:
+                tp.offset = OFFSET_BEGINNING if self.config.start == "earliest" else OFFSET_END
+            assignment[key] = PartitionProgress(
+                start=position, next_offset=int(position["offset"]) if position is not None else None)
+        with self.lock:
+            self.assignment = Assignment(self.assignment.generation, assignment)
+        self._paused = False
+        consumer.assign(partitions)
+        log.info("assigned %d partition(s): %s", len(partitions), ", ".join(sorted(assignment)) or "none")
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        with self.lock:
+            self.assignment = Assignment(self.assignment.generation + 1, {})
+        self._drain_out()
+        self.on_revoke()  # blocks until no commit of the old assignment is in flight
+        log.info("revoked %d partition(s)", len(partitions))
+
+    def _drain_out(self) -> None:
+        while True:
+            try:
+                self.out.get_nowait()
+            except queue.Empty:
+                return
+
+    def _on_error(self, error: KafkaError) -> None:
+        self.error = f"Kafka: {error.str()}"
+        if error.fatal():
+            self.fatal = RuntimeError(self.error)
+        log.warning("%s", self.error)
