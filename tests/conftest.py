@@ -63,3 +63,22 @@ async def pg(pg_dsn: str) -> AsyncIterator[object]:
     conn = await asyncpg.connect(pg_dsn)
     yield conn
     await conn.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """The broker the test script started (KAFKA_BOOTSTRAP), or a Tansu broker of this session."""
+    from tests.helpers.kafka import start_tansu
+
+    given = os.environ.get("KAFKA_BOOTSTRAP")
+    if given:
+        yield given
+        return
+    try:
+        broker = start_tansu()
+    except (OSError, RuntimeError) as exc:
+        require_or_skip(f"no Kafka-protocol broker: {exc} (run scripts/services.sh)")
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()

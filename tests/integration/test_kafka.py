@@ -1,0 +1,122 @@
+"""Kafka to PostgreSQL end to end: produced with aiokafka, consumed by the conduitd process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers.daemon import conduitd, write_config
+from tests.helpers.kafka import Record, create_topic, json_record, kafka_source, new_topic_name, produce
+
+N = 200_000
+
+
+def event(i: int) -> dict[str, Any]:
+    return {"id": i, "name": f"user-{i}", "amount": round(i * 0.37, 2), "at": f"2026-01-01T00:00:{i % 60:02d}Z",
+            "tags": {"k": i % 7}, "ok": i % 3 == 0}
+
+
+def config(tmp_path: Path, bootstrap: str, topic: str, dsn: str, schema: str, **resource: Any) -> Path:
+    return write_config(tmp_path / "c.yaml", {
+        "service": {"log_format": "json", "once_retry_timeout": "20s"},
+        "sources": [kafka_source(bootstrap, topic, f"g-{topic}", **resource.pop("source", {}))],
+        "destinations": [{"name": "pg", "type": "postgres", "dsn": dsn, "schema": schema}],
+        "resources": [{"name": "events", "source": "k", "destination": "pg", "table": "events",
+                       "batch": {"max_rows": 20000, "max_wait": "0.5s"}, **resource}],
+    })
+
+
+@pytest.mark.parametrize("mode", ["append", "upsert"])
+async def test_200k_records_from_six_partitions_arrive_exactly(
+        mode: str, tmp_path: Path, kafka_bootstrap: str, pg_dsn: str, pg_schema: str, pg: Any) -> None:
+    topic = new_topic_name()
+    await create_topic(kafka_bootstrap, topic, 6)
+    await produce(kafka_bootstrap, topic, (json_record(event(i), key=i, partition=i % 6) for i in range(N)))
+    extra: dict[str, Any] = {"mode": mode, "unique_key": ["id"]} if mode == "upsert" else {}
+    result = conduitd("--once", "-c", str(config(tmp_path, kafka_bootstrap, topic, pg_dsn, pg_schema, **extra)),
+                      timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = await pg.fetch(f'SELECT id, name, amount, "at", tags, ok FROM "{pg_schema}".events ORDER BY id')
+    assert len(rows) == N
+    for i, row in enumerate(rows):
+        expected = event(i)
+        assert row["id"] == i and row["name"] == expected["name"] and row["amount"] == expected["amount"]
+        assert row["at"].isoformat() == expected["at"].replace("Z", "+00:00")
+        assert json.loads(row["tags"]) == expected["tags"] and row["ok"] == expected["ok"]
+    positions = {r["partition"]: json.loads(r["position"]) for r in await pg.fetch(
+        f'SELECT partition, position::text FROM "{pg_schema}".conduitd_checkpoints')}
+    assert positions == {f"{topic}:{p}": {"offset": N // 6 + (1 if p < N % 6 else 0)} for p in range(6)}
+    again = conduitd("--once", "-c", str(tmp_path / "c.yaml"), timeout=120)
+    assert again.returncode == 0 and '"0 records read' not in again.stderr
+    assert await pg.fetchval(f'SELECT count(*) FROM "{pg_schema}".events') == N
+
+
+async def test_poison_records_and_deletes(
+        tmp_path: Path, kafka_bootstrap: str, pg_dsn: str, pg_schema: str, pg: Any) -> None:
+    topic = new_topic_name()
+    await create_topic(kafka_bootstrap, topic, 2)
+    records = [json_record({"id": i, "v": f"v{i}", "gone": False}, key=i, partition=i % 2) for i in range(100)]
+    poison = [
+        Record(b"not json at all", b"p1", 0),
+        Record(b"[1, 2, 3]", b"p2", 1),
+        Record(b'{"id": 1000, "v": "\xff\xfe"}', b"p3", 0),
+        Record(b'{"id": 1001, "v": "' + b"x" * 3000 + b'"}', b"p4", 1),
+        Record(b"", b"p5", 0),
+        Record(b'{"id": 1002, "v": "multi\\nline",\n "gone": false}', b"1002", 0),
+    ]
+    deletes = [
+        Record(None, b"10", 0),                                      # tombstone, plain key
+        Record(None, b'{"id": 11}', 1),                              # tombstone, JSON key
+        json_record({"id": 12, "v": "x", "gone": True}, key=12, partition=0),  # soft delete
+        json_record({"id": 13, "v": "late", "gone": False}, key=13, partition=1),  # an update
+        Record(None, b"abc", 0),                                      # a key that is no id: poison
+    ]
+    path = config(tmp_path, kafka_bootstrap, topic, pg_dsn, pg_schema, mode="upsert", unique_key=["id"],
+                  deletes={"soft_delete_column": "gone"}, source={"max_record_bytes": 2048})
+    # First the table exists with its types; then the poison and the deletes arrive (a second run
+    # resumes where the first stopped).
+    for part in (records, [*poison, *deletes]):
+        await produce(kafka_bootstrap, topic, part)
+        result = conduitd("--once", "-c", str(path), timeout=120)
+        assert result.returncode == 0, result.stderr[-3000:]
+    ids = [r["id"] for r in await pg.fetch(f'SELECT id FROM "{pg_schema}".events ORDER BY id')]
+    assert ids == [i for i in range(100) if i not in (10, 11, 12)] + [1002]
+    assert await pg.fetchval(f'SELECT v FROM "{pg_schema}".events WHERE id = 13') == "late"
+    dlq = await pg.fetch(f'SELECT partition, position, reason, payload FROM "{pg_schema}".events_dlq ORDER BY id')
+    reasons = sorted(r["reason"].split(":")[0] for r in dlq)
+    assert len(dlq) == 6, [dict(r) for r in dlq]
+    assert reasons == sorted(["JSON value is a list, not an object", "empty record", "not valid JSON",
+                              "not valid JSON", "column 'id'",
+                              "record of 3021 bytes exceeds max_record_bytes (2048)"])
+    for row in dlq:
+        assert row["partition"].startswith(f"{topic}:") and "offset" in json.loads(row["position"])
+
+
+async def test_metadata_columns_and_raw_format(
+        tmp_path: Path, kafka_bootstrap: str, pg_dsn: str, pg_schema: str, pg: Any) -> None:
+    topic = new_topic_name()
+    await create_topic(kafka_bootstrap, topic, 1)
+    await produce(kafka_bootstrap, topic, [Record(b"\x00\x01binary", b"k1", 0), Record(b"text", None, 0)])
+    path = config(tmp_path, kafka_bootstrap, topic, pg_dsn, pg_schema,
+                  source={"format": "raw", "metadata_columns": ["key", "topic", "partition", "offset", "timestamp"]})
+    result = conduitd("--once", "-c", str(path), timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = await pg.fetch(f'SELECT * FROM "{pg_schema}".events ORDER BY kafka_offset')
+    assert [(r["value"], r["kafka_key"], r["kafka_topic"], r["kafka_partition"], r["kafka_offset"]) for r in rows] == [
+        (b"\x00\x01binary", b"k1", topic, 0, 0), (b"text", None, topic, 0, 1)]
+    assert all(r["kafka_timestamp"] is not None for r in rows)
+
+
+async def test_once_with_an_unreachable_broker_exits_5(tmp_path: Path, pg_dsn: str, pg_schema: str) -> None:
+    path = write_config(tmp_path / "c.yaml", {
+        "service": {"once_retry_timeout": "3s"},
+        "sources": [kafka_source("127.0.0.1:1", "nothing", "g")],
+        "destinations": [{"name": "pg", "type": "postgres", "dsn": pg_dsn, "schema": pg_schema}],
+        "resources": [{"name": "events", "source": "k", "destination": "pg"}],
+    })
+    result = conduitd("--once", "-c", str(path), timeout=60)
+    assert result.returncode == 5, result.stderr[-2000:]
+    assert "Kafka brokers 127.0.0.1:1 unreachable" in result.stderr
