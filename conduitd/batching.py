@@ -17,6 +17,7 @@ from typing import Final
 from conduitd.arrowutil import concat_tables
 from conduitd.config import BatchConfig
 from conduitd.records import Batch, Chunk, Origin, Position
+from conduitd.telemetry import Timings
 
 END: Final = None
 ChunkQueue = asyncio.Queue[Chunk | None]
@@ -34,7 +35,11 @@ def build_batch(chunks: list[Chunk]) -> Batch:
         if chunk.rows.num_rows:
             origins.append(Origin(first_row, chunk.partition, chunk.start))
             first_row += chunk.rows.num_rows
+    timings = Timings()
+    for chunk in chunks:
+        timings.merge(chunk.timings)
     return Batch(
+        timings=timings,
         rows=concat_tables([c.rows for c in chunks]),
         rejects=tuple(r for c in chunks for r in c.rejects),
         start=start,

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from conduitd import __version__
+from conduitd import __version__, telemetry
 from conduitd.config import Config
 from conduitd.configfile import load_config
 from conduitd.errors import ConduitError, ConfigError, ExitCode
@@ -88,7 +88,11 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
             raise ConfigError("checkpoints reset needs exactly one -r RESOURCE")
         return _run_async(commands.reset_checkpoints(config, args.resource[0], args.partition))
     gc.set_threshold(100_000, 50, 100)  # decode-heavy loops allocate many short-lived objects
-    return _run_async(commands.run(config, args.resource, once=args.once))
+    telemetry.configure_from_environment()
+    try:
+        return _run_async(commands.run(config, args.resource, once=args.once))
+    finally:
+        telemetry.shutdown()
 
 
 def _run_async(coro: Coroutine[Any, Any, int]) -> int:

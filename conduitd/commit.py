@@ -34,22 +34,28 @@ async def write_batch(tx: Transaction, resource: ResourceConfig, batch: Batch) -
     rejects = list(batch.rejects)
     ddl: list[str] = []
     written = deleted = 0
+    timings = batch.timings
     if batch.rows.num_rows:
         rows, deletes = _split_deletes(batch.rows, resource)
-        columns, ddl = await _evolve_table(tx, table, rows, key)
-        rows, failures, source_rows = conform(rows, columns)
-        rejects += [_reject(batch, f.row, f.reason, "cast", f.column, f.value) for f in failures]
-        if key:
-            rows, source_rows = _last_per_key(rows, source_rows, key)
-            rows, source_rows, doomed = _without_deleted(rows, source_rows, deletes)
-            if doomed.num_rows:
+        with timings.stage("schema"):
+            columns, ddl = await _evolve_table(tx, table, rows, key)
+        with timings.stage("quality"):
+            rows, failures, source_rows = conform(rows, columns)
+            rejects += [_reject(batch, f.row, f.reason, "cast", f.column, f.value) for f in failures]
+            if key:
+                rows, source_rows = _last_per_key(rows, source_rows, key)
+                rows, source_rows, doomed = _without_deleted(rows, source_rows, deletes)
+        with timings.stage("write"):
+            if key and doomed.num_rows:
                 deleted = await tx.delete_rows(table, doomed.select(list(key)))
-        written_cols = [columns[name] for name in rows.column_names]
-        refused = await _write_isolating(tx, table, rows, written_cols, key)
+            written_cols = [columns[name] for name in rows.column_names]
+            refused = await _write_isolating(tx, table, rows, written_cols, key)
         rejects += [_reject(batch, int(source_rows[i]), reason, "refused") for i, reason in refused]
         written = rows.num_rows - len(refused)
-    if rejects:
-        await tx.write_rejects(resource.dlq_table, resource.name, rejects)
+    with timings.stage("write"):
+        if rejects:
+            await tx.write_rejects(resource.dlq_table, resource.name, rejects)
+    timings.begin("commit")  # ended by the destination once COMMIT has returned
     await _advance_checkpoints(tx, resource.name, batch)
     return CommitResult(written, len(rejects), tuple(ddl), deleted, dict(Counter(r.rule for r in rejects)))
 

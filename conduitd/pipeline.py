@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from conduitd import telemetry
 from conduitd.batching import END, ChunkQueue, cut_batches
 from conduitd.config import Config, ResourceConfig
 from conduitd.destinations import Destination, make_destination
@@ -96,6 +97,9 @@ class Pipeline:
                 result = await self._retrying("commit", lambda b=batch: self._commit(b))  # type: ignore[misc]
             await self.source.acknowledge(batch.end)
             self._account(batch, result, time.perf_counter() - started)
+            telemetry.record_batch(self.resource.name, batch.timings, {
+                "conduitd.records": batch.records, "conduitd.rows_written": result.rows_written,
+                "conduitd.rows_rejected": result.rows_rejected, "conduitd.partitions": len(batch.end)})
 
     # -- destination steps -------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from conduitd.telemetry import Timings
+
 Position = Any
 
 DELETED = "__conduitd_deleted"
@@ -49,6 +51,8 @@ class Chunk:
     nbytes: int = 0
     epoch: int = 0
     """The source's epoch when this was read; a chunk of an older epoch is never committed."""
+    timings: Timings = field(default_factory=Timings)
+    """When it was polled and decoded (for the batch's trace)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +75,7 @@ class Batch:
     nbytes: int
     origins: tuple[Origin, ...] = field(default=())
     epoch: int = 0
+    timings: Timings = field(default_factory=Timings)
 
     @property
     def records(self) -> int:

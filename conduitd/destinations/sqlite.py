@@ -117,6 +117,7 @@ class SqliteDestination:
         try:
             result = await write_batch(tx, resource, batch)
             await self._run(self.conn.execute, "COMMIT")
+            batch.timings.end("commit")
         except BaseException:
             await asyncio.shield(self._run(self.conn.execute, "ROLLBACK"))
             raise

@@ -29,6 +29,7 @@ from conduitd.config import FileSourceConfig
 from conduitd.decode import decode_csv, decode_jsonl
 from conduitd.records import Chunk, Position
 from conduitd.sources.base import Checkpoints
+from conduitd.telemetry import Timings
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,9 @@ class FileSource:
             offset = max(offset, header_end)
         start = position
         while offset < size:
-            block = await asyncio.to_thread(self._read_block, path, offset, size)
+            timings = Timings()
+            with timings.stage("poll"):
+                block = await asyncio.to_thread(self._read_block, path, offset, size)
             if not block:
                 return
             end_offset = offset + len(block)
@@ -142,14 +145,15 @@ class FileSource:
             def position_at(relative: int, base: int = offset) -> Position:
                 return {"offset": base + relative}
 
-            if fmt == "csv":
-                assert header is not None
-                rows, rejects = await asyncio.to_thread(
-                    decode_csv, block, header, self.config.csv_delimiter, path, position_at)
-            else:
-                rows, rejects = await asyncio.to_thread(decode_jsonl, block, path, position_at)
+            with timings.stage("decode"):
+                if fmt == "csv":
+                    assert header is not None
+                    rows, rejects = await asyncio.to_thread(
+                        decode_csv, block, header, self.config.csv_delimiter, path, position_at)
+                else:
+                    rows, rejects = await asyncio.to_thread(decode_jsonl, block, path, position_at)
             end = {"offset": end_offset}
-            yield Chunk(path, start, end, rows, tuple(rejects), len(block))
+            yield Chunk(path, start, end, rows, tuple(rejects), len(block), timings=timings)
             start, offset = end, end_offset
             self._offsets[path] = offset
 
@@ -196,7 +200,9 @@ class FileSource:
         seen = 0
         start = position
         while True:
-            batch = await asyncio.to_thread(next, batches, None)
+            timings = Timings()
+            with timings.stage("poll"):
+                batch = await asyncio.to_thread(next, batches, None)
             if batch is None:
                 return
             first, seen = seen, seen + batch.num_rows
@@ -204,6 +210,6 @@ class FileSource:
                 continue
             rows = pa.Table.from_batches([batch]).slice(max(0, done - first))
             end = {"row": seen}
-            yield Chunk(path, start, end, rows, (), rows.nbytes)
+            yield Chunk(path, start, end, rows, (), rows.nbytes, timings=timings)
             start = end
             self._offsets[path] = seen

@@ -110,6 +110,8 @@ class PostgresDestination:
     async def commit_batch(self, resource: ResourceConfig, batch: Batch) -> CommitResult:
         try:
             async with self.conn.transaction():
-                return await write_batch(PostgresTransaction(self.conn, self.schema), resource, batch)
+                result = await write_batch(PostgresTransaction(self.conn, self.schema), resource, batch)
+            batch.timings.end("commit")
+            return result
         except Exception as exc:
             raise translate(exc) from exc

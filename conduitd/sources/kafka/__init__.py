@@ -20,6 +20,7 @@ from conduitd.records import Chunk, Position
 from conduitd.sources.base import Checkpoints
 from conduitd.sources.kafka.consumer import ConsumerThread, Polled, partition_key
 from conduitd.sources.kafka.decode import decode_partition
+from conduitd.telemetry import Timings
 
 
 class KafkaSource:
@@ -124,16 +125,20 @@ class KafkaSource:
         for message in polled.messages:
             by_partition.setdefault(partition_key(message.topic(), message.partition()), []).append(message)
         chunks = []
+        polled_ns = int(polled.polled_at * 1e9)
         for key, messages in by_partition.items():
             if key not in starts and key not in self._ends:
                 continue  # no longer ours
             for first in range(0, len(messages), self.max_rows):
                 part = messages[first:first + self.max_rows]
-                decoded = decode_partition(self.config, key, part, self.key_columns,  # type: ignore[arg-type]
-                                           self.tombstones)
+                timings = Timings()
+                timings.add("poll", polled_ns - int(polled.poll_seconds * 1e9), polled_ns)
+                with timings.stage("decode"):
+                    decoded = decode_partition(self.config, key, part, self.key_columns,  # type: ignore[arg-type]
+                                               self.tombstones)
                 start = self._ends.get(key, starts.get(key))
                 end = {"offset": decoded.next_offset}
                 self._ends[key] = end
                 chunks.append(Chunk(key, start, end, decoded.rows, tuple(decoded.rejects), decoded.nbytes,
-                                    epoch=polled.generation))
+                                    epoch=polled.generation, timings=timings))
         return chunks
