@@ -66,7 +66,7 @@ def test_traces_are_exported_over_otlp_when_the_endpoint_is_set(tmp_path: Path, 
     received: list[bytes] = []
 
     class Collector(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the handler API's name
+        def do_POST(self) -> None:
             received.append(self.rfile.read(int(self.headers["Content-Length"])))
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")
