@@ -33,10 +33,27 @@ def decode_jsonl_lines(block: bytes, partition: str,
                        position_at: PositionAt) -> tuple[pa.Table, list[Reject], np.ndarray | None]:
     """Like `decode_jsonl`, also returning which lines (0-based, counting every line) became rows,
     or None when every line did: callers with per-line metadata keep it aligned with this."""
-    fast = _read_json(block)
-    if fast is not None:
+    lines = _object_lines(block)
+    fast = _read_json(block) if lines is not None else None
+    if fast is not None and fast.num_rows == lines:
         return fast, [], None
     return _decode_jsonl_slowly(block, partition, position_at)
+
+
+def _object_lines(block: bytes) -> int | None:
+    """How many lines the block has if each non-blank one starts with `{` and nothing in it needs a
+    closer look; None sends the block down the line-by-line path. pyarrow's reader is laxer than
+    JSON: it takes a `null` line as an empty row, `{..}{..}` on one line as two rows, and NaN."""
+    if b"NaN" in block or b"Infinity" in block:
+        return None
+    data = np.frombuffer(block, dtype=np.uint8)
+    starts = np.concatenate(([0], np.flatnonzero(data == 10) + 1))
+    starts = starts[starts < len(data)]
+    first = data[starts]
+    blank = (first == 10) | (first == 13)
+    if not np.all((first == ord("{")) | blank):
+        return None
+    return int(len(starts) - np.count_nonzero(blank))
 
 
 def _read_json(block: bytes) -> pa.Table | None:

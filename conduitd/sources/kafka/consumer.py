@@ -17,7 +17,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from conduitd.config import KafkaSourceConfig
 from conduitd.records import Position
@@ -84,6 +92,7 @@ class ConsumerThread(threading.Thread):
         self.fatal: BaseException | None = None
         self._acks: queue.SimpleQueue[dict[str, int]] = queue.SimpleQueue()
         self._paused = False
+        self._last_probe = 0.0
 
     def acknowledge(self, offsets: Mapping[str, int]) -> None:
         """Commit these next offsets to the group (advisory, for lag tools); done on this thread."""
@@ -145,6 +154,7 @@ class ConsumerThread(threading.Thread):
                 self.stopped_polling.set()
                 self._put_until_closing(Polled(self.assignment.generation, [], done=True))
                 continue
+            self._probe(consumer)
             started = time.monotonic()
             messages = consumer.consume(num_messages=self.config.poll_records, timeout=0.2)
             records = [m for m in messages if self._keep(m)]
@@ -202,9 +212,24 @@ class ConsumerThread(threading.Thread):
                         progress.first_high_watermark = high
                     if progress.next_offset is None and progress.start is None and low is not None and low >= 0:
                         progress.next_offset = low if self.config.start == "earliest" else None
-        if records or partitions:
+        if records:
             self.last_contact = time.monotonic()
             self.error = None
+
+    def _probe(self, consumer: Consumer) -> None:
+        """Ask the cluster for metadata now and then (every second while failing): an idle
+        consumer gets no other sign of whether its brokers are reachable."""
+        now = time.monotonic()
+        if now - self._last_probe < (1.0 if self.error or self.last_contact is None else 5.0):
+            return
+        self._last_probe = now
+        try:
+            consumer.list_topics(timeout=2.0)
+        except KafkaException as exc:
+            self.error = f"Kafka brokers {self.config.brokers} unreachable: {exc}"
+            return
+        self.last_contact = time.monotonic()
+        self.error = None
 
     def _pause(self, consumer: Consumer, pause: bool) -> None:
         if pause == self._paused:
