@@ -24,6 +24,9 @@ class Metrics:
         self.rows_rejected = Counter("conduitd_dlq_rows", "Rows written to the DLQ, by rule.",
                                      ["pipeline", "rule"], registry=self.registry)
         self.batches = Counter("conduitd_batches", "Batches committed.", labels, registry=self.registry)
+        self.conflicts = Counter("conduitd_checkpoint_conflicts", "Batches refused by the checkpoint "
+                                 "compare-and-set (another owner moved the partition).", labels,
+                                 registry=self.registry)
         self.retries = Counter("conduitd_retries", "Retries after a retriable failure.", labels,
                                registry=self.registry)
         self.commit_seconds = Histogram(

@@ -21,7 +21,7 @@ from conduitd.batching import END, ChunkQueue, cut_batches
 from conduitd.config import Config, ResourceConfig
 from conduitd.destinations import Destination, make_destination
 from conduitd.destinations.base import CommitResult
-from conduitd.errors import ConduitError, DependencyUnreachable
+from conduitd.errors import CheckpointConflict, ConduitError, DependencyUnreachable
 from conduitd.metrics import Metrics, PipelineStatus
 from conduitd.records import Batch, Position
 from conduitd.sources import Source, open_source
@@ -89,12 +89,19 @@ class Pipeline:
     async def _write(self, queue: ChunkQueue) -> None:
         async for batch in cut_batches(queue, self.resource.batch):
             started = time.perf_counter()
-            async with self._commit_lock:
-                if batch.epoch != self.source.epoch:
-                    log.info("dropping a batch read before partitions moved; it is read again from the checkpoint",
-                             extra=self._extra)
-                    continue
-                result = await self._retrying("commit", lambda b=batch: self._commit(b))  # type: ignore[misc]
+            try:
+                async with self._commit_lock:
+                    if batch.epoch != self.source.epoch:
+                        log.info("dropping a batch read before partitions moved; it is read again from the "
+                                 "checkpoint", extra=self._extra)
+                        continue
+                    result = await self._retrying("commit", lambda b=batch: self._commit(b))  # type: ignore[misc]
+            except CheckpointConflict as conflict:
+                if not await self.source.resync():
+                    raise
+                log.warning("%s; resuming from the committed positions", conflict, extra=self._extra)
+                self.metrics.conflicts.labels(self.resource.name).inc()
+                continue
             await self.source.acknowledge(batch.end)
             self._account(batch, result, time.perf_counter() - started)
             telemetry.record_batch(self.resource.name, batch.timings, {

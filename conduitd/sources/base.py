@@ -46,6 +46,12 @@ class Source(Protocol):
 
     async def close(self) -> None: ...
 
+    async def resync(self) -> bool:
+        """A commit lost its compare-and-set: another owner advanced a partition. Drop what was
+        read (new epoch) and resume every partition from its committed position; False when the
+        source cannot (the pipeline then stops)."""
+        ...
+
     def lag(self) -> dict[str, dict[str, float]]:
         """Per partition, how far behind the source's end it is: {"records": n, "seconds": s}
         (Kafka) or {"bytes": n} (files); for /status and /metrics."""

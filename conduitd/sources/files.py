@@ -65,6 +65,9 @@ class FileSource:
     async def close(self) -> None:
         return None
 
+    async def resync(self) -> bool:
+        return False  # two writers of one file pipeline is a misconfiguration: stop
+
     def discover(self) -> list[str]:
         """Files to read, in name order."""
         path = self.config.path

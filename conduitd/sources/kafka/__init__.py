@@ -65,6 +65,12 @@ class KafkaSource:
         if self._thread is not None:
             self._thread.acknowledge({k: int(v["offset"]) for k, v in positions.items()})
 
+    async def resync(self) -> bool:
+        if self._thread is None:
+            return False
+        self._thread.resync()
+        return True
+
     async def close(self) -> None:
         thread, self._thread = self._thread, None
         if thread is not None and thread.is_alive():

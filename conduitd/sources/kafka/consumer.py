@@ -93,10 +93,18 @@ class ConsumerThread(threading.Thread):
         self._acks: queue.SimpleQueue[dict[str, int]] = queue.SimpleQueue()
         self._paused = False
         self._last_probe = 0.0
+        self._resync = threading.Event()
 
     def acknowledge(self, offsets: Mapping[str, int]) -> None:
         """Commit these next offsets to the group (advisory, for lag tools); done on this thread."""
         self._acks.put(dict(offsets))
+
+    def resync(self) -> None:
+        """Drop everything read so far and re-seek every assigned partition to its committed
+        position (after a compare-and-set lost to another owner). Called from the event loop."""
+        with self.lock:
+            self.assignment = Assignment(self.assignment.generation + 1, self.assignment.partitions)
+        self._resync.set()
 
     def stop_polling(self) -> None:
         self.stopped_polling.set()
@@ -136,6 +144,9 @@ class ConsumerThread(threading.Thread):
         pending: Polled | None = None
         while not self.closing.is_set():
             self._commit_acks(consumer, asynchronous=True)
+            if self._resync.is_set():
+                self._resync.clear()
+                self._reseek(consumer)
             if self.stopped_polling.is_set():
                 consumer.poll(0.1)  # serve callbacks only
                 continue
@@ -276,6 +287,25 @@ class ConsumerThread(threading.Thread):
         self._paused = False
         consumer.assign(partitions)
         log.info("assigned %d partition(s): %s", len(partitions), ", ".join(sorted(assignment)) or "none")
+
+    def _reseek(self, consumer: Consumer) -> None:
+        stored = self.load_positions()
+        with self.lock:
+            partitions = self.assignment.partitions
+            for key, progress in partitions.items():
+                position = stored.get(key)
+                progress.start = position
+                progress.next_offset = int(position["offset"]) if position is not None else None
+        for key, progress in partitions.items():
+            topic, _, number = key.rpartition(":")
+            offset = progress.next_offset
+            if offset is None:
+                offset = OFFSET_BEGINNING if self.config.start == "earliest" else OFFSET_END
+            try:
+                consumer.seek(TopicPartition(topic, int(number), offset))
+            except KafkaException as exc:
+                log.warning("re-seeking %s failed: %s", key, exc)
+        log.info("re-sought %d partition(s) to their committed positions", len(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         with self.lock:
