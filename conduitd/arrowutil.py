@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import orjson
 import pyarrow as pa
+
+from conduitd.jsontext import to_json_text
 
 
 def concat_tables(tables: Sequence[pa.Table]) -> pa.Table:
@@ -43,8 +44,5 @@ def to_text(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         return column.cast(pa.string())
     if pa.types.is_nested(kind) or pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
-        return pa.array(
-            [None if v is None else orjson.dumps(v, default=str).decode() for v in column.to_pylist()],
-            type=pa.string(),
-        )
+        return to_json_text(column)
     return column.cast(pa.string())
