@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from conduitd.quality import QualityCheck
 from conduitd.units import ByteSize, Duration
 
 _NAME = r"^[A-Za-z0-9_.\-]+$"
@@ -168,6 +169,23 @@ class DeletesConfig(_Frozen):
     """A row whose value in this column is true deletes the row with its key (and is not written)."""
 
 
+class SchemaEvolutionConfig(_Frozen):
+    """What happens when a batch's columns differ from the live table's."""
+
+    mode: Literal["auto", "manual", "warn", "strict"] = "auto"
+    """auto: apply compatible changes in the batch transaction; manual: write the DDL to a migration
+    file and the log, apply nothing, and send rows that need it to the DLQ; warn: log and write what
+    fits; strict: stop (exit code 4)."""
+    on_type_change: Literal["widen", "fail", "warn"] = "widen"
+    """widen: widen the column where a widening holds the values (int -> bigint -> numeric,
+    int -> double), rows whose values fit no widening go to the DLQ; fail: stop (exit 4); warn: log,
+    rows that do not fit go to the DLQ."""
+    on_column_removed: Literal["warn", "fail"] = "warn"
+    """A table column the batch lacks: warn (once per column; rows get NULL) or fail (exit 4)."""
+    migrations_dir: str = "conduitd-migrations"
+    """Where `manual` mode writes the DDL it did not apply."""
+
+
 class ResourceConfig(_Frozen):
     """A pipeline: one source, one destination table, and how rows are written."""
 
@@ -182,6 +200,9 @@ class ResourceConfig(_Frozen):
     batch: BatchConfig = BatchConfig()
     dlq: DlqConfig = DlqConfig()
     deletes: DeletesConfig = DeletesConfig()
+    quality_checks: tuple[QualityCheck, ...] = ()
+    """Data-quality rules, applied to every batch before it is written (see the README)."""
+    schema_evolution: SchemaEvolutionConfig = SchemaEvolutionConfig()
 
     @model_validator(mode="before")
     @classmethod

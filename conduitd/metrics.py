@@ -27,6 +27,8 @@ class Metrics:
         self.conflicts = Counter("conduitd_checkpoint_conflicts", "Batches refused by the checkpoint "
                                  "compare-and-set (another owner moved the partition).", labels,
                                  registry=self.registry)
+        self.quality = Counter("conduitd_quality_violations", "Rows that broke a quality rule, by rule and action.",
+                               ["pipeline", "rule", "action"], registry=self.registry)
         self.retries = Counter("conduitd_retries", "Retries after a retriable failure.", labels,
                                registry=self.registry)
         self.commit_seconds = Histogram(
@@ -57,7 +59,10 @@ class PipelineStatus:
     rows_read: int = 0
     rows_written: int = 0
     rows_rejected: int = 0
+    rows_deleted: int = 0
     batches: int = 0
+    quality: dict[str, dict[str, int]] = field(default_factory=dict)
+    schema_changes: list[dict[str, Any]] = field(default_factory=list)
     last_commit: float | None = None
     last_error: str | None = None
     positions: dict[str, Position] = field(default_factory=dict)
@@ -69,7 +74,8 @@ class PipelineStatus:
             "pipeline": self.name, "source": self.source, "destination": self.destination,
             "table": self.table, "state": self.state, "ready": self.ready,
             "rows_read": self.rows_read, "rows_written": self.rows_written,
-            "dlq_rows": self.rows_rejected, "batches": self.batches,
+            "dlq_rows": self.rows_rejected, "rows_deleted": self.rows_deleted, "batches": self.batches,
+            "quality": self.quality, "schema_changes": self.schema_changes,
             "last_commit": _iso(self.last_commit), "last_error": self.last_error,
             "positions": self.positions, "lag": self.lag, "started": _iso(self.started),
         }

@@ -23,12 +23,14 @@ from conduitd.destinations import Destination, make_destination
 from conduitd.destinations.base import CommitResult
 from conduitd.errors import CheckpointConflict, ConduitError, DependencyUnreachable
 from conduitd.metrics import Metrics, PipelineStatus
-from conduitd.records import Batch, Position
+from conduitd.prepare import Prepared
+from conduitd.records import Position
 from conduitd.sources import Source, open_source
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 QUEUE_CHUNKS = 8
+PreparedQueue = asyncio.Queue[Prepared | None]
 
 
 class Pipeline:
@@ -55,9 +57,11 @@ class Pipeline:
             log.info("pipeline %s started: %s -> %s.%s", name, self.resource.source, self.resource.destination,
                      self.resource.table_name, extra=self._extra)
             queue: ChunkQueue = asyncio.Queue(maxsize=QUEUE_CHUNKS)
+            prepared: PreparedQueue = asyncio.Queue(maxsize=1)
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._read(queue, stop))
-                tasks.create_task(self._write(queue))
+                tasks.create_task(self._prepare(queue, prepared))
+                tasks.create_task(self._commit_all(prepared))
             self._set_state("done" if self.once else "stopped", ready=False)
         except BaseException as exc:
             self._set_state("failed", ready=False)
@@ -86,8 +90,15 @@ class Pipeline:
             await queue.put(chunk)  # blocks when full: backpressure on the source
         await queue.put(END)
 
-    async def _write(self, queue: ChunkQueue) -> None:
+    async def _prepare(self, queue: ChunkQueue, prepared: PreparedQueue) -> None:
+        """Cut batches and prepare each (rules, casts, encoding) while the previous one commits."""
         async for batch in cut_batches(queue, self.resource.batch):
+            await prepared.put(await self.destination.prepare_batch(self.resource, batch))
+        await prepared.put(None)
+
+    async def _commit_all(self, prepared: PreparedQueue) -> None:
+        while (ready := await prepared.get()) is not None:
+            batch = ready.batch
             started = time.perf_counter()
             try:
                 async with self._commit_lock:
@@ -95,7 +106,7 @@ class Pipeline:
                         log.info("dropping a batch read before partitions moved; it is read again from the "
                                  "checkpoint", extra=self._extra)
                         continue
-                    result = await self._retrying("commit", lambda b=batch: self._commit(b))  # type: ignore[misc]
+                    result = await self._retrying("commit", lambda p=ready: self._commit(p))  # type: ignore[misc]
             except CheckpointConflict as conflict:
                 if not await self.source.resync():
                     raise
@@ -103,7 +114,7 @@ class Pipeline:
                 self.metrics.conflicts.labels(self.resource.name).inc()
                 continue
             await self.source.acknowledge(batch.end)
-            self._account(batch, result, time.perf_counter() - started)
+            self._account(ready, result, time.perf_counter() - started)
             telemetry.record_batch(self.resource.name, batch.timings, {
                 "conduitd.records": batch.records, "conduitd.rows_written": result.rows_written,
                 "conduitd.rows_rejected": result.rows_rejected, "conduitd.partitions": len(batch.end)})
@@ -113,7 +124,7 @@ class Pipeline:
     async def _connect(self) -> None:
         await self.destination.close()
         await self.destination.open()
-        await self.destination.prepare(self.resource)
+        await self.destination.setup(self.resource)
 
     async def _load_checkpoints(self) -> dict[str, Position]:
         if self._reconnect:
@@ -125,7 +136,8 @@ class Pipeline:
             self._reconnect = exc.retriable
             raise
 
-    async def _commit(self, batch: Batch) -> CommitResult:
+    async def _commit(self, prepared: Prepared) -> CommitResult:
+        batch = prepared.batch
         if self._reconnect:
             await self._connect()
             # The connection may have dropped after COMMIT reached the server: if the stored
@@ -139,15 +151,16 @@ class Pipeline:
                 return CommitResult(batch.rows.num_rows, len(batch.rejects))
             self._reconnect = False
         try:
-            return await self.destination.commit_batch(self.resource, batch)
+            return await self.destination.commit_batch(self.resource, prepared)
         except ConduitError as exc:
             self._reconnect = exc.retriable
             raise
 
     # -- status ------------------------------------------------------------------------------
 
-    def _account(self, batch: Batch, result: CommitResult, seconds: float) -> None:
+    def _account(self, prepared: Prepared, result: CommitResult, seconds: float) -> None:
         name = self.resource.name
+        batch = prepared.batch
         status = self.status
         status.rows_read += batch.records
         status.rows_written += result.rows_written
@@ -164,8 +177,18 @@ class Pipeline:
         self.metrics.last_commit.labels(name).set(status.last_commit)
         for rule, count in result.rejected_by_rule.items():
             self.metrics.rows_rejected.labels(name, rule).inc(count)
-        for statement in result.ddl:
-            log.info("applied DDL: %s", statement, extra=self._extra)
+        status.rows_deleted += result.rows_deleted
+        for (rule, action), count in result.quality.items():
+            status.quality.setdefault(rule, {}).setdefault(action, 0)
+            status.quality[rule][action] += count
+            self.metrics.quality.labels(name, rule, action).inc(count)
+        for violation in prepared.warned[:5]:
+            log.warning("quality rule %r (warn): column %r value %r", violation.rule, violation.column,
+                        violation.value, extra=self._extra)
+        for change in result.changes:
+            status.schema_changes.append({"table": change.table, "change": change.kind, "column": change.column,
+                                          "old": change.old, "new": change.new, "ddl": change.ddl,
+                                          "applied": change.applied})
         log.debug("committed batch: %d rows, %d rejected, %.3fs", result.rows_written, result.rows_rejected,
                   seconds, extra=self._extra)
 

@@ -40,6 +40,21 @@ class Reject:
 
 
 @dataclass(frozen=True, slots=True)
+class SchemaChange:
+    """One difference between a batch and its table, and what was done about it."""
+
+    table: str
+    kind: str
+    """create, add, widen or removed."""
+    column: str | None
+    old: str | None
+    """The column's definition before (SQL type), if it existed."""
+    new: str | None
+    ddl: str | None
+    applied: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Chunk:
     """What a source hands over: decoded rows of one partition between two positions."""
 

@@ -1,6 +1,9 @@
 """OpenTelemetry traces: one trace per batch, with child spans for its stages.
 
-    batch ── poll ── decode ── schema ── quality ── write ── commit
+    batch ── poll ── decode ── quality ── schema ── write ── commit
+
+`quality` is the preparation off the event loop (rules, schema plan, casts, encoding), `schema`
+the check of the live table and its DDL inside the transaction.
 
 Stages are timed as they happen (`Timings`) and turned into spans when the batch is done, with
 their real start and end times, so a span tree shows where a batch spent its time even though
@@ -21,7 +24,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-STAGES = ("poll", "decode", "schema", "quality", "write", "commit")
+STAGES = ("poll", "decode", "quality", "schema", "write", "commit")
 _provider: Any = None
 
 

@@ -1,17 +1,21 @@
-"""The contract every destination keeps, and the per-dialect transaction it lends the commit."""
+"""The contract every destination keeps: a dialect (pure: types, DDL text, row encoding) and a
+transaction (I/O: the steps of the commit protocol), behind one `Destination`."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pyarrow as pa
 
 from conduitd.config import ResourceConfig
-from conduitd.records import Batch, Position, Reject
+from conduitd.records import Batch, Position, Reject, SchemaChange
 from conduitd.schema import Column
+
+if TYPE_CHECKING:
+    from conduitd.prepare import Prepared
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,9 +24,11 @@ class CommitResult:
 
     rows_written: int
     rows_rejected: int
-    ddl: tuple[str, ...] = ()
+    changes: tuple[SchemaChange, ...] = ()
     rows_deleted: int = 0
     rejected_by_rule: Mapping[str, int] = field(default_factory=dict)
+    quality: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    """(rule, action) -> rows that broke it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,51 +48,33 @@ class RowsRefused(Exception):
         self.reason = reason
 
 
-class Destination(Protocol):
-    """A store that keeps rows and checkpoints in one transaction.
-
-    Lifecycle: `open` (connects, creates the conduitd tables; raises DependencyUnreachable when
-    the server cannot be reached), then any number of calls, then `close` (harmless twice).
-    `commit_batch` is the whole commit protocol for one batch: it either commits rows, DLQ rows
-    and the new checkpoints together, or commits nothing and raises. It raises CheckpointConflict
-    when a stored position is not the batch's start position (another writer owns it),
-    TransientError when a retry may succeed, and other ConduitErrors when it cannot.
-    """
-
-    async def open(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def ping(self) -> None:
-        """Raise DependencyUnreachable unless the destination answers now."""
-
-    async def prepare(self, resource: ResourceConfig) -> None:
-        """Create what a pipeline needs besides its table (the DLQ table)."""
-
-    async def load_checkpoints(self, pipeline: str) -> dict[str, Position]: ...
-
-    async def list_checkpoints(self, pipeline: str | None = None) -> list[CheckpointRow]: ...
-
-    async def reset_checkpoints(self, pipeline: str, partition: str | None = None) -> int: ...
-
-    async def commit_batch(self, resource: ResourceConfig, batch: Batch) -> CommitResult: ...
-
-
-class Transaction(Protocol):
-    """The dialect-specific steps the commit protocol (`conduitd.commit`) runs inside one open
-    transaction. Identifiers passed in come from data: implementations always quote them."""
+class Dialect(Protocol):
+    """Pure, thread-safe knowledge of one kind of destination; identifiers are always quoted."""
 
     def column_for(self, name: str, arrow: pa.DataType) -> Column:
         """The column a new table gets for values of this Arrow type."""
 
+    def create_table_ddl(self, table: str, columns: Sequence[Column], key: Sequence[str]) -> str: ...
+
+    def add_column_ddl(self, table: str, column: Column) -> str: ...
+
+    def widen_column_ddl(self, table: str, column: Column) -> str | None:
+        """DDL that gives an existing column `column`'s type; None when the dialect needs none."""
+
+    def encode(self, rows: pa.Table, columns: Sequence[Column]) -> object:
+        """The rows in the form `Transaction.write_rows` sends fastest (prepared off the event loop)."""
+
+
+class Transaction(Protocol):
+    """The I/O steps the commit protocol (`conduitd.commit`) runs inside one open transaction."""
+
     async def table_columns(self, table: str) -> dict[str, Column] | None:
         """The live table's columns, or None when it does not exist."""
 
-    async def create_table(self, table: str, columns: Sequence[Column], key: Sequence[str]) -> str:
-        """Create the table (key = primary key, may be empty); return the DDL run."""
+    async def run_ddl(self, statement: str) -> None: ...
 
-    async def add_column(self, table: str, column: Column) -> str:
-        """Add a nullable column; return the DDL run."""
+    async def record_changes(self, pipeline: str, changes: Sequence[SchemaChange]) -> None:
+        """Append to conduitd_schema_history."""
 
     async def savepoint(self) -> None: ...
 
@@ -94,9 +82,10 @@ class Transaction(Protocol):
 
     async def release_savepoint(self) -> None: ...
 
-    async def write_rows(self, table: str, rows: pa.Table, columns: Sequence[Column],
-                         key: Sequence[str]) -> None:
-        """Append rows (key empty) or upsert them on `key`; raise RowsRefused for refused values."""
+    async def write_rows(self, table: str, rows: pa.Table, columns: Sequence[Column], key: Sequence[str],
+                         payload: object | None = None) -> None:
+        """Append rows (key empty) or upsert them on `key`; `payload` is `Dialect.encode` of exactly
+        these rows when the caller has it. Raise RowsRefused for refused values."""
 
     async def delete_rows(self, table: str, keys: pa.Table) -> int:
         """Delete the rows whose key columns equal a row of `keys`; return how many went."""
@@ -105,3 +94,44 @@ class Transaction(Protocol):
 
     async def compare_and_set(self, pipeline: str, partition: str, expected: Position, new: Position) -> bool:
         """Store `new` if the stored position is `expected` (None: no row yet); False otherwise."""
+
+
+class Destination(Protocol):
+    """A store that keeps rows and checkpoints in one transaction.
+
+    Lifecycle: `open` (connects, creates the conduitd tables; raises DependencyUnreachable when
+    the server cannot be reached), then any number of calls, then `close` (harmless twice).
+    `prepare_batch` does the CPU work of a batch (rules, casts, encoding) off the event loop and
+    without the connection, so the pipeline prepares the next batch while this one commits.
+    `commit_batch` is the whole commit protocol for a prepared batch: it either commits rows, DLQ
+    rows, schema changes and the new checkpoints together, or commits nothing and raises. It
+    raises CheckpointConflict when a stored position is not the batch's start position (another
+    writer owns it), TransientError when a retry may succeed, and other ConduitErrors when not.
+    """
+
+    @property
+    def dialect(self) -> Dialect: ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise DependencyUnreachable unless the destination answers now."""
+
+    async def setup(self, resource: ResourceConfig) -> None:
+        """Create what a pipeline needs besides its table (the DLQ table)."""
+
+    async def load_checkpoints(self, pipeline: str) -> dict[str, Position]: ...
+
+    async def list_checkpoints(self, pipeline: str | None = None) -> list[CheckpointRow]: ...
+
+    async def reset_checkpoints(self, pipeline: str, partition: str | None = None) -> int: ...
+
+    async def table_columns(self, table: str) -> dict[str, Column] | None:
+        """The live table's columns (outside any batch), or None when it does not exist."""
+
+    async def prepare_batch(self, resource: ResourceConfig, batch: Batch) -> Prepared: ...
+
+    async def commit_batch(self, resource: ResourceConfig, prepared: Prepared) -> CommitResult: ...
+

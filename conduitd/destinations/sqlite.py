@@ -18,15 +18,17 @@ from typing import Any, TypeVar
 import orjson
 import pyarrow as pa
 
-from conduitd.commit import write_batch
+from conduitd.commit import commit_prepared
 from conduitd.config import ResourceConfig, SqliteDestinationConfig
 from conduitd.destinations.base import CheckpointRow, CommitResult, RowsRefused
 from conduitd.errors import DependencyUnreachable, TransientError
-from conduitd.records import Batch, Position, Reject, position_text
+from conduitd.prepare import Prepared, prepare
+from conduitd.records import Batch, Position, Reject, SchemaChange, position_text
 from conduitd.schema import Column
 
 T = TypeVar("T")
 CHECKPOINTS = "conduitd_checkpoints"
+HISTORY = "conduitd_schema_history"
 
 
 def quote(identifier: str) -> str:
@@ -41,6 +43,8 @@ class SqliteDestination:
         self.config = config
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
+        self.dialect = SqliteDialect()
+        self._removed_warned: dict[str, set[str]] = {}
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
@@ -64,6 +68,11 @@ class SqliteDestination:
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (pipeline TEXT NOT NULL, partition TEXT NOT NULL, "
             "position TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (pipeline, partition))")
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {HISTORY} (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), pipeline TEXT NOT NULL, "
+            "table_name TEXT NOT NULL, change TEXT NOT NULL, column_name TEXT, old_definition TEXT, "
+            "new_definition TEXT, ddl TEXT, applied INTEGER NOT NULL)")
         self._conn = conn
 
     async def close(self) -> None:
@@ -84,7 +93,7 @@ class SqliteDestination:
     async def ping(self) -> None:
         await self._run(self.conn.execute, "SELECT 1")
 
-    async def prepare(self, resource: ResourceConfig) -> None:
+    async def setup(self, resource: ResourceConfig) -> None:
         await self._run(self.conn.execute,
                         f"CREATE TABLE IF NOT EXISTS {quote(resource.dlq_table)} ("
                         "id INTEGER PRIMARY KEY AUTOINCREMENT, pipeline TEXT NOT NULL, partition TEXT, "
@@ -111,17 +120,59 @@ class SqliteDestination:
             return cursor.rowcount
         return await self._run(delete)
 
-    async def commit_batch(self, resource: ResourceConfig, batch: Batch) -> CommitResult:
+    async def table_columns(self, table: str) -> dict[str, Column] | None:
+        return await _SqliteTransaction(self).table_columns(table)
+
+    async def prepare_batch(self, resource: ResourceConfig, batch: Batch) -> Prepared:
+        # SQLite work shares one thread with the connection: prepared in the commit, against the
+        # table as it is then.
+        return Prepared(batch, live=None, known=False)
+
+    async def commit_batch(self, resource: ResourceConfig, prepared: Prepared) -> CommitResult:
+        warned = self._removed_warned.setdefault(resource.table_name, set())
+
+        async def again(live: dict[str, Column] | None) -> Prepared:
+            return await asyncio.to_thread(prepare, self.dialect, resource, prepared.batch, live,
+                                           removed_warned=warned)
+
         tx = _SqliteTransaction(self)
         await self._run(self.conn.execute, "BEGIN IMMEDIATE")
         try:
-            result = await write_batch(tx, resource, batch)
+            result, _ = await commit_prepared(tx, resource, prepared, again)
             await self._run(self.conn.execute, "COMMIT")
-            batch.timings.end("commit")
+            prepared.batch.timings.end("commit")
         except BaseException:
             await asyncio.shield(self._run(self.conn.execute, "ROLLBACK"))
             raise
         return result
+
+
+class SqliteDialect:
+    """Types, DDL text and row encoding for SQLite (pure; safe in worker threads)."""
+
+    def column_for(self, name: str, arrow: pa.DataType) -> Column:
+        if pa.types.is_integer(arrow) or pa.types.is_boolean(arrow):
+            return Column(name, pa.int64(), "INTEGER")
+        if pa.types.is_floating(arrow):
+            return Column(name, pa.float64(), "REAL")
+        if pa.types.is_binary(arrow) or pa.types.is_large_binary(arrow):
+            return Column(name, pa.binary(), "BLOB")
+        return Column(name, pa.string(), "TEXT", json=pa.types.is_nested(arrow))
+
+    def create_table_ddl(self, table: str, columns: Sequence[Column], key: Sequence[str]) -> str:
+        parts = [f"{quote(c.name)} {c.sql}" for c in columns]
+        if key:
+            parts.append(f"PRIMARY KEY ({', '.join(quote(k) for k in key)})")
+        return f"CREATE TABLE {quote(table)} ({', '.join(parts)})"
+
+    def add_column_ddl(self, table: str, column: Column) -> str:
+        return f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column.name)} {column.sql}"
+
+    def widen_column_ddl(self, table: str, column: Column) -> str | None:
+        return None  # SQLite keeps any value in any column: a wider value needs no DDL
+
+    def encode(self, rows: pa.Table, columns: Sequence[Column]) -> list[tuple[Any, ...]]:
+        return list(zip(*(rows.column(i).to_pylist() for i in range(rows.num_columns)), strict=True))
 
 
 _SQLITE_BUSY = ("database is locked", "database table is locked")
@@ -142,15 +193,6 @@ class _SqliteTransaction:
                 raise TransientError(f"SQLite: {exc}") from None
             raise
 
-    def column_for(self, name: str, arrow: pa.DataType) -> Column:
-        if pa.types.is_integer(arrow) or pa.types.is_boolean(arrow):
-            return Column(name, pa.int64(), "INTEGER")
-        if pa.types.is_floating(arrow):
-            return Column(name, pa.float64(), "REAL")
-        if pa.types.is_binary(arrow) or pa.types.is_large_binary(arrow):
-            return Column(name, pa.binary(), "BLOB")
-        return Column(name, pa.string(), "TEXT", json=pa.types.is_nested(arrow))
-
     async def table_columns(self, table: str) -> dict[str, Column] | None:
         cursor = await self._exec(f"PRAGMA table_info({quote(table)})")
         rows = await self.d._run(cursor.fetchall)
@@ -169,18 +211,14 @@ class _SqliteTransaction:
                 columns[name] = Column(name, pa.string(), declared or "TEXT")
         return columns
 
-    async def create_table(self, table: str, columns: Sequence[Column], key: Sequence[str]) -> str:
-        parts = [f"{quote(c.name)} {c.sql}" for c in columns]
-        if key:
-            parts.append(f"PRIMARY KEY ({', '.join(quote(k) for k in key)})")
-        ddl = f"CREATE TABLE {quote(table)} ({', '.join(parts)})"
-        await self._exec(ddl)
-        return ddl
+    async def run_ddl(self, statement: str) -> None:
+        await self._exec(statement)
 
-    async def add_column(self, table: str, column: Column) -> str:
-        ddl = f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column.name)} {column.sql}"
-        await self._exec(ddl)
-        return ddl
+    async def record_changes(self, pipeline: str, changes: Sequence[SchemaChange]) -> None:
+        sql = (f"INSERT INTO {HISTORY} (pipeline, table_name, change, column_name, old_definition, "
+               "new_definition, ddl, applied) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+        values = [(pipeline, c.table, c.kind, c.column, c.old, c.new, c.ddl, c.applied) for c in changes]
+        await self.d._run(self.d.conn.executemany, sql, values)
 
     async def savepoint(self) -> None:
         self.depth += 1
@@ -195,7 +233,8 @@ class _SqliteTransaction:
         await self._exec(f"RELEASE conduitd_{self.depth}")
         self.depth -= 1
 
-    async def write_rows(self, table: str, rows: pa.Table, columns: Sequence[Column], key: Sequence[str]) -> None:
+    async def write_rows(self, table: str, rows: pa.Table, columns: Sequence[Column], key: Sequence[str],
+                         payload: object | None = None) -> None:
         names = [quote(c.name) for c in columns]
         sql = f"INSERT INTO {quote(table)} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
         updates = [n for c, n in zip(columns, names, strict=True) if c.name not in key]
@@ -203,7 +242,7 @@ class _SqliteTransaction:
             target = ", ".join(quote(k) for k in key)
             action = f"UPDATE SET {', '.join(f'{n} = excluded.{n}' for n in updates)}" if updates else "NOTHING"
             sql += f" ON CONFLICT ({target}) DO {action}"
-        values = list(zip(*(rows.column(i).to_pylist() for i in range(rows.num_columns)), strict=True))
+        values = payload if isinstance(payload, list) else self.d.dialect.encode(rows, columns)
 
         def insert() -> None:
             self.d.conn.executemany(sql, values)

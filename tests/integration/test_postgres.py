@@ -32,6 +32,11 @@ def batch(rows: list[dict[str, Any]], start: int | None, end: int, partition: st
     return build_batch([Chunk(partition, start_pos, {"offset": end}, table, rejects, 1)])
 
 
+async def commit(dest: Any, res: ResourceConfig, b: Batch) -> Any:
+    """Prepare and commit one batch, as the pipeline does."""
+    return await dest.commit_batch(res, await dest.prepare_batch(res, b))
+
+
 @pytest.fixture
 async def dest(pg_dsn: str, pg_schema: str) -> Any:
     d = destination(pg_dsn, pg_schema)
@@ -46,9 +51,9 @@ async def rows_of(pg: asyncpg.Connection, schema: str, table: str, order: str = 
 
 async def test_append_writes_rows_and_checkpoint_in_one_transaction(dest: Any, pg: Any, pg_schema: str) -> None:
     res = resource()
-    await dest.prepare(res)
-    await dest.commit_batch(res, batch([{"id": 1, "name": "a"}, {"id": 2, "name": "b"}], None, 20))
-    await dest.commit_batch(res, batch([{"id": 3, "name": "c"}], 20, 30))
+    await dest.setup(res)
+    await commit(dest, res, batch([{"id": 1, "name": "a"}, {"id": 2, "name": "b"}], None, 20))
+    await commit(dest, res, batch([{"id": 3, "name": "c"}], 20, 30))
     assert await rows_of(pg, pg_schema, "orders") == [
         {"id": 1, "name": "a"}, {"id": 2, "name": "b"}, {"id": 3, "name": "c"}]
     assert await dest.load_checkpoints("orders") == {"p": {"offset": 30}}
@@ -56,18 +61,18 @@ async def test_append_writes_rows_and_checkpoint_in_one_transaction(dest: Any, p
 
 async def test_upsert_merges_by_key_and_the_last_row_in_a_batch_wins(dest: Any, pg: Any, pg_schema: str) -> None:
     res = resource(mode="upsert", unique_key=["id"])
-    await dest.prepare(res)
-    await dest.commit_batch(res, batch([{"id": 1, "v": "a"}, {"id": 2, "v": "b"}, {"id": 1, "v": "a2"}], None, 3))
-    await dest.commit_batch(res, batch([{"id": 2, "v": "b2"}, {"id": 3, "v": "c"}], 3, 5))
+    await dest.setup(res)
+    await commit(dest, res, batch([{"id": 1, "v": "a"}, {"id": 2, "v": "b"}, {"id": 1, "v": "a2"}], None, 3))
+    await commit(dest, res, batch([{"id": 2, "v": "b2"}, {"id": 3, "v": "c"}], 3, 5))
     assert await rows_of(pg, pg_schema, "orders") == [
         {"id": 1, "v": "a2"}, {"id": 2, "v": "b2"}, {"id": 3, "v": "c"}]
 
 
 async def test_upsert_with_a_composite_key(dest: Any, pg: Any, pg_schema: str) -> None:
     res = resource(mode="upsert", unique_key=["tenant", "id"])
-    await dest.prepare(res)
-    await dest.commit_batch(res, batch([{"tenant": "x", "id": 1, "v": 1}, {"tenant": "y", "id": 1, "v": 2}], None, 1))
-    await dest.commit_batch(res, batch([{"tenant": "x", "id": 1, "v": 3}], 1, 2))
+    await dest.setup(res)
+    await commit(dest, res, batch([{"tenant": "x", "id": 1, "v": 1}, {"tenant": "y", "id": 1, "v": 2}], None, 1))
+    await commit(dest, res, batch([{"tenant": "x", "id": 1, "v": 3}], 1, 2))
     assert await rows_of(pg, pg_schema, "orders", "tenant") == [
         {"tenant": "x", "id": 1, "v": 3}, {"tenant": "y", "id": 1, "v": 2}]
 
@@ -75,14 +80,14 @@ async def test_upsert_with_a_composite_key(dest: Any, pg: Any, pg_schema: str) -
 async def test_compare_and_set_refuses_a_stale_start_and_rolls_everything_back(
         dest: Any, pg: Any, pg_schema: str) -> None:
     res = resource()
-    await dest.prepare(res)
-    await dest.commit_batch(res, batch([{"id": 1}], None, 10))
+    await dest.setup(res)
+    await commit(dest, res, batch([{"id": 1}], None, 10))
     stale = batch([{"id": 1}], None, 10, rejects=(Reject("p", {"offset": 5}, "bad", "x"),))
     with pytest.raises(CheckpointConflict, match="another writer"):
-        await dest.commit_batch(res, stale)
+        await commit(dest, res, stale)
     other = batch([{"id": 2}], 5, 12)  # a start that is not the stored position
     with pytest.raises(CheckpointConflict):
-        await dest.commit_batch(res, other)
+        await commit(dest, res, other)
     assert await rows_of(pg, pg_schema, "orders") == [{"id": 1}]
     assert await pg.fetchval(f'SELECT count(*) FROM "{pg_schema}".orders_dlq') == 0
     assert await dest.load_checkpoints("orders") == {"p": {"offset": 10}}
@@ -90,11 +95,11 @@ async def test_compare_and_set_refuses_a_stale_start_and_rolls_everything_back(
 
 async def test_auto_created_column_types(dest: Any, pg: Any, pg_schema: str) -> None:
     res = resource()
-    await dest.prepare(res)
+    await dest.setup(res)
     rows = [{"i": 1, "f": 1.5, "s": "x", "b": True, "ts": "2026-01-01T00:00:00Z", "naive": "2026-01-01 00:00:00",
              "doc": {"a": [1, 2]}, "tags": ["a"], "nothing": None}]
     table = pa.Table.from_pylist(rows).set_column(5, "naive", pa.array([None], pa.timestamp("s")))
-    await dest.commit_batch(res, build_batch([Chunk("p", None, {"offset": 1}, table, (), 1)]))
+    await commit(dest, res, build_batch([Chunk("p", None, {"offset": 1}, table, (), 1)]))
     types = dict(await pg.fetch(
         "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 "
         "AND table_name = 'orders'", pg_schema))
@@ -108,12 +113,12 @@ async def test_auto_created_column_types(dest: Any, pg: Any, pg_schema: str) -> 
 async def test_refused_rows_are_isolated_and_the_rest_commits(dest: Any, pg: Any, pg_schema: str) -> None:
     await pg.execute(f'CREATE TABLE "{pg_schema}".orders (id bigint PRIMARY KEY, n smallint CHECK (n >= 0), '
                      "amount numeric(6,2) NOT NULL)")
-    res = resource()
-    await dest.prepare(res)
+    res = resource(schema_evolution={"on_type_change": "warn"})  # no widening: the server refuses
+    await dest.setup(res)
     rows = [{"id": 1, "n": 1, "amount": 1.5}, {"id": 2, "n": 99999, "amount": 2.0},
             {"id": 3, "n": -5, "amount": 3.0}, {"id": 4, "n": 4, "amount": None},
             {"id": 5, "n": 5, "amount": 3703.6}, {"id": 6, "n": 6, "amount": 12345.678}]
-    result = await dest.commit_batch(res, batch(rows, None, 6))
+    result = await commit(dest, res, batch(rows, None, 6))
     assert await rows_of(pg, pg_schema, "orders") == [
         {"id": 1, "n": 1, "amount": Decimal("1.50")}, {"id": 5, "n": 5, "amount": Decimal("3703.60")}]
     dlq = await pg.fetch(f'SELECT rule, reason, payload FROM "{pg_schema}".orders_dlq ORDER BY payload')
@@ -128,9 +133,9 @@ async def test_refused_rows_are_isolated_and_the_rest_commits(dest: Any, pg: Any
 
 async def test_values_that_do_not_cast_go_to_the_dlq_with_column_and_value(dest: Any, pg: Any, pg_schema: str) -> None:
     res = resource()
-    await dest.prepare(res)
-    await dest.commit_batch(res, batch([{"id": 1}], None, 1))
-    await dest.commit_batch(res, batch([{"id": "2"}, {"id": "two"}], 1, 3))
+    await dest.setup(res)
+    await commit(dest, res, batch([{"id": 1}], None, 1))
+    await commit(dest, res, batch([{"id": "2"}, {"id": "two"}], 1, 3))
     assert await rows_of(pg, pg_schema, "orders") == [{"id": 1}, {"id": 2}]
     (dlq,) = await pg.fetch(f'SELECT rule, column_name, value, position, partition FROM "{pg_schema}".orders_dlq')
     assert (dlq["rule"], dlq["column_name"], dlq["value"], dlq["partition"]) == ("cast", "id", "two", "p")
@@ -138,10 +143,10 @@ async def test_values_that_do_not_cast_go_to_the_dlq_with_column_and_value(dest:
 
 async def test_new_columns_are_added_as_nullable(dest: Any, pg: Any, pg_schema: str) -> None:
     res = resource()
-    await dest.prepare(res)
-    await dest.commit_batch(res, batch([{"id": 1}], None, 1))
-    result = await dest.commit_batch(res, batch([{"id": 2, "extra": "x"}], 1, 2))
-    assert result.ddl and "ADD COLUMN" in result.ddl[0]
+    await dest.setup(res)
+    await commit(dest, res, batch([{"id": 1}], None, 1))
+    result = await commit(dest, res, batch([{"id": 2, "extra": "x"}], 1, 2))
+    assert result.changes and "ADD COLUMN" in (result.changes[0].ddl or "")
     assert await rows_of(pg, pg_schema, "orders") == [{"id": 1, "extra": None}, {"id": 2, "extra": "x"}]
 
 
@@ -149,8 +154,8 @@ async def test_identifiers_from_data_are_quoted(dest: Any, pg: Any, pg_schema: s
     await pg.execute(f'CREATE TABLE "{pg_schema}".victim (x int)')
     evil = 'a"; DROP TABLE victim; --'
     res = resource(table='t"; DROP TABLE victim; --')
-    await dest.prepare(res)
-    await dest.commit_batch(res, batch([{evil: 1, "spaced name": "s", "ünï": "u"}], None, 1))
+    await dest.setup(res)
+    await commit(dest, res, batch([{evil: 1, "spaced name": "s", "ünï": "u"}], None, 1))
     names = [r["column_name"] for r in await pg.fetch(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 "
         "ORDER BY ordinal_position", pg_schema, res.table_name)]
@@ -160,17 +165,17 @@ async def test_identifiers_from_data_are_quoted(dest: Any, pg: Any, pg_schema: s
 
 async def test_upsert_key_missing_from_the_data_is_a_schema_error(dest: Any, pg_schema: str) -> None:
     res = resource(mode="upsert", unique_key=["order_id"])
-    await dest.prepare(res)
+    await dest.setup(res)
     with pytest.raises(SchemaIncompatible, match="order_id"):
-        await dest.commit_batch(res, batch([{"id": 1}], None, 1))
+        await commit(dest, res, batch([{"id": 1}], None, 1))
 
 
 async def test_decode_rejects_and_empty_batches_still_advance_the_checkpoint(
         dest: Any, pg: Any, pg_schema: str) -> None:
     res = resource()
-    await dest.prepare(res)
+    await dest.setup(res)
     bad = Reject("p", {"offset": 4}, "not valid JSON", "{oops")
-    await dest.commit_batch(res, batch([], None, 4, rejects=(bad,)))
+    await commit(dest, res, batch([], None, 4, rejects=(bad,)))
     assert await dest.load_checkpoints("orders") == {"p": {"offset": 4}}
     (row,) = await pg.fetch(f'SELECT rule, reason, payload, position FROM "{pg_schema}".orders_dlq')
     assert (row["rule"], row["payload"], row["position"]) == ("decode", "{oops", '{"offset": 4}')

@@ -21,6 +21,11 @@ def batch(rows: list[dict[str, Any]], start: int | None, end: int) -> Batch:
                               pa.Table.from_pylist(rows), (), 1)])
 
 
+async def commit(dest: Any, res: ResourceConfig, b: Batch) -> Any:
+    """Prepare and commit one batch, as the pipeline does."""
+    return await dest.commit_batch(res, await dest.prepare_batch(res, b))
+
+
 @pytest.fixture
 async def dest(tmp_path: Path) -> Any:
     d = SqliteDestination(SqliteDestinationConfig(name="db", type="sqlite", path=str(tmp_path / "t.db")))
@@ -40,12 +45,12 @@ def query(tmp_path: Path, sql: str) -> list[tuple[Any, ...]]:
 
 async def test_upsert_last_row_wins_and_checkpoints_chain(dest: Any, tmp_path: Path) -> None:
     res = ResourceConfig(name="r", source="s", destination="db", table="t", mode="upsert", unique_key=("id",))
-    await dest.prepare(res)
-    await dest.commit_batch(res, batch([{"id": 1, "v": "a"}, {"id": 1, "v": "b"}, {"id": 2, "v": "c"}], None, 3))
-    await dest.commit_batch(res, batch([{"id": 2, "v": "d", "new": 1.5}], 3, 4))
+    await dest.setup(res)
+    await commit(dest, res, batch([{"id": 1, "v": "a"}, {"id": 1, "v": "b"}, {"id": 2, "v": "c"}], None, 3))
+    await commit(dest, res, batch([{"id": 2, "v": "d", "new": 1.5}], 3, 4))
     assert query(tmp_path, "SELECT id, v, new FROM t ORDER BY id") == [(1, "b", None), (2, "d", 1.5)]
     with pytest.raises(CheckpointConflict):
-        await dest.commit_batch(res, batch([{"id": 9, "v": "x"}], 3, 5))
+        await commit(dest, res, batch([{"id": 9, "v": "x"}], 3, 5))
     assert query(tmp_path, "SELECT count(*) FROM t") == [(2,)]
     assert await dest.load_checkpoints("r") == {"p": {"offset": 4}}
 
@@ -56,8 +61,8 @@ async def test_refused_rows_are_isolated_into_the_dlq(dest: Any, tmp_path: Path)
     db.commit()
     db.close()
     res = ResourceConfig(name="r", source="s", destination="db", table="t")
-    await dest.prepare(res)
-    result = await dest.commit_batch(res, batch(
+    await dest.setup(res)
+    result = await commit(dest, res, batch(
         [{"id": 1, "name": "a"}, {"id": 2, "name": None}, {"id": 1, "name": "dup"}, {"id": 3, "name": "c"}], None, 4))
     assert query(tmp_path, "SELECT id, name FROM t ORDER BY id") == [(1, "a"), (3, "c")]
     dlq = query(tmp_path, "SELECT rule, reason, payload FROM t_dlq ORDER BY id")

@@ -52,7 +52,7 @@ async def test_span_tree_of_one_batch(tmp_path: Path, pg_dsn: str, pg_schema: st
         assert root.start_time is not None and root.end_time is not None
         assert child.start_time is not None and child.end_time is not None
         assert root.start_time <= child.start_time <= child.end_time <= root.end_time
-    order = ["poll", "decode", "schema", "quality", "write", "commit"]
+    order = ["poll", "decode", "quality", "schema", "write", "commit"]
     starts = [children[name].start_time for name in order]
     assert starts == sorted(starts)  # type: ignore[type-var]
 

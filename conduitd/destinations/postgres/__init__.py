@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from urllib.parse import urlsplit
 
 import asyncpg
 import orjson
 
-from conduitd.commit import write_batch
+from conduitd.commit import commit_prepared
 from conduitd.config import PostgresDestinationConfig, ResourceConfig
 from conduitd.destinations.base import CheckpointRow, CommitResult
 from conduitd.destinations.postgres import ddl
 from conduitd.destinations.postgres.errors import translate, unreachable
-from conduitd.destinations.postgres.transaction import CHECKPOINTS, PostgresTransaction
+from conduitd.destinations.postgres.transaction import CHECKPOINTS, HISTORY, PostgresDialect, PostgresTransaction
+from conduitd.prepare import Prepared, prepare
 from conduitd.records import Batch, Position
+from conduitd.schema import Column
 
 
 def describe_dsn(dsn: str) -> str:
@@ -33,6 +36,9 @@ class PostgresDestination:
         self.schema = config.db_schema
         self._conn: asyncpg.Connection | None = None
         self.where = describe_dsn(config.dsn.get_secret_value())
+        self.dialect = PostgresDialect(self.schema)
+        self._live: dict[str, dict[str, Column] | None] = {}
+        self._removed_warned: dict[str, set[str]] = {}
 
     @property
     def conn(self) -> asyncpg.Connection:
@@ -54,7 +60,11 @@ class PostgresDestination:
                 f"CREATE SCHEMA IF NOT EXISTS {ddl.quote(self.schema)};"
                 f"CREATE TABLE IF NOT EXISTS {ddl.qualified(self.schema, CHECKPOINTS)} ("
                 "pipeline text NOT NULL, partition text NOT NULL, position jsonb NOT NULL, "
-                "updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (pipeline, partition))")
+                "updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (pipeline, partition));"
+                f"CREATE TABLE IF NOT EXISTS {ddl.qualified(self.schema, HISTORY)} ("
+                "id bigserial PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now(), pipeline text NOT NULL, "
+                "table_name text NOT NULL, change text NOT NULL, column_name text, old_definition text, "
+                "new_definition text, ddl text, applied boolean NOT NULL)")
         except asyncpg.UniqueViolationError:
             pass  # another replica created it at the same moment
         except Exception as exc:
@@ -74,7 +84,7 @@ class PostgresDestination:
         except Exception as exc:
             raise translate(exc) from exc
 
-    async def prepare(self, resource: ResourceConfig) -> None:
+    async def setup(self, resource: ResourceConfig) -> None:
         try:
             await self.conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {ddl.qualified(self.schema, resource.dlq_table)} ("
@@ -107,11 +117,37 @@ class PostgresDestination:
                                              pipeline, partition)
         return int(status.split()[-1])
 
-    async def commit_batch(self, resource: ResourceConfig, batch: Batch) -> CommitResult:
+    async def table_columns(self, table: str) -> dict[str, Column] | None:
         try:
-            async with self.conn.transaction():
-                result = await write_batch(PostgresTransaction(self.conn, self.schema), resource, batch)
-            batch.timings.end("commit")
-            return result
+            return await ddl.table_columns(self.conn, self.schema, table)
         except Exception as exc:
             raise translate(exc) from exc
+
+    async def prepare_batch(self, resource: ResourceConfig, batch: Batch) -> Prepared:
+        table = resource.table_name
+        if table not in self._live:
+            return Prepared(batch, live=None, known=False)  # the table is not known yet: prepared in the commit
+        return await self._prepare(resource, batch, self._live[table])
+
+    async def _prepare(self, resource: ResourceConfig, batch: Batch, live: dict[str, Column] | None) -> Prepared:
+        warned = self._removed_warned.setdefault(resource.table_name, set())
+        return await asyncio.to_thread(prepare, self.dialect, resource, batch, live, removed_warned=warned)
+
+    async def commit_batch(self, resource: ResourceConfig, prepared: Prepared) -> CommitResult:
+        def again(live: dict[str, Column] | None) -> Awaitable[Prepared]:
+            return self._prepare(resource, prepared.batch, live)
+
+        try:
+            async with self.conn.transaction():
+                tx = PostgresTransaction(self.conn, self.schema)
+                result, final = await commit_prepared(tx, resource, prepared, again)
+            prepared.batch.timings.end("commit")
+        except Exception as exc:
+            self._live.pop(resource.table_name, None)
+            raise translate(exc) from exc
+        if final.evolution is not None and any(c.applied for c in final.evolution.changes):
+            self._live.pop(resource.table_name, None)  # read again before the next batch is prepared
+        else:
+            self._live[resource.table_name] = final.live
+        return result
+

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -19,16 +20,58 @@ import pyarrow.csv as pacsv
 from conduitd.destinations.postgres import ddl
 from conduitd.destinations.postgres.copy_binary import PG_BINARY_TYPES, encode_copy_binary
 from conduitd.destinations.postgres.errors import translate
-from conduitd.records import Position, Reject, position_text
+from conduitd.records import Position, Reject, SchemaChange, position_text
 from conduitd.schema import Column
 
 CHECKPOINTS = "conduitd_checkpoints"
 _STAGE = "conduitd_stage"
 
 
+HISTORY = "conduitd_schema_history"
+
+
 def binary_encodable(columns: Sequence[Column]) -> bool:
     return all(c.native in PG_BINARY_TYPES and (c.native != "numeric" or pa.types.is_decimal(c.arrow))
                for c in columns)
+
+
+@dataclass(frozen=True)
+class Payload:
+    """Rows encoded for COPY: PostgreSQL's binary format, or CSV for types it has no encoder for."""
+
+    data: bytes
+    format: str
+
+
+class PostgresDialect:
+    """Types, DDL text and COPY encoding for PostgreSQL (pure; safe in worker threads)."""
+
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+
+    def column_for(self, name: str, arrow: pa.DataType) -> Column:
+        return ddl.column_for(name, arrow)
+
+    def create_table_ddl(self, table: str, columns: Sequence[Column], key: Sequence[str]) -> str:
+        parts = [f"{ddl.quote(c.name)} {c.sql}" for c in columns]
+        if key:
+            parts.append(f"PRIMARY KEY ({', '.join(ddl.quote(k) for k in key)})")
+        return f"CREATE TABLE {ddl.qualified(self.schema, table)} ({', '.join(parts)})"
+
+    def add_column_ddl(self, table: str, column: Column) -> str:
+        return f"ALTER TABLE {ddl.qualified(self.schema, table)} ADD COLUMN {ddl.quote(column.name)} {column.sql}"
+
+    def widen_column_ddl(self, table: str, column: Column) -> str | None:
+        name = ddl.quote(column.name)
+        return (f"ALTER TABLE {ddl.qualified(self.schema, table)} ALTER COLUMN {name} TYPE {column.sql} "
+                f"USING {name}::{column.sql}")
+
+    def encode(self, rows: pa.Table, columns: Sequence[Column]) -> Payload:
+        if binary_encodable(columns):
+            return Payload(encode_copy_binary(rows, [c.native for c in columns]), "binary")
+        buffer = io.BytesIO()
+        pacsv.write_csv(rows, buffer, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+        return Payload(buffer.getvalue(), "csv")
 
 
 class PostgresTransaction:
@@ -45,28 +88,23 @@ class PostgresTransaction:
         except Exception as exc:
             raise translate(exc) from exc
 
-    def column_for(self, name: str, arrow: pa.DataType) -> Column:
-        return ddl.column_for(name, arrow)
-
     async def table_columns(self, table: str) -> dict[str, Column] | None:
         try:
             return await ddl.table_columns(self.conn, self.schema, table)
         except Exception as exc:
             raise translate(exc) from exc
 
-    async def create_table(self, table: str, columns: Sequence[Column], key: Sequence[str]) -> str:
-        parts = [f"{ddl.quote(c.name)} {c.sql}" for c in columns]
-        if key:
-            parts.append(f"PRIMARY KEY ({', '.join(ddl.quote(k) for k in key)})")
-        statement = f"CREATE TABLE {ddl.qualified(self.schema, table)} ({', '.join(parts)})"
+    async def run_ddl(self, statement: str) -> None:
         await self._execute(statement)
-        return statement
 
-    async def add_column(self, table: str, column: Column) -> str:
-        statement = (f"ALTER TABLE {ddl.qualified(self.schema, table)} "
-                     f"ADD COLUMN {ddl.quote(column.name)} {column.sql}")
-        await self._execute(statement)
-        return statement
+    async def record_changes(self, pipeline: str, changes: Sequence[SchemaChange]) -> None:
+        records = [(pipeline, c.table, c.kind, c.column, c.old, c.new, c.ddl, c.applied) for c in changes]
+        try:
+            await self.conn.executemany(
+                f"INSERT INTO {ddl.qualified(self.schema, HISTORY)} (pipeline, table_name, change, column_name, "
+                "old_definition, new_definition, ddl, applied) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", records)
+        except Exception as exc:
+            raise translate(exc) from exc
 
     async def savepoint(self) -> None:
         self.depth += 1
@@ -81,16 +119,18 @@ class PostgresTransaction:
         await self._execute(f"RELEASE SAVEPOINT conduitd_{self.depth}")
         self.depth -= 1
 
-    async def write_rows(self, table: str, rows: pa.Table, columns: Sequence[Column], key: Sequence[str]) -> None:
+    async def write_rows(self, table: str, rows: pa.Table, columns: Sequence[Column], key: Sequence[str],
+                         payload: object | None = None) -> None:
+        encoded = payload if isinstance(payload, Payload) else None
         try:
             if not key:
-                await self._copy(self.schema, table, rows, columns)
+                await self._copy(self.schema, table, rows, columns, encoded)
                 return
             await self._execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (LIKE {ddl.qualified(self.schema, table)}) "
                 "ON COMMIT DROP")
             await self._execute(f"TRUNCATE {_STAGE}")
-            await self._copy(None, _STAGE, rows, columns)
+            await self._copy(None, _STAGE, rows, columns, encoded)
             names = [ddl.quote(c.name) for c in columns]
             updates = [f"{n} = EXCLUDED.{n}" for c, n in zip(columns, names, strict=True) if c.name not in key]
             action = f"UPDATE SET {', '.join(updates)}" if updates else "NOTHING"
@@ -101,19 +141,13 @@ class PostgresTransaction:
         except Exception as exc:
             raise translate(exc) from exc
 
-    async def _copy(self, schema: str | None, table: str, rows: pa.Table, columns: Sequence[Column]) -> None:
-        names = [c.name for c in columns]
-        if binary_encodable(columns):
-            payload = await asyncio.to_thread(encode_copy_binary, rows, [c.native for c in columns])
-            await self.conn.copy_to_table(table, schema_name=schema, columns=names,
-                                          source=io.BytesIO(payload), format="binary")
-            return
-        buffer = io.BytesIO()
-        await asyncio.to_thread(pacsv.write_csv, rows, buffer,
-                                pacsv.WriteOptions(include_header=False, quoting_style="needed"))
-        buffer.seek(0)
-        await self.conn.copy_to_table(table, schema_name=schema, columns=names, source=buffer,
-                                      format="csv", null="")
+    async def _copy(self, schema: str | None, table: str, rows: pa.Table, columns: Sequence[Column],
+                    payload: Payload | None = None) -> None:
+        if payload is None:
+            payload = await asyncio.to_thread(PostgresDialect(self.schema).encode, rows, columns)
+        options = {"format": "csv", "null": ""} if payload.format == "csv" else {"format": "binary"}
+        await self.conn.copy_to_table(table, schema_name=schema, columns=[c.name for c in columns],
+                                      source=io.BytesIO(payload.data), **options)
 
     async def delete_rows(self, table: str, keys: pa.Table) -> int:
         target = ddl.qualified(self.schema, table)

@@ -1,0 +1,169 @@
+"""Schema evolution, decided when a batch is prepared: its columns against the live table's.
+
+Differences: a column the table lacks (added), a table column the batch lacks (removed), and a
+column whose values need a wider type than the table's (int -> bigint -> numeric, int -> double,
+real -> double). What happens is the resource's `schema_evolution` policy; the outcome is the
+columns to cast the batch to, the columns to leave out, the rows that must wait in the DLQ, and
+the changes to record in `conduitd_schema_history`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from conduitd.config import ResourceConfig
+from conduitd.destinations.base import Dialect
+from conduitd.errors import SchemaIncompatible
+from conduitd.records import SchemaChange
+from conduitd.schema import Column, cast_column, refine_types
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Evolution:
+    """What the batch may be written as, after the policy has spoken."""
+
+    columns: dict[str, Column]
+    """The table's columns (after applied changes), to cast the batch to."""
+    changes: list[SchemaChange] = field(default_factory=list)
+    held: dict[str, str] = field(default_factory=dict)
+    """column -> reason: rows with a value there go to the DLQ (the column is not in the table)."""
+    dropped: list[str] = field(default_factory=list)
+    """Columns whose values are not written (warn mode)."""
+
+
+def plan(tx: Dialect, resource: ResourceConfig, rows: pa.Table, live: dict[str, Column] | None,
+         *, warned: set[str]) -> Evolution:
+    """Compare and decide per policy (pure). The changes marked applied are the DDL the commit runs;
+    manual mode writes the others to a migration file. Raises SchemaIncompatible to stop."""
+    table = resource.table_name
+    key = resource.unique_key
+    missing_key = [k for k in key if k not in rows.column_names and (live is None or k not in live)]
+    if missing_key:
+        raise SchemaIncompatible(f"table {table!r}: unique_key column(s) {missing_key} are not in the data")
+    if live is None:
+        columns = [tx.column_for(f.name, f.type) for f in refine_types(rows).schema]
+        ddl = tx.create_table_ddl(table, columns, key)
+        return Evolution({c.name: c for c in columns},
+                         [SchemaChange(table, "create", None, None, None, ddl, applied=True)])
+    evolution = Evolution(dict(live))
+    added = [n for n in rows.column_names if n not in live]
+    if added:
+        refined = refine_types(rows.select(added))
+        _add(tx, resource, evolution, [tx.column_for(f.name, f.type) for f in refined.schema])
+    for name in rows.column_names:
+        if name in live:
+            wider = _widening(tx, live[name], rows.column(name))
+            if wider is not None:
+                _widen(tx, resource, evolution, live[name], wider)
+    removed = [n for n in live if n not in rows.column_names and n not in warned]
+    if removed:
+        _removed(resource, removed, warned)
+    return evolution
+
+
+def _add(tx: Dialect, resource: ResourceConfig, evolution: Evolution, columns: list[Column]) -> None:
+    table, mode = resource.table_name, resource.schema_evolution.mode
+    for column in columns:
+        ddl = tx.add_column_ddl(table, column)
+        if mode == "strict":
+            raise SchemaIncompatible(f"table {table!r} has no column {column.name!r} (schema_evolution strict): {ddl}")
+        if mode == "auto":
+            evolution.columns[column.name] = column
+            evolution.changes.append(SchemaChange(table, "add", column.name, None, column.sql, ddl, applied=True))
+        elif mode == "manual":
+            evolution.held[column.name] = (f"column {column.name!r} is not in table {table!r} yet: apply the "
+                                           f"migration in {resource.schema_evolution.migrations_dir} ({ddl})")
+            evolution.changes.append(SchemaChange(table, "add", column.name, None, column.sql, ddl, applied=False))
+        else:
+            log.warning("table %s has no column %r: its values are not written (schema_evolution warn; %s)",
+                        table, column.name, ddl, extra={"pipeline": resource.name})
+            evolution.dropped.append(column.name)
+
+
+def _widen(tx: Dialect, resource: ResourceConfig, evolution: Evolution, old: Column, new: Column) -> None:
+    table, policy = resource.table_name, resource.schema_evolution
+    ddl = tx.widen_column_ddl(table, new)
+    what = f"column {old.name!r} of {table!r} needs {new.sql} instead of {old.sql}"
+    if policy.mode == "strict" or policy.on_type_change == "fail":
+        raise SchemaIncompatible(f"{what} (schema_evolution {policy.mode}, on_type_change {policy.on_type_change})")
+    if policy.mode == "auto" and policy.on_type_change == "widen":
+        evolution.columns[old.name] = new
+        evolution.changes.append(SchemaChange(table, "widen", old.name, old.sql, new.sql, ddl, applied=True))
+        return
+    if policy.mode == "manual":
+        evolution.changes.append(SchemaChange(table, "widen", old.name, old.sql, new.sql, ddl, applied=False))
+    log.warning("%s: rows that do not fit go to the DLQ (schema_evolution %s, on_type_change %s)", what,
+                policy.mode, policy.on_type_change, extra={"pipeline": resource.name})
+
+
+def _removed(resource: ResourceConfig, removed: Sequence[str], warned: set[str]) -> None:
+    policy = resource.schema_evolution
+    what = f"table {resource.table_name!r} has column(s) {', '.join(map(repr, removed))} the data lacks"
+    if policy.mode == "strict" or policy.on_column_removed == "fail":
+        raise SchemaIncompatible(f"{what} (schema_evolution {policy.mode}, on_column_removed "
+                                 f"{policy.on_column_removed})")
+    log.warning("%s: rows get NULL there (logged once per column)", what, extra={"pipeline": resource.name})
+    warned.update(removed)
+
+
+def _widening(tx: Dialect, column: Column, values: pa.ChunkedArray) -> Column | None:
+    """The wider column these values need, or None if they fit (or fit no widening: those rows
+    are the cast's to reject)."""
+    target, source = column.arrow, values.type
+    if not (pa.types.is_integer(target) or pa.types.is_floating(target) or pa.types.is_decimal(target)):
+        return None
+    if not (pa.types.is_integer(source) or pa.types.is_floating(source) or pa.types.is_decimal(source)):
+        return None
+    if not cast_column(values, column)[1].any():
+        return None
+    for wider in _wider_types(target):
+        candidate = tx.column_for(column.name, wider)
+        if candidate.sql != column.sql and not cast_column(values, candidate)[1].any():
+            return candidate
+    return None
+
+
+def _wider_types(kind: pa.DataType) -> tuple[pa.DataType, ...]:
+    """Widenings, narrowest first: int -> bigint -> double or numeric; real -> double; numeric(p,s)
+    -> numeric(38,s) (the scale the table asked for is kept)."""
+    if pa.types.is_integer(kind):
+        return (pa.int64(), pa.float64(), pa.decimal128(38, 0))
+    if pa.types.is_float32(kind):
+        return (pa.float64(),)
+    if pa.types.is_decimal(kind):
+        return (pa.decimal128(38, kind.scale),)
+    return ()
+
+
+def held_rows(rows: pa.Table, held: dict[str, str]) -> np.ndarray:
+    """Rows with a value in a column the table does not have yet (manual mode)."""
+    mask = np.zeros(rows.num_rows, dtype=bool)
+    for name in held:
+        if name in rows.column_names:
+            mask |= np.asarray(pc.is_valid(rows.column(name)).to_numpy(zero_copy_only=False), dtype=bool)
+    return mask
+
+
+def write_migration(resource: ResourceConfig, changes: Sequence[SchemaChange]) -> None:
+    """Manual mode: append the DDL that was not applied to a migration file, and log it."""
+    directory = Path(resource.schema_evolution.migrations_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{time.strftime('%Y%m%d%H%M%S')}_{resource.name}.sql"
+    statements = sorted({c.ddl for c in changes if c.ddl})
+    existing = path.read_text() if path.exists() else ""
+    with path.open("a") as handle:
+        for statement in statements:
+            if statement not in existing:
+                handle.write(statement + ";\n")
+    log.warning("schema changes not applied (schema_evolution manual): %s; written to %s",
+                "; ".join(statements), path, extra={"pipeline": resource.name})
