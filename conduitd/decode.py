@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 
@@ -33,24 +34,30 @@ def decode_jsonl_lines(block: bytes, partition: str,
                        position_at: PositionAt) -> tuple[pa.Table, list[Reject], np.ndarray | None]:
     """Like `decode_jsonl`, also returning which lines (0-based, counting every line) became rows,
     or None when every line did: callers with per-line metadata keep it aligned with this."""
-    lines = _object_lines(block)
-    fast = _read_json(block) if lines is not None else None
-    if fast is not None and fast.num_rows == lines:
+    fast = _read_json(block)
+    if fast is not None and _strict(fast, block):
         return fast, [], None
     return _decode_jsonl_slowly(block, partition, position_at)
 
 
-def _object_lines(block: bytes) -> int | None:
-    """How many lines the block has if each non-blank one starts with `{` and nothing in it needs a
-    closer look; None sends the block down the line-by-line path. pyarrow's reader is laxer than
-    JSON: it takes a `null` line as an empty row, `{..}{..}` on one line as two rows, and NaN."""
-    if not block or b"NaN" in block or b"Infinity" in block:
-        return None
-    # Counting substrings runs at memory speed; a line starts after every newline but the last.
+def _strict(table: pa.Table, block: bytes) -> bool:
+    """pyarrow's reader is laxer than JSON lines of objects: it reads a `null` line as an empty
+    row, two objects on one line as two rows, and NaN. Those blocks go line by line instead.
+    (Blank lines and `{}` lines take that path too; it reads them right.)"""
     lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-    objects = block.count(b"\n{") + block.startswith(b"{")
-    blank = block.count(b"\n\n") + block.count(b"\n\r") + block.startswith((b"\n", b"\r"))
-    return objects if objects + blank == lines else None
+    if table.num_rows != lines:
+        return False
+    if table.num_columns:
+        all_null = None
+        for column in table.columns:
+            nulls = column.is_null()
+            all_null = nulls if all_null is None else pc.and_(all_null, nulls)
+        if pc.any(all_null).as_py():
+            return False
+    for column in table.columns:
+        if pa.types.is_floating(column.type) and pc.any(pc.invert(pc.is_finite(column))).as_py():
+            return False
+    return table.num_columns > 0 or lines == 0
 
 
 def _read_json(block: bytes) -> pa.Table | None:

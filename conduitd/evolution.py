@@ -60,11 +60,6 @@ def plan(tx: Dialect, resource: ResourceConfig, rows: pa.Table, live: dict[str, 
     if added:
         refined = refine_types(rows.select(added))
         _add(tx, resource, evolution, [tx.column_for(f.name, f.type) for f in refined.schema])
-    for name in rows.column_names:
-        if name in live:
-            wider = _widening(tx, live[name], rows.column(name))
-            if wider is not None:
-                _widen(tx, resource, evolution, live[name], wider)
     removed = [n for n in live if n not in rows.column_names and n not in warned]
     if removed:
         _removed(resource, removed, warned)
@@ -116,15 +111,30 @@ def _removed(resource: ResourceConfig, removed: Sequence[str], warned: set[str])
     warned.update(removed)
 
 
+def widen_for(tx: Dialect, resource: ResourceConfig, evolution: Evolution, rows: pa.Table,
+              failed_columns: set[str]) -> bool:
+    """Some values did not cast to their column: where a widening of that column holds them all,
+    apply the policy to it. True when a column changed (the batch is then cast again)."""
+    changed = False
+    for name in sorted(failed_columns):
+        column = evolution.columns.get(name)
+        if column is None or name not in rows.column_names:
+            continue
+        wider = _widening(tx, column, rows.column(name))
+        if wider is not None:
+            before = evolution.columns[name]
+            _widen(tx, resource, evolution, column, wider)
+            changed = changed or evolution.columns[name] is not before
+    return changed
+
+
 def _widening(tx: Dialect, column: Column, values: pa.ChunkedArray) -> Column | None:
-    """The wider column these values need, or None if they fit (or fit no widening: those rows
-    are the cast's to reject)."""
+    """The wider column these values need (they did not fit `column`), or None if no widening
+    holds them all (those rows are the cast's to reject)."""
     target, source = column.arrow, values.type
     if not (pa.types.is_integer(target) or pa.types.is_floating(target) or pa.types.is_decimal(target)):
         return None
     if not (pa.types.is_integer(source) or pa.types.is_floating(source) or pa.types.is_decimal(source)):
-        return None
-    if not cast_column(values, column)[1].any():
         return None
     for wider in _wider_types(target):
         candidate = tx.column_for(column.name, wider)

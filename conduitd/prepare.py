@@ -22,7 +22,7 @@ from conduitd import quality
 from conduitd.config import ResourceConfig
 from conduitd.destinations.base import Dialect
 from conduitd.errors import ConduitError, QualityFailure, SchemaIncompatible
-from conduitd.evolution import Evolution, held_rows, plan
+from conduitd.evolution import Evolution, held_rows, plan, widen_for
 from conduitd.records import DELETED, Batch, Reject
 from conduitd.schema import Column, conform
 
@@ -82,7 +82,11 @@ def _prepare_rows(prepared: Prepared, dialect: Dialect, resource: ResourceConfig
     if not keep.all():
         rows, source_rows, deletes = rows.filter(pa.array(keep)), source_rows[keep], deletes[keep]
     writable = {n: c for n, c in evolution.columns.items() if n not in evolution.dropped}
-    rows, failures, kept = conform(rows, writable)
+    candidate, failures, kept = conform(rows, writable)
+    if failures and widen_for(dialect, resource, evolution, rows, {f.column for f in failures}):
+        writable = {n: c for n, c in evolution.columns.items() if n not in evolution.dropped}
+        candidate, failures, kept = conform(rows, writable)
+    rows = candidate
     for failure in failures:
         prepared.rejects.append(_reject(batch, int(source_rows[failure.row]), failure.reason, "cast",
                                         failure.column, failure.value))
