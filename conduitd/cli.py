@@ -1,7 +1,10 @@
 """The `conduitd` command (alias `conduit`): the only place that configures logging and exits.
 
     conduitd [run] -c FILE [--once] [-r RESOURCE ...]
-    conduitd validate -c FILE [-r RESOURCE ...]
+    conduitd validate -c FILE [-r RESOURCE ...] [--json]
+    conduitd schema RESOURCE -c FILE [--format json|yaml] [-o FILE] [--sample-size N]
+    conduitd schema-compare RESOURCE -c FILE [--baseline FILE] [--json]
+    conduitd dlq list|replay -c FILE -r RESOURCE [--rule R] [--since T] [--until T] [--limit N]
     conduitd checkpoints show -c FILE [-r RESOURCE] [--json]
     conduitd checkpoints reset -c FILE -r RESOURCE [--partition P]
 """
@@ -14,16 +17,18 @@ import gc
 import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from conduitd import __version__, telemetry
-from conduitd.config import Config
+from conduitd.config import Config, ResourceConfig
 from conduitd.configfile import load_config
+from conduitd.destinations.base import DlqFilter
 from conduitd.errors import ConduitError, ConfigError, ExitCode
 from conduitd.logs import configure
 
 log = logging.getLogger("conduitd")
-_COMMANDS = {"run", "validate", "checkpoints"}
+_COMMANDS = {"run", "validate", "checkpoints", "schema", "schema-compare", "dlq"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,8 +45,35 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(run)
     run.add_argument("--once", action="store_true",
                      help="read what the sources hold now, commit it, and exit")
-    validate = commands.add_parser("validate", help="check config and connectivity; writes nothing")
+    validate = commands.add_parser("validate", help="check config, rules, connectivity and schemas; writes nothing")
     with_config(validate)
+    validate.add_argument("--json", action="store_true", help="JSON output")
+
+    def with_one_resource(p: argparse.ArgumentParser) -> None:
+        p.add_argument("resource_name", metavar="RESOURCE", nargs="?", help="the resource (or -r RESOURCE)")
+        with_config(p)
+        p.add_argument("--sample-size", type=int, default=1000, help="records to sample (default 1000)")
+
+    schema = commands.add_parser("schema", help="infer a resource's source schema and export it")
+    with_one_resource(schema)
+    schema.add_argument("--format", choices=("json", "yaml"), default="json")
+    schema.add_argument("-o", "--output", help="write to this file instead of standard output")
+    compare = commands.add_parser("schema-compare", help="drift between the source and its table; exit 4 on drift")
+    with_one_resource(compare)
+    compare.add_argument("--baseline", help="compare with a schema file written by `conduitd schema`")
+    compare.add_argument("--json", action="store_true", help="JSON output")
+    dlq = commands.add_parser("dlq", help="list or replay rejected records")
+    dlq_actions = dlq.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, text in (("list", "show DLQ rows"), ("replay", "re-run DLQ rows through the current rules and "
+                                                               "schema; the ones that pass move to the table")):
+        action = dlq_actions.add_parser(name, help=text)
+        with_config(action)
+        action.add_argument("--rule", help="only rows rejected by this rule (e.g. decode, cast, not_null:email)")
+        action.add_argument("--since", type=_timestamp, help="only rows rejected at or after (ISO 8601)")
+        action.add_argument("--until", type=_timestamp, help="only rows rejected before (ISO 8601)")
+        action.add_argument("--limit", type=int, help="at most this many rows")
+        if name == "list":
+            action.add_argument("--json", action="store_true", help="JSON output")
     checkpoints = commands.add_parser("checkpoints", help="show or reset stored positions")
     actions = checkpoints.add_subparsers(dest="action", metavar="ACTION", required=True)
     show = actions.add_parser("show", help="print stored positions")
@@ -51,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(reset)
     reset.add_argument("--partition", help="only this partition (e.g. a file path)")
     return parser
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,7 +120,20 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
     from conduitd import commands
 
     if args.command == "validate":
-        return _run_async(commands.validate(config, args.resource))
+        return _run_async(commands.validate(config, args.resource, as_json=args.json))
+    if args.command in ("schema", "schema-compare"):
+        resource = _one_resource(config, [args.resource_name] if args.resource_name else args.resource)
+        if args.command == "schema":
+            return _run_async(commands.export_schema(config, resource, fmt=args.format, output=args.output,
+                                                     sample_size=args.sample_size))
+        return _run_async(commands.compare_schema(config, resource, baseline=args.baseline, as_json=args.json,
+                                                  sample_size=args.sample_size))
+    if args.command == "dlq":
+        resource = _one_resource(config, args.resource)
+        where = DlqFilter(args.rule, args.since, args.until, args.limit)
+        if args.action == "list":
+            return _run_async(commands.list_dlq(config, resource, where, as_json=args.json))
+        return _run_async(commands.replay_dlq(config, resource, where))
     if args.command == "checkpoints":
         if args.action == "show":
             return _run_async(commands.show_checkpoints(config, args.resource, as_json=args.json))
@@ -93,6 +146,15 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         return _run_async(commands.run(config, args.resource, once=args.once))
     finally:
         telemetry.shutdown()
+
+
+def _one_resource(config: Config, names: Sequence[str]) -> ResourceConfig:
+    if len(names) != 1:
+        raise ConfigError("name exactly one resource (RESOURCE or -r RESOURCE)")
+    found = [r for r in config.resources if r.name == names[0]]
+    if not found:
+        raise ConfigError(f"no resource named {names[0]!r} (defined: {', '.join(r.name for r in config.resources)})")
+    return found[0]
 
 
 def _run_async(coro: Coroutine[Any, Any, int]) -> int:

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from conduitd.config import ResourceConfig
 from conduitd.destinations.base import CommitResult, RowsRefused, Transaction
-from conduitd.errors import CheckpointConflict
+from conduitd.errors import CheckpointConflict, ConduitError
 from conduitd.evolution import write_migration
 from conduitd.prepare import Prepared, refused_rejects
 from conduitd.records import Batch, SchemaChange
@@ -32,6 +32,9 @@ async def commit_prepared(tx: Transaction, resource: ResourceConfig, prepared: P
                           reprepare: Reprepare) -> tuple[CommitResult, Prepared]:
     """Run every step inside `tx`; returns the result and the batch as finally prepared."""
     timings = prepared.batch.timings
+    replaying = prepared.replaying
+    if replaying and await tx.delete_rejects(resource.dlq_table, replaying) != len(replaying):
+        raise ConduitError("some DLQ rows being replayed are gone (replayed elsewhere?): nothing was changed")
     prepared = await _as_the_table_is(tx, resource, prepared, reprepare)
     with timings.stage("schema"):
         if prepared.failure is not None:
@@ -59,7 +62,9 @@ async def _as_the_table_is(tx: Transaction, resource: ResourceConfig, prepared: 
     writer's DDL, or this pipeline's previous batch), prepare it again against the table now."""
     live = await tx.table_columns(resource.table_name)
     if not prepared.known or live != prepared.live:
+        replaying = prepared.replaying
         prepared = await reprepare(live)
+        prepared.replaying = replaying
     return prepared
 
 

@@ -37,6 +37,9 @@ class ServiceConfig(_Frozen):
     """Longest pause between two retries of a retriable failure (backoff doubles up to this)."""
     once_retry_timeout: Duration = 30.0
     """Under --once, how long an unreachable dependency is retried before exiting with code 5."""
+    manifest_path: str | None = None
+    """Append a JSON record per --once run (and per `manifest_interval` in daemon mode) to this file."""
+    manifest_interval: Duration = Field(300.0, gt=0)
 
 
 class FileSourceConfig(_Frozen):

@@ -66,6 +66,8 @@ class PipelineStatus:
     last_commit: float | None = None
     last_error: str | None = None
     positions: dict[str, Position] = field(default_factory=dict)
+    positions_at_start: dict[str, Position] = field(default_factory=dict)
+    rejected_by_rule: dict[str, int] = field(default_factory=dict)
     lag: dict[str, dict[str, float]] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
 
@@ -74,7 +76,8 @@ class PipelineStatus:
             "pipeline": self.name, "source": self.source, "destination": self.destination,
             "table": self.table, "state": self.state, "ready": self.ready,
             "rows_read": self.rows_read, "rows_written": self.rows_written,
-            "dlq_rows": self.rows_rejected, "rows_deleted": self.rows_deleted, "batches": self.batches,
+            "dlq_rows": self.rows_rejected, "dlq_rows_by_rule": self.rejected_by_rule,
+            "rows_deleted": self.rows_deleted, "batches": self.batches,
             "quality": self.quality, "schema_changes": self.schema_changes,
             "last_commit": _iso(self.last_commit), "last_error": self.last_error,
             "positions": self.positions, "lag": self.lag, "started": _iso(self.started),

@@ -77,6 +77,8 @@ class Pipeline:
         async with self._commit_lock:
             positions = await self._retrying("load checkpoints", self._load_checkpoints)
         self.status.positions.update(positions)
+        for partition, position in positions.items():
+            self.status.positions_at_start.setdefault(partition, position)
         return positions
 
     async def revoke(self) -> None:
@@ -178,6 +180,8 @@ class Pipeline:
         for rule, count in result.rejected_by_rule.items():
             self.metrics.rows_rejected.labels(name, rule).inc(count)
         status.rows_deleted += result.rows_deleted
+        for rule, count in result.rejected_by_rule.items():
+            status.rejected_by_rule[rule] = status.rejected_by_rule.get(rule, 0) + count
         for (rule, action), count in result.quality.items():
             status.quality.setdefault(rule, {}).setdefault(action, 0)
             status.quality[rule][action] += count

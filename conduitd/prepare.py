@@ -49,6 +49,8 @@ class Prepared:
     """Raised by the commit, once the batches before this one are committed."""
     quality_counts: dict[tuple[str, str], int] = field(default_factory=dict)
     warned: list[quality.Violation] = field(default_factory=list)
+    replaying: tuple[int, ...] = ()
+    """DLQ rows these records came from (dlq replay): removed in the same transaction."""
 
 
 def prepare(dialect: Dialect, resource: ResourceConfig, batch: Batch, live: dict[str, Column] | None,

@@ -39,6 +39,30 @@ class CheckpointRow:
     updated_at: datetime | None = field(default=None)
 
 
+@dataclass(frozen=True, slots=True)
+class DlqEntry:
+    """One row of a DLQ table."""
+
+    id: int
+    pipeline: str
+    partition: str | None
+    position: Position
+    rule: str
+    reason: str
+    column: str | None
+    value: str | None
+    payload: str | None
+    created_at: datetime | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DlqFilter:
+    rule: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int | None = None
+
+
 class RowsRefused(Exception):
     """The destination refused some value of the rows being written (SQLSTATE class 22 or 23,
     a constraint): the commit isolates the culprit rows and dead-letters them."""
@@ -92,6 +116,9 @@ class Transaction(Protocol):
 
     async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> None: ...
 
+    async def delete_rejects(self, dlq_table: str, ids: Sequence[int]) -> int:
+        """Remove DLQ rows (being replayed in this transaction); return how many went."""
+
     async def compare_and_set(self, pipeline: str, partition: str, expected: Position, new: Position) -> bool:
         """Store `new` if the stored position is `expected` (None: no row yet); False otherwise."""
 
@@ -130,6 +157,9 @@ class Destination(Protocol):
 
     async def table_columns(self, table: str) -> dict[str, Column] | None:
         """The live table's columns (outside any batch), or None when it does not exist."""
+
+    async def read_dlq(self, resource: ResourceConfig, where: DlqFilter) -> list[DlqEntry]:
+        """DLQ rows of the resource, oldest first."""
 
     async def prepare_batch(self, resource: ResourceConfig, batch: Batch) -> Prepared: ...
 

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from conduitd.commit import commit_prepared
 from conduitd.config import ResourceConfig, SqliteDestinationConfig
-from conduitd.destinations.base import CheckpointRow, CommitResult, RowsRefused
+from conduitd.destinations.base import CheckpointRow, CommitResult, DlqEntry, DlqFilter, RowsRefused
 from conduitd.errors import DependencyUnreachable, TransientError
 from conduitd.prepare import Prepared, prepare
 from conduitd.records import Batch, Position, Reject, SchemaChange, position_text
@@ -122,6 +122,26 @@ class SqliteDestination:
 
     async def table_columns(self, table: str) -> dict[str, Column] | None:
         return await _SqliteTransaction(self).table_columns(table)
+
+    async def read_dlq(self, resource: ResourceConfig, where: DlqFilter) -> list[DlqEntry]:
+        sql = (f"SELECT id, pipeline, partition, position, rule, reason, column_name, value, payload, created_at "
+               f"FROM {quote(resource.dlq_table)} WHERE pipeline = ?")
+        params: list[Any] = [resource.name]
+        if where.rule:
+            sql += " AND rule = ?"
+            params.append(where.rule)
+        if where.since:
+            sql += " AND created_at >= ?"
+            params.append(where.since.strftime("%Y-%m-%d %H:%M:%S"))
+        if where.until:
+            sql += " AND created_at < ?"
+            params.append(where.until.strftime("%Y-%m-%d %H:%M:%S"))
+        sql += " ORDER BY id" + (f" LIMIT {int(where.limit)}" if where.limit else "")
+
+        def query() -> list[DlqEntry]:
+            return [DlqEntry(r[0], r[1], r[2], orjson.loads(r[3]) if r[3] else None, *r[4:])
+                    for r in self.conn.execute(sql, params)]
+        return await self._run(query)
 
     async def prepare_batch(self, resource: ResourceConfig, batch: Batch) -> Prepared:
         # SQLite work shares one thread with the connection: prepared in the commit, against the
@@ -267,6 +287,13 @@ class _SqliteTransaction:
         values = [(pipeline, r.partition, position_text(r.position), r.rule, r.reason, r.column, r.value, r.payload)
                   for r in rejects]
         await self.d._run(self.d.conn.executemany, sql, values)
+
+    async def delete_rejects(self, dlq_table: str, ids: Sequence[int]) -> int:
+        def delete() -> int:
+            before = self.d.conn.total_changes
+            self.d.conn.executemany(f"DELETE FROM {quote(dlq_table)} WHERE id = ?", [(i,) for i in ids])
+            return self.d.conn.total_changes - before
+        return await self.d._run(delete)
 
     async def compare_and_set(self, pipeline: str, partition: str, expected: Position, new: Position) -> bool:
         now = datetime.now().astimezone().isoformat()

@@ -11,7 +11,7 @@ import orjson
 
 from conduitd.commit import commit_prepared
 from conduitd.config import PostgresDestinationConfig, ResourceConfig
-from conduitd.destinations.base import CheckpointRow, CommitResult
+from conduitd.destinations.base import CheckpointRow, CommitResult, DlqEntry, DlqFilter
 from conduitd.destinations.postgres import ddl
 from conduitd.destinations.postgres.errors import translate, unreachable
 from conduitd.destinations.postgres.transaction import CHECKPOINTS, HISTORY, PostgresDialect, PostgresTransaction
@@ -122,6 +122,22 @@ class PostgresDestination:
             return await ddl.table_columns(self.conn, self.schema, table)
         except Exception as exc:
             raise translate(exc) from exc
+
+    async def read_dlq(self, resource: ResourceConfig, where: DlqFilter) -> list[DlqEntry]:
+        sql = ("SELECT id, pipeline, partition, position::text, rule, reason, column_name, value, payload, created_at "
+               f"FROM {ddl.qualified(self.schema, resource.dlq_table)} WHERE pipeline = $1")
+        params: list[object] = [resource.name]
+        for condition, value in (("rule = ${}", where.rule), ("created_at >= ${}", where.since),
+                                 ("created_at < ${}", where.until)):
+            if value is not None:
+                params.append(value)
+                sql += " AND " + condition.format(len(params))
+        sql += " ORDER BY id" + (f" LIMIT {int(where.limit)}" if where.limit else "")
+        try:
+            rows = await self.conn.fetch(sql, *params)
+        except Exception as exc:
+            raise translate(exc) from exc
+        return [DlqEntry(r[0], r[1], r[2], orjson.loads(r[3]) if r[3] else None, *r[4:]) for r in rows]
 
     async def prepare_batch(self, resource: ResourceConfig, batch: Batch) -> Prepared:
         table = resource.table_name

@@ -176,6 +176,11 @@ class PostgresTransaction:
         except Exception as exc:
             raise translate(exc) from exc
 
+    async def delete_rejects(self, dlq_table: str, ids: Sequence[int]) -> int:
+        table = ddl.qualified(self.schema, dlq_table)
+        status = await self._execute(f"DELETE FROM {table} WHERE id = ANY($1::bigint[])", list(ids))
+        return int(status.split()[-1])
+
     async def compare_and_set(self, pipeline: str, partition: str, expected: Position, new: Position) -> bool:
         table = ddl.qualified(self.schema, CHECKPOINTS)
         if expected is None:

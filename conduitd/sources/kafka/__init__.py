@@ -14,6 +14,8 @@ import queue
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 
+from confluent_kafka import Message
+
 from conduitd.config import KafkaSourceConfig
 from conduitd.errors import ConduitError, DependencyUnreachable
 from conduitd.records import Chunk, Position
@@ -127,7 +129,7 @@ class KafkaSource:
             self._ends, self._ends_epoch = {}, polled.generation
         with thread.lock:
             starts = {k: p.start for k, p in thread.assignment.partitions.items()}
-        by_partition: dict[str, list[object]] = {}
+        by_partition: dict[str, list[Message]] = {}
         for message in polled.messages:
             by_partition.setdefault(partition_key(message.topic(), message.partition()), []).append(message)
         chunks = []
@@ -140,7 +142,7 @@ class KafkaSource:
                 timings = Timings()
                 timings.add("poll", polled_ns - int(polled.poll_seconds * 1e9), polled_ns)
                 with timings.stage("decode"):
-                    decoded = decode_partition(self.config, key, part, self.key_columns,  # type: ignore[arg-type]
+                    decoded = decode_partition(self.config, key, part, self.key_columns,
                                                self.tombstones)
                 start = self._ends.get(key, starts.get(key))
                 end = {"offset": decoded.next_offset}

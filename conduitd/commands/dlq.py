@@ -1,0 +1,87 @@
+"""`conduitd dlq list|replay`: inspect rejected records, and re-run them through the current
+rules and schema; the ones that pass move to the table, exactly once (in one transaction with
+their removal from the DLQ)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+import orjson
+import pyarrow as pa
+
+from conduitd.arrowutil import concat_tables
+from conduitd.config import Config, ResourceConfig
+from conduitd.decode import decode_jsonl
+from conduitd.destinations import Destination, make_destination
+from conduitd.destinations.base import DlqEntry, DlqFilter
+from conduitd.records import Batch, Origin, Position, Reject
+
+REPLAY_BATCH = 10_000
+
+
+async def list_dlq(config: Config, resource: ResourceConfig, where: DlqFilter, *, as_json: bool) -> int:
+    destination = make_destination(config.destination(resource.destination))
+    await destination.open()
+    try:
+        await destination.setup(resource)
+        entries = await destination.read_dlq(resource, where)
+    finally:
+        await destination.close()
+    if as_json:
+        body = [{"id": e.id, "pipeline": e.pipeline, "partition": e.partition, "position": e.position,
+                 "rule": e.rule, "reason": e.reason, "column": e.column, "value": e.value,
+                 "payload": e.payload, "created_at": e.created_at} for e in entries]
+        sys.stdout.write(orjson.dumps(body, default=str, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    for e in entries:
+        created = e.created_at.isoformat() if isinstance(e.created_at, datetime) else str(e.created_at)
+        where_from = f"{e.partition} {orjson.dumps(e.position).decode()}"
+        value = (e.value or "-")[:40]
+        print(f"{e.id}\t{created}\t{e.rule}\t{e.column or '-'}\t{value}\t{where_from}\t{e.reason[:100]}")
+    print(f"{len(entries)} DLQ row(s) of {resource.name}", file=sys.stderr)
+    return 0
+
+
+async def replay_dlq(config: Config, resource: ResourceConfig, where: DlqFilter) -> int:
+    destination = make_destination(config.destination(resource.destination))
+    await destination.open()
+    moved = still = 0
+    try:
+        await destination.setup(resource)
+        entries = await destination.read_dlq(resource, where)
+        for first in range(0, len(entries), REPLAY_BATCH):
+            part = entries[first:first + REPLAY_BATCH]
+            written, rejected = await _replay(destination, resource, part)
+            moved, still = moved + written, still + rejected
+    finally:
+        await destination.close()
+    print(f"replayed {len(entries)} DLQ row(s) of {resource.name}: {moved} now in {resource.table_name}, "
+          f"{still} still rejected (kept in {resource.dlq_table} with the current reason)")
+    return 0
+
+
+def _at(position: Position) -> Callable[[int], Position]:
+    return lambda _: position
+
+
+async def _replay(destination: Destination, resource: ResourceConfig, entries: Sequence[DlqEntry]) -> tuple[int, int]:
+    tables: list[pa.Table] = []
+    origins: list[Origin] = []
+    rejects: list[Reject] = []
+    row = 0
+    for entry in entries:
+        payload = (entry.payload or "").encode()
+        rows, bad = decode_jsonl(payload + b"\n", entry.partition or "", _at(entry.position))
+        rejects += [Reject(entry.partition or "", entry.position, r.reason, r.payload) for r in bad]
+        if rows.num_rows:
+            origins.append(Origin(row, entry.partition or "", entry.position))
+            tables.append(rows)
+            row += rows.num_rows
+    batch = Batch(rows=concat_tables(tables), rejects=tuple(rejects), start={}, end={}, nbytes=0,
+                  origins=tuple(origins))
+    prepared = await destination.prepare_batch(resource, batch)
+    prepared.replaying = tuple(e.id for e in entries)
+    result = await destination.commit_batch(resource, prepared)
+    return result.rows_written, result.rows_rejected

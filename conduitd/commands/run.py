@@ -1,0 +1,83 @@
+"""What each CLI command does, as coroutines returning an exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from conduitd.config import Config
+from conduitd.errors import ConduitError, ExitCode
+from conduitd.manifest import Manifest
+from conduitd.runtime import Runtime
+
+log = logging.getLogger("conduitd")
+CommandCoro = Coroutine[Any, Any, int]
+
+
+async def run(config: Config, resources: Sequence[str], *, once: bool) -> int:
+    runtime = Runtime(config, resources, once=once)
+    started = time.monotonic()
+    path = config.service.manifest_path
+    manifest = Manifest(path, mode="once" if once else "daemon") if path else None
+    code: int | None = None
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            progress = tasks.create_task(_show_progress(runtime, started)) if once and sys.stderr.isatty() else None
+            intervals = (tasks.create_task(_manifest_intervals(runtime, manifest, config.service.manifest_interval))
+                         if manifest is not None and not once else None)
+            try:
+                code = int(await runtime.run())
+            finally:
+                for task in (progress, intervals):
+                    if task is not None:
+                        task.cancel()
+    except BaseException as exc:
+        code = _exit_code_of(exc)
+        raise
+    finally:
+        if manifest is not None:
+            manifest.write(runtime.statuses(), exit_code=code, final=True)
+        _summarise(runtime, started)
+    return code
+
+
+def _exit_code_of(exc: BaseException) -> int:
+    leaves = [exc]
+    while leaves and isinstance(leaves[0], BaseExceptionGroup):
+        leaves = list(leaves[0].exceptions) + leaves[1:]
+    for leaf in leaves:
+        if isinstance(leaf, ConduitError):
+            return int(leaf.exit_code)
+    return int(ExitCode.RUNTIME)
+
+
+async def _manifest_intervals(runtime: Runtime, manifest: Manifest, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        manifest.write(runtime.statuses(), exit_code=None, final=False)
+
+
+def _summarise(runtime: Runtime, started: float) -> None:
+    for status in runtime.statuses():
+        log.info("pipeline %s %s: %d records read, %d rows written, %d to the DLQ, %d batches, %.1fs",
+                 status.name, status.state, status.rows_read, status.rows_written, status.rows_rejected,
+                 status.batches, time.monotonic() - started, extra={"pipeline": status.name})
+
+
+async def _show_progress(runtime: Runtime, started: float) -> None:
+    """In a terminal, one self-updating line: rows so far and rows per second."""
+    try:
+        while True:
+            await asyncio.sleep(0.5)
+            rows = sum(s.rows_read for s in runtime.statuses())
+            rejected = sum(s.rows_rejected for s in runtime.statuses())
+            rate = rows / max(time.monotonic() - started, 1e-9)
+            sys.stderr.write(f"\r{rows:,} records ({rejected:,} to the DLQ), {rate:,.0f} records/s   ")
+            sys.stderr.flush()
+    except asyncio.CancelledError:
+        sys.stderr.write("\n")
+        raise
