@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from conduitd.config import ResourceConfig
 from conduitd.destinations.base import CommitResult, RowsRefused, Transaction
+from conduitd.dlq_sinks import DlqSink
 from conduitd.errors import CheckpointConflict, ConduitError
 from conduitd.evolution import write_migration
 from conduitd.prepare import Prepared, refused_rejects
@@ -29,7 +30,7 @@ Reprepare = Callable[[dict[str, Column] | None], Awaitable[Prepared]]
 
 
 async def commit_prepared(tx: Transaction, resource: ResourceConfig, prepared: Prepared,
-                          reprepare: Reprepare) -> tuple[CommitResult, Prepared]:
+                          reprepare: Reprepare, dlq: DlqSink | None = None) -> tuple[CommitResult, Prepared]:
     """Run every step inside `tx`; returns the result and the batch as finally prepared."""
     timings = prepared.batch.timings
     replaying = prepared.replaying
@@ -45,10 +46,12 @@ async def commit_prepared(tx: Transaction, resource: ResourceConfig, prepared: P
         deleted = await tx.delete_rows(table, prepared.deletes) if prepared.deletes.num_rows else 0
         refused = await _write_isolating(tx, table, prepared.rows, prepared.columns, key, prepared.payload)
         rejects = prepared.rejects + refused_rejects(prepared, refused)
-        if rejects:
+        if rejects and dlq is None:
             await tx.write_rejects(resource.dlq_table, resource.name, rejects)
     timings.begin("commit")  # ended by the destination once COMMIT has returned
     await _advance_checkpoints(tx, resource.name, prepared.batch)
+    if rejects and dlq is not None:
+        await dlq.write(resource.name, rejects)  # durable before COMMIT: at least once
     result = CommitResult(
         rows_written=prepared.rows.num_rows - len(refused), rows_rejected=len(rejects), changes=tuple(changes),
         rows_deleted=deleted, rejected_by_rule=dict(Counter(r.rule for r in rejects)),

@@ -148,18 +148,28 @@ class BatchConfig(_Frozen):
 
 
 class DlqConfig(_Frozen):
-    """Where rejected rows go: a table in the destination (same transaction) or a JSONL file."""
+    """Where rejected rows go: a table in the destination (in the batch's transaction: exactly
+    once), a JSONL file or a Kafka topic (written just before the batch commits: at least once,
+    each entry carrying an `id` that identifies a repeat)."""
 
-    type: Literal["table", "file"] = "table"
+    type: Literal["table", "file", "kafka"] = "table"
     table: str | None = None
     """Table name; defaults to `<table>_dlq`."""
     path: str | None = None
     """For `type: file`: the JSONL file rejected rows are appended to."""
+    brokers: str | None = None
+    """For `type: kafka`: bootstrap servers."""
+    topic: str | None = None
+    """For `type: kafka`: the topic rejected rows are produced to."""
+    client: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    """For `type: kafka`: librdkafka producer properties."""
 
     @model_validator(mode="after")
-    def _file_needs_path(self) -> DlqConfig:
+    def _needs_target(self) -> DlqConfig:
         if self.type == "file" and not self.path:
             raise ValueError("dlq type 'file' needs a 'path'")
+        if self.type == "kafka" and not (self.brokers and self.topic):
+            raise ValueError("dlq type 'kafka' needs 'brokers' and 'topic'")
         return self
 
 

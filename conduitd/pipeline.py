@@ -21,6 +21,7 @@ from conduitd.batching import END, ChunkQueue, cut_batches
 from conduitd.config import Config, ResourceConfig
 from conduitd.destinations import Destination, make_destination
 from conduitd.destinations.base import CommitResult
+from conduitd.dlq_sinks import DlqSink, open_sink
 from conduitd.errors import CheckpointConflict, ConduitError, DependencyUnreachable
 from conduitd.metrics import Metrics, PipelineStatus
 from conduitd.prepare import Prepared
@@ -47,6 +48,7 @@ class Pipeline:
         self._extra = {"pipeline": resource.name}
         self._reconnect = False
         self._commit_lock = asyncio.Lock()  # one transaction at a time; also guards the connection
+        self.dlq: DlqSink | None = open_sink(resource.dlq)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until the source is done (--once) or `stop` is set, committing what was read."""
@@ -69,6 +71,8 @@ class Pipeline:
             raise
         finally:
             await asyncio.shield(self.source.close())
+            if self.dlq is not None:
+                await asyncio.shield(self.dlq.close())
             await asyncio.shield(self.destination.close())
 
     # -- Checkpoints, for the source ---------------------------------------------------------
@@ -153,7 +157,7 @@ class Pipeline:
                 return CommitResult(batch.rows.num_rows, len(batch.rejects))
             self._reconnect = False
         try:
-            return await self.destination.commit_batch(self.resource, prepared)
+            return await self.destination.commit_batch(self.resource, prepared, self.dlq)
         except ConduitError as exc:
             self._reconnect = exc.retriable
             raise

@@ -4,9 +4,11 @@ their removal from the DLQ)."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -16,19 +18,29 @@ from conduitd.config import Config, ResourceConfig
 from conduitd.decode import decode_jsonl
 from conduitd.destinations import Destination, make_destination
 from conduitd.destinations.base import DlqEntry, DlqFilter
+from conduitd.dlq_sinks import read_file
+from conduitd.errors import ConfigError
 from conduitd.records import Batch, Origin, Position, Reject
 
 REPLAY_BATCH = 10_000
 
 
 async def list_dlq(config: Config, resource: ResourceConfig, where: DlqFilter, *, as_json: bool) -> int:
-    destination = make_destination(config.destination(resource.destination))
-    await destination.open()
-    try:
-        await destination.setup(resource)
-        entries = await destination.read_dlq(resource, where)
-    finally:
-        await destination.close()
+    if resource.dlq.type == "kafka":
+        raise ConfigError(f"the DLQ of {resource.name} is the Kafka topic {resource.dlq.topic}: read it with a "
+                          "Kafka consumer (each entry's key is its id)")
+    if resource.dlq.type == "file":
+        assert resource.dlq.path
+        entries = [_from_file(item) for item in await asyncio.to_thread(read_file, resource.dlq.path)]
+        entries = _filtered(entries, where)
+    else:
+        destination = make_destination(config.destination(resource.destination))
+        await destination.open()
+        try:
+            await destination.setup(resource)
+            entries = await destination.read_dlq(resource, where)
+        finally:
+            await destination.close()
     if as_json:
         body = [{"id": e.id, "pipeline": e.pipeline, "partition": e.partition, "position": e.position,
                  "rule": e.rule, "reason": e.reason, "column": e.column, "value": e.value,
@@ -44,7 +56,26 @@ async def list_dlq(config: Config, resource: ResourceConfig, where: DlqFilter, *
     return 0
 
 
+def _from_file(item: dict[str, Any]) -> DlqEntry:
+    return DlqEntry(item["id"], item["pipeline"], item.get("partition"), item.get("position"), item["rule"],
+                    item["reason"], item.get("column"), item.get("value"), item.get("payload"),
+                    item.get("created_at"))
+
+
+def _filtered(entries: list[DlqEntry], where: DlqFilter) -> list[DlqEntry]:
+    def created(entry: DlqEntry) -> datetime:
+        return datetime.fromisoformat(str(entry.created_at))
+
+    chosen = [e for e in entries if (where.rule is None or e.rule == where.rule)
+              and (where.since is None or created(e) >= where.since)
+              and (where.until is None or created(e) < where.until)]
+    return chosen[:where.limit] if where.limit else chosen
+
+
 async def replay_dlq(config: Config, resource: ResourceConfig, where: DlqFilter) -> int:
+    if resource.dlq.type != "table":
+        raise ConfigError(f"dlq replay works on a DLQ table; {resource.name}'s DLQ is a {resource.dlq.type} "
+                          "(its entries cannot leave it in the same transaction as the rows)")
     destination = make_destination(config.destination(resource.destination))
     await destination.open()
     moved = still = 0

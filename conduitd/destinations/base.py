@@ -15,6 +15,7 @@ from conduitd.records import Batch, Position, Reject, SchemaChange
 from conduitd.schema import Column
 
 if TYPE_CHECKING:
+    from conduitd.dlq_sinks import DlqSink
     from conduitd.prepare import Prepared
 
 
@@ -43,7 +44,7 @@ class CheckpointRow:
 class DlqEntry:
     """One row of a DLQ table."""
 
-    id: int
+    id: int | str
     pipeline: str
     partition: str | None
     position: Position
@@ -163,5 +164,7 @@ class Destination(Protocol):
 
     async def prepare_batch(self, resource: ResourceConfig, batch: Batch) -> Prepared: ...
 
-    async def commit_batch(self, resource: ResourceConfig, prepared: Prepared) -> CommitResult: ...
+    async def commit_batch(self, resource: ResourceConfig, prepared: Prepared,
+                           dlq: DlqSink | None = None) -> CommitResult:
+        """`dlq`: an external DLQ (file, topic) written just before COMMIT; None: the DLQ table."""
 

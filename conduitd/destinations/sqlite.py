@@ -21,6 +21,7 @@ import pyarrow as pa
 from conduitd.commit import commit_prepared
 from conduitd.config import ResourceConfig, SqliteDestinationConfig
 from conduitd.destinations.base import CheckpointRow, CommitResult, DlqEntry, DlqFilter, RowsRefused
+from conduitd.dlq_sinks import DlqSink
 from conduitd.errors import DependencyUnreachable, TransientError
 from conduitd.prepare import Prepared, prepare
 from conduitd.records import Batch, Position, Reject, SchemaChange, position_text
@@ -94,6 +95,8 @@ class SqliteDestination:
         await self._run(self.conn.execute, "SELECT 1")
 
     async def setup(self, resource: ResourceConfig) -> None:
+        if resource.dlq.type != "table":
+            return  # the DLQ is a file or a topic
         await self._run(self.conn.execute,
                         f"CREATE TABLE IF NOT EXISTS {quote(resource.dlq_table)} ("
                         "id INTEGER PRIMARY KEY AUTOINCREMENT, pipeline TEXT NOT NULL, partition TEXT, "
@@ -148,7 +151,8 @@ class SqliteDestination:
         # table as it is then.
         return Prepared(batch, live=None, known=False)
 
-    async def commit_batch(self, resource: ResourceConfig, prepared: Prepared) -> CommitResult:
+    async def commit_batch(self, resource: ResourceConfig, prepared: Prepared,
+                           dlq: DlqSink | None = None) -> CommitResult:
         warned = self._removed_warned.setdefault(resource.table_name, set())
 
         async def again(live: dict[str, Column] | None) -> Prepared:
@@ -158,7 +162,7 @@ class SqliteDestination:
         tx = _SqliteTransaction(self)
         await self._run(self.conn.execute, "BEGIN IMMEDIATE")
         try:
-            result, _ = await commit_prepared(tx, resource, prepared, again)
+            result, _ = await commit_prepared(tx, resource, prepared, again, dlq)
             await self._run(self.conn.execute, "COMMIT")
             prepared.batch.timings.end("commit")
         except BaseException:

@@ -15,6 +15,7 @@ from conduitd.destinations.base import CheckpointRow, CommitResult, DlqEntry, Dl
 from conduitd.destinations.postgres import ddl
 from conduitd.destinations.postgres.errors import translate, unreachable
 from conduitd.destinations.postgres.transaction import CHECKPOINTS, HISTORY, PostgresDialect, PostgresTransaction
+from conduitd.dlq_sinks import DlqSink
 from conduitd.prepare import Prepared, prepare
 from conduitd.records import Batch, Position
 from conduitd.schema import Column
@@ -85,6 +86,8 @@ class PostgresDestination:
             raise translate(exc) from exc
 
     async def setup(self, resource: ResourceConfig) -> None:
+        if resource.dlq.type != "table":
+            return  # the DLQ is a file or a topic
         try:
             await self.conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {ddl.qualified(self.schema, resource.dlq_table)} ("
@@ -149,14 +152,15 @@ class PostgresDestination:
         warned = self._removed_warned.setdefault(resource.table_name, set())
         return await asyncio.to_thread(prepare, self.dialect, resource, batch, live, removed_warned=warned)
 
-    async def commit_batch(self, resource: ResourceConfig, prepared: Prepared) -> CommitResult:
+    async def commit_batch(self, resource: ResourceConfig, prepared: Prepared,
+                           dlq: DlqSink | None = None) -> CommitResult:
         def again(live: dict[str, Column] | None) -> Awaitable[Prepared]:
             return self._prepare(resource, prepared.batch, live)
 
         try:
             async with self.conn.transaction():
                 tx = PostgresTransaction(self.conn, self.schema)
-                result, final = await commit_prepared(tx, resource, prepared, again)
+                result, final = await commit_prepared(tx, resource, prepared, again, dlq)
             prepared.batch.timings.end("commit")
         except Exception as exc:
             self._live.pop(resource.table_name, None)

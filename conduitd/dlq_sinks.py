@@ -1,0 +1,122 @@
+"""DLQs outside the destination: a JSONL file or a Kafka topic.
+
+They cannot join the destination's transaction, so a batch's rejects are written (and flushed:
+fsync, or the producer's delivery reports) just before it commits. A crash or a failed commit
+after that point replays the batch and writes its rejects again: at least once. Every entry
+carries an `id`, a digest of pipeline, partition, position, rule and payload, equal for a repeat
+of the same reject; `conduitd dlq list` shows each id once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from conduitd.config import DlqConfig
+from conduitd.errors import TransientError
+from conduitd.records import Reject
+
+
+class DlqSink(Protocol):
+    async def write(self, pipeline: str, rejects: Sequence[Reject]) -> None:
+        """Store the rejects durably before returning; raise TransientError to retry the batch."""
+
+    async def close(self) -> None: ...
+
+
+def entry(pipeline: str, reject: Reject) -> dict[str, Any]:
+    """A DLQ entry as written to a file or a topic."""
+    identity = orjson.dumps([pipeline, reject.partition, reject.position, reject.rule, reject.payload],
+                            option=orjson.OPT_SORT_KEYS)
+    return {
+        "id": hashlib.sha256(identity).hexdigest()[:24], "pipeline": pipeline, "partition": reject.partition,
+        "position": reject.position, "rule": reject.rule, "reason": reject.reason, "column": reject.column,
+        "value": reject.value, "payload": reject.payload, "created_at": datetime.now(UTC).isoformat(),
+    }
+
+
+class FileDlq:
+    """Appends JSON lines and fsyncs them."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    async def write(self, pipeline: str, rejects: Sequence[Reject]) -> None:
+        data = b"".join(orjson.dumps(entry(pipeline, r), default=str) + b"\n" for r in rejects)
+        await asyncio.to_thread(self._append, data)
+
+    def _append(self, data: bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("ab") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    async def close(self) -> None:
+        return None
+
+
+class KafkaDlq:
+    """Produces each entry (key: its id) and waits for every delivery report."""
+
+    def __init__(self, config: DlqConfig) -> None:
+        from confluent_kafka import Producer
+
+        assert config.brokers and config.topic
+        self.topic = config.topic
+        self.producer = Producer({**config.client, "bootstrap.servers": config.brokers, "enable.idempotence": False})
+
+    async def write(self, pipeline: str, rejects: Sequence[Reject]) -> None:
+        await asyncio.to_thread(self._produce, pipeline, rejects)
+
+    def _produce(self, pipeline: str, rejects: Sequence[Reject]) -> None:
+        failures: list[str] = []
+
+        def delivered(error: Any, _message: Any) -> None:
+            if error is not None:
+                failures.append(str(error))
+
+        for reject in rejects:
+            body = entry(pipeline, reject)
+            self.producer.produce(self.topic, orjson.dumps(body, default=str), key=body["id"], on_delivery=delivered)
+            self.producer.poll(0)
+        remaining = self.producer.flush(30)
+        if remaining or failures:
+            raise TransientError(f"DLQ topic {self.topic}: {remaining} undelivered, errors: {failures[:3]}")
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.producer.flush, 10)
+
+
+def open_sink(config: DlqConfig) -> DlqSink | None:
+    """The external sink for `config`, or None for a DLQ table (written in the transaction)."""
+    if config.type == "file":
+        assert config.path
+        return FileDlq(config.path)
+    if config.type == "kafka":
+        return KafkaDlq(config)
+    return None
+
+
+def read_file(path: str) -> list[dict[str, Any]]:
+    """A file DLQ's entries, each id once (the first time it was written)."""
+    seen: set[str] = set()
+    entries = []
+    try:
+        lines = Path(path).read_bytes().splitlines()
+    except FileNotFoundError:
+        return []
+    for line in lines:
+        if line.strip():
+            item = orjson.loads(line)
+            if item["id"] not in seen:
+                seen.add(item["id"])
+                entries.append(item)
+    return entries
