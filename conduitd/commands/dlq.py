@@ -113,6 +113,6 @@ async def _replay(destination: Destination, resource: ResourceConfig, entries: S
     batch = Batch(rows=concat_tables(tables), rejects=tuple(rejects), start={}, end={}, nbytes=0,
                   origins=tuple(origins))
     prepared = await destination.prepare_batch(resource, batch)
-    prepared.replaying = tuple(e.id for e in entries)
+    prepared.replaying = tuple(int(e.id) for e in entries)
     result = await destination.commit_batch(resource, prepared)
     return result.rows_written, result.rows_rejected
