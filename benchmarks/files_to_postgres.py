@@ -55,11 +55,12 @@ from conduitd.config import (
     ResourceConfig,
 )
 from conduitd.destinations.postgres.copy_binary import encode_copy_binary
+from conduitd.quality import QualityCheck
 from conduitd.runtime import Runtime
 
 DEFAULT_DSN = os.environ.get("CONDUITD_TEST_PG_DSN", "postgresql://postgres:postgres@127.0.0.1:5432/conduitd_test")
 DEFAULT_OUT = "benchmarks/results/files_to_postgres.json"
-PATHS = ("conduitd", "copy_records", "copy_binary_preencoded", "executemany")
+PATHS = ("conduitd", "conduitd_checked", "copy_records", "copy_binary_preencoded", "executemany")
 
 COLUMNS = ("id", "order_uuid", "customer", "amount", "currency", "created_at", "updated_at", "details", "paid",
            "quantity")
@@ -85,6 +86,18 @@ ARROW_SCHEMA = pa.schema([
 ])
 
 CURRENCIES = ("EUR", "USD", "GBP", "CHF", "JPY", "SEK", "NOK", "DKK")
+# The quality rules of the `conduitd_checked` path: five checks that every generated row passes,
+# with schema evolution on (auto, the default), so the path measures their cost, not rejects.
+CHECKS = (
+    QualityCheck.model_validate({"column": "id", "check": "not_null", "action": "fail"}),
+    QualityCheck.model_validate({"column": "id", "check": "unique", "action": "dlq"}),
+    QualityCheck.model_validate({"column": "customer", "check": "regex", "pattern": "[^<]+ <[^@]+@[^>]+>",
+                                 "action": "dlq"}),
+    QualityCheck.model_validate({"column": "amount", "check": "range", "min": 0, "max": 1_000_000,
+                                 "action": "warn"}),
+    QualityCheck.model_validate({"column": "currency", "check": "in_list", "values": list(CURRENCIES),
+                                 "action": "dlq"}),
+)
 CHANNELS = ("web", "ios", "android", "store", "phone")
 NOTES = ("", "gift", "fragile", "leave at door")
 FIRST = ("Ada", "Alan", "Grace", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Margaret", "Niklaus")
@@ -313,23 +326,25 @@ class Bench:
 
     # -- conduitd ----------------------------------------------------------------------------
 
-    def conduitd_config(self, data_dir: Path) -> Config:
+    def conduitd_config(self, data_dir: Path, table: str = "conduitd") -> Config:
+        checks = CHECKS if table == "conduitd_checked" else ()
         return Config(
             sources=(FileSourceConfig(name="orders_files", type="file", path=str(data_dir), format="jsonl"),),
             destinations=(PostgresDestinationConfig(name="pg", type="postgres", dsn=self.dsn,
                                                     db_schema=self.schema),),
-            resources=(ResourceConfig(name="orders", source="orders_files", destination="pg", table="conduitd",
-                                      mode="append", batch=BatchConfig(max_rows=self.batch_rows)),),
+            resources=(ResourceConfig(name=table, source="orders_files", destination="pg", table=table,
+                                      mode="append", batch=BatchConfig(max_rows=self.batch_rows),
+                                      quality_checks=checks),),
         )
 
-    async def run_conduitd(self, data_dir: Path) -> Outcome:
-        config = self.conduitd_config(data_dir)
+    async def run_conduitd(self, data_dir: Path, path: str = "conduitd") -> Outcome:
+        config = self.conduitd_config(data_dir, path)
         started = time.perf_counter()
         runtime = Runtime(config, once=True)
         code = await runtime.run()
         seconds = time.perf_counter() - started
         status = runtime.statuses()[0]
-        outcome = Outcome("conduitd", seconds, status.rows_written, status.batches)
+        outcome = Outcome(path, seconds, status.rows_written, status.batches)
         outcome.checks.update(exit_code=int(code), rows_read=status.rows_read, rows_rejected=status.rows_rejected,
                               state=status.state)
         outcome.ok = int(code) == 0 and status.rows_rejected == 0 and status.state == "done"
@@ -399,7 +414,7 @@ class Bench:
             "paid_count_ok": got["paid"] == data.paid_count,
             "ids_ok": got["n"] == 0 or (got["min_id"] == 1 and got["max_id"] == data.rows),
         }
-        if outcome.path == "conduitd":
+        if outcome.path.startswith("conduitd"):
             checks["rows_written_ok"] = outcome.rows == data.rows
             dlq = await self.admin(
                 "SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tablename = 'conduitd_dlq'", self.schema)
@@ -484,6 +499,8 @@ def ratios(best: dict[str, float]) -> dict[str, float]:
         for other in ("copy_records", "copy_binary_preencoded", "executemany"):
             if best.get(other):
                 out[f"conduitd/{other}"] = round(best["conduitd"] / best[other], 3)
+    if best.get("conduitd_checked") and best.get("conduitd"):
+        out["conduitd_checked/conduitd"] = round(best["conduitd_checked"] / best["conduitd"], 3)
     if best.get("copy_records") and best.get("copy_binary_preencoded"):
         out["copy_records/copy_binary_preencoded"] = round(best["copy_records"] / best["copy_binary_preencoded"], 3)
     if best.get("executemany") and best.get("copy_binary_preencoded"):
@@ -531,8 +548,8 @@ async def run_paths(args: argparse.Namespace, selected: list[str], data: Dataset
                     outcome_busy = await wait_until_idle(args.wait_idle)
                 load = os.getloadavg()[0]
                 cpu_before = CpuSnapshot.take()
-                if path == "conduitd":
-                    outcome = await bench.run_conduitd(data.path.parent)
+                if path.startswith("conduitd"):
+                    outcome = await bench.run_conduitd(data.path.parent, path)
                 elif path == "copy_records":
                     outcome = await bench.run_copy_records(records)
                 elif path == "executemany":
