@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def quickstart_env(tmp_path: Path) -> dict[str, str]:
     return {"CONDUITD_QUICKSTART_DB": str(tmp_path / "quickstart.db"),
-            "CONDUITD_SAMPLE_DIR": str(ROOT / "config" / "sample")}
+            "CONDUITD_SAMPLE_DIR": str(ROOT / "config" / "sample"),
+            "CONDUITD_QUICKSTART_MANIFEST": str(tmp_path / "manifest.jsonl")}
 
 
 def test_quickstart_loads_the_sample_and_a_second_run_writes_nothing(tmp_path: Path) -> None:
@@ -37,6 +38,13 @@ def test_quickstart_loads_the_sample_and_a_second_run_writes_nothing(tmp_path: P
         before = db.execute("SELECT count(*) FROM orders").fetchone()[0]
     finally:
         db.close()
+    (record,) = [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]
+    assert (record["kind"], record["status"], record["exit_code"]) == ("run", "partial", 0)
+    (pipeline,) = record["pipelines"]
+    assert (pipeline["rows_read"], pipeline["rows_written"], pipeline["rows_rejected"]) == (
+        sample_lines, orders[0], dlq)
+    assert pipeline["rejected_by_rule"] == {"decode": dlq}
+    assert pipeline["schema_changes"][0]["change"] == "create"
     second = conduitd("--once", "-c", str(ROOT / "config" / "quickstart.yaml"), env=env)
     assert second.returncode == 0, second.stderr
     assert "0 records read, 0 rows written" in second.stderr
