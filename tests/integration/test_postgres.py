@@ -187,3 +187,24 @@ async def test_unreachable_server_names_host_but_not_password(pg_schema: str) ->
         await d.open()
     assert "127.0.0.1:1/none" in str(caught.value) and "hunter2" not in str(caught.value)
     assert describe_dsn("postgresql://u:pw@h:5/db") == "h:5/db"
+
+
+async def test_a_table_created_concurrently_by_another_replica_is_a_retriable_error(
+        dest: Any, pg: Any, pg_schema: str) -> None:
+    import asyncio
+
+    from conduitd.errors import TransientError
+
+    res = resource()
+    await dest.setup(res)
+    other = pg  # another replica, mid-way through creating the same table
+    transaction = other.transaction()
+    await transaction.start()
+    await other.execute(f'CREATE TABLE "{pg_schema}".orders (id bigint)')
+    ours = asyncio.create_task(commit(dest, res, batch([{"id": 1}], None, 1)))
+    await asyncio.sleep(0.5)  # our CREATE TABLE now waits for theirs
+    await transaction.commit()
+    with pytest.raises(TransientError, match="concurrent schema change"):
+        await ours
+    await commit(dest, res, batch([{"id": 1}], None, 1))  # the pipeline's retry
+    assert await rows_of(pg, pg_schema, "orders") == [{"id": 1}]

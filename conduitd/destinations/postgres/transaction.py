@@ -20,6 +20,7 @@ import pyarrow.csv as pacsv
 from conduitd.destinations.postgres import ddl
 from conduitd.destinations.postgres.copy_binary import PG_BINARY_TYPES, encode_copy_binary
 from conduitd.destinations.postgres.errors import translate
+from conduitd.errors import TransientError
 from conduitd.records import Position, Reject, SchemaChange, position_text
 from conduitd.schema import Column
 
@@ -95,7 +96,15 @@ class PostgresTransaction:
             raise translate(exc) from exc
 
     async def run_ddl(self, statement: str) -> None:
-        await self._execute(statement)
+        try:
+            await self.conn.execute(statement)
+        except (asyncpg.DuplicateTableError, asyncpg.DuplicateColumnError, asyncpg.UniqueViolationError,
+                asyncpg.DuplicateObjectError) as exc:
+            # Another replica changed the table at the same moment: roll back and prepare again
+            # against the table as it now is.
+            raise TransientError(f"concurrent schema change ({exc.sqlstate}): {exc}") from None
+        except Exception as exc:
+            raise translate(exc) from exc
 
     async def record_changes(self, pipeline: str, changes: Sequence[SchemaChange]) -> None:
         records = [(pipeline, c.table, c.kind, c.column, c.old, c.new, c.ddl, c.applied) for c in changes]
