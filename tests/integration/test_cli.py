@@ -171,3 +171,38 @@ def test_progress_is_logged_not_drawn_when_not_a_terminal(tmp_path: Path, pg_dsn
 def test_version_and_help(args: list[str]) -> None:
     result = conduitd(*args)
     assert result.returncode == 0 and (result.stdout.startswith("conduitd ") or "usage" in result.stdout)
+
+
+def test_progress_line_in_a_terminal(tmp_path: Path) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    big = tmp_path / "in"
+    big.mkdir()
+    (big / "a.jsonl").write_text("".join(json.dumps({"id": i, "pad": "x" * 200}) + "\n" for i in range(300_000)))
+    config = write_config(tmp_path / "c.yaml", {
+        "sources": [{"name": "s", "type": "file", "path": str(big / "*.jsonl")}],
+        "destinations": [{"name": "db", "type": "sqlite", "path": str(tmp_path / "t.db")}],
+        "resources": [{"name": "events", "source": "s", "destination": "db", "batch": {"max_rows": 5000}}],
+    })
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "conduitd", "--once", "-c", str(config)],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=terminal)
+        os.close(terminal)
+        output = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+        assert process.wait(60) == 0
+    finally:
+        os.close(controller)
+    text = output.decode(errors="replace")
+    assert "\r" in text and "records/s" in text and "to the DLQ" in text
