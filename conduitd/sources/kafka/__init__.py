@@ -20,7 +20,7 @@ from conduitd.config import KafkaSourceConfig
 from conduitd.errors import ConduitError, DependencyUnreachable
 from conduitd.records import Chunk, Position
 from conduitd.sources.base import Checkpoints
-from conduitd.sources.kafka.consumer import ConsumerThread, Polled, partition_key
+from conduitd.sources.kafka.consumer import ConsumerThread, Polled, offset_of, partition_key
 from conduitd.sources.kafka.decode import decode_partition
 from conduitd.telemetry import Timings
 
@@ -137,6 +137,13 @@ class KafkaSource:
         for key, messages in by_partition.items():
             if key not in starts and key not in self._ends:
                 continue  # no longer ours
+            expected = self._ends.get(key, starts.get(key))
+            if expected is not None:
+                # Never hand over a record before the position this chunk claims to start at:
+                # an overlap would be written twice. (Gaps are normal: compaction, markers.)
+                messages = [m for m in messages if offset_of(m) >= int(expected["offset"])]
+                if not messages:
+                    continue
             for first in range(0, len(messages), self.max_rows):
                 part = messages[first:first + self.max_rows]
                 timings = Timings()

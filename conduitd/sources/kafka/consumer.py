@@ -305,6 +305,11 @@ class ConsumerThread(threading.Thread):
                 consumer.seek(TopicPartition(topic, int(number), offset))
             except KafkaException as exc:
                 log.warning("re-seeking %s failed: %s", key, exc)
+        with self.lock:
+            # Records polled between resync() and the seeks came from the old read positions:
+            # a new generation makes them stale too.
+            self.assignment = Assignment(self.assignment.generation + 1, self.assignment.partitions)
+        self._pause(consumer, False)  # a paused partition is not fetched after a seek
         log.info("re-sought %d partition(s) to their committed positions", len(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
