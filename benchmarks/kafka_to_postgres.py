@@ -151,6 +151,11 @@ def json_lines(path: Path) -> Iterator[bytes]:
             yield line.rstrip(b"\n")
 
 
+def children_cpu() -> float:
+    times = os.times()
+    return times.children_user + times.children_system
+
+
 async def produce_topic(bootstrap: str, topic: str, partitions: int, data: Dataset) -> list[int]:
     """Create the topic and produce every line of the dataset to it, record i (1-based, key i) to
     partition (i - 1) % partitions; return the record count per partition."""
@@ -206,6 +211,7 @@ class KafkaBench(Bench):
         self.quix_version: str | None = None
         self.repeat = 0
         self.profile: str | None = None
+        self.profile_gil = False
 
     def group(self, path: str) -> str:
         return f"bench-{path}-{os.getpid()}-{self.repeat}-{uuid.uuid4().hex[:6]}"
@@ -237,7 +243,7 @@ class KafkaBench(Bench):
 
     async def run_conduitd(self) -> KafkaOutcome:  # type: ignore[override]
         config = self.kafka_conduitd_config()
-        profiler = start_py_spy(self.profile) if self.profile else None
+        profiler = start_py_spy(self.profile, self.profile_gil) if self.profile else None
         wall_started = time.time()
         started = time.perf_counter()
         runtime = Runtime(config, once=True)
@@ -471,9 +477,9 @@ def find_quix_python(explicit: str | None) -> tuple[str | None, str | None]:
 # Profiling (py-spy, on this process, during the conduitd path only)
 
 
-def start_py_spy(out: str) -> subprocess.Popen[bytes]:
+def start_py_spy(out: str, gil: bool) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(["py-spy", "record", "--threads", "--nonblocking", "-r", "250", "-f", "raw",
-                                "-o", out, "--pid", str(os.getpid())],
+                                *(["--gil"] if gil else []), "-o", out, "--pid", str(os.getpid())],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(1.0)  # let it attach
     return process
@@ -493,12 +499,17 @@ def summarize_profile(path: str, top: int = 12) -> dict[str, Any]:
     threads: Counter[str] = Counter()
     self_time: dict[str, Counter[str]] = defaultdict(Counter)
     total_time: dict[str, Counter[str]] = defaultdict(Counter)
+    names: dict[str, str] = {}
     for line in Path(path).read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
         frames = stack.split(";")
         thread = next((f for f in frames if f.startswith("thread ")), "?")
+        tid, _, name = thread.partition(": ")
+        if name:
+            names[tid] = name
+        thread = tid
         calls = [f for f in frames if not f.startswith(("process ", "thread "))]
         n = int(count)
         threads[thread] += n
@@ -509,7 +520,9 @@ def summarize_profile(path: str, top: int = 12) -> dict[str, Any]:
     active = sum(threads.values()) or 1
     out: dict[str, Any] = {"samples": active, "threads": {}}
     for thread, n in threads.most_common():
-        out["threads"][thread] = {
+        if n / active < 0.005:
+            break
+        out["threads"][f"{thread}: {names[thread]}" if thread in names else thread] = {
             "share_of_samples": round(n / active, 3),
             "self": [(f, round(c / n, 3)) for f, c in self_time[thread].most_common(top)],
             "total": [(f, round(c / n, 3)) for f, c in total_time[thread].most_common(top)],
@@ -587,7 +600,7 @@ async def run_paths(args: argparse.Namespace, selected: list[str], broker: Broke
           f"in {time.perf_counter() - t0:.1f}s (not timed)", flush=True)
     bench = KafkaBench(args.dsn, f"bench_kafka_to_pg_{os.getpid()}", args.batch_rows, broker.bootstrap, topic,
                        counts, *quix)
-    bench.profile = args.profile
+    bench.profile, bench.profile_gil = args.profile, args.profile_gil
     server_version = (await bench.admin("SHOW server_version"))[0][0]
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
     runs: list[list[KafkaOutcome]] = []
@@ -601,7 +614,7 @@ async def run_paths(args: argparse.Namespace, selected: list[str], broker: Broke
                 await bench.settle()
                 busy = await wait_until_idle(args.wait_idle) if args.wait_idle > 0 else None
                 load = os.getloadavg()[0]
-                cpu_before, broker_before = CpuSnapshot.take(), process_cpu(broker.pid)
+                cpu_before, broker_before, children_before = CpuSnapshot.take(), process_cpu(broker.pid), children_cpu()
                 if path == "conduitd":
                     outcome = await bench.run_conduitd()
                 elif path == CEILING:
@@ -613,8 +626,11 @@ async def run_paths(args: argparse.Namespace, selected: list[str], broker: Broke
                 await asyncio.sleep(0.3)  # let the postmaster reap the path's backend: its CPU joins cutime
                 cpu = CpuSnapshot.take().since(cpu_before, data.rows)
                 broker_cpu = process_cpu(broker.pid) - broker_before
+                children = children_cpu() - children_before  # the Quix worker (and py-spy) run as subprocesses
                 cpu["broker_cpu_s"] = round(broker_cpu, 2)
-                cpu["other_cpu_s"] = round(max(0.0, cpu["other_cpu_s"] - broker_cpu), 2)
+                cpu["client_cpu_s"] = round(cpu["client_cpu_s"] + children, 2)
+                cpu["client_cpu_us_per_row"] = round(cpu["client_cpu_s"] * 1e6 / data.rows, 2)
+                cpu["other_cpu_s"] = round(max(0.0, cpu["other_cpu_s"] - broker_cpu - children), 2)
                 outcome.checks["cpu"] = cpu
                 outcome.checks["load_average_1m_before"] = round(load, 2)
                 if busy is not None:
@@ -672,6 +688,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              f"else this one if it has quixstreams, else {QUIX_VENV_PYTHON} if it exists)")
     parser.add_argument("--profile", metavar="FILE", help="py-spy (raw, --threads) of this process during the "
                         "conduitd path into FILE; a summary goes into the JSON")
+    parser.add_argument("--profile-gil", action="store_true", help="with --profile: only samples holding the GIL")
     parser.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
                         help="before each path, wait up to this long for the machine to be idle (shared hosts)")
     parser.add_argument("--seed", type=int, default=20260101)

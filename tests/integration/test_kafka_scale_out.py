@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import pytest
 
 from tests.helpers.daemon import start_conduitd, write_config
 from tests.helpers.kafka import create_topic, json_record, kafka_source, new_topic_name, produce
