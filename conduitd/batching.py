@@ -14,6 +14,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Final
 
+import numpy as np
+
 from conduitd.arrowutil import concat_tables
 from conduitd.config import BatchConfig
 from conduitd.records import Batch, Chunk, Origin, Position
@@ -38,7 +40,12 @@ def build_batch(chunks: list[Chunk]) -> Batch:
     timings = Timings()
     for chunk in chunks:
         timings.merge(chunk.timings)
+    with_rows = [c for c in chunks if c.rows.num_rows]
+    offsets = None
+    if with_rows and all(c.row_offsets is not None and len(c.row_offsets) == c.rows.num_rows for c in with_rows):
+        offsets = np.concatenate([c.row_offsets for c in with_rows if c.row_offsets is not None])
     return Batch(
+        row_offsets=offsets,
         timings=timings,
         rows=concat_tables([c.rows for c in chunks]),
         rejects=tuple(r for c in chunks for r in c.rejects),

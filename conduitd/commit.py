@@ -55,7 +55,7 @@ async def commit_prepared(tx: Transaction, resource: ResourceConfig, prepared: P
     result = CommitResult(
         rows_written=prepared.rows.num_rows - len(refused), rows_rejected=len(rejects), changes=tuple(changes),
         rows_deleted=deleted, rejected_by_rule=dict(Counter(r.rule for r in rejects)),
-        quality=dict(prepared.quality_counts))
+        quality=dict(prepared.quality_counts), warned=tuple(prepared.warned))
     return result, prepared
 
 

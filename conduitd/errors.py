@@ -68,3 +68,15 @@ class TransientError(ConduitError):
 
 class CheckpointConflict(ConduitError):
     """The stored checkpoint is not the batch's start position: another writer moved it."""
+
+
+def describe(exc: BaseException) -> str:
+    """The message of the first ConduitError inside `exc` (task groups wrap them), else its repr."""
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if isinstance(current, ConduitError):
+            return str(current)
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+    return repr(exc)

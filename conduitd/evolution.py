@@ -50,13 +50,20 @@ def plan(tx: Dialect, resource: ResourceConfig, rows: pa.Table, live: dict[str, 
     missing_key = [k for k in key if k not in rows.column_names and (live is None or k not in live)]
     if missing_key:
         raise SchemaIncompatible(f"table {table!r}: unique_key column(s) {missing_key} are not in the data")
+    limit = tx.max_identifier_bytes
+    if limit and len(table.encode()) > limit:
+        raise SchemaIncompatible(f"table name {table!r} is longer than the {limit} bytes the destination allows")
+    unnameable = {n: f"column name {n[:40]!r}... is longer than the {limit} bytes the destination allows: rows "
+                     "with a value there go to the DLQ" for n in rows.column_names
+                  if limit and len(n.encode()) > limit and (live is None or n not in live)}
     if live is None:
-        columns = [tx.column_for(f.name, f.type) for f in refine_types(rows).schema]
+        fields = [f for f in refine_types(rows).schema if f.name not in unnameable]
+        columns = [tx.column_for(f.name, f.type) for f in fields]
         ddl = tx.create_table_ddl(table, columns, key)
         return Evolution({c.name: c for c in columns},
-                         [SchemaChange(table, "create", None, None, None, ddl, applied=True)])
-    evolution = Evolution(dict(live))
-    added = [n for n in rows.column_names if n not in live]
+                         [SchemaChange(table, "create", None, None, None, ddl, applied=True)], held=unnameable)
+    evolution = Evolution(dict(live), held=dict(unnameable))
+    added = [n for n in rows.column_names if n not in live and n not in unnameable]
     if added:
         refined = refine_types(rows.select(added))
         _add(tx, resource, evolution, [tx.column_for(f.name, f.type) for f in refined.schema])
@@ -144,10 +151,14 @@ def _widening(tx: Dialect, column: Column, values: pa.ChunkedArray) -> Column | 
 
 
 def _wider_types(kind: pa.DataType) -> tuple[pa.DataType, ...]:
-    """Widenings, narrowest first: int -> bigint -> double or numeric; real -> double; numeric(p,s)
-    -> numeric(38,s) (the scale the table asked for is kept)."""
+    """Widenings, narrowest first, each holding every value the column can hold: int/smallint ->
+    bigint -> double (exact for them) or numeric; bigint -> numeric(38,9); real -> double;
+    numeric(p,s) -> numeric(38,s) (the scale the table asked for is kept)."""
+    if pa.types.is_int64(kind) or pa.types.is_uint64(kind) or pa.types.is_uint32(kind):
+        # A double cannot hold every bigint exactly: numeric keeps the stored values and takes fractions.
+        return (pa.decimal128(38, 9),)
     if pa.types.is_integer(kind):
-        return (pa.int64(), pa.float64(), pa.decimal128(38, 0))
+        return (pa.int64(), pa.float64(), pa.decimal128(38, 9))
     if pa.types.is_float32(kind):
         return (pa.float64(),)
     if pa.types.is_decimal(kind):

@@ -22,7 +22,7 @@ from conduitd.config import Config, ResourceConfig
 from conduitd.destinations import Destination, make_destination
 from conduitd.destinations.base import CommitResult
 from conduitd.dlq_sinks import DlqSink, open_sink
-from conduitd.errors import CheckpointConflict, ConduitError, DependencyUnreachable
+from conduitd.errors import CheckpointConflict, ConduitError, DependencyUnreachable, describe
 from conduitd.metrics import Metrics, PipelineStatus
 from conduitd.prepare import Prepared
 from conduitd.records import Position
@@ -67,7 +67,7 @@ class Pipeline:
             self._set_state("done" if self.once else "stopped", ready=False)
         except BaseException as exc:
             self._set_state("failed", ready=False)
-            self.status.last_error = str(exc) if isinstance(exc, ConduitError) else repr(exc)
+            self.status.last_error = describe(exc)
             raise
         finally:
             await asyncio.shield(self.source.close())
@@ -190,7 +190,10 @@ class Pipeline:
             status.quality.setdefault(rule, {}).setdefault(action, 0)
             status.quality[rule][action] += count
             self.metrics.quality.labels(name, rule, action).inc(count)
-        for violation in prepared.warned[:5]:
+        if result.warned:
+            log.warning("%d row(s) written despite warn rules in this batch", len(result.warned),
+                        extra=self._extra)
+        for violation in result.warned[:5]:
             log.warning("quality rule %r (warn): column %r value %r", violation.rule, violation.column,
                         violation.value, extra=self._extra)
         for change in result.changes:

@@ -165,7 +165,7 @@ def _reject(batch: Batch, row: int, reason: str, rule: str, column: str | None =
     origin = batch.origin_of(row)
     record = {k: v for k, v in batch.rows.slice(row, 1).to_pylist()[0].items() if k != DELETED}
     payload = orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-    return Reject(origin.partition, origin.start, reason, payload, rule, column, value)
+    return Reject(origin.partition, batch.position_of(row), reason, payload, rule, column, value)
 
 
 def refused_rejects(prepared: Prepared, refused: Sequence[tuple[int, str]]) -> list[Reject]:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 
@@ -68,6 +69,9 @@ class Chunk:
     """The source's epoch when this was read; a chunk of an older epoch is never committed."""
     timings: Timings = field(default_factory=Timings)
     """When it was polled and decoded (for the batch's trace)."""
+    row_offsets: np.ndarray | None = None
+    """Per row, where it is in its partition as an `{"offset": n}` position (the byte after a
+    file's line, a Kafka record's offset), to point a DLQ entry at the record; None: unknown."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +95,18 @@ class Batch:
     origins: tuple[Origin, ...] = field(default=())
     epoch: int = 0
     timings: Timings = field(default_factory=Timings)
+    row_offsets: np.ndarray | None = None
 
     @property
     def records(self) -> int:
         """Every record read: rows plus rejects."""
         return int(self.rows.num_rows) + len(self.rejects)
+
+    def position_of(self, row: int) -> Position:
+        """The most precise position known for a row: its own, else its chunk's start."""
+        if self.row_offsets is not None:
+            return {"offset": int(self.row_offsets[row])}
+        return self.origin_of(row).start
 
     def origin_of(self, row: int) -> Origin:
         """The partition and chunk start a row came from (for DLQ entries of refused rows)."""

@@ -16,7 +16,7 @@ async def show_checkpoints(config: Config, resources: Sequence[str], *, as_json:
         if resources and resource.name not in resources:
             continue
         destination = make_destination(config.destination(resource.destination))
-        await destination.open()
+        await destination.open(read_only=True)
         try:
             rows += await destination.list_checkpoints(resource.name)
         finally:

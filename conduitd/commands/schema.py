@@ -52,7 +52,7 @@ async def compare_schema(config: Config, resource: ResourceConfig, *, baseline: 
         table: dict[str, Column] | None = columns_from_export(document, destination.dialect)
     else:
         against = f"table {resource.table_name}"
-        await destination.open()
+        await destination.open(read_only=True)
         try:
             table = await destination.table_columns(resource.table_name)
         finally:

@@ -48,7 +48,7 @@ async def _validate_resource(config: Config, resource: ResourceConfig) -> list[C
         checks.append(Check(name, "source", "unreachable", str(exc)))
     destination = make_destination(config.destination(resource.destination))
     try:
-        await destination.open()
+        await destination.open(read_only=True)
         await destination.ping()
         checks.append(Check(name, "destination", "ok", "reachable"))
         if all(c.status == "ok" for c in checks):

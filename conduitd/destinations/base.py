@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 import pyarrow as pa
 
 from conduitd.config import ResourceConfig
+from conduitd.quality import Violation
 from conduitd.records import Batch, Position, Reject, SchemaChange
 from conduitd.schema import Column
 
@@ -30,6 +31,8 @@ class CommitResult:
     rejected_by_rule: Mapping[str, int] = field(default_factory=dict)
     quality: Mapping[tuple[str, str], int] = field(default_factory=dict)
     """(rule, action) -> rows that broke it."""
+    warned: tuple[Violation, ...] = ()
+    """Rows written although a `warn` rule flagged them (for the log)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,10 @@ class RowsRefused(Exception):
 
 class Dialect(Protocol):
     """Pure, thread-safe knowledge of one kind of destination; identifiers are always quoted."""
+
+    @property
+    def max_identifier_bytes(self) -> int | None:
+        """The longest table or column name the destination keeps whole (None: no limit)."""
 
     def column_for(self, name: str, arrow: pa.DataType) -> Column:
         """The column a new table gets for values of this Arrow type."""
@@ -140,7 +147,8 @@ class Destination(Protocol):
     @property
     def dialect(self) -> Dialect: ...
 
-    async def open(self) -> None: ...
+    async def open(self, *, read_only: bool = False) -> None:
+        """Connect; unless `read_only`, create the conduitd tables (checkpoints, schema history)."""
 
     async def close(self) -> None: ...
 

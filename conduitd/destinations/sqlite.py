@@ -9,6 +9,7 @@ else TEXT (timestamps as ISO-8601 text, decimals as exact text, nested values as
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -52,15 +53,20 @@ class SqliteDestination:
             raise RuntimeError("the SQLite destination is not open")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def open(self) -> None:
+    async def open(self, *, read_only: bool = False) -> None:
         if self._executor is not None:
             raise RuntimeError("the SQLite destination is already open")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conduitd-sqlite")
         try:
-            await self._run(self._connect)
+            await self._run(self._connect_read_only if read_only else self._connect)
         except sqlite3.Error as exc:
             await self.close()
             raise DependencyUnreachable(f"cannot open SQLite database {self.config.path}: {exc}") from None
+
+    def _connect_read_only(self) -> None:
+        # A database that does not exist yet is empty: look at an empty one rather than create it.
+        target = f"file:{self.config.path}?mode=ro" if os.path.exists(self.config.path) else ":memory:"
+        self._conn = sqlite3.connect(target, uri=True, isolation_level=None, check_same_thread=False, timeout=30)
 
     def _connect(self) -> None:
         conn = sqlite3.connect(self.config.path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -108,6 +114,9 @@ class SqliteDestination:
 
     async def list_checkpoints(self, pipeline: str | None = None) -> list[CheckpointRow]:
         def query() -> list[CheckpointRow]:
+            exists = self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (CHECKPOINTS,)).fetchone()
+            if not exists:
+                return []
             sql = f"SELECT pipeline, partition, position, updated_at FROM {CHECKPOINTS}"
             rows = self.conn.execute(sql + " WHERE pipeline = ?", (pipeline,)) if pipeline else self.conn.execute(sql)
             return [CheckpointRow(p, part, orjson.loads(pos), datetime.fromisoformat(at)) for p, part, pos, at in rows]
@@ -173,6 +182,8 @@ class SqliteDestination:
 
 class SqliteDialect:
     """Types, DDL text and row encoding for SQLite (pure; safe in worker threads)."""
+
+    max_identifier_bytes = None
 
     def column_for(self, name: str, arrow: pa.DataType) -> Column:
         if pa.types.is_integer(arrow) or pa.types.is_boolean(arrow):

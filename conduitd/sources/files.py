@@ -17,7 +17,7 @@ import glob
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -26,8 +26,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from conduitd.config import FileSourceConfig
-from conduitd.decode import decode_csv, decode_jsonl
-from conduitd.records import Chunk, Position
+from conduitd.decode import decode_csv, decode_jsonl_lines
+from conduitd.records import Chunk, Position, Reject
 from conduitd.sources.base import Checkpoints
 from conduitd.telemetry import Timings
 
@@ -153,10 +153,12 @@ class FileSource:
                     assert header is not None
                     rows, rejects = await asyncio.to_thread(
                         decode_csv, block, header, self.config.csv_delimiter, path, position_at)
+                    row_offsets = None
                 else:
-                    rows, rejects = await asyncio.to_thread(decode_jsonl, block, path, position_at)
+                    rows, rejects, row_offsets = await asyncio.to_thread(_decode_jsonl_with_offsets, block, path,
+                                                                         position_at, offset)
             end = {"offset": end_offset}
-            yield Chunk(path, start, end, rows, tuple(rejects), len(block), timings=timings)
+            yield Chunk(path, start, end, rows, tuple(rejects), len(block), timings=timings, row_offsets=row_offsets)
             start, offset = end, end_offset
             self._offsets[path] = offset
 
@@ -216,3 +218,13 @@ class FileSource:
             yield Chunk(path, start, end, rows, (), rows.nbytes, timings=timings)
             start = end
             self._offsets[path] = seen
+
+
+def _decode_jsonl_with_offsets(block: bytes, path: str, position_at: Callable[[int], Position],
+                               base: int) -> tuple[pa.Table, list[Reject], np.ndarray]:
+    """Decode a block and say, per row, the file offset just after its line."""
+    rows, rejects, kept = decode_jsonl_lines(block, path, position_at)
+    ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10) + 1 + base
+    if not block.endswith(b"\n"):
+        ends = np.append(ends, base + len(block))
+    return rows, rejects, ends if kept is None else ends[kept]

@@ -47,7 +47,7 @@ class PostgresDestination:
             raise RuntimeError("the PostgreSQL destination is not open")
         return self._conn
 
-    async def open(self) -> None:
+    async def open(self, *, read_only: bool = False) -> None:
         if self._conn is not None:
             raise RuntimeError("the PostgreSQL destination is already open")
         try:
@@ -56,6 +56,8 @@ class PostgresDestination:
                 server_settings={"application_name": f"conduitd {self.schema}"[:63]})
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise unreachable(exc, self.where) from None
+        if read_only:
+            return
         try:
             await self.conn.execute(
                 f"CREATE SCHEMA IF NOT EXISTS {ddl.quote(self.schema)};"
@@ -107,6 +109,8 @@ class PostgresDestination:
         try:
             rows = await (self.conn.fetch(sql + " WHERE pipeline = $1 ORDER BY partition", pipeline)
                           if pipeline else self.conn.fetch(sql + " ORDER BY pipeline, partition"))
+        except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+            return []  # nothing was ever committed here
         except Exception as exc:
             raise translate(exc) from exc
         return [CheckpointRow(r[0], r[1], orjson.loads(r[2]), r[3]) for r in rows]

@@ -47,6 +47,8 @@ class Payload:
 class PostgresDialect:
     """Types, DDL text and COPY encoding for PostgreSQL (pure; safe in worker threads)."""
 
+    max_identifier_bytes = 63  # NAMEDATALEN - 1: longer names are silently cut by the server
+
     def __init__(self, schema: str) -> None:
         self.schema = schema
 

@@ -29,6 +29,7 @@ class Decoded:
     first_offset: int
     next_offset: int
     nbytes: int
+    row_offsets: np.ndarray
 
 
 def decode_partition(config: KafkaSourceConfig, partition: str, messages: Sequence[Message],
@@ -76,7 +77,8 @@ def decode_partition(config: KafkaSourceConfig, partition: str, messages: Sequen
         if kept is not None:
             kept_messages = [kept_messages[int(i)] for i in kept]
     rows = _with_metadata(rows, kept_messages, config.metadata_columns)
-    return Decoded(rows, rejects, offset_of(messages[0]), offset_of(messages[-1]) + 1, nbytes)
+    row_offsets = np.array([offset_of(m) for m in kept_messages], dtype=np.int64)
+    return Decoded(rows, rejects, offset_of(messages[0]), offset_of(messages[-1]) + 1, nbytes, row_offsets)
 
 
 def _tombstone(key: bytes | None, key_columns: Sequence[str], tombstones: bool) -> tuple[bytes | None, str | None]:
