@@ -22,7 +22,33 @@ from conduitd.records import Batch, Chunk, Origin, Position
 from conduitd.telemetry import Timings
 
 END: Final = None
-ChunkQueue = asyncio.Queue[Chunk | None]
+
+
+class ChunkQueue(asyncio.Queue[Chunk | None]):
+    """Chunks between the reader and the batcher, bounded by the records they hold rather than
+    their number (a Kafka chunk holds a few thousand records, a file chunk tens of thousands):
+    when it holds `max_records` the reader waits, and with it the source."""
+
+    def __init__(self, max_records: int = 0) -> None:
+        super().__init__()
+        self.max_records = max_records
+        self.records = 0
+
+    def full(self) -> bool:
+        return bool(self.max_records) and self.records >= self.max_records and not self.empty()
+
+    def _put(self, item: Chunk | None) -> None:
+        self.records += _size(item)
+        super()._put(item)
+
+    def _get(self) -> Chunk | None:
+        item: Chunk | None = super()._get()
+        self.records -= _size(item)
+        return item
+
+
+def _size(chunk: Chunk | None) -> int:
+    return 0 if chunk is None else chunk.rows.num_rows + len(chunk.rejects)
 
 
 def build_batch(chunks: list[Chunk]) -> Batch:

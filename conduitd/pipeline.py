@@ -30,7 +30,6 @@ from conduitd.sources import Source, open_source
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-QUEUE_CHUNKS = 8
 PreparedQueue = asyncio.Queue[Prepared | None]
 
 
@@ -58,7 +57,7 @@ class Pipeline:
             self._set_state("running", ready=True)
             log.info("pipeline %s started: %s -> %s.%s", name, self.resource.source, self.resource.destination,
                      self.resource.table_name, extra=self._extra)
-            queue: ChunkQueue = asyncio.Queue(maxsize=QUEUE_CHUNKS)
+            queue = ChunkQueue(max_records=2 * self.resource.batch.max_rows)  # read ahead about two batches
             prepared: PreparedQueue = asyncio.Queue(maxsize=1)
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._read(queue, stop))

@@ -18,7 +18,7 @@ def chunk(partition: str, start: int | None, rows: int, nbytes: int = 10) -> Chu
 
 
 async def collect(chunks: list[Chunk | None], limits: BatchConfig) -> list[Batch]:
-    queue: ChunkQueue = asyncio.Queue()
+    queue = ChunkQueue()
     for item in chunks:
         queue.put_nowait(item)
     return [b async for b in cut_batches(queue, limits)]
@@ -45,7 +45,7 @@ async def test_cut_at_max_bytes() -> None:
 
 
 async def test_cut_at_max_wait_when_the_source_goes_quiet() -> None:
-    queue: ChunkQueue = asyncio.Queue()
+    queue = ChunkQueue()
     limits = BatchConfig(max_rows=1000, max_wait=0.05)
     batches = cut_batches(queue, limits)
     queue.put_nowait(chunk("a", None, 3))
@@ -79,3 +79,15 @@ async def test_end_of_source_flushes_and_tables_with_different_columns_merge() -
     (batch,) = await collect([one, two, clash, END], BatchConfig(max_rows=100, max_wait=60))
     assert batch.rows.to_pylist() == [
         {"id": "1", "x": "s", "y": None}, {"id": "2", "x": None, "y": 1.5}, {"id": "three", "x": None, "y": None}]
+
+
+async def test_the_queue_is_bounded_by_records_not_chunks() -> None:
+    queue = ChunkQueue(max_records=10)
+    await queue.put(chunk("a", None, 6))
+    await queue.put(chunk("a", 6, 6))  # 12 records now: full
+    waiting = asyncio.create_task(queue.put(chunk("a", 12, 1)))
+    await asyncio.sleep(0.01)
+    assert not waiting.done() and queue.records == 12
+    await queue.get()
+    await asyncio.wait_for(waiting, 1)
+    assert queue.records == 7

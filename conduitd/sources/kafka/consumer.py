@@ -33,6 +33,10 @@ from conduitd.records import Position
 log = logging.getLogger(__name__)
 
 
+PAUSE_AFTER = 5.0
+"""Seconds the hand-over may stay full before the partitions are paused."""
+
+
 def partition_key(topic: str | None, partition: int | None) -> str:
     """The partition name used in checkpoints and the DLQ: `topic:partition`."""
     return f"{topic}:{partition}"
@@ -142,6 +146,7 @@ class ConsumerThread(threading.Thread):
 
     def _loop(self, consumer: Consumer) -> None:
         pending: Polled | None = None
+        full_since: float | None = None
         while not self.closing.is_set():
             self._commit_acks(consumer, asynchronous=True)
             if self._resync.is_set():
@@ -153,13 +158,20 @@ class ConsumerThread(threading.Thread):
             if pending is not None and pending.generation != self.assignment.generation:
                 pending = None  # read under an assignment that has been revoked
             if pending is not None:
+                held: Polled = pending
                 try:
-                    self.out.put(pending, timeout=0.05)
-                    pending = None
+                    self.out.put(held, timeout=0.05)
+                    pending, full_since = None, None
                     self._pause(consumer, False)
                 except queue.Full:
-                    self._pause(consumer, True)
-                    consumer.poll(0.05)  # keep the group membership and callbacks alive
+                    # Backpressure. librdkafka's own prefetch is bounded, so a short wait needs no
+                    # pause (pausing drops the prefetched records, and refetching them costs more
+                    # than the wait). Only a long stall pauses the partitions and polls, which keeps
+                    # the group membership and serves rebalances.
+                    full_since = full_since or time.monotonic()
+                    if time.monotonic() - full_since > PAUSE_AFTER:
+                        self._pause(consumer, True)
+                        self._give_back(consumer, consumer.poll(0.05))
                 continue
             if self.once and self.caught_up():
                 self.stopped_polling.set()
@@ -172,6 +184,21 @@ class ConsumerThread(threading.Thread):
             self._track(consumer, records)
             if records:
                 pending = Polled(self.assignment.generation, records, time.time(), time.monotonic() - started)
+
+    def _give_back(self, consumer: Consumer, message: Message | None) -> None:
+        """A record a poll returned while the hand-over is full (one already in flight, or of a
+        partition a rebalance inside the poll assigned): not kept, which would let memory grow,
+        but sought back to, so it is fetched again once there is room."""
+        if message is None or not self._keep(message):
+            return
+        try:
+            where = TopicPartition(str(message.topic()), int(message.partition() or 0), offset_of(message))
+            consumer.seek(where)
+            consumer.pause([where])
+        except KafkaException as exc:
+            log.warning("could not hand back record %s:%s@%s: %s", message.topic(), message.partition(),
+                        message.offset(), exc)
+            raise
 
     def _put_until_closing(self, polled: Polled) -> None:
         while not self.closing.is_set():
@@ -201,18 +228,27 @@ class ConsumerThread(threading.Thread):
             self._on_error(error)
         return False
 
-    def _track(self, consumer: Consumer, records: list[Message]) -> None:
+    def _track(self, consumer: Consumer | None, records: list[Message]) -> None:
         """Progress per partition, for --once (caught up?) and for lag in /status and /metrics."""
         with self.lock:
             partitions = self.assignment.partitions
-            for message in records:
-                progress = partitions.get(partition_key(message.topic(), message.partition()))
+            seen: set[tuple[str | None, int | None]] = set()
+            for message in reversed(records):  # the last record of each partition is what counts
+                where = (message.topic(), message.partition())
+                if where in seen:
+                    continue
+                seen.add(where)
+                progress = partitions.get(partition_key(*where))
                 if progress is not None:
                     progress.next_offset = offset_of(message) + 1
                     kind, stamp = message.timestamp()
                     if kind != 0:
                         progress.last_timestamp = stamp / 1000
+                if len(seen) == len(partitions):
+                    break
             for key, progress in partitions.items():
+                if consumer is None:
+                    break
                 topic, _, number = key.rpartition(":")
                 # The high watermark carried by fetch responses (cached): brokers such as Tansu
                 # under-report ListOffsets, the fetch response is right.
