@@ -129,9 +129,10 @@ class KafkaSource:
             self._ends, self._ends_epoch = {}, polled.generation
         with thread.lock:
             starts = {k: p.start for k, p in thread.assignment.partitions.items()}
-        by_partition: dict[str, list[Message]] = {}
+        grouped: dict[tuple[str | None, int | None], list[Message]] = {}
         for message in polled.messages:
-            by_partition.setdefault(partition_key(message.topic(), message.partition()), []).append(message)
+            grouped.setdefault((message.topic(), message.partition()), []).append(message)
+        by_partition = {partition_key(*where): messages for where, messages in grouped.items()}
         chunks = []
         polled_ns = int(polled.polled_at * 1e9)
         for key, messages in by_partition.items():
