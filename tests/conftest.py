@@ -82,3 +82,16 @@ def kafka_bootstrap() -> Iterator[str]:
         yield broker.bootstrap
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def db(pg_dsn: str, pg_schema: str) -> Iterator[object]:
+    """A synchronous connection to the test's schema (tests/helpers/syncdb.py), for tests that
+    sleep and send signals while the daemon works."""
+    from tests.helpers.syncdb import Db
+
+    database = Db(pg_dsn, pg_schema)
+    try:
+        yield database
+    finally:
+        database.close()

@@ -27,3 +27,15 @@ def start_conduitd(*args: str, log: Path, env: dict[str, str] | None = None) -> 
     with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
         return subprocess.Popen([sys.executable, "-m", "conduitd", *args], stdout=handle, stderr=subprocess.STDOUT,
                                 env={**os.environ, **(env or {})})
+
+
+def start_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """`python -m conduitd run -c CONFIG`: a daemon (no --once), its output appended to `log`."""
+    return start_conduitd("run", "-c", str(config), log=log)
+
+
+def stop_daemon(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL (if still running) and reap: for `finally`."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=30)

@@ -8,24 +8,22 @@ polling); the test talks to PostgreSQL only to observe progress and check the ou
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import signal
-import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import orjson
 import pytest
 
-from tests.helpers.daemon import conduitd, start_conduitd, write_config
+from tests.helpers.daemon import conduitd, start_daemon, stop_daemon, write_config
+from tests.helpers.syncdb import Db
 
 SEED = 20261126
 PIPELINE = "events"
@@ -34,66 +32,6 @@ PIPELINE = "events"
 # --------------------------------------------------------------------------------------------
 # Helpers: a synchronous view of the database, starting and stopping the daemon
 # --------------------------------------------------------------------------------------------
-
-
-class Db:
-    """A synchronous asyncpg connection (the test itself is synchronous: it sleeps and kills)."""
-
-    def __init__(self, dsn: str, schema: str) -> None:
-        self.schema = schema
-        self.loop = asyncio.new_event_loop()
-        self.conn: asyncpg.Connection = self.loop.run_until_complete(asyncpg.connect(dsn))
-
-    def close(self) -> None:
-        try:
-            self.loop.run_until_complete(self.conn.close())
-        finally:
-            self.loop.close()
-
-    def table(self, name: str) -> str:
-        return f'"{self.schema}"."{name}"'
-
-    def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        return self.loop.run_until_complete(self.conn.fetch(sql, *args))
-
-    def fetchval(self, sql: str, *args: Any) -> Any:
-        return self.loop.run_until_complete(self.conn.fetchval(sql, *args))
-
-    def count(self, table: str) -> int:
-        try:
-            return int(self.fetchval(f"SELECT count(*) FROM {self.table(table)}"))
-        except asyncpg.UndefinedTableError:
-            return 0
-
-    def checkpoints(self) -> dict[str, int]:
-        """partition -> committed byte offset."""
-        try:
-            rows = self.fetch(f"SELECT partition, position::text FROM {self.table('conduitd_checkpoints')} "
-                              "WHERE pipeline = $1", PIPELINE)
-        except asyncpg.UndefinedTableError:
-            return {}
-        return {r[0]: int(json.loads(r[1])["offset"]) for r in rows}
-
-
-@pytest.fixture
-def db(pg_dsn: str, pg_schema: str) -> Iterator[Db]:
-    database = Db(pg_dsn, pg_schema)
-    try:
-        yield database
-    finally:
-        database.close()
-
-
-def start_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    """`python -m conduitd run -c CONFIG`: a daemon (no --once), its output appended to `log`."""
-    return start_conduitd("run", "-c", str(config), log=log)
-
-
-def stop_daemon(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL (if still running) and reap."""
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=30)
 
 
 def log_tail(log: Path, lines: int = 40) -> str:

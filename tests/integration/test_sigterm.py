@@ -4,22 +4,20 @@ and neither loses nor duplicates a record; a running daemon picks up appended li
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import orjson
-import pytest
 
-from tests.helpers.daemon import conduitd, start_conduitd, write_config
+from tests.helpers.daemon import conduitd, start_daemon, stop_daemon, write_config
+from tests.helpers.syncdb import Db
 
 PIPELINE = "events"
 DRAIN_TIMEOUT = 15.0
@@ -29,72 +27,6 @@ _SUMMARY = re.compile(r"pipeline events (\w+): (\d+) records read, (\d+) rows wr
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-
-
-class Db:
-    """A synchronous asyncpg connection (the tests are synchronous: they sleep and send signals)."""
-
-    def __init__(self, dsn: str, schema: str) -> None:
-        self.schema = schema
-        self.loop = asyncio.new_event_loop()
-        self.conn: asyncpg.Connection = self.loop.run_until_complete(asyncpg.connect(dsn))
-
-    def close(self) -> None:
-        try:
-            self.loop.run_until_complete(self.conn.close())
-        finally:
-            self.loop.close()
-
-    def table(self, name: str) -> str:
-        return f'"{self.schema}"."{name}"'
-
-    def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        return self.loop.run_until_complete(self.conn.fetch(sql, *args))
-
-    def count(self, table: str = "events") -> int:
-        try:
-            return int(self.loop.run_until_complete(self.conn.fetchval(f"SELECT count(*) FROM {self.table(table)}")))
-        except asyncpg.UndefinedTableError:
-            return 0
-
-    def ids(self) -> list[int]:
-        return [r[0] for r in self.fetch(f"SELECT id FROM {self.table('events')}")]
-
-    def dlq_payloads(self) -> list[str]:
-        try:
-            return sorted(r[0] for r in self.fetch(f"SELECT payload FROM {self.table('events_dlq')}"))
-        except asyncpg.UndefinedTableError:
-            return []
-
-    def checkpoints(self) -> dict[str, int]:
-        """partition -> committed byte offset."""
-        try:
-            rows = self.fetch(f"SELECT partition, position::text FROM {self.table('conduitd_checkpoints')} "
-                              "WHERE pipeline = $1", PIPELINE)
-        except asyncpg.UndefinedTableError:
-            return {}
-        return {r[0]: int(json.loads(r[1])["offset"]) for r in rows}
-
-
-@pytest.fixture
-def db(pg_dsn: str, pg_schema: str) -> Iterator[Db]:
-    database = Db(pg_dsn, pg_schema)
-    try:
-        yield database
-    finally:
-        database.close()
-
-
-def start_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    """`python -m conduitd run -c CONFIG`: a daemon (no --once), its output appended to `log`."""
-    return start_conduitd("run", "-c", str(config), log=log)
-
-
-def stop_daemon(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL (if still running) and reap: for `finally`."""
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=30)
 
 
 def log_text(log: Path) -> str:
