@@ -14,7 +14,7 @@ pg_ready() { pg_isready -q -h 127.0.0.1 -p "$PG_PORT" 2>/dev/null; }
 as_postgres() {
   # The superuser over the local socket (peer auth) on a Debian install; TCP with trust otherwise.
   if command -v runuser >/dev/null && id postgres >/dev/null 2>&1; then
-    runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qAt -p "$PG_PORT" "$@"
+    (cd / && runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qAt -p "$PG_PORT" "$@")
   else
     psql -v ON_ERROR_STOP=1 -qAt -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@"
   fi
