@@ -70,7 +70,38 @@ def _read_json(block: bytes) -> pa.Table | None:
         table.validate(full=True)  # rejects invalid UTF-8, which the reader lets through
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return None
-    return _timestamps_as_utc(table)
+    return _timestamps_as_utc(_exact_big_numbers(table, block))
+
+
+_EXACT_IN_DOUBLE = float(2**53)
+
+
+def _exact_big_numbers(table: pa.Table, block: bytes) -> pa.Table:
+    """The reader makes a field holding integers and fractions a double, which cannot hold an
+    integer above 2**53 exactly (9007199254740993 would become ...992). Such a block is read again
+    with those fields as decimals, at the smallest scale that holds every value."""
+    suspects = [f.name for f in table.schema if pa.types.is_floating(f.type) and len(table.column(f.name))
+                and (pc.max(pc.abs(table.column(f.name))).as_py() or 0) >= _EXACT_IN_DOUBLE]
+    if not suspects:
+        return table
+    wide = pa.decimal128(38, 18)
+    try:
+        exact = pajson.read_json(io.BytesIO(block), read_options=pajson.ReadOptions(block_size=1 << 20),
+                                 parse_options=pajson.ParseOptions(
+                                     explicit_schema=pa.schema([(n, wide) for n in suspects]),
+                                     unexpected_field_behavior="infer"))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return table  # beyond 20 integer digits: only a double holds them at all
+    for name in suspects:
+        column = exact.column(name)
+        for scale in range(19):
+            try:
+                column = column.cast(pa.decimal128(38, scale), safe=True)
+                break
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
+        table = table.set_column(table.schema.get_field_index(name), name, column)
+    return table
 
 
 def _timestamps_as_utc(table: pa.Table) -> pa.Table:

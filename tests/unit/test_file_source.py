@@ -165,3 +165,12 @@ async def wait_for(condition: object, within: float = 3.0) -> None:
     while not condition():  # type: ignore[operator]
         assert loop.time() < deadline, "condition not reached in time"
         await asyncio.sleep(0.01)
+
+
+async def test_big_integers_beside_fractions_stay_exact(tmp_path: Path) -> None:
+    file = tmp_path / "a.jsonl"
+    file.write_bytes(b'{"n": 9007199254740993}\n{"n": 2.5}\n{"n": 1}\n')
+    (chunk,) = await read_all(source(file))
+    from decimal import Decimal
+
+    assert chunk.rows.column("n").to_pylist() == [Decimal("9007199254740993"), Decimal("2.5"), Decimal("1")]
