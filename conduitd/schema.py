@@ -7,7 +7,7 @@ that cannot be converted, which are then rejected (never silently nulled or trun
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,3 +150,12 @@ def _parse_timestamps(array: pa.Array, wanted: pa.TimestampType) -> pa.Array:
         except _CAST_ERRORS:
             return pc.assume_timezone(text.cast(pa.timestamp(wanted.unit)), "UTC").cast(wanted)
     return text.cast(wanted)
+
+
+def create_table_sql(target: str, columns: Sequence[Column], key: Sequence[str],
+                     quote: Callable[[str], str]) -> str:
+    """CREATE TABLE text for any dialect: `target` is the quoted table, `quote` quotes a column."""
+    parts = [f"{quote(c.name)} {c.sql}" for c in columns]
+    if key:
+        parts.append(f"PRIMARY KEY ({', '.join(quote(k) for k in key)})")
+    return f"CREATE TABLE {target} ({', '.join(parts)})"

@@ -26,7 +26,7 @@ from conduitd.dlq_sinks import DlqSink
 from conduitd.errors import DependencyUnreachable, TransientError
 from conduitd.prepare import Prepared, prepare
 from conduitd.records import Batch, Position, Reject, SchemaChange, position_text
-from conduitd.schema import Column
+from conduitd.schema import Column, create_table_sql
 
 T = TypeVar("T")
 CHECKPOINTS = "conduitd_checkpoints"
@@ -195,10 +195,7 @@ class SqliteDialect:
         return Column(name, pa.string(), "TEXT", json=pa.types.is_nested(arrow))
 
     def create_table_ddl(self, table: str, columns: Sequence[Column], key: Sequence[str]) -> str:
-        parts = [f"{quote(c.name)} {c.sql}" for c in columns]
-        if key:
-            parts.append(f"PRIMARY KEY ({', '.join(quote(k) for k in key)})")
-        return f"CREATE TABLE {quote(table)} ({', '.join(parts)})"
+        return create_table_sql(quote(table), columns, key, quote)
 
     def add_column_ddl(self, table: str, column: Column) -> str:
         return f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column.name)} {column.sql}"

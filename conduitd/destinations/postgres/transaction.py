@@ -22,7 +22,7 @@ from conduitd.destinations.postgres.copy_binary import PG_BINARY_TYPES, encode_c
 from conduitd.destinations.postgres.errors import translate
 from conduitd.errors import TransientError
 from conduitd.records import Position, Reject, SchemaChange, position_text
-from conduitd.schema import Column
+from conduitd.schema import Column, create_table_sql
 
 CHECKPOINTS = "conduitd_checkpoints"
 _STAGE = "conduitd_stage"
@@ -56,10 +56,7 @@ class PostgresDialect:
         return ddl.column_for(name, arrow)
 
     def create_table_ddl(self, table: str, columns: Sequence[Column], key: Sequence[str]) -> str:
-        parts = [f"{ddl.quote(c.name)} {c.sql}" for c in columns]
-        if key:
-            parts.append(f"PRIMARY KEY ({', '.join(ddl.quote(k) for k in key)})")
-        return f"CREATE TABLE {ddl.qualified(self.schema, table)} ({', '.join(parts)})"
+        return create_table_sql(ddl.qualified(self.schema, table), columns, key, ddl.quote)
 
     def add_column_ddl(self, table: str, column: Column) -> str:
         return f"ALTER TABLE {ddl.qualified(self.schema, table)} ADD COLUMN {ddl.quote(column.name)} {column.sql}"
@@ -91,6 +88,12 @@ class PostgresTransaction:
         except Exception as exc:
             raise translate(exc) from exc
 
+    async def _executemany(self, sql: str, records: Sequence[Sequence[Any]]) -> None:
+        try:
+            await self.conn.executemany(sql, records)
+        except Exception as exc:
+            raise translate(exc) from exc
+
     async def table_columns(self, table: str) -> dict[str, Column] | None:
         try:
             return await ddl.table_columns(self.conn, self.schema, table)
@@ -110,12 +113,9 @@ class PostgresTransaction:
 
     async def record_changes(self, pipeline: str, changes: Sequence[SchemaChange]) -> None:
         records = [(pipeline, c.table, c.kind, c.column, c.old, c.new, c.ddl, c.applied) for c in changes]
-        try:
-            await self.conn.executemany(
-                f"INSERT INTO {ddl.qualified(self.schema, HISTORY)} (pipeline, table_name, change, column_name, "
-                "old_definition, new_definition, ddl, applied) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", records)
-        except Exception as exc:
-            raise translate(exc) from exc
+        await self._executemany(
+            f"INSERT INTO {ddl.qualified(self.schema, HISTORY)} (pipeline, table_name, change, column_name, "
+            "old_definition, new_definition, ddl, applied) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", records)
 
     async def savepoint(self) -> None:
         self.depth += 1
@@ -180,12 +180,9 @@ class PostgresTransaction:
     async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> None:
         records = [(pipeline, r.partition, position_text(r.position), r.rule, r.reason, r.column, r.value,
                     r.payload.replace("\x00", "\\u0000")) for r in rejects]
-        try:
-            await self.conn.executemany(
-                f"INSERT INTO {ddl.qualified(self.schema, dlq_table)} (pipeline, partition, position, rule, "
-                "reason, column_name, value, payload) VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8)", records)
-        except Exception as exc:
-            raise translate(exc) from exc
+        await self._executemany(
+            f"INSERT INTO {ddl.qualified(self.schema, dlq_table)} (pipeline, partition, position, rule, "
+            "reason, column_name, value, payload) VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8)", records)
 
     async def delete_rejects(self, dlq_table: str, ids: Sequence[int]) -> int:
         table = ddl.qualified(self.schema, dlq_table)
