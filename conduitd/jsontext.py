@@ -8,6 +8,7 @@ characters other than \\n, \\r and \\t) take a per-value path.
 
 from __future__ import annotations
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,7 +23,7 @@ def to_json_text(array: pa.Array | pa.ChunkedArray) -> pa.Array:
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     text = _json(array)
-    return pc.if_else(array.is_valid(), text, pa.scalar(None, pa.string()))
+    return pc.if_else(array.is_valid(), text, pa.scalar(None, pa.string())) if array.null_count else text
 
 
 def _json(array: pa.Array) -> pa.Array:
@@ -54,12 +55,29 @@ def _quoted(text: pa.Array) -> pa.Array:
 
 
 def _strings(strings: pa.Array) -> pa.Array:
-    if pc.any(pc.match_substring_regex(strings, _NEEDS_ESCAPE)).as_py():
+    return _quoted(_escaped(strings))
+
+
+def _escaped(strings: pa.Array) -> pa.Array:
+    """String contents as they go between JSON quotes."""
+    if _may_need_escape(strings):
         if pc.any(pc.match_substring_regex(strings, _RARE_CONTROL)).as_py():
-            return _per_value(strings)
+            inner = pc.utf8_slice_codeunits(_per_value(strings), 1, -1)
+            return pc.if_else(strings.is_valid(), inner, pa.scalar(None, pa.string()))
         for plain, escaped in _ESCAPES:
             strings = pc.replace_substring(strings, plain, escaped)
-    return _quoted(strings)
+    return strings
+
+
+def _may_need_escape(strings: pa.Array) -> bool:
+    """Whether any byte of the strings' data is a quote, a backslash or a control character: one
+    pass over the bytes (a false alarm only costs the exact check)."""
+    _, offsets, data = strings.buffers()
+    if data is None or len(strings) == 0:
+        return False
+    bounds = np.frombuffer(offsets, dtype=np.int32)[strings.offset:strings.offset + len(strings) + 1]
+    raw = np.frombuffer(data, dtype=np.uint8)[int(bounds[0]):int(bounds[-1])]
+    return bool(np.any(raw < 0x20) or np.any(raw == 0x22) or np.any(raw == 0x5C))
 
 
 def _objects(array: pa.StructArray) -> pa.Array:
@@ -70,10 +88,18 @@ def _objects(array: pa.StructArray) -> pa.Array:
     for index, child in enumerate(array.flatten()):
         name = orjson.dumps(kind.field(index).name).decode()
         parts.append(("{" if index == 0 else ",") + name + ":")
-        parts.append(_json(child))
+        parts.extend(_member(child))
     parts.append("}")
     joined = pc.binary_join_element_wise(*parts, "")
-    return pc.if_else(array.is_valid(), joined, "null")
+    return pc.if_else(array.is_valid(), joined, "null") if array.null_count else joined
+
+
+def _member(child: pa.Array) -> list[pa.Array | str]:
+    """Parts that join into a member's JSON: a string without nulls is quoted by the join
+    itself, not by an array of its own."""
+    if child.null_count == 0 and pa.types.is_string(child.type):
+        return ['"', _escaped(child), '"']
+    return [_json(child)]
 
 
 def _lists(array: pa.ListArray) -> pa.Array:

@@ -136,7 +136,11 @@ def _to_decimal(array: pa.Array, wanted: pa.Decimal128Type) -> pa.Array:
     """Floats go through their shortest text form, never through binary (3703.6 stays 3703.6);
     extra digits round half away from zero, as PostgreSQL rounds them."""
     if not pa.types.is_decimal(array.type):
-        array = array.cast(pa.string()).cast(pa.decimal128(38, max(wanted.scale, 12)))
+        text = array.cast(pa.string())
+        try:
+            return text.cast(wanted)  # refused where digits would be lost: then rounded below
+        except _CAST_ERRORS:
+            array = text.cast(pa.decimal128(38, max(wanted.scale, 12)))
     if array.type.scale > wanted.scale:
         array = pc.round(array, ndigits=wanted.scale, round_mode="half_towards_infinity")
     return array.cast(wanted)

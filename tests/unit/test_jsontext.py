@@ -24,6 +24,9 @@ def reference(values: list[object]) -> list[str | None]:
     [{"x": 1.5, "y": -0.25, "z": 1e20}],
     [{"deep": [{"k": [[1], [2, 3]]}, {"k": []}]}],
     [{"ctrl": "bell\x07"}],
+    [{"ctrl": "bell\x07", "n": 1}, {"ctrl": None, "n": 2}, None, {"ctrl": 'q"\x01', "n": None}],
+    [["\x1f", None, "plain"], None, [None]],
+    [{"s": "plain", "t": "tab\there"}, {"s": "also plain", "t": "back\\slash"}],
 ])
 def test_matches_orjson(values: list[object]) -> None:
     assert to_json_text(pa.array(values)).to_pylist() == reference(values)
@@ -43,6 +46,13 @@ def test_sliced_and_chunked_arrays() -> None:
     assert to_json_text(array.slice(1, 3)).to_pylist() == ['{"a":[2,3]}', None, '{"a":[]}']
     chunked = pa.chunked_array([array.slice(0, 2), array.slice(2)])
     assert to_json_text(chunked).to_pylist() == ['{"a":[1]}', '{"a":[2,3]}', None, '{"a":[]}']
+
+
+def test_escapes_are_found_in_a_slice_of_the_strings() -> None:
+    strings = pa.array(["plain", 'q"uote', "x"])
+    array = pa.StructArray.from_arrays([strings], ["s"])
+    assert to_json_text(array.slice(1, 1)).to_pylist() == ['{"s":"q\\"uote"}']
+    assert to_json_text(array.slice(2, 1)).to_pylist() == ['{"s":"x"}']
 
 
 def test_timestamps_and_dates_are_iso_strings() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pyarrow as pa
+import pytest
 
 from conduitd.schema import Column, conform, refine_types
 
@@ -24,6 +25,24 @@ def test_floats_become_exact_decimals() -> None:
     table, failures, _ = conform(rows, {"amount": Column("amount", pa.decimal128(12, 2), "numeric(12,2)")})
     assert failures == []
     assert table.column("amount").to_pylist() == [Decimal("3703.60"), Decimal("0.10"), Decimal("12.35")]
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    ([3703.6, 0.1, -0.5, None], ["3703.60", "0.10", "-0.50", None]),  # every value fits the scale
+    ([0.125, -0.125, 2.675], ["0.13", "-0.13", "2.68"]),  # rounded half away from zero, from the text
+])
+def test_floats_become_decimals_of_the_column_scale(values: list[float | None], expected: list[str | None]) -> None:
+    column = Column("amount", pa.decimal128(12, 2), "numeric(12,2)")
+    table, failures, _ = conform(pa.table({"amount": pa.array(values, pa.float64())}), {"amount": column})
+    assert failures == []
+    assert table.column("amount").to_pylist() == [None if e is None else Decimal(e) for e in expected]
+
+
+def test_a_float_too_big_for_the_decimal_column_is_refused() -> None:
+    rows = pa.table({"amount": [1.5, 12345678901.25]})
+    table, failures, _ = conform(rows, {"amount": Column("amount", pa.decimal128(12, 2), "numeric(12,2)")})
+    assert table.column("amount").to_pylist() == [Decimal("1.50")]
+    assert [f.row for f in failures] == [1]
 
 
 def test_a_fractional_float_is_refused_by_an_integer_column() -> None:

@@ -8,11 +8,12 @@ rows on the fast paths.  The result is fed to asyncpg as::
 
 How rows are assembled: each column encoder (``copy_binary_types``) returns *parts*, each
 giving every row one contiguous byte run (length prefix, data, or both).  The tuple of row
-``i`` is the concatenation of part ``0..S-1`` runs of row ``i``.  All part sources are
-concatenated into one array, the runs are laid out row-major, and a single gather index is
-built with the classic ``np.repeat(src_start - dst_start, lengths) + arange(total)`` trick,
-so the whole window of rows is copied by one ``np.take``.  Rows are processed in windows so
-the temporaries (notably the gather index) stay small and cache friendly.
+``i`` is the concatenation of part ``0..S-1`` runs of row ``i``.  Every part becomes an Arrow
+binary array of one value per row (zero-copy where its runs already lie back to back, as an
+Arrow string buffer does; otherwise its short runs are gathered with the classic
+``np.repeat(src_start - dst_start, lengths) + arange(total)`` index), and Arrow's
+``binary_join_element_wise`` concatenates them row by row in C, one copy per run.  Rows are
+processed in windows so the temporaries stay bounded.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .copy_binary_types import (
     ENCODERS,
@@ -44,12 +46,11 @@ COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(4) + bytes(4)
 #: int16 -1 field count marks the end of the tuples.
 COPY_TRAILER = b"\xff\xff"
 
-# Output bytes aimed at per window: large enough that per-window Python overhead is
-# negligible, small enough that the gather index (8 bytes per output byte) stays in cache.
-_WINDOW_BYTES = 1 << 20
-_MAX_WINDOW_ROWS = 16384
-# Runs at least this long are copied one by one instead of through the byte gather index.
-_BIG_RUN = 1024
+# Output bytes aimed at per window: large enough that per-window overhead is negligible,
+# small enough to bound the temporaries (each part's binary array, the joined window).
+_WINDOW_BYTES = 1 << 24
+_MAX_WINDOW_ROWS = 1 << 20
+_NO_SEPARATOR = pa.scalar(b"", pa.large_binary())
 
 
 def encode_copy_binary(table: pa.Table, pg_types: Sequence[str]) -> bytes:
@@ -154,46 +155,36 @@ def _merge_fixed(parts: list[Part]) -> list[Part]:
 
 
 def _assemble(parts: list[Part], n: int) -> U8:
-    """Interleave the parts row by row with one gather (see the module docstring)."""
+    """Interleave the parts row by row (see the module docstring)."""
     if len(parts) == 1 and isinstance(parts[0], FixedPart) and parts[0].lengths is None:
         return parts[0].materialize(n).reshape(-1)
-    sources: list[U8] = []
-    starts: list[I64] = []
-    lengths: list[I64] = []
-    base = 0
-    row = np.arange(n, dtype=np.int64)
-    for part in parts:
-        if isinstance(part, FixedPart):
-            width = part.width
-            sources.append(part.materialize(n).reshape(-1))
-            starts.append(row * width + base)
-            lengths.append(np.full(n, width, np.int64) if part.lengths is None else part.lengths)
+    joined = pc.binary_join_element_wise(*[_as_binary(part, n) for part in parts], _NO_SEPARATOR)
+    _, offsets, data = joined.buffers()
+    end = int(np.frombuffer(offsets, dtype=np.int64, count=n + 1)[n])
+    return np.frombuffer(data, dtype=np.uint8, count=end) if end else np.zeros(0, np.uint8)
+
+
+def _as_binary(part: Part, n: int) -> pa.Array:
+    """The part as a large_binary array holding row ``i``'s run as value ``i``."""
+    if isinstance(part, FixedPart):
+        width, matrix = part.width, part.materialize(n).reshape(-1)
+        if part.lengths is None:
+            return _binary(matrix, _arange(n + 1) * width, n)
+        data, lengths = _gather(matrix, _arange(n) * width, part.lengths), part.lengths
+    else:
+        data, lengths = part.data, part.lengths
+        starts = part.starts
+        if n and np.array_equal(starts[1:], starts[:-1] + lengths[:-1]):
+            data = data[int(starts[0]):]  # back to back already: used in place
         else:
-            sources.append(part.data)
-            starts.append(part.starts + base)
-            lengths.append(part.lengths)
-        base += len(sources[-1])
-    src = np.concatenate(sources)
-    run_src = np.stack(starts, axis=1).reshape(-1)
-    run_len = np.stack(lengths, axis=1).reshape(-1)
-    big = run_len >= _BIG_RUN
-    if not big.any():
-        return _gather(src, run_src, run_len)
-    # Long runs (big text/bytea values) are copied with slice assignment: a per-byte index
-    # would cost 8 bytes of temporaries per payload byte.  The short runs are gathered into
-    # a compact buffer whose pieces between two long runs land contiguously in the output.
-    compact = _gather(src, run_src, np.where(big, 0, run_len))
-    run_dst = (np.cumsum(run_len) - run_len).tolist()
-    out = np.empty(int(run_len.sum()), dtype=np.uint8)
-    done = taken = 0
-    for k in np.flatnonzero(big).tolist():
-        dst, size, start = run_dst[k], int(run_len[k]), int(run_src[k])
-        out[done:dst] = compact[taken : taken + dst - done]
-        taken += dst - done
-        out[dst : dst + size] = src[start : start + size]
-        done = dst + size
-    out[done:] = compact[taken:]
-    return out
+            data = _gather(data, starts, lengths)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return _binary(data, offsets, n)
+
+
+def _binary(data: U8, offsets: I64, n: int) -> pa.Array:
+    return pa.Array.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
 def _gather(src: U8, run_src: I64, run_len: I64) -> U8:
@@ -206,7 +197,7 @@ def _gather(src: U8, run_src: I64, run_len: I64) -> U8:
     return np.take(src, index)
 
 
-_ARANGE_CACHE_LIMIT = 4 * _WINDOW_BYTES  # elements; 32 MiB at most
+_ARANGE_CACHE_LIMIT = 1 << 22  # elements; 32 MiB at most
 _arange_cache: I64 = np.arange(0, dtype=np.int64)
 
 
@@ -223,7 +214,7 @@ def _arange(size: int) -> I64:
         return cache[:size]
     if size > _ARANGE_CACHE_LIMIT:
         return np.arange(size, dtype=np.int64)
-    grown = np.arange(min(_ARANGE_CACHE_LIMIT, max(size, 2 * len(cache), _WINDOW_BYTES)), dtype=np.int64)
+    grown = np.arange(min(_ARANGE_CACHE_LIMIT, max(size, 2 * len(cache), 1 << 16)), dtype=np.int64)
     grown.flags.writeable = False
     _arange_cache = grown
     return grown[:size]

@@ -13,14 +13,16 @@ import asyncio
 import queue
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from itertools import compress, pairwise
 
+import numpy as np
 from confluent_kafka import Message
 
 from conduitd.config import KafkaSourceConfig
 from conduitd.errors import ConduitError, DependencyUnreachable
 from conduitd.records import Chunk, Position
 from conduitd.sources.base import Checkpoints
-from conduitd.sources.kafka.consumer import ConsumerThread, Polled, offset_of, partition_key
+from conduitd.sources.kafka.consumer import ConsumerThread, Polled, partition_key
 from conduitd.sources.kafka.decode import decode_partition
 from conduitd.telemetry import Timings
 
@@ -129,20 +131,19 @@ class KafkaSource:
             self._ends, self._ends_epoch = {}, polled.generation
         with thread.lock:
             starts = {k: p.start for k, p in thread.assignment.partitions.items()}
-        grouped: dict[tuple[str | None, int | None], list[Message]] = {}
-        for message in polled.messages:
-            grouped.setdefault((message.topic(), message.partition()), []).append(message)
-        by_partition = {partition_key(*where): messages for where, messages in grouped.items()}
         chunks = []
         polled_ns = int(polled.polled_at * 1e9)
-        for key, messages in by_partition.items():
+        for key, messages in by_partition(polled.messages).items():
             if key not in starts and key not in self._ends:
                 continue  # no longer ours
             expected = self._ends.get(key, starts.get(key))
             if expected is not None:
                 # Never hand over a record before the position this chunk claims to start at:
                 # an overlap would be written twice. (Gaps are normal: compaction, markers.)
-                messages = [m for m in messages if offset_of(m) >= int(expected["offset"])]
+                offsets = np.fromiter(map(Message.offset, messages), dtype=np.int64, count=len(messages))
+                keep = offsets >= int(expected["offset"])
+                if not keep.all():
+                    messages = list(compress(messages, keep.tolist()))
                 if not messages:
                     continue
             for first in range(0, len(messages), self.max_rows):
@@ -158,3 +159,23 @@ class KafkaSource:
                 chunks.append(Chunk(key, start, end, decoded.rows, tuple(decoded.rejects), decoded.nbytes,
                                     epoch=polled.generation, timings=timings, row_offsets=decoded.row_offsets))
         return chunks
+
+
+def by_partition(messages: list[Message]) -> dict[str, list[Message]]:
+    """The records of a poll grouped by partition, each in the order polled. A poll holds long
+    runs of one partition (a fetch returns a partition's records together), so the runs are
+    found with array operations and copied as slices, not record by record."""
+    if not messages:
+        return {}
+    topics = list(map(Message.topic, messages))
+    if topics.count(topics[0]) != len(topics):
+        grouped: dict[str, list[Message]] = {}
+        for message in messages:
+            grouped.setdefault(partition_key(message.topic(), message.partition()), []).append(message)
+        return grouped
+    numbers = np.fromiter(map(Message.partition, messages), dtype=np.int64, count=len(messages))
+    bounds = [0, *(np.flatnonzero(numbers[1:] != numbers[:-1]) + 1).tolist(), len(messages)]
+    runs: dict[str, list[Message]] = {}
+    for start, end in pairwise(bounds):
+        runs.setdefault(partition_key(topics[0], int(numbers[start])), []).extend(messages[start:end])
+    return runs

@@ -180,7 +180,9 @@ class ConsumerThread(threading.Thread):
             self._probe(consumer)
             started = time.monotonic()
             messages = consumer.consume(num_messages=self.config.poll_records, timeout=0.2)
-            records = [m for m in messages if self._keep(m)]
+            records = messages
+            if any(map(Message.error, messages)):
+                records = [m for m in messages if self._keep(m)]
             self._track(consumer, records)
             if records:
                 pending = Polled(self.assignment.generation, records, time.time(), time.monotonic() - started)

@@ -35,11 +35,13 @@ class Decoded:
 def decode_partition(config: KafkaSourceConfig, partition: str, messages: Sequence[Message],
                      key_columns: Sequence[str], tombstones: bool) -> Decoded:
     """Decode the records of one partition (in offset order)."""
-    values = [m.value() for m in messages]
-    if config.format == "json" and _all_plain(values, config.max_record_bytes):
-        plain = _decode_plain(config, partition, messages, values)
-        if plain is not None:
-            return plain
+    values = list(map(Message.value, messages))
+    if config.format == "json" and None not in values:
+        joined = b"\n".join(values)  # type: ignore[arg-type]
+        if _plain(values, joined, config.max_record_bytes):  # type: ignore[arg-type]
+            plain = _decode_plain(config, partition, messages, values, joined)  # type: ignore[arg-type]
+            if plain is not None:
+                return plain
     rejects: list[Reject] = []
     lines: list[bytes] = []
     kept_messages: list[Message] = []
@@ -86,28 +88,24 @@ def decode_partition(config: KafkaSourceConfig, partition: str, messages: Sequen
     return Decoded(rows, rejects, offset_of(messages[0]), offset_of(messages[-1]) + 1, nbytes, row_offsets)
 
 
-def _all_plain(values: list[bytes | None], limit: int) -> bool:
-    """The usual poll: no tombstone, nothing oversized, empty or spread over lines (checked by
-    C-level passes over the list, not a Python branch per record)."""
-    if None in values:
-        return False
-    joined = b"\n".join(values)  # type: ignore[arg-type]
+def _plain(values: list[bytes], joined: bytes, limit: int) -> bool:
+    """The usual poll: nothing oversized, empty or spread over lines (checked by C-level passes
+    over the list and the joined block, not a Python branch per record)."""
     return (b"\r" not in joined and joined.count(b"\n") == len(values) - 1
-            and all(values) and max(map(len, values)) <= limit)  # type: ignore[arg-type]
+            and all(values) and max(map(len, values)) <= limit)
 
 
 def _decode_plain(config: KafkaSourceConfig, partition: str, messages: Sequence[Message],
-                  values: list[bytes | None]) -> Decoded | None:
+                  values: list[bytes], joined: bytes) -> Decoded | None:
     """The columnar path; None when a record needs looking at (the general path then names it)."""
-    offsets = np.fromiter((m.offset() for m in messages), dtype=np.int64, count=len(messages))
-    lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))  # type: ignore[arg-type]
+    offsets = np.fromiter(map(Message.offset, messages), dtype=np.int64, count=len(messages))
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
     ends = np.cumsum(lengths + 1)
 
     def position_at(byte_end: int) -> Position:
         return {"offset": int(offsets[min(int(np.searchsorted(ends, byte_end)), len(offsets) - 1)])}
 
-    rows, rejects, kept = decode_jsonl_lines(b"\n".join(values) + b"\n", partition,  # type: ignore[arg-type]
-                                             position_at)
+    rows, rejects, kept = decode_jsonl_lines(joined, partition, position_at)
     if kept is not None or rejects:
         return None
     rows = _with_metadata(rows, messages, config.metadata_columns)
@@ -143,14 +141,8 @@ def _with_metadata(rows: pa.Table, messages: Sequence[Message], columns: Sequenc
         raise AssertionError("rows and records are out of step")
     for column in columns:
         values: list[object]
-        if column == "key":
-            values = [m.key() for m in messages]
-        elif column == "topic":
-            values = [m.topic() for m in messages]
-        elif column == "partition":
-            values = [m.partition() for m in messages]
-        elif column == "offset":
-            values = [offset_of(m) for m in messages]
+        if column in ("key", "topic", "partition", "offset"):
+            values = list(map(getattr(Message, column), messages))
         elif column == "timestamp":
             values = [m.timestamp()[1] if m.timestamp()[0] != 0 else None for m in messages]
         else:
