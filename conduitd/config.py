@@ -91,7 +91,7 @@ class KafkaSourceConfig(_Frozen):
     kafka_timestamp."""
     max_record_bytes: ByteSize = Field(1024 * 1024, gt=0)
     """A larger value goes to the DLQ instead of the table."""
-    poll_records: int = Field(20_000, gt=0)
+    poll_records: int = Field(50_000, gt=0)
     """Records asked of the client per poll."""
 
     @field_validator("topics", mode="before")

@@ -30,24 +30,26 @@ def decode_jsonl(block: bytes, partition: str, position_at: PositionAt) -> tuple
     return table, rejects
 
 
-def decode_jsonl_lines(block: bytes, partition: str,
-                       position_at: PositionAt) -> tuple[pa.Table, list[Reject], np.ndarray | None]:
+def decode_jsonl_lines(block: bytes, partition: str, position_at: PositionAt,
+                       lines: int | None = None) -> tuple[pa.Table, list[Reject], np.ndarray | None]:
     """Like `decode_jsonl`, also returning which lines (0-based, counting every line) became rows,
-    or None when every line did: callers with per-line metadata keep it aligned with this."""
+    or None when every line did: callers with per-line metadata keep it aligned with this.
+    `lines`: the number of lines in `block`, where the caller knows it already."""
     fast = _read_json(block)
-    if fast is not None and _strict(fast, block):
+    if fast is not None and _strict(fast, block, lines):
         return fast, [], None
     return _decode_jsonl_slowly(block, partition, position_at)
 
 
-def _strict(table: pa.Table, block: bytes) -> bool:
+def _strict(table: pa.Table, block: bytes, lines: int | None) -> bool:
     """pyarrow's reader is laxer than JSON lines of objects: it reads a `null` line as an empty
     row, two objects on one line as two rows, and NaN. Those blocks go line by line instead.
     (Blank lines and `{}` lines take that path too; it reads them right.)"""
-    lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+    if lines is None:
+        lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
     if table.num_rows != lines:
         return False
-    if table.num_columns:
+    if table.num_columns and all(column.null_count for column in table.columns):
         all_null = None
         for column in table.columns:
             nulls = column.is_null()

@@ -105,7 +105,7 @@ def _decode_plain(config: KafkaSourceConfig, partition: str, messages: Sequence[
     def position_at(byte_end: int) -> Position:
         return {"offset": int(offsets[min(int(np.searchsorted(ends, byte_end)), len(offsets) - 1)])}
 
-    rows, rejects, kept = decode_jsonl_lines(joined, partition, position_at)
+    rows, rejects, kept = decode_jsonl_lines(joined, partition, position_at, lines=len(values))
     if kept is not None or rejects:
         return None
     rows = _with_metadata(rows, messages, config.metadata_columns)
