@@ -17,6 +17,7 @@ from conduitd.config import Config
 from conduitd.errors import ExitCode
 from conduitd.health import HealthServer
 from conduitd.metrics import Metrics, PipelineStatus
+from conduitd.notify import Notifier
 from conduitd.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class Runtime:
         self.stop = asyncio.Event()
         self.health: HealthServer | None = None
         self.drain_expired = False
+        self.notifier = Notifier()
         self._signals = 0
 
     def statuses(self) -> list[PipelineStatus]:
@@ -55,9 +57,12 @@ class Runtime:
                 runs = [tasks.create_task(p.run(self.stop), name=f"pipeline {p.resource.name}")
                         for p in self.pipelines]
                 tasks.create_task(self._enforce_drain_deadline(runs))
+                if self.notifier.enabled:
+                    tasks.create_task(self._notify_systemd(runs))
         finally:
             if self.health is not None:
                 await self.health.stop()
+            self.notifier.close()
         return ExitCode.RUNTIME if self.drain_expired else ExitCode.OK
 
     async def _enforce_drain_deadline(self, runs: Sequence[asyncio.Task[None]]) -> None:
@@ -81,6 +86,22 @@ class Runtime:
                 return
             await asyncio.sleep(0.05)
 
+    async def _notify_systemd(self, runs: Sequence[asyncio.Task[None]]) -> None:
+        """READY=1 once every pipeline has connected, STATUS= on state changes, and watchdog
+        pings from this loop (see `conduitd.notify`)."""
+        watchdog = self.notifier.watchdog_seconds
+        interval = min(0.5, watchdog / 2) if watchdog else 0.5
+        told_ready = False
+        while not all(r.done() for r in runs):
+            statuses = self.statuses()
+            self.notifier.status("; ".join(f"{s.name}: {s.state}" for s in statuses))
+            if not told_ready and all(s.ready or s.state == "done" for s in statuses):
+                self.notifier.ready()
+                told_ready = True
+            if watchdog:
+                self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -93,4 +114,5 @@ class Runtime:
                       signal.Signals(signum).name)
             os._exit(ExitCode.RUNTIME)
         log.info("%s: draining (stop reading, commit what is queued, exit)", signal.Signals(signum).name)
+        self.notifier.stopping()
         self.stop.set()
