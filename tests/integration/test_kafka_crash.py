@@ -20,11 +20,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from tests.helpers.daemon import start_conduitd, write_config
 from tests.helpers.kafka import create_topic, json_record, kafka_source, new_topic_name, produce
+from tests.helpers.kafka_checks import checkpoints, count_rows, record_checkpoint_moves
 
 SEED = 20260511
 N = 500_000
@@ -52,30 +52,10 @@ def config(tmp_path: Path, bootstrap: str, topic: str, dsn: str, schema: str) ->
     })
 
 
-async def count_rows(pg: Any, schema: str) -> int:
-    try:
-        return int(await pg.fetchval(f'SELECT count(*) FROM "{schema}".events'))
-    except asyncpg.UndefinedTableError:
-        return 0
 
 
-async def checkpoints(pg: Any, schema: str) -> dict[str, int]:
-    rows = await pg.fetch(f'SELECT partition, position::text FROM "{schema}".conduitd_checkpoints '
-                          "WHERE pipeline = $1", PIPELINE)
-    return {r["partition"]: int(json.loads(r["position"])["offset"]) for r in rows}
 
 
-async def record_checkpoint_moves(pg: Any, schema: str) -> None:
-    """Log every checkpoint UPDATE (old and new offset) in a table of the test's schema."""
-    await pg.execute(f"""
-        CREATE TABLE "{schema}".checkpoint_moves (
-            id bigserial PRIMARY KEY, partition text, old_offset bigint, new_offset bigint);
-        CREATE FUNCTION "{schema}".log_checkpoint_move() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
-            INSERT INTO "{schema}".checkpoint_moves (partition, old_offset, new_offset)
-            VALUES (NEW.partition, (OLD.position->>'offset')::bigint, (NEW.position->>'offset')::bigint);
-            RETURN NEW; END $$;
-        CREATE TRIGGER log_checkpoint_move AFTER UPDATE ON "{schema}".conduitd_checkpoints
-            FOR EACH ROW EXECUTE FUNCTION "{schema}".log_checkpoint_move();""")
 
 
 def tail(log: Path, lines: int = 40) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -208,3 +210,26 @@ async def test_a_table_created_concurrently_by_another_replica_is_a_retriable_er
         await ours
     await commit(dest, res, batch([{"id": 1}], None, 1))  # the pipeline's retry
     assert await rows_of(pg, pg_schema, "orders") == [{"id": 1}]
+
+
+async def test_replicas_setting_up_a_new_schema_at_the_same_moment_all_start(pg_dsn: str, pg: Any) -> None:
+    """Replicas that start together race on CREATE ... IF NOT EXISTS (the schema, the checkpoint,
+    history and DLQ tables): the losers collide with the winner's just-committed catalog rows and
+    must try again, not fail."""
+    for _ in range(5):
+        schema = f"t_race_{uuid.uuid4().hex[:8]}"
+        replicas = [destination(pg_dsn, schema) for _ in range(6)]
+        try:
+            async def start(replica: PostgresDestination) -> None:
+                await replica.open()
+                await replica.setup(resource(dlq={"table": "orders_dlq"}))
+
+            await asyncio.gather(*(start(r) for r in replicas))
+            tables = {r["relname"] for r in await pg.fetch(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = $1 AND c.relkind = 'r'", schema)}
+            assert tables == {"conduitd_checkpoints", "conduitd_schema_history", "orders_dlq"}
+        finally:
+            for replica in replicas:
+                await replica.close()
+            await pg.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -4,77 +4,19 @@ code 3 of `action: fail`, `dlq list` / `dlq replay` (exactly once), and the run 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.helpers.daemon import conduitd, write_config
-
-
-@dataclass
-class Db:
-    """One destination under test and a way to look into it (outside the daemon)."""
-
-    kind: str
-    destination: dict[str, Any]
-    dsn: str = ""
-    schema: str = ""
-    path: Path | None = None
-
-    def name(self, table: str) -> str:
-        quoted = '"' + table.replace('"', '""') + '"'
-        return f'"{self.schema}".{quoted}' if self.kind == "postgres" else quoted
-
-    def rows(self, sql: str) -> list[dict[str, Any]]:
-        if self.kind == "postgres":
-            return asyncio.run(self._pg_rows(sql))
-        assert self.path is not None
-        db = sqlite3.connect(self.path)
-        try:
-            cursor = db.execute(sql)
-            names = [d[0] for d in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-        finally:
-            db.close()
-
-    async def _pg_rows(self, sql: str) -> list[dict[str, Any]]:
-        import asyncpg
-
-        conn = await asyncpg.connect(self.dsn)
-        try:
-            return [dict(r) for r in await conn.fetch(sql)]
-        finally:
-            await conn.close()
-
-    def table(self, table: str, order: str = "id") -> list[dict[str, Any]]:
-        return self.rows(f"SELECT * FROM {self.name(table)} ORDER BY {order}")
-
-    def dlq(self, table: str) -> list[dict[str, Any]]:
-        rows = self.rows(f"SELECT * FROM {self.name(table + '_dlq')} ORDER BY id")
-        for row in rows:
-            row["position"] = json.loads(row["position"]) if row["position"] is not None else None
-            row["payload"] = json.loads(row["payload"])
-        return rows
-
-    def checkpoints(self) -> dict[str, Any]:
-        return {r["partition"]: json.loads(r["position"]) for r in self.rows(
-            f"SELECT partition, position FROM {self.name('conduitd_checkpoints')}")}
+from tests.helpers.destinations import Db, postgres, sqlite
 
 
 @pytest.fixture(params=["postgres", "sqlite"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Db:
-    if request.param == "postgres":
-        dsn = request.getfixturevalue("pg_dsn")
-        schema = request.getfixturevalue("pg_schema")
-        return Db("postgres", {"name": "db", "type": "postgres", "dsn": dsn, "schema": schema}, dsn=dsn,
-                  schema=schema)
-    path = tmp_path / "dest.db"
-    return Db("sqlite", {"name": "db", "type": "sqlite", "path": str(path)}, path=path)
+    return postgres(request) if request.param == "postgres" else sqlite(tmp_path)
 
 
 def write_config_for(tmp_path: Path, db: Db, rules: list[dict[str, Any]], **resource: Any) -> Path:

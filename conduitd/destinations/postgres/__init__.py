@@ -58,20 +58,30 @@ class PostgresDestination:
             raise unreachable(exc, self.where) from None
         if read_only:
             return
-        try:
-            await self.conn.execute(
-                f"CREATE SCHEMA IF NOT EXISTS {ddl.quote(self.schema)};"
-                f"CREATE TABLE IF NOT EXISTS {ddl.qualified(self.schema, CHECKPOINTS)} ("
-                "pipeline text NOT NULL, partition text NOT NULL, position jsonb NOT NULL, "
-                "updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (pipeline, partition));"
-                f"CREATE TABLE IF NOT EXISTS {ddl.qualified(self.schema, HISTORY)} ("
-                "id bigserial PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now(), pipeline text NOT NULL, "
-                "table_name text NOT NULL, change text NOT NULL, column_name text, old_definition text, "
-                "new_definition text, ddl text, applied boolean NOT NULL)")
-        except asyncpg.UniqueViolationError:
-            pass  # another replica created it at the same moment
-        except Exception as exc:
-            raise translate(exc) from exc
+        await self._create_if_missing(
+            f"CREATE SCHEMA IF NOT EXISTS {ddl.quote(self.schema)};"
+            f"CREATE TABLE IF NOT EXISTS {ddl.qualified(self.schema, CHECKPOINTS)} ("
+            "pipeline text NOT NULL, partition text NOT NULL, position jsonb NOT NULL, "
+            "updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (pipeline, partition));"
+            f"CREATE TABLE IF NOT EXISTS {ddl.qualified(self.schema, HISTORY)} ("
+            "id bigserial PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now(), pipeline text NOT NULL, "
+            "table_name text NOT NULL, change text NOT NULL, column_name text, old_definition text, "
+            "new_definition text, ddl text, applied boolean NOT NULL)")
+
+    async def _create_if_missing(self, statements: str) -> None:
+        """Run `CREATE ... IF NOT EXISTS` statements. Replicas starting together race on them: the
+        loser's IF NOT EXISTS saw no object, then collides with the one just committed (a unique
+        violation on the catalog, or "type ... already exists"); once more, it sees it and passes."""
+        for attempt in range(3):
+            try:
+                await self.conn.execute(statements)
+                return
+            except (asyncpg.UniqueViolationError, asyncpg.DuplicateObjectError, asyncpg.DuplicateTableError,
+                    asyncpg.DuplicateSchemaError) as exc:
+                if attempt == 2:
+                    raise translate(exc) from exc
+            except Exception as exc:
+                raise translate(exc) from exc
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -90,16 +100,11 @@ class PostgresDestination:
     async def setup(self, resource: ResourceConfig) -> None:
         if resource.dlq.type != "table":
             return  # the DLQ is a file or a topic
-        try:
-            await self.conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {ddl.qualified(self.schema, resource.dlq_table)} ("
-                "id bigserial PRIMARY KEY, pipeline text NOT NULL, partition text, position jsonb, "
-                "rule text NOT NULL, reason text NOT NULL, column_name text, value text, payload text, "
-                "created_at timestamptz NOT NULL DEFAULT now())")
-        except asyncpg.UniqueViolationError:
-            pass
-        except Exception as exc:
-            raise translate(exc) from exc
+        await self._create_if_missing(
+            f"CREATE TABLE IF NOT EXISTS {ddl.qualified(self.schema, resource.dlq_table)} ("
+            "id bigserial PRIMARY KEY, pipeline text NOT NULL, partition text, position jsonb, "
+            "rule text NOT NULL, reason text NOT NULL, column_name text, value text, payload text, "
+            "created_at timestamptz NOT NULL DEFAULT now())")
 
     async def load_checkpoints(self, pipeline: str) -> dict[str, Position]:
         return {row.partition: row.position for row in await self.list_checkpoints(pipeline)}

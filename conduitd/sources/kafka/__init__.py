@@ -92,7 +92,9 @@ class KafkaSource:
         def on_revoke() -> None:
             asyncio.run_coroutine_threadsafe(checkpoints.revoke(), loop).result()
 
-        thread = ConsumerThread(self.config, once=self.once, load_positions=load_positions, on_revoke=on_revoke)
+        # A poll is at most one batch: what is read ahead of the commits stays in proportion to it.
+        thread = ConsumerThread(self.config, once=self.once, poll_records=min(self.config.poll_records, self.max_rows),
+                                load_positions=load_positions, on_revoke=on_revoke)
         self._thread = thread
         thread.start()
         started = time.monotonic()

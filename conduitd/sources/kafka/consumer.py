@@ -79,11 +79,12 @@ class ConsumerThread(threading.Thread):
     """See the module docstring. `on_revoke` and `load_positions` are called on this thread and
     block it; they hand the work to the event loop."""
 
-    def __init__(self, config: KafkaSourceConfig, *, once: bool,
+    def __init__(self, config: KafkaSourceConfig, *, once: bool, poll_records: int,
                  load_positions: Callable[[], Mapping[str, Position]], on_revoke: Callable[[], None]) -> None:
         super().__init__(name=f"conduitd-kafka-{config.name}", daemon=True)
         self.config = config
         self.once = once
+        self.poll_records = poll_records
         self.load_positions = load_positions
         self.on_revoke = on_revoke
         self.out: queue.Queue[Polled] = queue.Queue(maxsize=2)
@@ -179,7 +180,7 @@ class ConsumerThread(threading.Thread):
                 continue
             self._probe(consumer)
             started = time.monotonic()
-            messages = consumer.consume(num_messages=self.config.poll_records, timeout=0.2)
+            messages = consumer.consume(num_messages=self.poll_records, timeout=0.2)
             records = messages
             if any(map(Message.error, messages)):
                 records = [m for m in messages if self._keep(m)]
