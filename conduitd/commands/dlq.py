@@ -79,9 +79,13 @@ async def replay_dlq(config: Config, resource: ResourceConfig, where: DlqFilter)
     destination = make_destination(config.destination(resource.destination))
     await destination.open()
     moved = still = 0
+    held: list[DlqEntry] = []
     try:
         await destination.setup(resource)
         entries = await destination.read_dlq(resource, where)
+        if where.rule is None:
+            held = [e for e in entries if _rejected_as_repeat(resource, e)]
+            entries = [e for e in entries if not _rejected_as_repeat(resource, e)]
         for first in range(0, len(entries), REPLAY_BATCH):
             part = entries[first:first + REPLAY_BATCH]
             written, rejected = await _replay(destination, resource, part)
@@ -90,7 +94,18 @@ async def replay_dlq(config: Config, resource: ResourceConfig, where: DlqFilter)
         await destination.close()
     print(f"replayed {len(entries)} DLQ row(s) of {resource.name}: {moved} now in {resource.table_name}, "
           f"{still} still rejected (kept in {resource.dlq_table} with the current reason)")
+    if held:
+        rules = ", ".join(sorted({e.rule for e in held}))
+        print(f"left {len(held)} row(s) rejected by a `unique` rule in {resource.dlq_table} ({rules}): each repeats "
+              f"a value its batch wrote to {resource.table_name}, so replaying it would store that value twice; "
+              "name the rule with --rule to replay them anyway")
     return 0
+
+
+def _rejected_as_repeat(resource: ResourceConfig, entry: DlqEntry) -> bool:
+    """Rejected by a `unique` rule (named in today's config, or by its default name)."""
+    unique = {c.rule for c in resource.quality_checks if c.check == "unique"}
+    return entry.rule in unique or entry.rule.startswith("unique:")
 
 
 def _at(position: Position) -> Callable[[int], Position]:

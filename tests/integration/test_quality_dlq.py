@@ -227,6 +227,32 @@ def test_dlq_list_and_replay_move_rows_exactly_once(tmp_path: Path, db: Db) -> N
     assert len(db.table("people")) == 4
 
 
+def test_replay_leaves_unique_rejects_unless_their_rule_is_named(tmp_path: Path, db: Db) -> None:
+    """A row `unique` rejected repeats a value its batch wrote: a plain replay, which re-checks it
+    as a batch of its own, would store the value twice. It stays unless asked for by name."""
+    rules = [{"column": "id", "check": "unique"}, {"column": "email", "check": "not_null"}]
+    config = write_config_for(tmp_path, db, rules)
+    append_lines(tmp_path / "in" / "a.jsonl", [person(1, "a@x.io", 30), person(1, "again@x.io", 31),
+                                               person(2, None, 40)])
+    assert conduitd("--once", "-c", str(config)).returncode == 0
+    assert sorted((r["payload"]["id"], r["rule"]) for r in db.dlq("people")) == [(1, "unique:id"),
+                                                                                 (2, "not_null:email")]
+    write_config_for(tmp_path, db, rules[:1])  # the email rule is dropped: that row may go in now
+
+    replay = conduitd("dlq", "replay", "-c", str(config), "-r", "people")
+    assert replay.returncode == 0, replay.stderr
+    assert "replayed 1 DLQ row(s) of people: 1 now in people, 0 still rejected" in replay.stdout
+    assert "left 1 row(s) rejected by a `unique` rule in people_dlq (unique:id)" in replay.stdout
+    assert [r["id"] for r in db.table("people")] == [1, 2]
+    assert [(r["payload"]["id"], r["rule"]) for r in db.dlq("people")] == [(1, "unique:id")]
+
+    chosen = conduitd("dlq", "replay", "-c", str(config), "-r", "people", "--rule", "unique:id")
+    assert chosen.returncode == 0 and "1 now in people" in chosen.stdout and "left" not in chosen.stdout
+    assert [(r["id"], r["email"]) for r in db.table("people", order="id, age")] == [(1, "a@x.io"), (1, "again@x.io"),
+                                                                                 (2, None)]
+    assert db.dlq("people") == []
+
+
 def test_warned_rows_are_logged(tmp_path: Path, db: Db) -> None:
     config = write_config_for(tmp_path, db, RULES)
     known_input(tmp_path)
