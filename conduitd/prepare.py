@@ -79,7 +79,8 @@ def _prepare_rows(prepared: Prepared, dialect: Dialect, resource: ResourceConfig
     held = held_rows(rows, evolution.held) & ~deletes
     for row in np.flatnonzero(held & keep):
         column = next(c for c in evolution.held if c in rows.column_names and rows.column(c)[int(row)].is_valid)
-        prepared.rejects.append(_reject(batch, int(row), evolution.held[column], "schema", column))
+        value = str(rows.column(column)[int(row)].as_py())[:1000]
+        prepared.rejects.append(_reject(batch, int(row), evolution.held[column], "schema", column, value))
     keep &= ~held
     if not keep.all():
         rows, source_rows, deletes = rows.filter(pa.array(keep)), source_rows[keep], deletes[keep]

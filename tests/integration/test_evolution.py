@@ -209,7 +209,8 @@ def test_manual_writes_a_migration_holds_rows_and_replay_brings_them_in(tmp_path
     assert list(pg.columns("events")) == ["id", "n"]  # not applied
     assert pg.table("events") == [{"id": 1, "n": 10}, {"id": 3, "n": 30}, {"id": 4, "n": 40}]
     (held,) = pg.dlq("events")
-    assert (held["rule"], held["column_name"], held["payload"]) == ("schema", "extra", {"id": 2, "n": 20, "extra": "x"})
+    assert (held["rule"], held["column_name"], held["value"], held["payload"]) == (
+        "schema", "extra", "x", {"id": 2, "n": 20, "extra": "x"})
     assert str(tmp_path / "migrations") in held["reason"]
     assert pg.history()[-1] == {"pipeline": "events", "table_name": "events", "change": "add",
                                 "column_name": "extra", "old_definition": None, "new_definition": "text",
