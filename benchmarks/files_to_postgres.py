@@ -596,36 +596,64 @@ async def final_checks(bench: Bench, outcomes: list[Outcome], selected: list[str
     print(f"  conduitd value checks: {'ok' if conduitd_outcome.ok else conduitd_outcome.checks}")
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--rows", type=int, default=1_000_000, help="events to generate (default 1,000,000)")
+def add_common_arguments(parser: argparse.ArgumentParser, paths: Sequence[str], what: str, out: str) -> None:
+    """The options both benchmarks take (`what` names a row in the --rows help)."""
+    parser.add_argument("--rows", type=int, default=1_000_000, help=f"{what} (default 1,000,000)")
     parser.add_argument("--dsn", default=DEFAULT_DSN, help="PostgreSQL DSN (default: $CONDUITD_TEST_PG_DSN or local)")
-    parser.add_argument("--out", default=DEFAULT_OUT, help=f"JSON results file (default {DEFAULT_OUT})")
+    parser.add_argument("--out", default=out, help=f"JSON results file (default {out})")
     parser.add_argument("--batch-rows", type=int, default=50_000, help="rows per transaction (default 50,000)")
     parser.add_argument("--repeat", type=int, default=1, help="run every path this many times; best is reported")
-    parser.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated subset of {','.join(PATHS)}")
+    parser.add_argument("--paths", default=",".join(paths), help=f"comma-separated subset of {','.join(paths)}")
     parser.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
                         help="before each path, wait up to this long for the machine to be idle (shared hosts)")
     parser.add_argument("--seed", type=int, default=20260101)
     parser.add_argument("--keep-schema", action="store_true", help="do not drop the benchmark schema at the end")
-    args = parser.parse_args(argv)
-    unknown = set(args.paths.split(",")) - set(PATHS)
+
+
+def check_common_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace, paths: Sequence[str]) -> None:
+    unknown = set(args.paths.split(",")) - set(paths)
     if unknown:
-        parser.error(f"unknown path(s) {', '.join(sorted(unknown))}; known: {', '.join(PATHS)}")
+        parser.error(f"unknown path(s) {', '.join(sorted(unknown))}; known: {', '.join(paths)}")
     if args.rows < 1 or args.batch_rows < 1 or args.repeat < 1:
         parser.error("--rows, --batch-rows and --repeat must be positive")
+
+
+def event_loop_runner() -> Callable[[Any], Any]:
+    """uvloop's `run` where it is installed (as `conduitd run` uses it), else asyncio's; with the
+    gc thresholds the conduitd CLI sets (conduitd/cli.py)."""
+    gc.set_threshold(100_000, 50, 100)
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
+
+
+def result_header(benchmark: str, data: Dataset) -> dict[str, Any]:
+    """The fields every results file starts with."""
+    return {"benchmark": benchmark, "when": datetime.now(UTC).isoformat(timespec="seconds"), "rows": data.rows,
+            "bytes": data.nbytes, "bytes_per_row": round(data.nbytes / data.rows, 1)}
+
+
+def write_result(path: str, result: dict[str, Any]) -> None:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    print(f"\nwrote {out}")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    add_common_arguments(parser, PATHS, "events to generate", DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    check_common_arguments(parser, args, PATHS)
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     selected = [p for p in PATHS if p in set(args.paths.split(","))]
-    gc.set_threshold(100_000, 50, 100)  # what `conduitd run` sets (conduitd/cli.py)
-    try:
-        import uvloop
-        runner: Callable[[Any], Any] = uvloop.run
-    except ImportError:
-        runner = asyncio.run
+    runner = event_loop_runner()
     tmp = Path(tempfile.mkdtemp(prefix="conduitd-bench-"))
     try:
         t0 = time.perf_counter()
@@ -649,11 +677,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rel = ratios(best)
     print_report(runs, rel, data)
     result = {
-        "benchmark": "files_to_postgres",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "rows": data.rows,
-        "bytes": data.nbytes,
-        "bytes_per_row": round(data.nbytes / data.rows, 1),
+        **result_header("files_to_postgres", data),
         "batch_rows": args.batch_rows,
         "repeat": args.repeat,
         "seed": args.seed,
@@ -673,10 +697,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "tables: same DDL, logged, primary key on id, autovacuum off",
         ],
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
-    print(f"\nwrote {out}")
+    write_result(args.out, result)
     return 0 if all(o.ok for run_ in runs for o in run_) else 1
 
 

@@ -44,9 +44,9 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -59,18 +59,22 @@ import orjson
 
 from benchmarks.files_to_postgres import (
     COLUMNS,
-    DEFAULT_DSN,
     TABLE_DDL,
     Bench,
     CpuSnapshot,
     Dataset,
     Outcome,
     Record,
+    add_common_arguments,
+    check_common_arguments,
     decode_records,
     encode_batches,
+    event_loop_runner,
     generate,
     machine_info,
+    result_header,
     wait_until_idle,
+    write_result,
 )
 from conduitd.config import (
     BatchConfig,
@@ -746,41 +750,25 @@ async def final_checks(bench: KafkaBench, outcomes: list[KafkaOutcome], records:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--rows", type=int, default=1_000_000, help="records to produce (default 1,000,000)")
-    parser.add_argument("--dsn", default=DEFAULT_DSN, help="PostgreSQL DSN (default: $CONDUITD_TEST_PG_DSN or local)")
-    parser.add_argument("--out", default=DEFAULT_OUT, help=f"JSON results file (default {DEFAULT_OUT})")
-    parser.add_argument("--batch-rows", type=int, default=50_000, help="rows per transaction (default 50,000)")
+    add_common_arguments(parser, PATHS, "records to produce", DEFAULT_OUT)
     parser.add_argument("--partitions", type=int, default=6, help="partitions of the topic (default 6)")
-    parser.add_argument("--repeat", type=int, default=1, help="run every path this many times; best is reported")
-    parser.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated subset of {','.join(PATHS)}")
     parser.add_argument("--quix-python", default=os.environ.get("QUIX_PYTHON"), metavar="PYTHON",
                         help="interpreter with quixstreams[postgresql] for the Quix path (default: $QUIX_PYTHON, "
                              f"else this one if it has quixstreams, else {QUIX_VENV_PYTHON} if it exists)")
     parser.add_argument("--profile", metavar="FILE", help="py-spy (raw, --threads) of this process during the "
                         "conduitd path into FILE; a summary goes into the JSON")
     parser.add_argument("--profile-gil", action="store_true", help="with --profile: only samples holding the GIL")
-    parser.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
-                        help="before each path, wait up to this long for the machine to be idle (shared hosts)")
-    parser.add_argument("--seed", type=int, default=20260101)
-    parser.add_argument("--keep-schema", action="store_true", help="do not drop the benchmark schema at the end")
     args = parser.parse_args(argv)
-    unknown = set(args.paths.split(",")) - set(PATHS)
-    if unknown:
-        parser.error(f"unknown path(s) {', '.join(sorted(unknown))}; known: {', '.join(PATHS)}")
-    if args.rows < 1 or args.batch_rows < 1 or args.repeat < 1 or args.partitions < 1:
-        parser.error("--rows, --batch-rows, --partitions and --repeat must be positive")
+    check_common_arguments(parser, args, PATHS)
+    if args.partitions < 1:
+        parser.error("--partitions must be positive")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     selected = [p for p in PATHS if p in set(args.paths.split(","))]
-    gc.set_threshold(100_000, 50, 100)  # what `conduitd run` sets (conduitd/cli.py)
-    try:
-        import uvloop
-        runner: Callable[[Any], Any] = uvloop.run
-    except ImportError:
-        runner = asyncio.run
+    runner = event_loop_runner()
     quix = find_quix_python(args.quix_python) if "quixstreams" in selected else (None, "not selected")
     tmp = Path(tempfile.mkdtemp(prefix="conduitd-bench-"))
     try:
@@ -816,11 +804,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    librdkafka=confluent_kafka.libversion()[0],
                    quixstreams=bench.quix_version, broker=broker.kind, **source_tree())
     result = {
-        "benchmark": "kafka_to_postgres",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "rows": data.rows,
-        "bytes": data.nbytes,
-        "bytes_per_row": round(data.nbytes / data.rows, 1),
+        **result_header("kafka_to_postgres", data),
         "partitions": args.partitions,
         "partition_counts": bench.partition_counts,
         "batch_rows": args.batch_rows,
@@ -859,10 +843,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "tables: same DDL, logged, primary key on id, autovacuum off",
         ],
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
-    print(f"\nwrote {out}")
+    write_result(args.out, result)
     return 0 if all(o.ok or o.skipped for run_ in runs for o in run_) else 1
 
 
