@@ -280,6 +280,9 @@ async def wait_until_idle(limit: float, busy_below: float = 0.15, window: float 
 
 
 class Bench:
+    paths: tuple[str, ...] = PATHS
+    """The paths, one table each."""
+
     def __init__(self, dsn: str, schema: str, batch_rows: int) -> None:
         self.dsn = dsn
         self.schema = schema
@@ -302,7 +305,7 @@ class Bench:
             await conn.execute(f'CREATE SCHEMA "{self.schema}"')
             await conn.execute(f"CREATE TABLE {self.q('bench_checkpoints')} (path text PRIMARY KEY, "
                                "position jsonb, updated_at timestamptz NOT NULL DEFAULT now())")
-            for path in PATHS:
+            for path in self.paths:
                 await conn.execute(TABLE_DDL.format(table=self.q(path)))
         finally:
             await conn.close()

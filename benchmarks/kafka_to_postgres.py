@@ -59,7 +59,6 @@ import orjson
 
 from benchmarks.files_to_postgres import (
     COLUMNS,
-    TABLE_DDL,
     Bench,
     CpuSnapshot,
     Dataset,
@@ -231,6 +230,8 @@ async def produce_topic(bootstrap: str, topic: str, partitions: int, data: Datas
 
 
 class KafkaBench(Bench):
+    paths = PATHS
+
     def __init__(self, dsn: str, schema: str, batch_rows: int, bootstrap: str, topic: str,
                  partition_counts: Sequence[int], quix_python: str | None, quix_skip: str | None) -> None:
         super().__init__(dsn, schema, batch_rows)
@@ -248,18 +249,6 @@ class KafkaBench(Bench):
 
     def group(self, path: str) -> str:
         return f"bench-{path}-{os.getpid()}-{self.repeat}-{uuid.uuid4().hex[:6]}"
-
-    async def reset_schema(self) -> None:
-        conn = await asyncpg.connect(self.dsn)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
-            await conn.execute(f'CREATE SCHEMA "{self.schema}"')
-            await conn.execute(f"CREATE TABLE {self.q('bench_checkpoints')} (path text PRIMARY KEY, "
-                               "position jsonb, updated_at timestamptz NOT NULL DEFAULT now())")
-            for path in PATHS:
-                await conn.execute(TABLE_DDL.format(table=self.q(path)))
-        finally:
-            await conn.close()
 
     # -- conduitd ----------------------------------------------------------------------------
 
