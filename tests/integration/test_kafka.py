@@ -120,3 +120,36 @@ async def test_once_with_an_unreachable_broker_exits_5(tmp_path: Path, pg_dsn: s
     result = conduitd("--once", "-c", str(path), timeout=60)
     assert result.returncode == 5, result.stderr[-2000:]
     assert "Kafka brokers 127.0.0.1:1 unreachable" in result.stderr
+
+
+async def test_topic_pattern_reads_every_matching_topic_and_no_other(
+        tmp_path: Path, kafka_bootstrap: str, pg_dsn: str, pg_schema: str, pg: Any) -> None:
+    """`topic_pattern` subscribes by regular expression: records of every matching topic arrive
+    exactly once, each partition keeps its own checkpoint, and a topic that does not match is not
+    read. (A poll then mixes topics: grouping it by partition must keep them apart.)"""
+    base = new_topic_name("pat")
+    sizes = {f"{base}-a": (3, 3000), f"{base}-b": (2, 2000), f"{base}x-c": (1, 500)}
+    for topic, (partitions, count) in sizes.items():
+        await create_topic(kafka_bootstrap, topic, partitions)
+        await produce(kafka_bootstrap, topic, (json_record({"id": i, "src": topic}, key=i, partition=i % partitions)
+                                               for i in range(count)))
+    source = kafka_source(kafka_bootstrap, "unused", f"g-{base}", metadata_columns=["topic", "partition", "offset"])
+    del source["topics"]
+    source["topic_pattern"] = f"{base}-[ab]$"
+    path = write_config(tmp_path / "c.yaml", {
+        "service": {"log_format": "json", "once_retry_timeout": "20s"},
+        "sources": [source],
+        "destinations": [{"name": "pg", "type": "postgres", "dsn": pg_dsn, "schema": pg_schema}],
+        "resources": [{"name": "events", "source": "k", "destination": "pg", "table": "events",
+                       "batch": {"max_rows": 1000, "max_wait": "0.5s"}}],
+    })
+    result = conduitd("--once", "-c", str(path), timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = await pg.fetch(f'SELECT id, src, kafka_topic, kafka_partition, kafka_offset FROM "{pg_schema}".events')
+    assert all(r["src"] == r["kafka_topic"] for r in rows), "a record was filed under another topic"
+    got = sorted((r["kafka_topic"], r["id"]) for r in rows)
+    assert got == sorted((t, i) for t in (f"{base}-a", f"{base}-b") for i in range(sizes[t][1]))
+    positions = {r["partition"]: json.loads(r["position"])["offset"] for r in await pg.fetch(
+        f'SELECT partition, position::text FROM "{pg_schema}".conduitd_checkpoints')}
+    assert positions == {f"{t}:{p}": len(range(p, sizes[t][1], sizes[t][0]))
+                         for t in (f"{base}-a", f"{base}-b") for p in range(sizes[t][0])}
