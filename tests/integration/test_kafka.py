@@ -153,3 +153,40 @@ async def test_topic_pattern_reads_every_matching_topic_and_no_other(
         f'SELECT partition, position::text FROM "{pg_schema}".conduitd_checkpoints')}
     assert positions == {f"{t}:{p}": len(range(p, sizes[t][1], sizes[t][0]))
                          for t in (f"{base}-a", f"{base}-b") for p in range(sizes[t][0])}
+
+
+async def group_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[str, int | None]:
+    """The group's committed offsets, read with an independent client (aiokafka)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return {f"{topic}:{p}": await consumer.committed(TopicPartition(topic, p)) for p in range(partitions)}
+    finally:
+        await consumer.stop()
+
+
+async def test_positions_come_from_the_destination_and_the_group_offsets_follow(
+        tmp_path: Path, kafka_bootstrap: str, pg_dsn: str, pg_schema: str, pg: Any) -> None:
+    """After each commit the group's offsets are set too (for lag tools), but a partition starts
+    where the destination's checkpoint says: here the table is rolled back (as by a restore from
+    backup) behind the group's offsets, and the next run reads the rolled-back records again."""
+    topic = new_topic_name()
+    await create_topic(kafka_bootstrap, topic, 2)
+    await produce(kafka_bootstrap, topic, (json_record({"id": i}, key=i, partition=i % 2) for i in range(1000)))
+    path = config(tmp_path, kafka_bootstrap, topic, pg_dsn, pg_schema)
+    assert conduitd("--once", "-c", str(path), timeout=120).returncode == 0
+    checkpoint_table = f'"{pg_schema}".conduitd_checkpoints'
+    assert await group_offsets(kafka_bootstrap, f"g-{topic}", topic, 2) == {f"{topic}:0": 500, f"{topic}:1": 500}
+
+    # The "restore": partition 0 goes back to offset 400 (ids 800, 802, ..., 998 are gone).
+    async with pg.transaction():
+        await pg.execute(f'DELETE FROM "{pg_schema}".events WHERE id % 2 = 0 AND id >= 800')
+        await pg.execute(f"UPDATE {checkpoint_table} SET position = '{{\"offset\": 400}}' "
+                         "WHERE partition = $1", f"{topic}:0")
+    result = conduitd("--once", "-c", str(path), timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ids = [r["id"] for r in await pg.fetch(f'SELECT id FROM "{pg_schema}".events ORDER BY id')]
+    assert ids == list(range(1000)), "the partition did not restart at the destination's checkpoint"
+    assert await group_offsets(kafka_bootstrap, f"g-{topic}", topic, 2) == {f"{topic}:0": 500, f"{topic}:1": 500}
