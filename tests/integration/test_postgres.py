@@ -14,8 +14,11 @@ import pytest
 from conduitd.batching import build_batch
 from conduitd.config import PostgresDestinationConfig, ResourceConfig
 from conduitd.destinations.postgres import PostgresDestination, describe_dsn
-from conduitd.errors import CheckpointConflict, DependencyUnreachable, SchemaIncompatible
+from conduitd.destinations.postgres.transaction import Payload, PostgresTransaction
+from conduitd.errors import CheckpointConflict, DependencyUnreachable, SchemaIncompatible, TransientError
 from conduitd.records import Batch, Chunk, Reject
+from conduitd.schema import Column
+from tests.helpers.private_pg import create_private_postgres
 
 
 def destination(dsn: str, schema: str) -> PostgresDestination:
@@ -233,3 +236,22 @@ async def test_replicas_setting_up_a_new_schema_at_the_same_moment_all_start(pg_
             for replica in replicas:
                 await replica.close()
             await pg.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def test_a_server_stopping_mid_copy_fails_the_write_instead_of_hanging() -> None:
+    """asyncpg waits for the socket to drain between COPY messages and is not woken when the
+    connection drops meanwhile; the write must fail (and be retried), not wait forever."""
+    server = create_private_postgres()
+    try:
+        conn = await asyncpg.connect(server.dsn)
+        await conn.execute("CREATE TABLE t (a text)")
+        payload = Payload((b"x" * 1000 + b"\n") * 400_000, "csv")  # 400 MB: still being sent when it stops
+        write = asyncio.ensure_future(PostgresTransaction(conn, "public").write_rows(
+            "t", pa.table({"a": pa.array([], pa.string())}), [Column("a", pa.string(), "text")], (), payload))
+        await asyncio.sleep(0.5)
+        assert not write.done()
+        await asyncio.to_thread(server.stop)
+        with pytest.raises(TransientError, match="connection lost"):
+            await asyncio.wait_for(write, 20)
+    finally:
+        server.remove()

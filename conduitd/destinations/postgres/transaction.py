@@ -26,6 +26,7 @@ from conduitd.schema import Column, create_table_sql
 
 CHECKPOINTS = "conduitd_checkpoints"
 _STAGE = "conduitd_stage"
+_COPY_WATCH_SECONDS = 0.5
 
 
 HISTORY = "conduitd_schema_history"
@@ -166,8 +167,20 @@ class PostgresTransaction:
         if payload is None:
             payload = await asyncio.to_thread(PostgresDialect(self.schema).encode, rows, columns)
         options = {"format": "csv", "null": ""} if payload.format == "csv" else {"format": "binary"}
-        await self.conn.copy_to_table(table, schema_name=schema, columns=[c.name for c in columns],
-                                      source=_pieces(payload.data), **options)
+        copy = asyncio.ensure_future(self.conn.copy_to_table(
+            table, schema_name=schema, columns=[c.name for c in columns], source=_pieces(payload.data), **options))
+        try:
+            # asyncpg waits for the socket to drain between COPY messages and is never woken if
+            # the connection drops meanwhile (the server stopped mid-COPY): watch for that.
+            while not copy.done():
+                await asyncio.wait({copy}, timeout=_COPY_WATCH_SECONDS)
+                if not copy.done() and self.conn.is_closed():
+                    raise TransientError("PostgreSQL connection lost during COPY")
+            copy.result()
+        finally:
+            if not copy.done():
+                copy.cancel()
+                await asyncio.wait({copy})
 
     async def delete_rows(self, table: str, keys: pa.Table) -> int:
         target = ddl.qualified(self.schema, table)
