@@ -238,16 +238,26 @@ async def test_replicas_setting_up_a_new_schema_at_the_same_moment_all_start(pg_
             await pg.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-async def test_a_server_stopping_mid_copy_fails_the_write_instead_of_hanging() -> None:
-    """asyncpg waits for the socket to drain between COPY messages and is not woken when the
-    connection drops meanwhile; the write must fail (and be retried), not wait forever."""
+@pytest.mark.parametrize("what", ["rows", "dlq"])
+async def test_a_server_stopping_mid_write_fails_the_write_instead_of_hanging(what: str) -> None:
+    """asyncpg waits for the socket to drain between the messages of a COPY (rows) or of an
+    executemany (DLQ rows) and is not woken when the connection drops meanwhile; the write must
+    fail (and be retried), not wait forever. 400 MB each: still being sent when the server stops."""
     server = create_private_postgres()
     try:
         conn = await asyncpg.connect(server.dsn)
-        await conn.execute("CREATE TABLE t (a text)")
-        payload = Payload((b"x" * 1000 + b"\n") * 400_000, "csv")  # 400 MB: still being sent when it stops
-        write = asyncio.ensure_future(PostgresTransaction(conn, "public").write_rows(
-            "t", pa.table({"a": pa.array([], pa.string())}), [Column("a", pa.string(), "text")], (), payload))
+        await conn.execute("CREATE TABLE t (a text); CREATE TABLE t_dlq (id bigserial, pipeline text, "
+                           "partition text, position jsonb, rule text, reason text, column_name text, value text, "
+                           "payload text)")
+        tx = PostgresTransaction(conn, "public")
+        if what == "rows":
+            payload = Payload((b"x" * 1000 + b"\n") * 400_000, "csv")
+            operation = tx.write_rows("t", pa.table({"a": pa.array([], pa.string())}),
+                                      [Column("a", pa.string(), "text")], (), payload)
+        else:
+            rejects = [Reject("p", {"offset": i}, "bad", "y" * 20_000) for i in range(20_000)]
+            operation = tx.write_rejects("t_dlq", "events", rejects)
+        write = asyncio.ensure_future(operation)
         await asyncio.sleep(0.5)
         assert not write.done()
         await asyncio.to_thread(server.stop)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import pyarrow as pa
@@ -26,7 +26,9 @@ from conduitd.schema import Column, create_table_sql
 
 CHECKPOINTS = "conduitd_checkpoints"
 _STAGE = "conduitd_stage"
-_COPY_WATCH_SECONDS = 0.5
+_WATCH_SECONDS = 0.5
+
+T = TypeVar("T")
 
 
 HISTORY = "conduitd_schema_history"
@@ -100,9 +102,27 @@ class PostgresTransaction:
 
     async def _executemany(self, sql: str, records: Sequence[Sequence[Any]]) -> None:
         try:
-            await self.conn.executemany(sql, records)
+            await self._watched(self.conn.executemany(sql, records))
         except Exception as exc:
             raise translate(exc) from exc
+
+    async def _watched(self, operation: Awaitable[T]) -> T:
+        """Await a COPY or an executemany. asyncpg waits for the socket to drain between their
+        messages and is never woken if the connection drops meanwhile (the server stopped mid-way):
+        watch for that, so the write fails (and is retried) instead of waiting forever."""
+        task = asyncio.ensure_future(operation)
+        try:
+            while not task.done():
+                await asyncio.wait({task}, timeout=_WATCH_SECONDS)
+                if not task.done() and self.conn.is_closed():
+                    raise TransientError("PostgreSQL connection lost mid-write")
+            return task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})
+            if not task.cancelled():
+                task.exception()  # retrieved: what the caller sees is the error raised above
 
     async def table_columns(self, table: str) -> dict[str, Column] | None:
         try:
@@ -167,20 +187,8 @@ class PostgresTransaction:
         if payload is None:
             payload = await asyncio.to_thread(PostgresDialect(self.schema).encode, rows, columns)
         options = {"format": "csv", "null": ""} if payload.format == "csv" else {"format": "binary"}
-        copy = asyncio.ensure_future(self.conn.copy_to_table(
+        await self._watched(self.conn.copy_to_table(
             table, schema_name=schema, columns=[c.name for c in columns], source=_pieces(payload.data), **options))
-        try:
-            # asyncpg waits for the socket to drain between COPY messages and is never woken if
-            # the connection drops meanwhile (the server stopped mid-COPY): watch for that.
-            while not copy.done():
-                await asyncio.wait({copy}, timeout=_COPY_WATCH_SECONDS)
-                if not copy.done() and self.conn.is_closed():
-                    raise TransientError("PostgreSQL connection lost during COPY")
-            copy.result()
-        finally:
-            if not copy.done():
-                copy.cancel()
-                await asyncio.wait({copy})
 
     async def delete_rows(self, table: str, keys: pa.Table) -> int:
         target = ddl.qualified(self.schema, table)
