@@ -138,14 +138,14 @@ class KafkaSource:
         for key, messages in by_partition(polled.messages).items():
             if key not in starts and key not in self._ends:
                 continue  # no longer ours
+            offsets = np.fromiter(map(Message.offset, messages), dtype=np.int64, count=len(messages))
             expected = self._ends.get(key, starts.get(key))
             if expected is not None:
                 # Never hand over a record before the position this chunk claims to start at:
                 # an overlap would be written twice. (Gaps are normal: compaction, markers.)
-                offsets = np.fromiter(map(Message.offset, messages), dtype=np.int64, count=len(messages))
                 keep = offsets >= int(expected["offset"])
                 if not keep.all():
-                    messages = list(compress(messages, keep.tolist()))
+                    messages, offsets = list(compress(messages, keep.tolist())), offsets[keep]
                 if not messages:
                     continue
             for first in range(0, len(messages), self.max_rows):
@@ -153,8 +153,8 @@ class KafkaSource:
                 timings = Timings()
                 timings.add("poll", polled_ns - int(polled.poll_seconds * 1e9), polled_ns)
                 with timings.stage("decode"):
-                    decoded = decode_partition(self.config, key, part, self.key_columns,
-                                               self.tombstones)
+                    decoded = decode_partition(self.config, key, part, offsets[first:first + self.max_rows],
+                                               self.key_columns, self.tombstones)
                 start = self._ends.get(key, starts.get(key))
                 end = {"offset": decoded.next_offset}
                 self._ends[key] = end

@@ -32,14 +32,14 @@ class Decoded:
     row_offsets: np.ndarray
 
 
-def decode_partition(config: KafkaSourceConfig, partition: str, messages: Sequence[Message],
+def decode_partition(config: KafkaSourceConfig, partition: str, messages: Sequence[Message], offsets: np.ndarray,
                      key_columns: Sequence[str], tombstones: bool) -> Decoded:
-    """Decode the records of one partition (in offset order)."""
+    """Decode the records of one partition (in offset order); `offsets` are theirs."""
     values = list(map(Message.value, messages))
     if config.format == "json" and None not in values:
         joined = b"\n".join(values)  # type: ignore[arg-type]
         if _plain(values, joined, config.max_record_bytes):  # type: ignore[arg-type]
-            plain = _decode_plain(config, partition, messages, values, joined)  # type: ignore[arg-type]
+            plain = _decode_plain(config, partition, messages, offsets, values, joined)  # type: ignore[arg-type]
             if plain is not None:
                 return plain
     rejects: list[Reject] = []
@@ -72,12 +72,12 @@ def decode_partition(config: KafkaSourceConfig, partition: str, messages: Sequen
     if config.format == "raw":
         rows = pa.table({"value": pa.array([m.value() for m in kept_messages], pa.binary())})
     else:
-        offsets = [offset_of(m) for m in kept_messages]
+        kept_offsets = [offset_of(m) for m in kept_messages]
         ends = np.cumsum([len(line) + 1 for line in lines]) if lines else np.empty(0, dtype=np.int64)
 
         def position_at(byte_end: int) -> Position:
             index = int(np.searchsorted(ends, byte_end, side="left"))
-            return {"offset": offsets[min(index, len(offsets) - 1)]}
+            return {"offset": kept_offsets[min(index, len(kept_offsets) - 1)]}
 
         rows, decode_rejects, kept = decode_jsonl_lines(b"\n".join(lines) + b"\n", partition, position_at)
         rejects += decode_rejects
@@ -95,10 +95,9 @@ def _plain(values: list[bytes], joined: bytes, limit: int) -> bool:
             and all(values) and max(map(len, values)) <= limit)
 
 
-def _decode_plain(config: KafkaSourceConfig, partition: str, messages: Sequence[Message],
+def _decode_plain(config: KafkaSourceConfig, partition: str, messages: Sequence[Message], offsets: np.ndarray,
                   values: list[bytes], joined: bytes) -> Decoded | None:
     """The columnar path; None when a record needs looking at (the general path then names it)."""
-    offsets = np.fromiter(map(Message.offset, messages), dtype=np.int64, count=len(messages))
     lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
     ends = np.cumsum(lengths + 1)
 
