@@ -58,6 +58,10 @@ class FileSourceConfig(_Frozen):
     read_size: ByteSize = 4 * 1024 * 1024
     """How many bytes are read and decoded at a time (a *chunk*)."""
     csv_delimiter: str = Field(",", min_length=1, max_length=1)
+    encoding: str = "utf-8"
+    """Text encoding of CSV and JSON files (e.g. latin-1); a record that is not valid in it goes to the DLQ."""
+    max_record_bytes: ByteSize = Field(64 * 1024 * 1024, gt=0)
+    """A larger record (a line, or an element of a JSON array) goes to the DLQ instead of the table."""
 
 
 MetadataColumn = Literal["key", "headers", "topic", "partition", "offset", "timestamp"]

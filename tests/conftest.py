@@ -8,6 +8,15 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Generated-case tests are deterministic (the same cases every run, no example database) and not
+# timed: a loaded CI machine must not turn them flaky.
+settings.register_profile(
+    "conduitd", derandomize=True, database=None, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile("conduitd")
 
 DEFAULT_PG_DSN = "postgresql://postgres:postgres@127.0.0.1:5432/conduitd_test"
 
