@@ -31,10 +31,13 @@ def decode_jsonl(block: bytes, partition: str, position_at: PositionAt) -> tuple
 
 
 def decode_jsonl_lines(block: bytes, partition: str, position_at: PositionAt,
-                       lines: int | None = None) -> tuple[pa.Table, list[Reject], np.ndarray | None]:
+                       lines: int | None = None, *, max_record_bytes: int | None = None,
+                       encoding: str = "utf-8") -> tuple[pa.Table, list[Reject], np.ndarray | None]:
     """Like `decode_jsonl`, also returning which lines (0-based, counting every line) became rows,
     or None when every line did: callers with per-line metadata keep it aligned with this.
-    `lines`: the number of lines in `block`, where the caller knows it already."""
+    `lines`: the number of lines in `block`, where the caller knows it already.
+    `max_record_bytes`: a longer line is rejected with its size (None: no limit).
+    `encoding`: the text encoding of `block` (read as UTF-8 after transcoding)."""
     fast = _read_json(block)
     if fast is not None and _strict(fast, block, lines):
         return fast, [], None
@@ -176,8 +179,11 @@ def _payload(raw: bytes) -> str:
 
 
 def decode_csv(block: bytes, columns: list[str], delimiter: str, partition: str,
-               position_at: PositionAt) -> tuple[pa.Table, list[Reject]]:
-    """Decode CSV rows (no header in `block`: `columns` come from the file's first line)."""
+               position_at: PositionAt, *, max_record_bytes: int | None = None,
+               encoding: str = "utf-8") -> tuple[pa.Table, list[Reject]]:
+    """Decode CSV rows (no header in `block`: `columns` come from the file's first line).
+    `max_record_bytes`: a longer line is rejected with its size (None: no limit).
+    `encoding`: the text encoding of `block`; a row with bytes invalid in it is rejected."""
     if not block.strip():
         return pa.table({}), []
     bad_rows: list[tuple[int | None, str]] = []
