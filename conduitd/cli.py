@@ -16,6 +16,7 @@ import asyncio
 import gc
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +27,7 @@ from conduitd.configfile import load_config
 from conduitd.destinations.base import DlqFilter
 from conduitd.errors import ConduitError, ConfigError, ExitCode
 from conduitd.logs import configure
+from conduitd.redact import redact
 
 log = logging.getLogger("conduitd")
 _COMMANDS = {"run", "validate", "checkpoints", "schema", "schema-compare", "dlq"}
@@ -94,6 +96,7 @@ def _timestamp(text: str) -> datetime:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    sys.excepthook = _redacted_excepthook
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not any(a in _COMMANDS for a in args_list[:1]) and not {"-h", "--help", "--version"} & set(args_list):
         args_list.insert(0, "run")  # `conduitd --once -c FILE` means `conduitd run --once -c FILE`
@@ -177,8 +180,13 @@ def _run_async(coro: Coroutine[Any, Any, int]) -> int:
 
 
 def _report(exc: ConduitError) -> int:
-    print(f"conduitd: error: {exc}", file=sys.stderr)
+    print(redact(f"conduitd: error: {exc}"), file=sys.stderr)
     return int(exc.exit_code)
+
+
+def _redacted_excepthook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+    """A bug's traceback still reaches the user (to report it), but never with a secret in it."""
+    sys.stderr.write(redact("".join(traceback.format_exception(kind, exc, tb))))
 
 
 def _leaves(group: BaseException) -> list[BaseException]:

@@ -7,18 +7,79 @@ The shape follows the seed tool (Conduit Core): named `sources` and `destination
 
 from __future__ import annotations
 
+import re
+import types
+import typing
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    StringConstraints,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from conduitd.dsn import ConnectParams, DsnError, parse_dsn
 from conduitd.quality import QualityCheck
-from conduitd.units import ByteSize, Duration
+from conduitd.redact import remember
+from conduitd.units import ByteSize, Duration, PositiveDuration
 
 _NAME = r"^[A-Za-z0-9_.\-]+$"
+Identifier = Annotated[str, StringConstraints(min_length=1)]
+"""A schema, table or column name: not empty (NUL is refused for every string)."""
+NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+_SECRET_PROPERTY = re.compile(r"password|passwd|secret|token|credential|\.pem$|^sasl\.oauthbearer\.config$")
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_values(cls, value: Any, info: ValidationInfo) -> Any:
+        """Refuse what pydantic's lax mode would silently convert: a boolean where a number is
+        expected (true -> 1), a number where a boolean is (2 -> true); and NUL in any text."""
+        _refuse_nul(value)
+        field = cls.model_fields.get(info.field_name or "")
+        kinds = _scalar_kinds(field.annotation) if field is not None else set()
+        if isinstance(value, bool) and bool not in kinds and kinds & {int, float}:
+            raise ValueError("expected a number, got a boolean")
+        if isinstance(value, int | float) and not isinstance(value, bool) and kinds == {bool}:
+            raise ValueError("expected true or false, got a number")
+        return value
+
+
+def _refuse_nul(value: Any) -> None:
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("contains a NUL character")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(key)
+            _refuse_nul(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _refuse_nul(item)
+
+
+def _scalar_kinds(annotation: Any) -> set[type]:
+    """The scalar types a field accepts (bool, int, float, str), through Optional and Annotated."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _scalar_kinds(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return {k for arg in typing.get_args(annotation) for k in _scalar_kinds(arg)}
+    return {annotation} if annotation in (bool, int, float, str) else set()
+
+
+def client_secrets(client: dict[str, str | int | float | bool]) -> list[str]:
+    """Values of librdkafka properties that are secrets (sasl.password, ssl.key.password, ...)."""
+    return [str(v) for k, v in client.items() if _SECRET_PROPERTY.search(k.lower())]
 
 
 class ServiceConfig(_Frozen):
@@ -33,13 +94,13 @@ class ServiceConfig(_Frozen):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     drain_timeout: Duration = 30.0
     """On SIGTERM/SIGINT, how long queued work may take to commit before the process gives up."""
-    retry_max_wait: Duration = 30.0
+    retry_max_wait: PositiveDuration = 30.0
     """Longest pause between two retries of a retriable failure (backoff doubles up to this)."""
     once_retry_timeout: Duration = 30.0
     """Under --once, how long an unreachable dependency is retried before exiting with code 5."""
-    manifest_path: str | None = None
+    manifest_path: NonEmpty | None = None
     """Append a JSON record per --once run (and per `manifest_interval` in daemon mode) to this file."""
-    manifest_interval: Duration = Field(300.0, gt=0)
+    manifest_interval: PositiveDuration = 300.0
 
 
 class FileSourceConfig(_Frozen):
@@ -47,11 +108,11 @@ class FileSourceConfig(_Frozen):
 
     name: str = Field(pattern=_NAME)
     type: Literal["file"]
-    path: str
+    path: NonEmpty
     """A file, a directory (every file in it with a matching extension) or a glob such as data/*.jsonl."""
     format: Literal["jsonl", "csv", "parquet"] | None = None
     """Defaults to the file extension (.jsonl/.json/.ndjson, .csv, .parquet)."""
-    poll_interval: Duration = 1.0
+    poll_interval: PositiveDuration = 1.0
     """In daemon mode, how often new files and appended lines are looked for."""
     partial_line_timeout: Duration = 5.0
     """In daemon mode, a last line without a newline is taken once the file has not grown for this long."""
@@ -60,7 +121,7 @@ class FileSourceConfig(_Frozen):
     csv_delimiter: str = Field(",", min_length=1, max_length=1)
     encoding: str = "utf-8"
     """Text encoding of CSV and JSON files (e.g. latin-1); a record that is not valid in it goes to the DLQ."""
-    max_record_bytes: ByteSize = Field(64 * 1024 * 1024, gt=0)
+    max_record_bytes: ByteSize = 64 * 1024 * 1024
     """A larger record (a line, or an element of a JSON array) goes to the DLQ instead of the table."""
 
 
@@ -78,12 +139,12 @@ class KafkaSourceConfig(_Frozen):
 
     name: str = Field(pattern=_NAME)
     type: Literal["kafka"]
-    brokers: str
+    brokers: NonEmpty
     """Comma-separated host:port list (bootstrap.servers)."""
-    topics: tuple[str, ...] = ()
-    topic_pattern: str | None = None
+    topics: tuple[NonEmpty, ...] = ()
+    topic_pattern: NonEmpty | None = None
     """A regular expression of topic names (instead of `topics`)."""
-    group_id: str
+    group_id: NonEmpty
     format: Literal["json", "raw"] = "json"
     """`json`: each value is a JSON object (one row); `raw`: the value bytes in a `value` column."""
     start: Literal["earliest", "latest"] = "earliest"
@@ -93,7 +154,7 @@ class KafkaSourceConfig(_Frozen):
     metadata_columns: tuple[MetadataColumn, ...] = ()
     """Kafka metadata added as columns kafka_key, kafka_headers, kafka_topic, kafka_partition, kafka_offset,
     kafka_timestamp."""
-    max_record_bytes: ByteSize = Field(1024 * 1024, gt=0)
+    max_record_bytes: ByteSize = 1024 * 1024
     """A larger value goes to the DLQ instead of the table."""
     poll_records: int = Field(50_000, gt=0)
     """Records asked of the client per poll."""
@@ -113,10 +174,21 @@ class KafkaSourceConfig(_Frozen):
         strategy = str(self.client.get("partition.assignment.strategy", ""))
         if "cooperative" in strategy:
             raise ValueError("cooperative rebalancing is not supported yet: use range or roundrobin")
+        remember(client_secrets(self.client))
         return self
 
 
-SourceConfig = Annotated[FileSourceConfig | KafkaSourceConfig, Field(discriminator="type")]
+def _type_of(value: Any) -> Any:
+    """The `type` of a section, for the unions below (a callable discriminator: validators may
+    then see every field, `type` too)."""
+    return value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+
+
+SourceConfig = Annotated[
+    Annotated[FileSourceConfig, Tag("file")] | Annotated[KafkaSourceConfig, Tag("kafka")],
+    Discriminator(_type_of, custom_error_type="invalid_type",
+                  custom_error_message="'type' must be one of: file, kafka"),
+]
 
 
 class SqliteDestinationConfig(_Frozen):
@@ -124,7 +196,7 @@ class SqliteDestinationConfig(_Frozen):
 
     name: str = Field(pattern=_NAME)
     type: Literal["sqlite"]
-    path: str
+    path: NonEmpty
 
 
 class PostgresDestinationConfig(_Frozen):
@@ -133,13 +205,31 @@ class PostgresDestinationConfig(_Frozen):
     name: str = Field(pattern=_NAME)
     type: Literal["postgres"]
     dsn: SecretStr
-    """postgresql://user:password@host:port/db; kept secret in logs, /status and errors."""
-    db_schema: str = Field("public", alias="schema")
-    connect_timeout: Duration = 10.0
+    """postgresql://user:password@host:port/db or 'host=... user=... password=...'; kept secret in logs,
+    /status and errors."""
+    db_schema: Identifier = Field("public", alias="schema")
+    connect_timeout: PositiveDuration = 10.0
+    """Unless the DSN sets connect_timeout."""
+
+    @field_validator("dsn")
+    @classmethod
+    def _parses(cls, dsn: SecretStr) -> SecretStr:
+        try:
+            params = parse_dsn(dsn.get_secret_value())
+        except DsnError as exc:
+            raise ValueError(str(exc)) from None
+        remember([dsn.get_secret_value(), *params.secrets()])
+        return dsn
+
+    @property
+    def connect_params(self) -> ConnectParams:
+        return parse_dsn(self.dsn.get_secret_value())
 
 
 DestinationConfig = Annotated[
-    SqliteDestinationConfig | PostgresDestinationConfig, Field(discriminator="type")
+    Annotated[SqliteDestinationConfig, Tag("sqlite")] | Annotated[PostgresDestinationConfig, Tag("postgres")],
+    Discriminator(_type_of, custom_error_type="invalid_type",
+                  custom_error_message="'type' must be one of: sqlite, postgres"),
 ]
 
 
@@ -147,8 +237,8 @@ class BatchConfig(_Frozen):
     """A batch is cut at whichever limit is reached first."""
 
     max_rows: int = Field(50_000, gt=0)
-    max_bytes: ByteSize = Field(64 * 1024 * 1024, gt=0)
-    max_wait: Duration = Field(1.0, gt=0)
+    max_bytes: ByteSize = 64 * 1024 * 1024
+    max_wait: PositiveDuration = 1.0
 
 
 class DlqConfig(_Frozen):
@@ -157,9 +247,9 @@ class DlqConfig(_Frozen):
     each entry carrying an `id` that identifies a repeat)."""
 
     type: Literal["table", "file", "kafka"] = "table"
-    table: str | None = None
+    table: Identifier | None = None
     """Table name; defaults to `<table>_dlq`."""
-    path: str | None = None
+    path: NonEmpty | None = None
     """For `type: file`: the JSONL file rejected rows are appended to."""
     brokers: str | None = None
     """For `type: kafka`: bootstrap servers."""
@@ -174,6 +264,7 @@ class DlqConfig(_Frozen):
             raise ValueError("dlq type 'file' needs a 'path'")
         if self.type == "kafka" and not (self.brokers and self.topic):
             raise ValueError("dlq type 'kafka' needs 'brokers' and 'topic'")
+        remember(client_secrets(self.client))
         return self
 
 
@@ -182,7 +273,7 @@ class DeletesConfig(_Frozen):
 
     tombstone: bool = True
     """A Kafka record with a key and a null value deletes the row with that key."""
-    soft_delete_column: str | None = None
+    soft_delete_column: Identifier | None = None
     """A row whose value in this column is true deletes the row with its key (and is not written)."""
 
 
@@ -199,7 +290,7 @@ class SchemaEvolutionConfig(_Frozen):
     rows that do not fit go to the DLQ."""
     on_column_removed: Literal["warn", "fail"] = "warn"
     """A table column the batch lacks: warn (once per column; rows get NULL) or fail (exit 4)."""
-    migrations_dir: str = "conduitd-migrations"
+    migrations_dir: NonEmpty = "conduitd-migrations"
     """Where `manual` mode writes the DDL it did not apply."""
 
 
@@ -209,10 +300,10 @@ class ResourceConfig(_Frozen):
     name: str = Field(pattern=_NAME)
     source: str
     destination: str
-    table: str | None = None
+    table: Identifier | None = None
     """Destination table; defaults to the resource name."""
     mode: Literal["append", "upsert"] = "append"
-    unique_key: tuple[str, ...] = ()
+    unique_key: tuple[Identifier, ...] = ()
     """Columns identifying a row for `upsert`; within one batch the last row per key wins."""
     batch: BatchConfig = BatchConfig()
     dlq: DlqConfig = DlqConfig()

@@ -1,7 +1,9 @@
 """Read a YAML config file into `Config`; every error names the file, the key path and the line.
 
-Steps: parse YAML keeping each key's line, expand `${VAR}` / `${VAR:-default}` in string values
-(`$$` is a literal `$`), validate with pydantic, then check cross references between sections.
+Steps: parse YAML keeping each key's line (`configyaml`: duplicate keys, binary files, deep
+nesting and alias cycles refused), expand `${VAR}` / `${VAR:-default}` in string values (`$$`
+is a literal `$`; any other `${` is an error), validate with pydantic, then check what spans
+sections: references, and table names that would collide with a DLQ or bookkeeping table.
 """
 
 from __future__ import annotations
@@ -15,40 +17,36 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
-from conduitd.config import Config
+from conduitd.config import Config, PostgresDestinationConfig, client_secrets
+from conduitd.configyaml import KeyPath, read_yaml
 from conduitd.errors import ConfigError
+from conduitd.redact import redact
 
-KeyPath = tuple[str | int, ...]
-_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# `$$`; a whole `${NAME}` or `${NAME:-default}` (the default may hold `$$` and a `$` not before
+# `{`); or any other `${`, which is malformed (`${A`, `${}`, `${A:-${B}}`).
+_VAR = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>(?:\$\$|[^${}]|\$(?![{$]))*))?\}"
+                  r"|(?P<bad>\$\{)")
+RESERVED_PREFIX = "conduitd_"
+"""Bookkeeping tables (checkpoints, schema history, leases) are named with this prefix."""
+_PG_NAME_BYTES = 63
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
     """Load and validate `path`; raise ConfigError (exit code 2) on any problem."""
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read config file: {exc.strerror or exc}") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = mark.line + 1 if mark is not None else "?"
-        raise ConfigError(f"{file}:{line}: invalid YAML: {exc.problem}") from None
+    data, lines = read_yaml(file)
     if not isinstance(data, dict):
         raise ConfigError(f"{file}:1: the config must be a mapping with sources, destinations and resources")
-    lines = _key_lines(node) if node is not None else {}
     located = _Locator(file, lines)
     data = _expand(data, (), os.environ if environ is None else environ, located)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, data, located)) from None
+        raise ConfigError(redact(_describe(exc, data, located))) from None
     _check_references(config, located)
+    _check_tables(config, located)
     return config
 
 
@@ -75,19 +73,6 @@ def _dotted(path: KeyPath) -> str:
     return out
 
 
-def _key_lines(node: yaml.Node, path: KeyPath = ()) -> dict[KeyPath, int]:
-    lines: dict[KeyPath, int] = {path: node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key_path = (*path, str(key_node.value))
-            lines.update(_key_lines(value_node, key_path))
-            lines[key_path] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            lines.update(_key_lines(item, (*path, index)))
-    return lines
-
-
 def _expand(value: Any, path: KeyPath, environ: Mapping[str, str], located: _Locator) -> Any:
     if isinstance(value, dict):
         return {k: _expand(v, (*path, str(k)), environ, located) for k, v in value.items()}
@@ -99,11 +84,14 @@ def _expand(value: Any, path: KeyPath, environ: Mapping[str, str], located: _Loc
     def substitute(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
             return "$"
-        name, default = match.group(1), match.group(2)
+        if match["bad"] is not None:
+            raise ConfigError(located.at(path, f"malformed variable at character {match.start() + 1}: write "
+                                               "${NAME} or ${NAME:-default}, and $$ for a literal $"))
+        name, default = match["name"], match["default"]
         if name in environ:
             return environ[name]
         if default is not None:
-            return default
+            return default.replace("$$", "$")
         raise ConfigError(
             located.at(path, f"environment variable {name} is not set (use ${{{name}:-default}} for a default)")
         )
@@ -126,15 +114,17 @@ def _describe(exc: ValidationError, data: Any, located: _Locator) -> str:
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "missing":
             message = "required key is missing"
-        elif "input" in error and not isinstance(error["input"], dict | list):
-            message += f" (got {error['input']!r})" if not _is_secret(path) else ""
+        elif "input" in error and not isinstance(error["input"], dict | list) and not _is_secret(path):
+            shown = repr(error["input"])
+            message += f" (got {shown[:80]}{'...' if len(shown) > 80 else ''})"
         messages.append(located.at(path, message))
     return "\n".join(messages)
 
 
 def _is_secret(path: KeyPath) -> bool:
     key = str(path[-1]).lower() if path else ""
-    return key == "dsn" or any(word in key for word in ("password", "token", "secret", "key"))
+    return key == "dsn" or "client" in path or any(word in key for word in ("password", "token", "secret", "key")) \
+        or bool(client_secrets({key: ""}))
 
 
 def _data_path(loc: tuple[int | str, ...], data: Any) -> KeyPath:
@@ -219,5 +209,44 @@ def _check_references(config: Config, located: _Locator) -> None:
                 hint = difflib.get_close_matches(value, names, n=1)
                 extra = f"; did you mean '{hint[0]}'?" if hint else f"; defined: {', '.join(names)}"
                 problems.append(located.at(("resources", index, key), f"no {key} named {value!r}{extra}"))
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def _check_tables(config: Config, located: _Locator) -> None:
+    """Table names that would collide: a table and its own or another pipeline's DLQ table in the
+    same destination, a `conduitd_` bookkeeping name; and names PostgreSQL would truncate."""
+    problems = []
+    dlq_tables: dict[tuple[str, str], str] = {}
+    for resource in config.resources:
+        if resource.dlq.type == "table":
+            dlq_tables.setdefault((resource.destination, resource.dlq_table.casefold()), resource.name)
+    for index, resource in enumerate(config.resources):
+        at: KeyPath = ("resources", index)
+        names = [((*at, "table"), resource.table_name, "table")]
+        if resource.dlq.type == "table":
+            names.append(((*at, "dlq", "table"), resource.dlq_table, "DLQ table"))
+        for path, name, what in names:
+            if name.casefold().startswith(RESERVED_PREFIX):
+                problems.append(located.at(path, f"{what} {name!r}: names starting with {RESERVED_PREFIX!r} are "
+                                                 "reserved for conduitd's own tables (checkpoints, schema history)"))
+        owner = dlq_tables.get((resource.destination, resource.table_name.casefold()))
+        if owner is not None:
+            whose = "its own" if owner == resource.name else f"resource {owner!r}'s"
+            problems.append(located.at((*at, "table"), f"table {resource.table_name!r} is {whose} DLQ table: "
+                                                       "name one of them differently"))
+        destination = next((d for d in config.destinations if d.name == resource.destination), None)
+        if isinstance(destination, PostgresDestinationConfig):
+            columns = [((*at, "unique_key", i), c, "column") for i, c in enumerate(resource.unique_key)]
+            if resource.deletes.soft_delete_column:
+                columns.append(((*at, "deletes", "soft_delete_column"), resource.deletes.soft_delete_column, "column"))
+            for path, name, what in [*names, *columns]:
+                if len(name.encode()) > _PG_NAME_BYTES:
+                    problems.append(located.at(path, f"{what} name is longer than PostgreSQL's {_PG_NAME_BYTES}-byte "
+                                                     "limit: it would be cut short"))
+    for index, destination in enumerate(config.destinations):
+        if isinstance(destination, PostgresDestinationConfig) and len(destination.db_schema.encode()) > _PG_NAME_BYTES:
+            problems.append(located.at(("destinations", index, "schema"), f"schema name is longer than PostgreSQL's "
+                                                                          f"{_PG_NAME_BYTES}-byte limit"))
     if problems:
         raise ConfigError("\n".join(problems))

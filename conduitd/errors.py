@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from conduitd.redact import redact
+
 
 class ExitCode(IntEnum):
     """Process exit codes: documented in the README, relied upon by automation."""
@@ -71,12 +73,13 @@ class CheckpointConflict(ConduitError):
 
 
 def describe(exc: BaseException) -> str:
-    """The message of the first ConduitError inside `exc` (task groups wrap them), else its repr."""
+    """The message of the first ConduitError inside `exc` (task groups wrap them), else its repr;
+    redacted: this is what /status, the manifest and the CLI show."""
     pending: list[BaseException] = [exc]
     while pending:
         current = pending.pop(0)
         if isinstance(current, ConduitError):
-            return str(current)
+            return redact(str(current))
         if isinstance(current, BaseExceptionGroup):
             pending.extend(current.exceptions)
-    return repr(exc)
+    return redact(repr(exc))

@@ -1,4 +1,8 @@
-"""Log formatting: JSON lines for machines, plain text for people. Only the CLI calls `configure`."""
+"""Log formatting: JSON lines for machines, plain text for people. Only the CLI calls `configure`.
+
+Both formatters pass everything they print (message, `extra` fields, exception text) through
+`redact`, so no log line can carry a secret whatever a caller put in it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ import time
 from typing import Any
 
 import orjson
+
+from conduitd.redact import redact, redact_value
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 
@@ -25,15 +31,24 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        # Redacted before serialising: a secret holding a quote or a backslash is escaped by JSON.
+        safe = redact_value(orjson.loads(orjson.dumps(entry, default=str)))
+        return orjson.dumps(safe).decode()
+
+
+class TextFormatter(logging.Formatter):
+    """`time LEVEL logger: message`, redacted."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 def configure(fmt: str, level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

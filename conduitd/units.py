@@ -1,7 +1,13 @@
-"""Human-friendly quantities in config: byte sizes ("64MiB") and durations ("1s", "250ms")."""
+"""Human-friendly quantities in config: byte sizes ("64MiB") and durations ("1s", "250ms").
+
+Every quantity is finite and positive where zero makes no sense: a zero read size reads nothing,
+a negative or zero poll interval is a busy loop, a NaN compares false with everything. The
+bounds are checked here, once, so every setting of a kind gets them.
+"""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
@@ -15,33 +21,56 @@ _BYTE_UNITS = {
 }
 _DURATION_UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 _QUANTITY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$")
+MAX_BYTES = 1024**4
+"""1TiB: far above any useful chunk or batch, and below what C sizes overflow on."""
+MAX_SECONDS = 366 * 86400.0
+"""A year: event loops (uvloop counts milliseconds in 64 bits) overflow on larger timers."""
 
 
 def parse_bytes(value: object) -> int:
-    """Accept an int or a string such as "64MiB", "1.5GB", "4096"; return bytes."""
-    if isinstance(value, bool):
+    """Accept a positive int or a string such as "64MiB", "1.5GB", "4096"; return bytes (1..1TiB)."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise ValueError("expected a size such as 64MiB")
-    if isinstance(value, int):
-        return value
-    match = _QUANTITY.match(str(value))
-    unit = match.group(2).lower() if match else None
-    if match is None or unit not in _BYTE_UNITS:
-        raise ValueError(f"expected a size such as 64MiB or 1GB, got {value!r}")
-    return int(float(match.group(1)) * _BYTE_UNITS[unit])
+    if isinstance(value, int | float):
+        size = int(value)
+    else:
+        match = _QUANTITY.match(str(value))
+        unit = match.group(2).lower() if match else None
+        if match is None or unit not in _BYTE_UNITS:
+            raise ValueError(f"expected a size such as 64MiB or 1GB, got {value!r}")
+        size = int(float(match.group(1)) * _BYTE_UNITS[unit])
+    if not 1 <= size <= MAX_BYTES:
+        raise ValueError("a size must be at least 1 byte and at most 1TiB")
+    return size
 
 
 def parse_duration(value: object) -> float:
-    """Accept a number of seconds or a string such as "1s", "250ms", "5m"; return seconds."""
+    """Accept a number of seconds or a string such as "1s", "250ms", "5m"; return seconds (finite, >= 0)."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 1s")
     if isinstance(value, int | float):
-        return float(value)
-    match = _QUANTITY.match(str(value))
-    unit = match.group(2).lower() if match else None
-    if match is None or unit not in _DURATION_UNITS:
-        raise ValueError(f"expected a duration such as 1s, 250ms or 5m, got {value!r}")
-    return float(match.group(1)) * _DURATION_UNITS[unit]
+        seconds = float(value)
+    else:
+        match = _QUANTITY.match(str(value))
+        unit = match.group(2).lower() if match else None
+        if match is None or unit not in _DURATION_UNITS:
+            raise ValueError(f"expected a duration such as 1s, 250ms or 5m, got {value!r}")
+        seconds = float(match.group(1)) * _DURATION_UNITS[unit]
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_SECONDS:
+        raise ValueError("a duration must be a finite number of seconds, at least 0 and at most a year")
+    return seconds
+
+
+def parse_positive_duration(value: object) -> float:
+    """A duration that must be above zero (an interval or a timeout: zero would spin or never wait)."""
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError("a duration must be greater than 0 here")
+    return seconds
 
 
 ByteSize = Annotated[int, BeforeValidator(parse_bytes)]
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""A duration where 0 means "not at all" (e.g. a drain deadline of 0: stop at once)."""
+PositiveDuration = Annotated[float, BeforeValidator(parse_positive_duration)]
+"""An interval or a timeout: above zero."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from urllib.parse import urlsplit
 
 import asyncpg
 import orjson
@@ -16,17 +15,18 @@ from conduitd.destinations.postgres import ddl
 from conduitd.destinations.postgres.errors import translate, unreachable
 from conduitd.destinations.postgres.transaction import CHECKPOINTS, HISTORY, PostgresDialect, PostgresTransaction
 from conduitd.dlq_sinks import DlqSink
+from conduitd.dsn import DsnError, parse_dsn
 from conduitd.prepare import Prepared, prepare
 from conduitd.records import Batch, Position
 from conduitd.schema import Column
 
 
 def describe_dsn(dsn: str) -> str:
-    """host:port/db of a DSN, without user or password: safe for logs and errors."""
-    parts = urlsplit(dsn)
-    host = parts.hostname or "localhost"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{host}{port}{parts.path or ''}"
+    """host:port/db of a DSN (either form), without user or password: safe for logs and errors."""
+    try:
+        return parse_dsn(dsn).where()
+    except DsnError:
+        return "(a DSN that cannot be parsed)"
 
 
 class PostgresDestination:
@@ -36,7 +36,8 @@ class PostgresDestination:
         self.config = config
         self.schema = config.db_schema
         self._conn: asyncpg.Connection | None = None
-        self.where = describe_dsn(config.dsn.get_secret_value())
+        self.params = config.connect_params
+        self.where = self.params.where()
         self.dialect = PostgresDialect(self.schema)
         self._live: dict[str, dict[str, Column] | None] = {}
         self._removed_warned: dict[str, set[str]] = {}
@@ -51,22 +52,47 @@ class PostgresDestination:
         if self._conn is not None:
             raise RuntimeError("the PostgreSQL destination is already open")
         try:
+            # Connect parameters parsed by conduitd: asyncpg never parses the user's DSN (its
+            # parser's errors quote the password), and the password travels as a keyword.
             self._conn = await asyncpg.connect(
-                self.config.dsn.get_secret_value(), timeout=self.config.connect_timeout,
+                **self.params.connect_kwargs(), timeout=self.params.connect_timeout or self.config.connect_timeout,
                 server_settings={"application_name": f"conduitd {self.schema}"[:63]})
-        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (TimeoutError, OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise unreachable(exc, self.where) from None
         if read_only:
             return
-        await self._create_if_missing(
-            f"CREATE SCHEMA IF NOT EXISTS {ddl.quote(self.schema)};"
-            f"CREATE TABLE IF NOT EXISTS {ddl.qualified(self.schema, CHECKPOINTS)} ("
+        if not await self._schema_exists():
+            # Only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when
+            # the schema is there, which a role confined to its schema does not have.
+            await self._create_if_missing(f"CREATE SCHEMA IF NOT EXISTS {ddl.quote(self.schema)}")
+        await self._create_tables_if_missing({
+            CHECKPOINTS: f"CREATE TABLE IF NOT EXISTS {ddl.qualified(self.schema, CHECKPOINTS)} ("
             "pipeline text NOT NULL, partition text NOT NULL, position jsonb NOT NULL, "
-            "updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (pipeline, partition));"
-            f"CREATE TABLE IF NOT EXISTS {ddl.qualified(self.schema, HISTORY)} ("
+            "updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (pipeline, partition))",
+            HISTORY: f"CREATE TABLE IF NOT EXISTS {ddl.qualified(self.schema, HISTORY)} ("
             "id bigserial PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now(), pipeline text NOT NULL, "
             "table_name text NOT NULL, change text NOT NULL, column_name text, old_definition text, "
-            "new_definition text, ddl text, applied boolean NOT NULL)")
+            "new_definition text, ddl text, applied boolean NOT NULL)"})
+
+    async def _schema_exists(self) -> bool:
+        try:
+            return bool(await self.conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)", self.schema))
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    async def _create_tables_if_missing(self, statements: dict[str, str]) -> None:
+        """Create the tables of `statements` ({name: CREATE TABLE IF NOT EXISTS ...}) that are not
+        there yet; an existing table is left alone (its owner may be another role)."""
+        try:
+            present = {r[0] for r in await self.conn.fetch(
+                "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = $1 AND c.relname = ANY($2::text[])", self.schema, list(statements))}
+        except Exception as exc:
+            raise translate(exc) from exc
+        missing = [sql for name, sql in statements.items() if name not in present]
+        if missing:
+            await self._create_if_missing(";".join(missing))
 
     async def _create_if_missing(self, statements: str) -> None:
         """Run `CREATE ... IF NOT EXISTS` statements. Replicas starting together race on them: the
@@ -100,11 +126,11 @@ class PostgresDestination:
     async def setup(self, resource: ResourceConfig) -> None:
         if resource.dlq.type != "table":
             return  # the DLQ is a file or a topic
-        await self._create_if_missing(
+        await self._create_tables_if_missing({resource.dlq_table: (
             f"CREATE TABLE IF NOT EXISTS {ddl.qualified(self.schema, resource.dlq_table)} ("
             "id bigserial PRIMARY KEY, pipeline text NOT NULL, partition text, position jsonb, "
             "rule text NOT NULL, reason text NOT NULL, column_name text, value text, payload text, "
-            "created_at timestamptz NOT NULL DEFAULT now())")
+            "created_at timestamptz NOT NULL DEFAULT now())")})
 
     async def load_checkpoints(self, pipeline: str) -> dict[str, Position]:
         return {row.partition: row.position for row in await self.list_checkpoints(pipeline)}
