@@ -70,8 +70,14 @@ def build_batch(chunks: list[Chunk]) -> Batch:
     offsets = None
     if with_rows and all(c.row_offsets is not None and len(c.row_offsets) == c.rows.num_rows for c in with_rows):
         offsets = np.concatenate([c.row_offsets for c in with_rows if c.row_offsets is not None])
+    deletes = None
+    if any(c.deletes is not None for c in with_rows):
+        # Deletes travel beside the rows, never as a column: joined in the same order as the rows.
+        deletes = np.concatenate([np.zeros(c.rows.num_rows, dtype=bool) if c.deletes is None
+                                  else np.asarray(c.deletes, dtype=bool) for c in with_rows])
     return Batch(
         row_offsets=offsets,
+        deletes=deletes,
         timings=timings,
         rows=concat_tables([c.rows for c in chunks]),
         rejects=tuple(r for c in chunks for r in c.rejects),

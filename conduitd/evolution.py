@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +45,8 @@ class Evolution:
 def plan(tx: Dialect, resource: ResourceConfig, rows: pa.Table, live: dict[str, Column] | None,
          *, warned: set[str]) -> Evolution:
     """Compare and decide per policy (pure). The changes marked applied are the DDL the commit runs;
-    manual mode writes the others to a migration file. Raises SchemaIncompatible to stop."""
+    manual mode writes the others to a migration file. Raises SchemaIncompatible to stop.
+    `rows` has unique column names (see `ambiguous_fields`)."""
     table = resource.table_name
     key = resource.unique_key
     missing_key = [k for k in key if k not in rows.column_names and (live is None or k not in live)]
@@ -53,17 +55,25 @@ def plan(tx: Dialect, resource: ResourceConfig, rows: pa.Table, live: dict[str, 
     limit = tx.max_identifier_bytes
     if limit and len(table.encode()) > limit:
         raise SchemaIncompatible(f"table name {table!r} is longer than the {limit} bytes the destination allows")
-    unnameable = {n: f"column name {n[:40]!r}... is longer than the {limit} bytes the destination allows: rows "
-                     "with a value there go to the DLQ" for n in rows.column_names
-                  if limit and len(n.encode()) > limit and (live is None or n not in live)}
+    held = refused_names(tx, rows.column_names, live, key)
+    bad_key = [k for k in key if k in held]
+    if bad_key:  # the key comes from the configuration, not from one record: stop and say so
+        raise SchemaIncompatible(f"table {table!r}: unique_key column {bad_key[0]!r}: {held[bad_key[0]]}")
     if live is None:
-        fields = [f for f in refine_types(rows).schema if f.name not in unnameable]
-        columns = [tx.column_for(f.name, f.type) for f in fields]
+        names = [n for n in rows.column_names if n not in held]
+        held.update(over_column_limit(tx, names, 0, key))
+        kept = [n for n in names if n not in held]
+        if not kept:  # nothing the destination can take: no table yet (SQLite cannot create one without columns)
+            return Evolution({}, held=held)
+        columns = [tx.column_for(f.name, f.type) for f in refine_types(rows.select(kept)).schema]
         ddl = tx.create_table_ddl(table, columns, key)
         return Evolution({c.name: c for c in columns},
-                         [SchemaChange(table, "create", None, None, None, ddl, applied=True)], held=unnameable)
-    evolution = Evolution(dict(live), held=dict(unnameable))
-    added = [n for n in rows.column_names if n not in live and n not in unnameable]
+                         [SchemaChange(table, "create", None, None, None, ddl, applied=True)], held=held)
+    evolution = Evolution(dict(live), held=held)
+    added = [n for n in rows.column_names if n not in live and n not in held]
+    if added and resource.schema_evolution.mode == "auto":
+        held.update(over_column_limit(tx, added, len(live), key))
+        added = [n for n in added if n not in held]
     if added:
         refined = refine_types(rows.select(added))
         _add(tx, resource, evolution, [tx.column_for(f.name, f.type) for f in refined.schema])
@@ -71,6 +81,54 @@ def plan(tx: Dialect, resource: ResourceConfig, rows: pa.Table, live: dict[str, 
     if removed:
         _removed(resource, removed, warned)
     return evolution
+
+
+def refused_names(tx: Dialect, names: Sequence[str], live: Mapping[str, Column] | None,
+                  key: Sequence[str] = ()) -> dict[str, str]:
+    """The fields the destination cannot take as new columns, with why (one mechanism for every
+    reason: `Dialect.name_problem`, and a name the destination takes for another column's, as
+    SQLite does for names that differ only in case). A column the table has is fine as it is;
+    in a clash the table's column wins, then the key's, then the first field of the batch."""
+    live = live or {}
+    refused: dict[str, str] = {}
+    taken = {tx.name_key(n): n for n in live}
+    for name in [*(k for k in key if k in names), *names]:
+        if name in live or name in refused:
+            continue
+        problem = tx.name_problem(name)
+        if problem is None:
+            other = taken.setdefault(tx.name_key(name), name)
+            if other != name:
+                problem = (f"column name {name[:40]!r} and column {other[:40]!r} are one column to the destination "
+                           "(it ignores the case of names)")
+        if problem is not None:
+            refused[name] = problem
+    return refused
+
+
+def over_column_limit(tx: Dialect, adding: Sequence[str], existing: int, key: Sequence[str] = ()) -> dict[str, str]:
+    """The columns among `adding` that would take a table of `existing` columns past the
+    destination's limit (the key's columns first, then in order, are the ones that fit)."""
+    room = max(0, tx.max_columns - existing)
+    if len(adding) <= room:
+        return {}
+    fits = set(list(dict.fromkeys([*(k for k in key if k in adding), *adding]))[:room])
+    why = f"the table would have more than {tx.max_columns} columns"
+    return {n: why for n in adding if n not in fits}
+
+
+def ambiguous_fields(rows: pa.Table) -> tuple[pa.Table, dict[str, str]]:
+    """A field name that appears more than once (a CSV header `id,name,name`, a Parquet file's
+    columns) leaves every record's value there ambiguous: the rows without those columns, and
+    why per name (the caller dead-letters the rows)."""
+    counts = Counter(rows.column_names)
+    repeated = {n: c for n, c in counts.items() if c > 1}
+    if not repeated:
+        return rows, {}
+    unique = [i for i, n in enumerate(rows.column_names) if n not in repeated]
+    reasons = {n: f"field name {n[:40]!r} appears {c} times in the record: its value is ambiguous"
+               for n, c in repeated.items()}
+    return rows.select(unique), reasons
 
 
 def _add(tx: Dialect, resource: ResourceConfig, evolution: Evolution, columns: list[Column]) -> None:

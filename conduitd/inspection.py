@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from conduitd.arrowutil import concat_tables
 from conduitd.config import Config, KafkaSourceConfig, ResourceConfig, SourceConfig
 from conduitd.destinations.base import Dialect
-from conduitd.records import DELETED, Position
+from conduitd.evolution import ambiguous_fields, over_column_limit, refused_names
+from conduitd.records import Position
 from conduitd.schema import Column, cast_column, refine_types
 from conduitd.sources import open_source
 
@@ -44,8 +46,11 @@ async def sample(config: Config, resource: ResourceConfig, rows: int, wait: floa
     try:
         async with asyncio.timeout(wait):
             async for chunk in source.chunks(_FromTheStart(), stop):
-                tables.append(chunk.rows)
-                count += chunk.rows.num_rows
+                decoded = chunk.rows
+                if chunk.deletes is not None:  # a tombstone's row holds only a key: not a record's shape
+                    decoded = decoded.filter(pa.array(~np.asarray(chunk.deletes, dtype=bool)))
+                tables.append(decoded)
+                count += decoded.num_rows
                 if count >= rows:
                     stop.set()
                     break
@@ -53,10 +58,7 @@ async def sample(config: Config, resource: ResourceConfig, rows: int, wait: floa
         pass
     finally:
         await source.close()
-    table = concat_tables(tables)
-    if DELETED in table.column_names:
-        table = table.drop_columns([DELETED])
-    return refine_types(table.slice(0, rows))
+    return refine_types(concat_tables(tables).slice(0, rows))
 
 
 @dataclass
@@ -70,10 +72,13 @@ class SchemaDiff:
     changed: list[tuple[Column, Column, str]] = field(default_factory=list)
     """(destination column, the source's natural column, why the values do not fit)."""
     missing_table: bool = False
+    unstorable: dict[str, str] = field(default_factory=dict)
+    """Source fields the destination cannot take as columns, with why (the reason `run` gives the
+    DLQ rows that have a value there): a name it refuses, a repeated field, past the column limit."""
 
     @property
     def drifted(self) -> bool:
-        return self.missing_table or bool(self.added or self.removed or self.changed)
+        return self.missing_table or bool(self.added or self.removed or self.changed or self.unstorable)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +87,7 @@ class SchemaDiff:
             "removed": [describe(c) for c in self.removed],
             "changed": [{"column": d.name, "destination": d.sql, "source": s.sql, "problem": why}
                         for d, s, why in self.changed],
+            "unstorable": [{"column": name, "problem": why} for name, why in self.unstorable.items()],
         }
 
 
@@ -93,15 +99,21 @@ def source_columns(dialect: Dialect, rows: pa.Table) -> list[Column]:
     return [dialect.column_for(f.name, f.type) for f in rows.schema]
 
 
-def compare(dialect: Dialect, rows: pa.Table, table: Mapping[str, Column] | None) -> SchemaDiff:
-    """Which source columns the table lacks, which table columns the source lacks, and which
-    source values would not fit their table column."""
-    natural = {c.name: c for c in source_columns(dialect, rows)}
+def compare(dialect: Dialect, rows: pa.Table, table: Mapping[str, Column] | None,
+            key: Sequence[str] = ()) -> SchemaDiff:
+    """Which source columns the table lacks, which table columns the source lacks, which source
+    values would not fit their table column, and which fields the destination cannot take as
+    columns at all (decided as `run` decides them: `conduitd.evolution`)."""
+    rows, unstorable = ambiguous_fields(rows)
+    unstorable.update(refused_names(dialect, rows.column_names, table, key))
+    new = [n for n in rows.column_names if n not in unstorable and (table is None or n not in table)]
+    unstorable.update(over_column_limit(dialect, new, len(table or {}), key))
+    natural = {c.name: c for c in source_columns(dialect, rows) if c.name not in unstorable}
     if table is None:
-        return SchemaDiff(added=list(natural.values()), missing_table=True)
-    diff = SchemaDiff()
+        return SchemaDiff(added=list(natural.values()), missing_table=True, unstorable=unstorable)
+    diff = SchemaDiff(unstorable=unstorable)
     diff.added = [c for n, c in natural.items() if n not in table]
-    diff.removed = [c for n, c in table.items() if n not in natural]
+    diff.removed = [c for n, c in table.items() if n not in natural and n not in unstorable]
     for name, column in table.items():
         if name not in natural:
             continue

@@ -1,6 +1,6 @@
 """Preparing a batch for its commit, pure and off the event loop:
 
-    split deletes -> quality rules -> schema evolution plan -> cast to the table's columns
+    ambiguous fields -> deletes -> quality rules -> schema evolution plan -> cast to the table's columns
     -> last row per key wins -> encode for the destination
 
 It needs the table's columns as they were last seen, not the connection, so the pipeline
@@ -22,8 +22,8 @@ from conduitd import quality
 from conduitd.config import ResourceConfig
 from conduitd.destinations.base import Dialect
 from conduitd.errors import ConduitError, QualityFailure, SchemaIncompatible
-from conduitd.evolution import Evolution, held_rows, plan, widen_for
-from conduitd.records import DELETED, Batch, Reject
+from conduitd.evolution import Evolution, ambiguous_fields, held_rows, plan, widen_for
+from conduitd.records import Batch, Reject
 from conduitd.schema import Column, conform
 
 
@@ -71,16 +71,27 @@ def prepare(dialect: Dialect, resource: ResourceConfig, batch: Batch, live: dict
 def _prepare_rows(prepared: Prepared, dialect: Dialect, resource: ResourceConfig, removed_warned: set[str]) -> None:
     batch = prepared.batch
     key = resource.unique_key
-    rows, deletes = _split_deletes(batch.rows, resource)
+    rows, ambiguous = ambiguous_fields(batch.rows)
+    deletes = batch.delete_mask()
     source_rows = np.arange(rows.num_rows)
-    keep = _apply_quality(prepared, resource, rows, deletes)
+    if ambiguous:
+        # Every record of the batch has the repeated field: none can be written as it is.
+        name, reason = next(iter(ambiguous.items()))
+        for row in np.flatnonzero(~deletes):
+            prepared.rejects.append(_reject(batch, int(row), reason, "schema", name))
+        rows, source_rows, deletes = rows.filter(pa.array(deletes)), source_rows[deletes], deletes[deletes]
+        if rows.num_rows == 0:
+            return
+    deletes = deletes | _soft_deletes(rows, resource)
+    keep = _apply_quality(prepared, resource, rows, source_rows, deletes)
     evolution = plan(dialect, resource, rows, prepared.live, warned=removed_warned)
     prepared.evolution = evolution
     held = held_rows(rows, evolution.held) & ~deletes
     for row in np.flatnonzero(held & keep):
         column = next(c for c in evolution.held if c in rows.column_names and rows.column(c)[int(row)].is_valid)
         value = str(rows.column(column)[int(row)].as_py())[:1000]
-        prepared.rejects.append(_reject(batch, int(row), evolution.held[column], "schema", column, value))
+        prepared.rejects.append(_reject(batch, int(source_rows[row]), evolution.held[column], "schema", column,
+                                        value))
     keep &= ~held
     if not keep.all():
         rows, source_rows, deletes = rows.filter(pa.array(keep)), source_rows[keep], deletes[keep]
@@ -89,12 +100,18 @@ def _prepare_rows(prepared: Prepared, dialect: Dialect, resource: ResourceConfig
     if failures and widen_for(dialect, resource, evolution, rows, {f.column for f in failures}):
         writable = {n: c for n, c in evolution.columns.items() if n not in evolution.dropped}
         candidate, failures, kept = conform(rows, writable)
-    rows = candidate
     for failure in failures:
         prepared.rejects.append(_reject(batch, int(source_rows[failure.row]), failure.reason, "cast",
                                         failure.column, failure.value))
-    source_rows, deletes = source_rows[kept], deletes[kept]
-    if key:
+    rows, source_rows, deletes = candidate, source_rows[kept], deletes[kept]
+    if rows.num_columns == 0 and len(source_rows):
+        # No field of these records is one the table can take: a row without columns cannot be
+        # written, and must not vanish.
+        for row in source_rows[~deletes]:
+            prepared.rejects.append(_reject(batch, int(row), f"no field of the record can be stored in table "
+                                            f"{resource.table_name!r}", "schema"))
+        rows, source_rows, deletes = pa.table({}), source_rows[:0], deletes[:0]
+    if key and rows.num_rows:
         rows, order = _last_per_key(rows, key)
         source_rows, deletes = source_rows[order], deletes[order]
         if deletes.any():
@@ -105,10 +122,11 @@ def _prepare_rows(prepared: Prepared, dialect: Dialect, resource: ResourceConfig
     prepared.payload = dialect.encode(rows, prepared.columns) if rows.num_rows else None
 
 
-def _apply_quality(prepared: Prepared, resource: ResourceConfig, rows: pa.Table, deletes: np.ndarray) -> np.ndarray:
+def _apply_quality(prepared: Prepared, resource: ResourceConfig, rows: pa.Table, source_rows: np.ndarray,
+                   deletes: np.ndarray) -> np.ndarray:
     """Rows to keep after the rules (deletes are not judged: they carry only a key)."""
     keep = np.ones(rows.num_rows, dtype=bool)
-    if not resource.quality_checks:
+    if not resource.quality_checks or rows.num_rows == 0:
         return keep
     judged = np.flatnonzero(~deletes)
     subject = rows.take(pa.array(judged)) if len(judged) < rows.num_rows else rows
@@ -121,20 +139,17 @@ def _apply_quality(prepared: Prepared, resource: ResourceConfig, rows: pa.Table,
     for v in verdict.rejected:
         row = int(judged[v.row])
         keep[row] = False
-        prepared.rejects.append(_reject(prepared.batch, row, f"quality rule {v.rule!r} failed", v.rule, v.column,
-                                        v.value))
-    prepared.warned = [quality.Violation(int(judged[v.row]), v.rule, v.column, v.action, v.value)
+        prepared.rejects.append(_reject(prepared.batch, int(source_rows[row]), f"quality rule {v.rule!r} failed",
+                                        v.rule, v.column, v.value))
+    prepared.warned = [quality.Violation(int(source_rows[judged[v.row]]), v.rule, v.column, v.action, v.value)
                        for v in verdict.warned]
     return keep
 
 
-def _split_deletes(rows: pa.Table, resource: ResourceConfig) -> tuple[pa.Table, np.ndarray]:
-    """Which rows stand for deletes (tombstones, or a true soft-delete flag); the marker column of
-    tombstones is dropped. Only upserts delete: in append mode a soft-delete flag is plain data."""
+def _soft_deletes(rows: pa.Table, resource: ResourceConfig) -> np.ndarray:
+    """Rows whose soft-delete flag is true. Only upserts delete: in append mode the flag is plain
+    data. (Tombstones come as `Batch.deletes`, beside the rows: no field of the data is a marker.)"""
     deletes = np.zeros(rows.num_rows, dtype=bool)
-    if DELETED in rows.column_names:
-        deletes |= np.asarray(rows.column(DELETED).fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
-        rows = rows.drop_columns([DELETED])
     flag = resource.deletes.soft_delete_column
     if resource.mode == "upsert" and flag and flag in rows.column_names:
         column = rows.column(flag)
@@ -143,7 +158,7 @@ def _split_deletes(rows: pa.Table, resource: ResourceConfig) -> tuple[pa.Table, 
         else:
             truthy = pc.is_in(pc.utf8_lower(column.cast(pa.string())), pa.array(["true", "1", "yes"]))
         deletes |= np.asarray(truthy.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
-    return rows, deletes
+    return deletes
 
 
 def _last_per_key(rows: pa.Table, key: Sequence[str]) -> tuple[pa.Table, np.ndarray]:
@@ -152,9 +167,11 @@ def _last_per_key(rows: pa.Table, key: Sequence[str]) -> tuple[pa.Table, np.ndar
     everything = np.arange(rows.num_rows)
     if rows.num_rows < 2:
         return rows, everything
-    indexed = rows.select(list(key)).append_column("__conduitd_row", pa.array(everything))
-    last = indexed.group_by(list(key), use_threads=False).aggregate([("__conduitd_row", "max")])
-    keep = np.sort(last.column("__conduitd_row_max").to_numpy())
+    # The row numbers need a column beside the key's: named so that it is none of the key's names.
+    index = "row" + "_" * (1 + max((len(k) for k in key), default=0))
+    indexed = rows.select(list(key)).append_column(index, pa.array(everything))
+    last = indexed.group_by(list(key), use_threads=False).aggregate([(index, "max")])
+    keep = np.sort(last.column(f"{index}_max").to_numpy())
     if len(keep) == rows.num_rows:
         return rows, everything
     return rows.take(pa.array(keep)), keep
@@ -164,9 +181,20 @@ def _reject(batch: Batch, row: int, reason: str, rule: str, column: str | None =
             value: str | None = None) -> Reject:
     """A DLQ entry for row `row` of the batch, with the original record as its payload."""
     origin = batch.origin_of(row)
-    record = {k: v for k, v in batch.rows.slice(row, 1).to_pylist()[0].items() if k != DELETED}
-    payload = orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-    return Reject(origin.partition, batch.position_of(row), reason, payload, rule, column, value)
+    return Reject(origin.partition, batch.position_of(row), reason, record_json(batch.rows.slice(row, 1)), rule,
+                  column, value)
+
+
+def record_json(row: pa.Table) -> str:
+    """A one-row table as the JSON object it came from; every field is kept, a repeated name
+    included (the text then repeats the key, as the record did)."""
+    names = row.column_names
+    if len(set(names)) == len(names):
+        return orjson.dumps(row.to_pylist()[0], default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    values = [column[0].as_py() for column in row.columns]
+    return "{" + ",".join(orjson.dumps(n).decode() + ":" + orjson.dumps(v, default=str,
+                                                                         option=orjson.OPT_NON_STR_KEYS).decode()
+                          for n, v in zip(names, values, strict=True)) + "}"
 
 
 def refused_rejects(prepared: Prepared, refused: Sequence[tuple[int, str]]) -> list[Reject]:

@@ -18,10 +18,6 @@ from conduitd.telemetry import Timings
 
 Position = Any
 
-DELETED = "__conduitd_deleted"
-"""Column marking a row that stands for a delete of its key (a Kafka tombstone)."""
-
-
 def position_text(position: Position) -> str:
     """Canonical JSON text of a position: equal positions give equal text (for compare-and-set)."""
     return orjson.dumps(position, option=orjson.OPT_SORT_KEYS).decode()
@@ -72,6 +68,10 @@ class Chunk:
     row_offsets: np.ndarray | None = None
     """Per row, where it is in its partition as an `{"offset": n}` position (the byte after a
     file's line, a Kafka record's offset), to point a DLQ entry at the record; None: unknown."""
+    deletes: np.ndarray | None = None
+    """Per row, True where the row stands for a delete of its key (a Kafka tombstone: only its
+    key fields are set); None: no row does. Kept beside the rows, never as a column, so no field
+    of the data can be taken for it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +96,19 @@ class Batch:
     epoch: int = 0
     timings: Timings = field(default_factory=Timings)
     row_offsets: np.ndarray | None = None
+    deletes: np.ndarray | None = None
+    """Per row, True where it stands for a delete of its key (see `Chunk.deletes`)."""
 
     @property
     def records(self) -> int:
         """Every record read: rows plus rejects."""
         return int(self.rows.num_rows) + len(self.rejects)
+
+    def delete_mask(self) -> np.ndarray:
+        """`deletes` as a boolean array of one entry per row."""
+        if self.deletes is None:
+            return np.zeros(self.rows.num_rows, dtype=bool)
+        return np.asarray(self.deletes, dtype=bool)
 
     def position_of(self, row: int) -> Position:
         """The most precise position known for a row: its own, else its chunk's start."""

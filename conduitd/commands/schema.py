@@ -57,7 +57,7 @@ async def compare_schema(config: Config, resource: ResourceConfig, *, baseline: 
             table = await destination.table_columns(resource.table_name)
         finally:
             await destination.close()
-    diff = compare(destination.dialect, rows, table)
+    diff = compare(destination.dialect, rows, table, resource.unique_key)
     if as_json:
         body = {"resource": resource.name, "against": against, "sampled_rows": rows.num_rows,
                 "drifted": diff.drifted, **diff.as_dict()}
@@ -74,7 +74,8 @@ def _print_diff(resource: ResourceConfig, against: str, sampled: int, diff: dict
     rows = ([("added", c["name"], c["type"], "in the source only") for c in diff["added"]]
             + [("removed", c["name"], c["type"], "in the destination only") for c in diff["removed"]]
             + [("changed", c["column"], f"{c['destination']} <- {c['source']}", c["problem"])
-               for c in diff["changed"]])
+               for c in diff["changed"]]
+            + [("unstorable", c["column"], "-", c["problem"]) for c in diff["unstorable"]])
     if rows:
         width = [max(len(r[i]) for r in rows) for i in range(3)]
         for kind, name, kinds, note in rows:

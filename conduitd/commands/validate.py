@@ -66,11 +66,14 @@ async def _schema_checks(config: Config, resource: ResourceConfig, destination: 
     if rows.num_rows == 0:
         return [Check(name, "schema", "warning", "the source has no records to compare yet")]
     table = await destination.table_columns(resource.table_name)
-    diff = compare(destination.dialect, rows, table)
+    diff = compare(destination.dialect, rows, table, resource.unique_key)
+    # A field the destination cannot take as a column is a schema problem even where `run` goes on
+    # (its rows with a value there go to the DLQ).
+    checks = [Check(name, f"schema: {column[:60]!r}", "incompatible", f"{why}: rows with a value there go to the DLQ")
+              for column, why in diff.unstorable.items()]
     if diff.missing_table:
-        return [Check(name, "schema", "ok", f"table {resource.table_name!r} does not exist: it will be created "
-                                            f"with {len(diff.added)} column(s)")]
-    checks = []
+        return [*checks, Check(name, "schema", "ok", f"table {resource.table_name!r} does not exist: it will be "
+                                                     f"created with {len(diff.added)} column(s)")]
     missing_key = [k for k in resource.unique_key if k not in rows.column_names]
     if missing_key:
         checks.append(Check(name, "schema: unique_key", "incompatible",

@@ -83,6 +83,19 @@ class Dialect(Protocol):
     def max_identifier_bytes(self) -> int | None:
         """The longest table or column name the destination keeps whole (None: no limit)."""
 
+    @property
+    def max_columns(self) -> int:
+        """The most columns a table of this destination can have."""
+
+    def name_problem(self, name: str) -> str | None:
+        """Why the destination cannot take `name` as a new column (too long, a system column's
+        name, empty, a NUL...), as a sentence naming the destination; None when it can. A column
+        of that name that the table already has is not asked about."""
+
+    def name_key(self, name: str) -> str:
+        """The form under which the destination compares column names: two names with one key
+        are one column to it (SQLite ignores ASCII case; PostgreSQL's quoted names are exact)."""
+
     def column_for(self, name: str, arrow: pa.DataType) -> Column:
         """The column a new table gets for values of this Arrow type."""
 

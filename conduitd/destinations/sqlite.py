@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import string
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -180,10 +181,38 @@ class SqliteDestination:
         return result
 
 
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def _column_limit() -> int:
+    """SQLITE_MAX_COLUMN as this SQLite library was built (2,000 by default)."""
+    probe = sqlite3.connect(":memory:")
+    try:
+        return int(probe.getlimit(sqlite3.SQLITE_LIMIT_COLUMN))
+    finally:
+        probe.close()
+
+
 class SqliteDialect:
     """Types, DDL text and row encoding for SQLite (pure; safe in worker threads)."""
 
     max_identifier_bytes = None
+    max_columns = _column_limit()
+
+    def name_problem(self, name: str) -> str | None:
+        # SQLite takes any other name, "" included; `rowid`, `oid` and `_rowid_` become ordinary
+        # columns (they then hide the row id, which conduitd never reads).
+        shown = repr(name[:40]) + ("..." if len(name) > 40 else "")
+        if "\x00" in name:
+            return f"column name {shown} contains a NUL character, which SQLite names cannot hold"
+        try:
+            name.encode()
+        except UnicodeEncodeError:
+            return f"column name {shown} is not valid Unicode text (it holds a lone surrogate)"
+        return None
+
+    def name_key(self, name: str) -> str:
+        return name.translate(_ASCII_LOWER)  # SQLite compares names ignoring ASCII case only
 
     def column_for(self, name: str, arrow: pa.DataType) -> Column:
         if pa.types.is_integer(arrow) or pa.types.is_boolean(arrow):

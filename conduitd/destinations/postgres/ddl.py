@@ -15,6 +15,33 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+MAX_IDENTIFIER_BYTES = 63
+"""NAMEDATALEN - 1: longer names are silently cut by the server."""
+MAX_COLUMNS = 1600
+"""MaxHeapAttributeNumber: a table holds at most this many columns."""
+SYSTEM_COLUMNS = frozenset({"tableoid", "xmin", "cmin", "xmax", "cmax", "ctid"})
+"""Every table has these hidden columns: a column of the same name is refused (42701). (`oid`
+has not been one since PostgreSQL 12.)"""
+
+
+def name_problem(name: str) -> str | None:
+    """Why PostgreSQL cannot take `name` as a column, or None (see `Dialect.name_problem`)."""
+    shown = repr(name[:40]) + ("..." if len(name) > 40 else "")
+    if not name:
+        return "column name '' is empty: PostgreSQL names cannot be empty"
+    if "\x00" in name:
+        return f"column name {shown} contains a NUL character, which PostgreSQL names cannot hold"
+    try:
+        size = len(name.encode())
+    except UnicodeEncodeError:
+        return f"column name {shown} is not valid Unicode text (it holds a lone surrogate)"
+    if size > MAX_IDENTIFIER_BYTES:
+        return f"column name {shown} is longer than the {MAX_IDENTIFIER_BYTES} bytes PostgreSQL allows"
+    if name in SYSTEM_COLUMNS:
+        return f"column name {shown} is a PostgreSQL system column"
+    return None
+
+
 def qualified(schema: str, table: str) -> str:
     return f"{quote(schema)}.{quote(table)}"
 

@@ -50,10 +50,17 @@ class Payload:
 class PostgresDialect:
     """Types, DDL text and COPY encoding for PostgreSQL (pure; safe in worker threads)."""
 
-    max_identifier_bytes = 63  # NAMEDATALEN - 1: longer names are silently cut by the server
+    max_identifier_bytes = ddl.MAX_IDENTIFIER_BYTES
+    max_columns = ddl.MAX_COLUMNS
 
     def __init__(self, schema: str) -> None:
         self.schema = schema
+
+    def name_problem(self, name: str) -> str | None:
+        return ddl.name_problem(name)
+
+    def name_key(self, name: str) -> str:
+        return name  # quoted identifiers are compared exactly
 
     def column_for(self, name: str, arrow: pa.DataType) -> Column:
         return ddl.column_for(name, arrow)

@@ -159,7 +159,8 @@ class KafkaSource:
                 end = {"offset": decoded.next_offset}
                 self._ends[key] = end
                 chunks.append(Chunk(key, start, end, decoded.rows, tuple(decoded.rejects), decoded.nbytes,
-                                    epoch=polled.generation, timings=timings, row_offsets=decoded.row_offsets))
+                                    epoch=polled.generation, timings=timings, row_offsets=decoded.row_offsets,
+                                    deletes=decoded.deletes))
         return chunks
 
 

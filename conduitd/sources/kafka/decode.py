@@ -18,7 +18,7 @@ from confluent_kafka import Message
 
 from conduitd.config import KafkaSourceConfig
 from conduitd.decode import decode_jsonl_lines
-from conduitd.records import DELETED, Position, Reject
+from conduitd.records import Position, Reject
 from conduitd.sources.kafka.consumer import offset_of
 
 
@@ -30,6 +30,8 @@ class Decoded:
     next_offset: int
     nbytes: int
     row_offsets: np.ndarray
+    deletes: np.ndarray | None = None
+    """Per row, True for a tombstone's row (a delete of its key): beside the rows, never a column."""
 
 
 def decode_partition(config: KafkaSourceConfig, partition: str, messages: Sequence[Message], offsets: np.ndarray,
@@ -85,7 +87,9 @@ def decode_partition(config: KafkaSourceConfig, partition: str, messages: Sequen
             kept_messages = [kept_messages[int(i)] for i in kept]
     rows = _with_metadata(rows, kept_messages, config.metadata_columns)
     row_offsets = np.array([offset_of(m) for m in kept_messages], dtype=np.int64)
-    return Decoded(rows, rejects, offset_of(messages[0]), offset_of(messages[-1]) + 1, nbytes, row_offsets)
+    deletes = np.fromiter((m.value() is None for m in kept_messages), dtype=bool, count=len(kept_messages))
+    return Decoded(rows, rejects, offset_of(messages[0]), offset_of(messages[-1]) + 1, nbytes, row_offsets,
+                   deletes if deletes.any() else None)
 
 
 def _plain(values: list[bytes], joined: bytes, limit: int) -> bool:
@@ -128,7 +132,7 @@ def _tombstone(key: bytes | None, key_columns: Sequence[str], tombstones: bool) 
         return None, f"tombstone key {key!r} is not a JSON object with {', '.join(key_columns)}"
     if any(v is None for v in fields.values()):
         return None, f"tombstone key {key!r} lacks {', '.join(key_columns)}"
-    return orjson.dumps({**fields, DELETED: True}), None
+    return orjson.dumps(fields), None
 
 
 _METADATA_TYPES = {"key": pa.binary(), "topic": pa.string(), "partition": pa.int32(), "offset": pa.int64(),
