@@ -5,11 +5,16 @@ chunk per partition, and yields the chunks. Partitions are assigned by the group
 running more processes with the same `group_id`); on every assignment each partition is sought
 to the destination's checkpoint; on revocation everything read but not committed is dropped
 (the source moves to a new epoch) before the partitions move.
+
+Under --once the partitions are assigned directly (no group), and the run ends only once what it
+handed over is committed: a commit refused by the compare-and-set (a daemon of the same group
+moved a partition on) re-seeks, and the run reads on from the committed positions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -41,6 +46,8 @@ class KafkaSource:
         self._thread: ConsumerThread | None = None
         self._ends: dict[str, Position] = {}
         self._ends_epoch = 0
+        self._acked: dict[str, int] = {}
+        self._progress = asyncio.Event()  # an acknowledge or a resync: --once looks again
 
     @property
     def epoch(self) -> int:
@@ -48,7 +55,12 @@ class KafkaSource:
 
     def problem(self) -> str | None:
         thread = self._thread
-        return None if thread is None else thread.error
+        return None if thread is None else thread.error or thread.watch.problem()
+
+    def unassigned_seconds(self) -> float:
+        """How long the group has owed this member an assignment (0 when none is due)."""
+        thread = self._thread
+        return 0.0 if thread is None else thread.watch.unassigned_seconds()
 
     def lag(self) -> dict[str, dict[str, float]]:
         thread = self._thread
@@ -66,13 +78,18 @@ class KafkaSource:
         return lags
 
     async def acknowledge(self, positions: Mapping[str, Position]) -> None:
+        offsets = {k: int(v["offset"]) for k, v in positions.items()}
+        for key, offset in offsets.items():
+            self._acked[key] = max(offset, self._acked.get(key, offset))
+        self._progress.set()
         if self._thread is not None:
-            self._thread.acknowledge({k: int(v["offset"]) for k, v in positions.items()})
+            self._thread.acknowledge(offsets)
 
     async def resync(self) -> bool:
         if self._thread is None:
             return False
         self._thread.resync()
+        self._progress.set()
         return True
 
     async def close(self) -> None:
@@ -107,14 +124,33 @@ class KafkaSource:
                 except queue.Empty:
                     self._check_reachable(thread, started)
                     continue
-                if polled.done:
-                    return
                 if polled.generation != thread.assignment.generation:
                     continue  # read under an assignment that has since been revoked
+                if polled.done:
+                    if await self._committed(thread, polled.generation, stop):
+                        return
+                    continue  # a commit was refused: read on from the committed positions
                 for chunk in await asyncio.to_thread(self._decode, polled):
                     yield chunk
         finally:
             thread.stop_polling()
+
+    async def _committed(self, thread: ConsumerThread, generation: int, stop: asyncio.Event) -> bool:
+        """--once, all read: wait until every chunk handed over in this generation is committed
+        (True), or a commit was refused and the partitions re-sought (False). The batcher sends
+        the last chunks on after `max_wait`."""
+        due = dict(self._ends) if self._ends_epoch == generation else {}
+        while not stop.is_set():
+            if thread.fatal is not None:
+                raise ConduitError(f"Kafka consumer failed: {thread.fatal}")
+            self._progress.clear()  # before looking: a later acknowledge or resync wakes the wait
+            if thread.assignment.generation != generation:
+                return False
+            if all(self._acked.get(key, -1) >= int(end["offset"]) for key, end in due.items()):
+                return True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), 0.2)
+        return True
 
     def _check_reachable(self, thread: ConsumerThread, started: float) -> None:
         if not self.once or thread.last_contact is not None:

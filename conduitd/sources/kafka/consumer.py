@@ -5,6 +5,11 @@ full it pauses its partitions and keeps polling (so rebalances and heartbeats ar
 there is room. Rebalance callbacks run on this thread and block it while the pipeline finishes
 or drops in-flight work (revoke) and while the committed positions are read (assign): partitions
 start exactly at the destination's checkpoint, never at the group's committed offsets.
+
+Under --once the thread joins no group: it assigns itself every partition of the wanted topics
+(a batch run needs no membership, and must not wait on a group whose rebalance never completes),
+reads each up to the high watermark of its first fetch response, and says `done`; the checkpoint
+compare-and-set still fences it against a daemon of the same group.
 """
 
 from __future__ import annotations
@@ -29,12 +34,18 @@ from confluent_kafka import (
 
 from conduitd.config import KafkaSourceConfig
 from conduitd.records import Position
+from conduitd.sources.kafka.topics import incomplete, matching_topics, partitions_of
+from conduitd.sources.kafka.watch import AssignmentWatch, limit_for
 
 log = logging.getLogger(__name__)
 
 
 PAUSE_AFTER = 5.0
 """Seconds the hand-over may stay full before the partitions are paused."""
+
+METADATA_WAIT = 10.0
+"""Seconds --once waits for a wanted topic's metadata to settle (a topic just created has no
+leader yet) before it reads the partitions listed so far."""
 
 
 def partition_key(topic: str | None, partition: int | None) -> str:
@@ -99,6 +110,9 @@ class ConsumerThread(threading.Thread):
         self._paused = False
         self._last_probe = 0.0
         self._resync = threading.Event()
+        self.watch = AssignmentWatch(limit_for(config.client))
+        self._direct = False  # --once: the partitions were assigned directly (maybe none)
+        self._done_generation: int | None = None
 
     def acknowledge(self, offsets: Mapping[str, int]) -> None:
         """Commit these next offsets to the group (advisory, for lag tools); done on this thread."""
@@ -135,9 +149,14 @@ class ConsumerThread(threading.Thread):
             self.fatal = exc
             return
         try:
-            topics = list(self.config.topics) or [f"^{self.config.topic_pattern}"]
-            consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
-                               on_lost=self._on_revoke)
+            if self.once:
+                if not self._assign_directly(consumer):
+                    return
+            else:
+                topics = list(self.config.topics) or [f"^{self.config.topic_pattern}"]
+                consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                   on_lost=self._on_revoke)
+                self.watch.waiting()
             self._loop(consumer)
         except Exception as exc:  # noqa: BLE001 - reported to the event loop, which raises it
             self.fatal = exc
@@ -175,8 +194,14 @@ class ConsumerThread(threading.Thread):
                         self._give_back(consumer, consumer.poll(0.05))
                 continue
             if self.once and self.caught_up():
-                self.stopped_polling.set()
-                self._put_until_closing(Polled(self.assignment.generation, [], done=True))
+                # Said once per generation: a commit that then loses its compare-and-set re-seeks
+                # (a new generation) and the rest is read again from the committed positions.
+                generation = self.assignment.generation
+                if self._done_generation != generation:
+                    self._done_generation = generation
+                    self._put_until_closing(Polled(generation, [], done=True))
+                else:
+                    self._resync.wait(0.1)
                 continue
             self._probe(consumer)
             started = time.monotonic()
@@ -212,11 +237,12 @@ class ConsumerThread(threading.Thread):
                 continue
 
     def caught_up(self) -> bool:
-        """Every assigned partition has been read up to the high watermark it had when first seen."""
+        """Every assigned partition has been read up to the high watermark it had when first seen
+        (true at once for a direct assignment of no partition: no topic matched)."""
         with self.lock:
             partitions = self.assignment.partitions
             if not partitions:
-                return False
+                return self._direct
             for progress in partitions.values():
                 target, current = progress.first_high_watermark, progress.next_offset
                 if target is None or current is None or current < target:
@@ -260,8 +286,13 @@ class ConsumerThread(threading.Thread):
                     progress.high_watermark = high
                     if progress.first_high_watermark is None:
                         progress.first_high_watermark = high
-                    if progress.next_offset is None and progress.start is None and low is not None and low >= 0:
-                        progress.next_offset = low if self.config.start == "earliest" else None
+                    if progress.next_offset is None and progress.start is None:
+                        # Nothing read yet and no stored position: the partition starts at its low
+                        # watermark (earliest) or at its end (latest: then nothing is due).
+                        if self.config.start == "latest":
+                            progress.next_offset = high
+                        elif low is not None and low >= 0:
+                            progress.next_offset = low
         if records:
             self.last_contact = time.monotonic()
             self.error = None
@@ -274,12 +305,13 @@ class ConsumerThread(threading.Thread):
             return
         self._last_probe = now
         try:
-            consumer.list_topics(timeout=2.0)
+            metadata = consumer.list_topics(timeout=2.0)
         except KafkaException as exc:
             self.error = f"Kafka brokers {self.config.brokers} unreachable: {exc}"
             return
         self.last_contact = time.monotonic()
         self.error = None
+        self.watch.topics_exist(bool(partitions_of(self.config, metadata.topics)))
 
     def _pause(self, consumer: Consumer, pause: bool) -> None:
         if pause == self._paused:
@@ -309,7 +341,48 @@ class ConsumerThread(threading.Thread):
         except Exception as exc:  # noqa: BLE001 - advisory: the checkpoint in the destination is what counts
             log.debug("committing group offsets failed (advisory only): %s", exc)
 
+    def _assign_directly(self, consumer: Consumer) -> bool:
+        """--once: assign every partition of the wanted topics, as they are now, without joining
+        the group. False when closed before the brokers answered."""
+        deadline: float | None = None
+        while not self.closing.is_set():
+            try:
+                metadata = consumer.list_topics(timeout=2.0)
+            except KafkaException as exc:
+                self.error = f"Kafka brokers {self.config.brokers} unreachable: {exc}"
+                self.closing.wait(0.5)
+                continue
+            self.last_contact = time.monotonic()
+            self.error = None
+            unsettled = incomplete(self.config, metadata.topics)
+            deadline = deadline or time.monotonic() + METADATA_WAIT
+            if unsettled and time.monotonic() < deadline:
+                self.closing.wait(0.2)
+                continue
+            for topic in unsettled:
+                log.warning("topic %s: metadata incomplete (%s); reading the partitions it lists",
+                            topic, metadata.topics[topic].error)
+            for topic in self.config.topics:
+                if topic not in metadata.topics:
+                    log.warning("topic %s does not exist: nothing to read from it", topic)
+            if self.config.topic_pattern is not None and not matching_topics(self.config, metadata.topics):
+                log.warning("no topic matches topic_pattern %r: nothing to read", self.config.topic_pattern)
+            self._direct = True
+            wanted = [TopicPartition(t, p) for t, p in partitions_of(self.config, metadata.topics)]
+            names = self._start(consumer, wanted)
+            log.info("reading %d partition(s) by direct assignment (--once joins no group): %s",
+                     len(wanted), ", ".join(names) or "none")
+            return True
+        return False
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.watch.assigned()
+        names = self._start(consumer, partitions)
+        log.info("assigned %d partition(s): %s", len(partitions), ", ".join(names) or "none")
+
+    def _start(self, consumer: Consumer, partitions: list[TopicPartition]) -> list[str]:
+        """Seek each partition to its checkpoint (or `start`) and take it: the new assignment.
+        Returns the partitions' names, sorted."""
         stored = self.load_positions()
         assignment: dict[str, PartitionProgress] = {}
         for tp in partitions:
@@ -325,7 +398,7 @@ class ConsumerThread(threading.Thread):
             self.assignment = Assignment(self.assignment.generation, assignment)
         self._paused = False
         consumer.assign(partitions)
-        log.info("assigned %d partition(s): %s", len(partitions), ", ".join(sorted(assignment)) or "none")
+        return sorted(assignment)
 
     def _reseek(self, consumer: Consumer) -> None:
         stored = self.load_positions()
@@ -356,6 +429,7 @@ class ConsumerThread(threading.Thread):
             self.assignment = Assignment(self.assignment.generation + 1, {})
         self._drain_out()
         self.on_revoke()  # blocks until no commit of the old assignment is in flight
+        self.watch.waiting()  # from now on the group owes this member an assignment
         log.info("revoked %d partition(s)", len(partitions))
 
     def _drain_out(self) -> None:
