@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
-
-import pyarrow as pa
+from collections.abc import Awaitable, Callable
 
 from conduitd.config import ResourceConfig
-from conduitd.destinations.base import CommitResult, RowsRefused, Transaction
+from conduitd.destinations.base import CommitResult, Transaction
 from conduitd.dlq_sinks import DlqSink
 from conduitd.errors import CheckpointConflict, ConduitError
 from conduitd.evolution import write_migration
+from conduitd.isolate import write_isolating
 from conduitd.prepare import Prepared, refused_rejects
 from conduitd.records import Batch, SchemaChange
 from conduitd.schema import Column
@@ -44,7 +43,7 @@ async def commit_prepared(tx: Transaction, resource: ResourceConfig, prepared: P
     table, key = resource.table_name, resource.unique_key
     with timings.stage("write"):
         deleted = await tx.delete_rows(table, prepared.deletes) if prepared.deletes.num_rows else 0
-        refused = await _write_isolating(tx, table, prepared.rows, prepared.columns, key, prepared.payload)
+        refused = (await write_isolating(tx, table, prepared.rows, prepared.columns, key, prepared.payload)).refused
         rejects = prepared.rejects + refused_rejects(prepared, refused)
         if rejects and dlq is None:
             await tx.write_rejects(resource.dlq_table, resource.name, rejects)
@@ -84,27 +83,6 @@ async def _apply_schema_changes(tx: Transaction, resource: ResourceConfig, prepa
         write_migration(resource, pending)
     await tx.record_changes(resource.name, evolution.changes)
     return list(evolution.changes)
-
-
-async def _write_isolating(tx: Transaction, table: str, rows: pa.Table, columns: Sequence[Column],
-                           key: Sequence[str], payload: object | None, offset: int = 0) -> list[tuple[int, str]]:
-    """Write `rows`; if the destination refuses a value, halve the rows (each half under a
-    savepoint) until the refused rows stand alone. Returns (row index, reason) per refused row."""
-    if rows.num_rows == 0:
-        return []
-    await tx.savepoint()
-    try:
-        await tx.write_rows(table, rows, columns, key, payload)
-    except RowsRefused as refused:
-        await tx.rollback_to_savepoint()
-        if rows.num_rows == 1:
-            return [(offset, refused.reason)]
-        middle = rows.num_rows // 2
-        first = await _write_isolating(tx, table, rows.slice(0, middle), columns, key, None, offset)
-        rest = await _write_isolating(tx, table, rows.slice(middle), columns, key, None, offset + middle)
-        return first + rest
-    await tx.release_savepoint()
-    return []
 
 
 async def _advance_checkpoints(tx: Transaction, pipeline: str, batch: Batch) -> None:

@@ -69,11 +69,16 @@ class DlqFilter:
 
 class RowsRefused(Exception):
     """The destination refused some value of the rows being written (SQLSTATE class 22 or 23,
-    a constraint): the commit isolates the culprit rows and dead-letters them."""
+    a constraint): the commit isolates the culprit rows and dead-letters them.
 
-    def __init__(self, reason: str) -> None:
+    `row`: the index (in the rows of that write) of the row refused, when the destination names
+    it by a structured means (PostgreSQL's COPY line, the parameter set SQLite stopped at); the
+    rows before it were accepted. None: not known, the commit searches for it."""
+
+    def __init__(self, reason: str, row: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.row = row
 
 
 class Dialect(Protocol):
@@ -130,7 +135,8 @@ class Transaction(Protocol):
     async def write_rows(self, table: str, rows: pa.Table, columns: Sequence[Column], key: Sequence[str],
                          payload: object | None = None) -> None:
         """Append rows (key empty) or upsert them on `key`; `payload` is `Dialect.encode` of exactly
-        these rows when the caller has it. Raise RowsRefused for refused values."""
+        these rows when the caller has it. Raise RowsRefused for refused values, naming the
+        refused row when the destination says which one it is."""
 
     async def delete_rows(self, table: str, keys: pa.Table) -> int:
         """Delete the rows whose key columns equal a row of `keys`; return how many went."""
@@ -188,4 +194,3 @@ class Destination(Protocol):
     async def commit_batch(self, resource: ResourceConfig, prepared: Prepared,
                            dlq: DlqSink | None = None) -> CommitResult:
         """`dlq`: an external DLQ (file, topic) written just before COMMIT; None: the DLQ table."""
-

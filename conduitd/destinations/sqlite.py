@@ -12,7 +12,7 @@ import asyncio
 import os
 import sqlite3
 import string
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
@@ -304,13 +304,22 @@ class _SqliteTransaction:
             action = f"UPDATE SET {', '.join(f'{n} = excluded.{n}' for n in updates)}" if updates else "NOTHING"
             sql += f" ON CONFLICT ({target}) DO {action}"
         values = payload if isinstance(payload, list) else self.d.dialect.encode(rows, columns)
+        sent = 0
+
+        def counted() -> Iterator[tuple[Any, ...]]:
+            # executemany binds and runs one parameter set at a time: when it stops, the last one
+            # taken is the refused row and those before it were written.
+            nonlocal sent
+            for row in values:
+                sent += 1
+                yield row
 
         def insert() -> None:
-            self.d.conn.executemany(sql, values)
+            self.d.conn.executemany(sql, counted())
         try:
             await self.d._run(insert)
         except (sqlite3.IntegrityError, sqlite3.DataError) as exc:
-            raise RowsRefused(f"SQLite refused the row: {exc}") from None
+            raise RowsRefused(f"SQLite refused the row: {exc}", sent - 1 if sent else None) from None
 
     async def delete_rows(self, table: str, keys: pa.Table) -> int:
         match = " AND ".join(f"{quote(name)} = ?" for name in keys.column_names)

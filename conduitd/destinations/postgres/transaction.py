@@ -20,6 +20,7 @@ import pyarrow.csv as pacsv
 from conduitd.destinations.postgres import ddl
 from conduitd.destinations.postgres.copy_binary import PG_BINARY_TYPES, encode_copy_binary
 from conduitd.destinations.postgres.errors import translate
+from conduitd.destinations.postgres.refusal import refusal
 from conduitd.errors import TransientError
 from conduitd.records import Position, Reject, SchemaChange, position_text
 from conduitd.schema import Column, create_table_sql
@@ -159,8 +160,8 @@ class PostgresTransaction:
         await self._execute(f"SAVEPOINT conduitd_{self.depth}")
 
     async def rollback_to_savepoint(self) -> None:
-        await self._execute(f"ROLLBACK TO SAVEPOINT conduitd_{self.depth}")
-        await self._execute(f"RELEASE SAVEPOINT conduitd_{self.depth}")
+        # One round trip: isolating refused rows runs this once per refused row.
+        await self._execute(f"ROLLBACK TO SAVEPOINT conduitd_{self.depth}; RELEASE SAVEPOINT conduitd_{self.depth}")
         self.depth -= 1
 
     async def release_savepoint(self) -> None:
@@ -194,8 +195,12 @@ class PostgresTransaction:
         if payload is None:
             payload = await asyncio.to_thread(PostgresDialect(self.schema).encode, rows, columns)
         options = {"format": "csv", "null": ""} if payload.format == "csv" else {"format": "binary"}
-        await self._watched(self.conn.copy_to_table(
-            table, schema_name=schema, columns=[c.name for c in columns], source=_pieces(payload.data), **options))
+        names = [c.name for c in columns]
+        try:
+            await self._watched(self.conn.copy_to_table(
+                table, schema_name=schema, columns=names, source=_pieces(payload.data), **options))
+        except asyncpg.PostgresError as exc:
+            raise refusal(exc, table, names) from exc
 
     async def delete_rows(self, table: str, keys: pa.Table) -> int:
         target = ddl.qualified(self.schema, table)
@@ -238,4 +243,3 @@ class PostgresTransaction:
                 "WHERE pipeline = $1 AND partition = $2 AND position = $4::jsonb",
                 pipeline, partition, position_text(new), position_text(expected))
         return status.endswith(" 1")
-

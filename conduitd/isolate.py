@@ -1,0 +1,121 @@
+"""Writing a batch's rows when the destination may refuse some of them: the refused rows are
+isolated (for the DLQ) and every other row is written, in a number of write attempts that grows
+with the number of refused rows, not with the batch size.
+
+Each attempt writes some pending rows under a savepoint. When the destination refuses one:
+
+- If it names the refused row (PostgreSQL: the COPY line in the error's context; SQLite: the
+  parameter set `executemany` stopped at), the rows before it were accepted: the attempt is rolled
+  back, the named row is refused, the accepted rows are written again on their own (they are
+  known to pass) and the rows after it wait for the next attempt. One refused row costs one failed
+  attempt and one re-write of its accepted prefix.
+- If it does not (an upsert's merge step, where the failing row is no COPY line), the attempt is
+  narrowed by halves from its start, keeping each half that passes, until the first refused row
+  stands alone: log2 of the attempt's size, and attempts are kept small while refusals are dense.
+
+Attempt sizes adapt: after a refusal the next fresh attempt is about twice the distance at which
+that row was found, and every attempt that passes doubles it, so a clean batch is one write and a
+batch with refused rows spread through it costs O(refused) attempts of O(gap) rows each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from conduitd.destinations.base import RowsRefused, Transaction
+from conduitd.schema import Column
+
+_MIN_ATTEMPT = 16  # below this, per-statement overhead dominates the rows sent again
+
+
+@dataclass
+class Isolation:
+    """What `write_isolating` did: the refused rows and how many write attempts it took."""
+
+    refused: list[tuple[int, str]] = field(default_factory=list)
+    """(row index in the written rows, reason), in row order of discovery."""
+    attempts: int = 0
+
+
+class _Queue:
+    """Row indexes still to write, in order, as a list of index arrays (front first): taking and
+    putting back cost the size of the attempt, never of the whole batch."""
+
+    def __init__(self, n: int) -> None:
+        self.parts: list[np.ndarray] = [np.arange(n, dtype=np.int64)] if n else []
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    def __bool__(self) -> bool:
+        return bool(self.parts)
+
+    def take(self, size: int) -> np.ndarray:
+        taken: list[np.ndarray] = []
+        while size > 0 and self.parts:
+            head = self.parts[0]
+            if len(head) <= size:
+                taken.append(self.parts.pop(0))
+                size -= len(head)
+            else:
+                taken.append(head[:size])
+                self.parts[0] = head[size:]
+                size = 0
+        return taken[0] if len(taken) == 1 else np.concatenate(taken)
+
+    def put_back(self, rows: np.ndarray) -> None:
+        if len(rows):
+            self.parts.insert(0, rows)
+
+
+async def write_isolating(tx: Transaction, table: str, rows: pa.Table, columns: Sequence[Column],
+                          key: Sequence[str], payload: object | None) -> Isolation:
+    """Write `rows` (see the module docstring); `payload` is the destination's encoding of all of
+    them, used when an attempt is the whole batch."""
+    result = Isolation()
+    n = rows.num_rows
+    queue = _Queue(n)
+    size = n  # rows in the next attempt
+    fresh = n  # rows in the attempt after a re-write of an accepted prefix
+    failing = 0  # while narrowing: rows known to hold a refused row that was not named
+    last = -1  # the last refused row, for the distance to the next one
+    rewriting = False  # the attempt is the accepted prefix of a refused row, written again
+    while queue:
+        attempt = queue.take(size)
+        result.attempts += 1
+        whole = len(attempt) == n
+        subset = rows if whole else rows.take(pa.array(attempt))
+        await tx.savepoint()
+        try:
+            await tx.write_rows(table, subset, columns, key, payload if whole else None)
+        except RowsRefused as refused:
+            await tx.rollback_to_savepoint()
+            named = refused.row if refused.row is not None and 0 <= refused.row < len(attempt) else None
+            if named is None and len(attempt) > 1:
+                queue.put_back(attempt)
+                failing = len(attempt)
+                size = failing // 2
+                continue
+            at = named or 0
+            row = int(attempt[at])
+            result.refused.append((row, refused.reason))
+            failing = 0
+            fresh = max(_MIN_ATTEMPT, 2 * (row - last))
+            last = row
+            queue.put_back(attempt[at + 1:])
+            queue.put_back(attempt[:at])
+            size, rewriting = (at, True) if at else (fresh, False)
+            continue
+        await tx.release_savepoint()
+        if failing:
+            failing -= len(attempt)  # the refused row is in what follows the half that passed
+            size = max(1, failing // 2) if failing else fresh
+        elif rewriting:
+            size, rewriting = fresh, False
+        else:
+            fresh = size = 2 * len(attempt)
+    return result
