@@ -1,4 +1,9 @@
-"""The HTTP endpoints: /livez, /readyz, /status (JSON) and /metrics (Prometheus text format)."""
+"""The HTTP endpoints: /livez, /readyz, /status (JSON) and /metrics (Prometheus text format).
+
+Anyone who can reach the port can send anything: a request aiohttp cannot parse is answered 400
+and logged at DEBUG in one line (a client must not be able to flood the log with tracebacks),
+and no response names the Python or aiohttp version (`Server: conduitd`).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,30 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import web, web_response
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from conduitd.errors import DependencyUnreachable
 from conduitd.metrics import Metrics, PipelineStatus
 
 log = logging.getLogger(__name__)
+SERVER = "conduitd"
+
+
+class _RequestLog(logging.LoggerAdapter[logging.Logger]):
+    """The log aiohttp's request handler writes to. It reports every request it could not parse
+    with `logger.exception` (ERROR and a traceback); those are the client's fault, so they go to
+    DEBUG as one line without the request's bytes. Errors of conduitd's own handlers stay ERROR
+    with their traceback."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info")
+        if isinstance(error, HttpProcessingError):
+            if self.logger.isEnabledFor(logging.DEBUG):
+                self.logger.debug("malformed HTTP request answered %s: %s", error.code, type(error).__name__)
+            return
+        super().log(level, msg, *args, **kwargs)
 
 
 class HealthServer:
@@ -35,7 +57,11 @@ class HealthServer:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/status", self._status)
         app.router.add_get("/metrics", self._metrics)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # aiohttp fills in the Server header, for its own 400 answers too, from this module
+        # global; it names the Python and aiohttp versions, which tell an attacker what to try.
+        web_response.SERVER_SOFTWARE = SERVER  # type: ignore[attr-defined]
+        runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                               logger=_RequestLog(logging.getLogger(f"{__name__}.requests"), {}))
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
         try:
