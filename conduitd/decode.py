@@ -7,6 +7,7 @@ there is taken apart line by line (orjson) to find the culprits, so the usual co
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -18,7 +19,9 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 
 from conduitd.arrowutil import concat_tables
+from conduitd.nesting import MAX_DEPTH, too_deep
 from conduitd.records import Position, Reject
+from conduitd.transcode import codec_name, to_utf8
 
 PositionAt = Callable[[int], Position]
 """Maps the byte offset just after a record (relative to the block) to its position."""
@@ -37,11 +40,91 @@ def decode_jsonl_lines(block: bytes, partition: str, position_at: PositionAt,
     or None when every line did: callers with per-line metadata keep it aligned with this.
     `lines`: the number of lines in `block`, where the caller knows it already.
     `max_record_bytes`: a longer line is rejected with its size (None: no limit).
-    `encoding`: the text encoding of `block` (read as UTF-8 after transcoding)."""
-    fast = _read_json(block)
-    if fast is not None and _strict(fast, block, lines):
-        return fast, [], None
-    return _decode_jsonl_slowly(block, partition, position_at)
+    `encoding`: the text encoding of `block` (read as UTF-8 after transcoding).
+
+    Before any parser sees the block, lines over `max_record_bytes` and lines nested deeper than
+    `nesting.MAX_DEPTH` are set aside as rejects (a parser would crash or fail on them)."""
+    screened = _oversized(block, max_record_bytes)
+    early: list[Reject] = []
+    utf8 = codec_name(encoding) == "utf-8"
+    if not utf8:
+        block, position_at, early = _transcoded(block, encoding, partition, position_at, screened)
+    screened.update(_too_deep(block, screened))
+    if not screened:
+        fast, _ = _read_json(block)
+        if fast is not None and _strict(fast, block, lines):
+            return fast, [], None
+    if utf8:  # the fast path checked UTF-8 in bulk; here each line that is not gets its reason
+        block, position_at, early = _transcoded(block, encoding, partition, position_at, screened)
+    table, rejects, kept = _decode_jsonl_slowly(block, partition, position_at, screened)
+    return table, _in_order(early + rejects), kept
+
+
+def _transcoded(block: bytes, encoding: str, partition: str, position_at: PositionAt,
+                screened: dict[int, str]) -> tuple[bytes, PositionAt, list[Reject]]:
+    """The block as UTF-8, positions in it mapped to the input's, and rejects of the lines not
+    valid in `encoding` (added to `screened` so they are not looked at again)."""
+    transcoded = to_utf8(block, encoding)
+    if transcoded.ends is None:
+        return transcoded.block, position_at, []
+    original = transcoded.original
+
+    def mapped(offset: int) -> Position:
+        return position_at(original(offset))
+
+    rejects = [Reject(partition, position_at(bad.end), bad.reason, bad.payload) for bad in transcoded.invalid
+               if bad.index not in screened]
+    screened.update({bad.index: "" for bad in transcoded.invalid if bad.index not in screened})
+    return transcoded.block, mapped, rejects
+
+
+def _in_order(rejects: list[Reject]) -> list[Reject]:
+    """Rejects in the order of their records (positions of one partition compare as offsets)."""
+    if not rejects or not all(isinstance(r.position, dict) and "offset" in r.position for r in rejects):
+        return rejects
+    return sorted(rejects, key=lambda r: int(r.position["offset"]))
+
+
+def _line_bounds(block: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (after the LF) of every line; a last line without LF ends the block."""
+    ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10) + 1
+    if block and not block.endswith(b"\n"):
+        ends = np.append(ends, len(block))
+    starts = np.concatenate(([0], ends[:-1])) if len(ends) else np.empty(0, dtype=np.int64)
+    return starts.astype(np.int64), ends.astype(np.int64)
+
+
+def record_sizes(block: bytes) -> np.ndarray:
+    """Bytes of every line's record, without its line break (LF or CR LF)."""
+    starts, ends = _line_bounds(block)
+    data = np.frombuffer(block, dtype=np.uint8)
+    has_lf = data[ends - 1] == 10 if len(ends) else np.zeros(0, dtype=bool)
+    lf = has_lf.astype(np.int64)
+    before = np.maximum(ends - 2, 0)
+    cr = has_lf & (ends - starts >= 2) & (data[before] == 13) if len(ends) else lf.astype(bool)
+    sizes: np.ndarray = ends - starts - lf - cr.astype(np.int64)
+    return sizes
+
+
+def oversize_reason(size: int, limit: int) -> str:
+    return f"record of {size} bytes is over max_record_bytes ({limit})"
+
+
+def _oversized(block: bytes, limit: int | None) -> dict[int, str]:
+    """Line index -> reason, for lines longer than `limit` (a cheap test first)."""
+    if limit is None or len(block) <= limit:
+        return {}
+    sizes = record_sizes(block)
+    return {int(i): oversize_reason(int(sizes[i]), limit) for i in np.flatnonzero(sizes > limit)}
+
+
+def _too_deep(block: bytes, screened: dict[int, str]) -> dict[int, str]:
+    starts = too_deep(block)
+    if not len(starts):
+        return {}
+    line_starts, _ = _line_bounds(block)
+    indexes = np.unique(np.searchsorted(line_starts, starts, side="right") - 1)
+    return {int(i): f"nested deeper than {MAX_DEPTH} levels" for i in indexes if int(i) not in screened}
 
 
 def _strict(table: pa.Table, block: bytes, lines: int | None) -> bool:
@@ -65,17 +148,41 @@ def _strict(table: pa.Table, block: bytes, lines: int | None) -> bool:
     return table.num_columns > 0 or lines == 0
 
 
-def _read_json(block: bytes) -> pa.Table | None:
+def _read_json(block: bytes) -> tuple[pa.Table | None, str]:
+    """The block read by pyarrow, or None and pyarrow's complaint."""
     if not block.strip():
-        return pa.table({})
+        return pa.table({}), ""
     try:
-        table = pajson.read_json(
-            io.BytesIO(block), read_options=pajson.ReadOptions(block_size=1 << 20)  # 1 MiB: parsed in parallel
-        )
+        table = pajson.read_json(io.BytesIO(block), read_options=_read_options(block))
         table.validate(full=True)  # rejects invalid UTF-8, which the reader lets through
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return None
-    return _timestamps_as_utc(_exact_big_numbers(table, block))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        return None, str(exc)
+    return _timestamps_as_utc(_exact_big_numbers(table, block)), ""
+
+
+_BLOCK = 1 << 20
+"""pyarrow parses blocks of this many bytes in parallel; a record must fit in one."""
+
+
+def _read_options(block: bytes) -> pajson.ReadOptions:
+    if len(block) <= _BLOCK:
+        return pajson.ReadOptions(block_size=_BLOCK)
+    longest = int(record_sizes(block).max(initial=0))
+    return pajson.ReadOptions(block_size=max(_BLOCK, longest + 64))
+
+
+_MIXED = re.compile(r"Column\((.*)\) changed from (\w+) to (\w+)")
+
+
+def unrepresentable(complaint: str) -> str:
+    """The reason for a valid JSON record pyarrow cannot read, in the user's words."""
+    mixed = _MIXED.search(complaint)
+    if mixed:
+        path, first, second = mixed.groups()
+        return (f"record cannot be represented in Arrow: field {path or '/'} mixes {first} and {second} values "
+                "(an array's items, or a field, must have one type)")
+    detail = re.sub(r"^JSON parse error: |\.? in row \d+$", "", complaint.strip().splitlines()[0] if complaint else "")
+    return f"record cannot be represented in Arrow: {detail or 'unknown reason'}"
 
 
 _EXACT_IN_DOUBLE = float(2**53)
@@ -91,7 +198,7 @@ def _exact_big_numbers(table: pa.Table, block: bytes) -> pa.Table:
         return table
     wide = pa.decimal128(38, 18)
     try:
-        exact = pajson.read_json(io.BytesIO(block), read_options=pajson.ReadOptions(block_size=1 << 20),
+        exact = pajson.read_json(io.BytesIO(block), read_options=_read_options(block),
                                  parse_options=pajson.ParseOptions(
                                      explicit_schema=pa.schema([(n, wide) for n in suspects]),
                                      unexpected_field_behavior="infer"))
@@ -118,15 +225,21 @@ def _timestamps_as_utc(table: pa.Table) -> pa.Table:
     return table
 
 
-def _decode_jsonl_slowly(
-    block: bytes, partition: str, position_at: PositionAt
-) -> tuple[pa.Table, list[Reject], np.ndarray]:
+def _decode_jsonl_slowly(block: bytes, partition: str, position_at: PositionAt,
+                         screened: dict[int, str]) -> tuple[pa.Table, list[Reject], np.ndarray]:
+    """Line by line (split at LF only, as the callers count lines); `screened`: lines already
+    judged (a reason, or "" for one rejected by the caller)."""
     rejects: list[Reject] = []
     good: list[_Line] = []
     offset = 0
-    for index, line in enumerate(block.splitlines(keepends=True)):
+    for index, line in enumerate(lf_lines(block)):
         offset += len(line)
         text = line.strip()
+        if index in screened:
+            if screened[index]:  # oversized or too deep: the DLQ keeps the start (the file has it all)
+                rejects.append(Reject(partition, position_at(offset), screened[index],
+                                      _payload(text[:PAYLOAD_LIMIT])))
+            continue
         if not text:
             continue
         reason = _json_object_problem(text)
@@ -136,7 +249,14 @@ def _decode_jsonl_slowly(
             rejects.append(Reject(partition, position_at(offset), reason, _payload(text)))
     kept: list[int] = []
     tables = _read_lines(good, partition, position_at, rejects, kept)
-    return concat_tables(tables), rejects, np.array(kept, dtype=np.int64)
+    return concat_tables(tables), _in_order(rejects), np.array(kept, dtype=np.int64)
+
+
+def lf_lines(block: bytes) -> list[bytes]:
+    """Lines split at LF, each with its LF (the last one may lack it); no empty last line."""
+    lines = block.split(b"\n")
+    last = lines.pop()
+    return [line + b"\n" for line in lines] + ([last] if last else [])
 
 
 class _Line(NamedTuple):
@@ -160,18 +280,21 @@ def _read_lines(lines: list[_Line], partition: str, position_at: PositionAt,
     """Read valid JSON objects; where types clash inside a block, halve it until they do not."""
     if not lines:
         return []
-    table = _read_json(b"\n".join(line.text for line in lines) + b"\n")
+    table, complaint = _read_json(b"\n".join(line.text for line in lines) + b"\n")
     if table is not None:
         kept.extend(line.number for line in lines)
         return [table]
     if len(lines) == 1:
         (line,) = lines
-        rejects.append(Reject(partition, position_at(line.end), "record cannot be represented in Arrow",
-                              _payload(line.text)))
+        rejects.append(Reject(partition, position_at(line.end), unrepresentable(complaint), _payload(line.text)))
         return []
     middle = len(lines) // 2
     return (_read_lines(lines[:middle], partition, position_at, rejects, kept)
             + _read_lines(lines[middle:], partition, position_at, rejects, kept))
+
+
+PAYLOAD_LIMIT = 65536
+"""Bytes of an oversized or too deeply nested record kept as its DLQ payload."""
 
 
 def _payload(raw: bytes) -> str:
