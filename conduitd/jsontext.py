@@ -27,7 +27,45 @@ def to_json_text(array: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 def _json(array: pa.Array) -> pa.Array:
-    """JSON text of every value, the JSON `null` for nulls; never a null string."""
+    """JSON text of every value, the JSON `null` for nulls; never a null string.
+
+    Nested values are walked with a stack of their own, not by recursion: any depth Arrow can
+    hold is written (a record 400 levels deep once hit Python's recursion limit here)."""
+    done: list[pa.Array] = []
+    todo: list[tuple[pa.Array, list[pa.Array] | None]] = [(array, None)]
+    while todo:
+        current, children = todo.pop()
+        if children is not None:  # its children's text is on top of `done`, in order
+            texts = done[len(done) - len(children):] if children else []
+            del done[len(done) - len(children):]
+            done.append(_objects(current, texts) if pa.types.is_struct(current.type) else _lists(current, texts[0]))
+            continue
+        children = _children(current)
+        if children is None:
+            done.append(_leaf(current))
+        else:
+            todo.append((current, children))
+            todo.extend((child, None) for child in reversed(children))
+    (text,) = done
+    return text
+
+
+def _children(array: pa.Array) -> list[pa.Array] | None:
+    """The arrays whose JSON text makes this one's, or None for a leaf. A struct's string
+    member without nulls is quoted by the join itself (see `_objects`), not walked."""
+    kind = array.type
+    if pa.types.is_struct(kind) and kind.num_fields:
+        return [child for child in array.flatten() if not _plain_strings(child)]
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return [array.flatten()]
+    return None
+
+
+def _plain_strings(child: pa.Array) -> bool:
+    return bool(child.null_count == 0 and pa.types.is_string(child.type))
+
+
+def _leaf(array: pa.Array) -> pa.Array:
     kind = array.type
     if pa.types.is_null(kind):
         return pa.array(["null"] * len(array), pa.string())
@@ -43,10 +81,8 @@ def _json(array: pa.Array) -> pa.Array:
         return _quoted(pc.strftime(array, format="%Y-%m-%dT%H:%M:%S" + suffix))
     if pa.types.is_date(kind):
         return _quoted(pc.strftime(array, format="%Y-%m-%d"))
-    if pa.types.is_struct(kind):
-        return _objects(array)
-    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        return _lists(array)
+    if pa.types.is_struct(kind):  # without fields
+        return pc.if_else(array.is_valid(), "{}", "null")
     return _per_value(array)
 
 
@@ -80,32 +116,24 @@ def _may_need_escape(strings: pa.Array) -> bool:
     return bool(np.any(raw < 0x20) or np.any(raw == 0x22) or np.any(raw == 0x5C))
 
 
-def _objects(array: pa.StructArray) -> pa.Array:
+def _objects(array: pa.StructArray, walked: list[pa.Array]) -> pa.Array:
+    """`walked`: the JSON text of the members `_children` named, in order."""
     kind = array.type
-    if kind.num_fields == 0:
-        return pc.if_else(array.is_valid(), "{}", "null")
     parts: list[pa.Array | str] = []
+    texts = iter(walked)
     for index, child in enumerate(array.flatten()):
         name = orjson.dumps(kind.field(index).name).decode()
         parts.append(("{" if index == 0 else ",") + name + ":")
-        parts.extend(_member(child))
+        parts.extend(['"', _escaped(child), '"'] if _plain_strings(child) else [next(texts)])
     parts.append("}")
     joined = pc.binary_join_element_wise(*parts, "")
     return pc.if_else(array.is_valid(), joined, "null") if array.null_count else joined
 
 
-def _member(child: pa.Array) -> list[pa.Array | str]:
-    """Parts that join into a member's JSON: a string without nulls is quoted by the join
-    itself, not by an array of its own."""
-    if child.null_count == 0 and pa.types.is_string(child.type):
-        return ['"', _escaped(child), '"']
-    return [_json(child)]
-
-
-def _lists(array: pa.ListArray) -> pa.Array:
+def _lists(array: pa.ListArray, values: pa.Array) -> pa.Array:
+    """`values`: the JSON text of the flattened items."""
     offsets = array.offsets
     start = offsets[0].as_py()
-    values = _json(array.flatten())
     relative = pc.subtract(offsets, start).cast(pa.int32() if pa.types.is_list(array.type) else pa.int64())
     builder = pa.ListArray if pa.types.is_list(array.type) else pa.LargeListArray
     items = builder.from_arrays(relative, values)
