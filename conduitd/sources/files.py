@@ -1,11 +1,19 @@
-"""The file source: JSON lines, CSV or Parquet files in a directory or matching a glob.
+"""The file source: JSON lines, JSON documents, CSV or Parquet files: one file, a directory, or a glob.
 
-A partition is one file (its path as matched); the position is ``{"offset": N}``, the byte after
-the last complete line read (CSV, JSON lines), or ``{"row": N}`` for Parquet. In daemon mode new
-files and lines appended to existing files are picked up every `poll_interval`; a last line
-without its newline is held back until the file has stopped growing for `partial_line_timeout`,
-since it may still be being written. A file that shrinks below its position was replaced: it is
-read again from the start, with a warning.
+A partition is one file (its path as matched). Its position is ``{"offset": N, "inode": I,
+"fingerprint": F}`` (the byte after the last complete line or JSON record read), or ``{"row": N,
+...}`` for Parquet: the inode and fingerprint say which content N belongs to, so a file replaced
+in place (overwritten, renamed over, shrunk) is read again from its start, with a warning, and
+an appended one from where it stopped (see `file_identity`). In daemon mode new files and lines
+appended to existing files are picked up every `poll_interval`; a last line without its newline,
+a JSON document not yet complete or a Parquet file without its footer is held back until the file
+has stopped growing for `partial_line_timeout`, since it may still be being written.
+
+A `.json` (or JSON lines) file that is one JSON array of records, a pretty-printed object or a
+sequence of them is read as its records (`json_documents`). Parquet values no destination holds
+are made writable or rejected (`parquet_values`). A configured single file that does not exist is
+a config error under `--once` (and in `validate`); in daemon mode it is reported until it appears.
+A file removed while it is being read is logged and skipped; what was committed stays.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import glob
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -26,9 +34,27 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from conduitd.config import FileSourceConfig
-from conduitd.decode import decode_csv, decode_jsonl_lines
+from conduitd.decode import decode_csv
+from conduitd.errors import ConduitError, ConfigError
 from conduitd.records import Chunk, Position, Reject
 from conduitd.sources.base import Checkpoints
+from conduitd.sources.file_identity import (
+    OpenFile,
+    line_position,
+    open_file,
+    resume_offset,
+    resume_row,
+    row_position,
+    whole_fingerprint,
+)
+from conduitd.sources.file_text import (
+    DocumentReader,
+    decode_lines_with_offsets,
+    first_line,
+    layout_of,
+    read_document,
+)
+from conduitd.sources.parquet_values import make_writable
 from conduitd.telemetry import Timings
 
 log = logging.getLogger(__name__)
@@ -38,6 +64,7 @@ _EXTENSIONS: dict[str, Format] = {
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv",
     ".parquet": "parquet", ".pq": "parquet",
 }
+Stamp = tuple[int, int, int, int]
 
 
 class FileSource:
@@ -49,7 +76,10 @@ class FileSource:
         self.max_rows = max_rows
         self._offsets: dict[str, int] = {}
         self._sizes: dict[str, int] = {}
-        self._held_tail: dict[str, tuple[int, float]] = {}
+        self._held: dict[str, tuple[int, float]] = {}
+        self._settled: dict[str, Stamp] = {}
+        """Files read to their end, by stat stamp: a daemon pass skips them while it is unchanged."""
+        self._problems: dict[str, str] = {}
 
     epoch = 0
 
@@ -57,7 +87,7 @@ class FileSource:
         return {p: {"bytes": max(0, self._sizes.get(p, 0) - o)} for p, o in self._offsets.items()}
 
     def problem(self) -> str | None:
-        return None
+        return next(iter(self._problems.values()), None)
 
     async def acknowledge(self, positions: Mapping[str, Position]) -> None:
         return None
@@ -69,19 +99,39 @@ class FileSource:
         return False  # two writers of one file pipeline is a misconfiguration: stop
 
     def discover(self) -> list[str]:
-        """Files to read, in name order."""
+        """Files to read, in name order. A configured single file that does not exist raises
+        ConfigError in `once` mode (a batch run or a check would report success having read
+        nothing); in daemon mode it is reported by `problem` until it appears."""
         path = self.config.path
         if os.path.isdir(path):
             found = [str(Path(path) / n) for n in os.listdir(path)]
             found = [f for f in found if self._format_of(f, strict=True) is not None]
         elif glob.has_magic(path):
             found = glob.glob(path)
+        elif os.path.exists(path):
+            found = [path]
         else:
-            found = [path] if os.path.exists(path) else []
+            message = (f"source {self.config.name!r}: path {path!r} does not exist (for files that may arrive "
+                       "later, name their directory or a glob)")
+            if self.once:
+                raise ConfigError(message)
+            if path not in self._problems:
+                log.warning("%s; waiting for it", message)
+            self._problems[path] = message
+            return []
+        self._problems.pop(path, None)
         return sorted(f for f in found if os.path.isfile(f))
 
-    def _sizes_now(self) -> dict[str, int]:
-        return {f: os.path.getsize(f) for f in self.discover()}
+    def _stats_now(self) -> dict[str, tuple[int, int]]:
+        """Inode and size of every file now: what a `once` run reads."""
+        found = {}
+        for path in self.discover():
+            with contextlib.suppress(FileNotFoundError):
+                status = os.stat(path)
+                found[path] = (status.st_ino, status.st_size)
+        if not found:
+            log.warning("no file matches %s: nothing to read", self.config.path)
+        return found
 
     def _format_of(self, path: str, strict: bool = False) -> Format | None:
         by_extension = _EXTENSIONS.get(Path(path).suffix.lower())
@@ -93,46 +143,115 @@ class FileSource:
 
     async def chunks(self, checkpoints: Checkpoints, stop: asyncio.Event) -> AsyncIterator[Chunk]:
         stored = await checkpoints.committed()
-        limit: dict[str, int] | None = None
+        limit: dict[str, tuple[int, int]] | None = None
         if self.once:
-            limit = await asyncio.to_thread(self._sizes_now)
+            limit = await asyncio.to_thread(self._stats_now)
         while not stop.is_set():
-            files = list(limit) if limit is not None else self.discover()
+            files = list(limit) if limit is not None else await asyncio.to_thread(self.discover)
             produced = False
             for path in files:
                 reader = self._read(path, stored.get(path), limit.get(path) if limit else None)
-                async for chunk in reader:
-                    stored[path] = chunk.end
-                    produced = True
-                    yield chunk
-                    if stop.is_set():
-                        return
+                async with contextlib.aclosing(reader):
+                    async for chunk in reader:
+                        stored[path] = chunk.end
+                        produced = True
+                        yield chunk
+                        if stop.is_set():
+                            return
             if self.once:
                 return
             if not produced:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.config.poll_interval)
 
-    async def _read(self, path: str, position: Position, limit: int | None) -> AsyncIterator[Chunk]:
+    async def _read(self, path: str, position: Position, limit: tuple[int, int] | None) -> AsyncGenerator[Chunk, None]:
         fmt = self._format_of(path)
         if fmt is None:
             log.warning("skipping %s: unknown file format (set 'format' on the source)", path)
             return
-        if fmt == "parquet":
-            async for chunk in self._read_parquet(path, position):
-                yield chunk
+        opened = await self._open(path)
+        if opened is None:
             return
-        offset = int(position["offset"]) if position else 0
-        size = limit if limit is not None else await asyncio.to_thread(os.path.getsize, path)
+        try:
+            size = opened.size
+            if limit is not None and limit[0] == opened.inode:
+                size = min(size, limit[1])  # --once: what was there at start (unless it was replaced since)
+            if fmt == "parquet":
+                chunks = self._read_parquet(opened, position)
+            else:
+                chunks = self._read_text(opened, fmt, position, size)
+            async with contextlib.aclosing(chunks):
+                async for chunk in chunks:
+                    yield chunk
+        finally:
+            opened.handle.close()
+
+    async def _open(self, path: str) -> OpenFile | None:
+        """The file opened for a pass; None when it is gone, unreadable (logged) or, in daemon
+        mode, unchanged since it was read to its end."""
+        try:
+            if not self.once:
+                status = await asyncio.to_thread(os.stat, path)
+                if self._settled.get(path) == _stamp(status):
+                    return None
+            opened = await asyncio.to_thread(open_file, path)
+        except FileNotFoundError:
+            log.warning("%s was removed before it was read to its end; going on with the other files", path)
+            self._forget(path)
+            return None
+        except OSError as exc:
+            message = f"cannot read {path}: {exc.strerror or exc}"
+            if self.once:
+                raise ConduitError(message) from None
+            if self._problems.get(path) != message:
+                log.error("%s; skipping it until it can be read", message)
+            self._problems[path] = message
+            return None
+        self._problems.pop(path, None)
+        return opened
+
+    def _forget(self, path: str) -> None:
+        for state in (self._offsets, self._sizes, self._held, self._settled, self._problems):
+            state.pop(path, None)
+
+    def _settle(self, opened: OpenFile, offset: int) -> None:
+        """Remember a file read to its end, so an unchanged file is not opened every poll."""
+        if offset >= opened.size:
+            self._settled[opened.path] = _stamp(os.fstat(opened.handle.fileno()))
+            self._held.pop(opened.path, None)
+
+    def _ready(self, path: str, size: int) -> bool:
+        """May an incomplete end of `path` be taken now? Under --once yes; in daemon mode once the
+        file has kept `size` for `partial_line_timeout` (it may still be being written)."""
+        held_size, since = self._held.get(path, (-1, time.monotonic()))
+        if self.once or (held_size == size and time.monotonic() - since >= self.config.partial_line_timeout):
+            self._held.pop(path, None)
+            return True
+        self._held[path] = (size, since if held_size == size else time.monotonic())
+        return False
+
+    async def _read_text(self, opened: OpenFile, fmt: Format, position: Position,
+                         size: int) -> AsyncGenerator[Chunk, None]:
+        path = opened.path
         self._sizes[path] = size
-        if size < offset:
-            log.warning("%s shrank below its committed position (%d < %d): reading it again from the start",
-                        path, size, offset)
-            offset = 0
+        offset = await asyncio.to_thread(resume_offset, position, opened)
         self._offsets[path] = offset
+        if fmt == "jsonl" and await asyncio.to_thread(layout_of, opened, size) == "document":
+            data, document = await asyncio.to_thread(read_document, opened, size)
+            if not document.complete and not self._ready(path, size):
+                return  # it may still be being written
+            if document.complete or not data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+                async with contextlib.aclosing(DocumentReader(opened, size, data, document, self.config,
+                                                              self.max_rows).chunks(position, offset)) as chunks:
+                    async for chunk in chunks:
+                        self._offsets[path] = int(chunk.end["offset"])
+                        yield chunk
+                self._settle(opened, self._offsets[path])
+                return
+            # An object that never closes: JSON lines whose first line is broken, not a document.
         header: list[str] | None = None
         if fmt == "csv":
-            header, header_end = await asyncio.to_thread(self._csv_header, path, self.config.csv_delimiter)
+            header, header_end = await asyncio.to_thread(self._csv_header, opened)
             if header is None:
                 return
             offset = max(offset, header_end)
@@ -140,91 +259,109 @@ class FileSource:
         while offset < size:
             timings = Timings()
             with timings.stage("poll"):
-                block = await asyncio.to_thread(self._read_block, path, offset, size)
+                block = await asyncio.to_thread(self._read_block, opened, offset, size)
             if not block:
                 return
             end_offset = offset + len(block)
-
-            def position_at(relative: int, base: int = offset) -> Position:
-                return {"offset": base + relative}
-
             with timings.stage("decode"):
-                if fmt == "csv":
-                    assert header is not None
-                    rows, rejects = await asyncio.to_thread(
-                        decode_csv, block, header, self.config.csv_delimiter, path, position_at)
-                    row_offsets = None
-                else:
-                    rows, rejects, row_offsets = await asyncio.to_thread(_decode_jsonl_with_offsets, block, path,
-                                                                         position_at, offset)
-            end = {"offset": end_offset}
+                rows, rejects, row_offsets = await asyncio.to_thread(self._decode, block, header, path, offset)
+                end = await asyncio.to_thread(line_position, opened, end_offset)
             yield Chunk(path, start, end, rows, tuple(rejects), len(block), timings=timings, row_offsets=row_offsets)
             start, offset = end, end_offset
             self._offsets[path] = offset
+        self._settle(opened, offset)
 
-    def _read_block(self, path: str, offset: int, size: int) -> bytes:
+    def _decode(self, block: bytes, header: list[str] | None, path: str,
+                base: int) -> tuple[pa.Table, list[Reject], np.ndarray | None]:
+        def position_at(relative: int) -> Position:
+            return {"offset": base + relative}
+
+        limit, encoding = self.config.max_record_bytes, self.config.encoding
+        if header is not None:
+            rows, rejects = decode_csv(block, header, self.config.csv_delimiter, path, position_at,
+                                       max_record_bytes=limit, encoding=encoding)
+            return rows, rejects, None
+        return decode_lines_with_offsets(block, path, position_at, base, max_record_bytes=limit, encoding=encoding)
+
+    def _read_block(self, opened: OpenFile, offset: int, size: int) -> bytes:
         """Whole lines from `offset`: at most `read_size` bytes (unless one line is longer) and
         `max_rows` lines; an unterminated last line only when the file has stopped growing."""
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            block = handle.read(min(self.config.read_size, size - offset))
-            while b"\n" not in block and offset + len(block) < size:
-                more = handle.read(min(self.config.read_size, size - offset - len(block)))
-                if not more:
-                    break
-                block += more
+        block = opened.read(offset, min(self.config.read_size, size - offset))
+        while b"\n" not in block and offset + len(block) < size:
+            more = opened.read(offset + len(block), min(self.config.read_size, size - offset - len(block)))
+            if not more:
+                break
+            block += more
         newlines = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
         if len(newlines) > self.max_rows:
             return block[: int(newlines[self.max_rows - 1]) + 1]
         if offset + len(block) < size or block.endswith(b"\n"):
             return block[: int(newlines[-1]) + 1] if len(newlines) else block
         # The file ends in a line without a newline: complete under --once, or once it stops growing.
-        held_size, since = self._held_tail.get(path, (-1, time.monotonic()))
-        if self.once or (held_size == size and time.monotonic() - since >= self.config.partial_line_timeout):
-            self._held_tail.pop(path, None)
+        if self._ready(opened.path, size):
             return block
-        self._held_tail[path] = (size, since if held_size == size else time.monotonic())
         return block[: int(newlines[-1]) + 1] if len(newlines) else b""
 
-    @staticmethod
-    def _csv_header(path: str, delimiter: str) -> tuple[list[str] | None, int]:
-        with open(path, "rb") as handle:
-            line = handle.readline()
+    def _csv_header(self, opened: OpenFile) -> tuple[list[str] | None, int]:
+        """The column names from the first line, in the configured encoding. Empty or repeated
+        names are kept as they are: the pipeline decides what a destination can take."""
+        line = first_line(opened)
         if not line.endswith(b"\n"):
             return None, 0  # no complete header yet
-        text = line.decode("utf-8-sig").rstrip("\r\n")
-        return [c.strip() for c in next(csv.reader([text], delimiter=delimiter))], len(line)
+        encoding = "utf-8-sig" if self.config.encoding.lower().replace("_", "-") in ("utf-8", "utf8") \
+            else self.config.encoding
+        try:
+            text = line.decode(encoding)
+        except UnicodeDecodeError as exc:
+            log.warning("%s: the CSV header is not valid %s (%s); undecodable bytes are shown as \\x escapes",
+                        opened.path, self.config.encoding, exc.reason)
+            text = line.decode(encoding, errors="backslashreplace")
+        text = text.removeprefix("\ufeff").rstrip("\r\n")
+        cells = next(csv.reader([text], delimiter=self.config.csv_delimiter), [])
+        return [c.strip() for c in cells], len(line)
 
-    async def _read_parquet(self, path: str, position: Position) -> AsyncIterator[Chunk]:
-        done = int(position["row"]) if position else 0
-        parquet = await asyncio.to_thread(pq.ParquetFile, path)
+    async def _read_parquet(self, opened: OpenFile, position: Position) -> AsyncGenerator[Chunk, None]:
+        path = opened.path
+        fingerprint = await asyncio.to_thread(whole_fingerprint, opened)
+        try:
+            parquet = await asyncio.to_thread(pq.ParquetFile, opened.handle)
+        except (pa.ArrowInvalid, OSError) as exc:
+            # Not (yet) a Parquet file: it may still be being written; once it has stopped growing
+            # it goes to the DLQ as a whole, so it stops nothing and is read again when replaced.
+            if self._ready(path, opened.size):
+                end = row_position(opened, 0, fingerprint)
+                if end != position:
+                    reject = Reject(path, {"row": 0}, f"not a readable Parquet file: {exc}", "")
+                    yield Chunk(path, position, end, pa.table({}), (reject,), 0)
+                self._settle(opened, opened.size)
+            return
         total = parquet.metadata.num_rows
+        done = resume_row(position, opened, fingerprint, total)
         self._sizes[path] = total
         self._offsets[path] = done
         batches = parquet.iter_batches(batch_size=self.max_rows)
         seen = 0
         start = position
-        while True:
+        while seen < total:
             timings = Timings()
             with timings.stage("poll"):
                 batch = await asyncio.to_thread(next, batches, None)
             if batch is None:
-                return
+                break
             first, seen = seen, seen + batch.num_rows
             if seen <= done:
                 continue
-            rows = pa.Table.from_batches([batch]).slice(max(0, done - first))
-            end = {"row": seen}
-            yield Chunk(path, start, end, rows, (), rows.nbytes, timings=timings)
+            skipped = max(0, done - first)
+            with timings.stage("decode"):
+                rows, rejects = await asyncio.to_thread(
+                    make_writable, pa.Table.from_batches([batch]).slice(skipped), path, first + skipped,
+                    lambda row: {"row": row})
+            end = row_position(opened, seen, fingerprint)
+            yield Chunk(path, start, end, rows, tuple(rejects), rows.nbytes, timings=timings)
             start = end
             self._offsets[path] = seen
+        self._settle(opened, opened.size)
 
 
-def _decode_jsonl_with_offsets(block: bytes, path: str, position_at: Callable[[int], Position],
-                               base: int) -> tuple[pa.Table, list[Reject], np.ndarray]:
-    """Decode a block and say, per row, the file offset just after its line."""
-    rows, rejects, kept = decode_jsonl_lines(block, path, position_at)
-    ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10) + 1 + base
-    if not block.endswith(b"\n"):
-        ends = np.append(ends, base + len(block))
-    return rows, rejects, ends if kept is None else ends[kept]
+def _stamp(status: os.stat_result) -> Stamp:
+    return status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns

@@ -178,7 +178,7 @@ def test_strings_in_a_bigint_column_go_to_the_dlq(tmp_path: Path, pg: Db, evolut
         ("cast", "n", "abc", {"id": 2, "n": "abc"}), ("cast", "n", "x9", {"id": 4, "n": "x9"})]
     assert all("'n'" in d["reason"] and "bigint" in d["reason"] for d in dlq)
     assert [h["change"] for h in pg.history()] == ["create"]
-    assert pg.checkpoints() == {str(source): {"offset": source.stat().st_size}}
+    assert {p: c["offset"] for p, c in pg.checkpoints().items()} == {str(source): source.stat().st_size}
 
 
 def test_on_type_change_fail_stops_a_widening_with_exit_4(tmp_path: Path, pg: Db) -> None:

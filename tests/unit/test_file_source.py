@@ -49,7 +49,7 @@ async def test_chunks_chain_positions_and_respect_max_rows(tmp_path: Path) -> No
     assert chunks[0].start is None
     for before, after in itertools.pairwise(chunks):
         assert after.start == before.end
-    assert chunks[-1].end == {"offset": file.stat().st_size}
+    assert chunks[-1].end["offset"] == file.stat().st_size
     assert [r["id"] for c in chunks for r in c.rows.to_pylist()] == list(range(25))
 
 
@@ -140,7 +140,7 @@ async def test_parquet_rows_and_resume(tmp_path: Path) -> None:
     pq.write_table(pa.table({"id": list(range(10)), "v": [f"x{i}" for i in range(10)]}), file, row_group_size=4)
     chunks = await read_all(source(file, max_rows=3))
     assert [r["id"] for c in chunks for r in c.rows.to_pylist()] == list(range(10))
-    assert chunks[-1].end == {"row": 10}
+    assert chunks[-1].end["row"] == 10
     resumed = await read_all(source(file, max_rows=3), {str(file): {"row": 5}})
     assert [r["id"] for c in resumed for r in c.rows.to_pylist()] == [5, 6, 7, 8, 9]
 
