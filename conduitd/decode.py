@@ -8,23 +8,22 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 
 from conduitd.arrowutil import concat_tables
+from conduitd.csvdecode import decode_csv
+from conduitd.lines import PAYLOAD_LIMIT, PositionAt, lf_lines, line_bounds, oversize_reason, payload_text, record_sizes
 from conduitd.nesting import MAX_DEPTH, too_deep
 from conduitd.records import Position, Reject
 from conduitd.transcode import codec_name, to_utf8
 
-PositionAt = Callable[[int], Position]
-"""Maps the byte offset just after a record (relative to the block) to its position."""
+__all__ = ["PositionAt", "decode_csv", "decode_jsonl", "decode_jsonl_lines", "unrepresentable"]
 
 
 def decode_jsonl(block: bytes, partition: str, position_at: PositionAt) -> tuple[pa.Table, list[Reject]]:
@@ -85,31 +84,6 @@ def _in_order(rejects: list[Reject]) -> list[Reject]:
     return sorted(rejects, key=lambda r: int(r.position["offset"]))
 
 
-def _line_bounds(block: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end (after the LF) of every line; a last line without LF ends the block."""
-    ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10) + 1
-    if block and not block.endswith(b"\n"):
-        ends = np.append(ends, len(block))
-    starts = np.concatenate(([0], ends[:-1])) if len(ends) else np.empty(0, dtype=np.int64)
-    return starts.astype(np.int64), ends.astype(np.int64)
-
-
-def record_sizes(block: bytes) -> np.ndarray:
-    """Bytes of every line's record, without its line break (LF or CR LF)."""
-    starts, ends = _line_bounds(block)
-    data = np.frombuffer(block, dtype=np.uint8)
-    has_lf = data[ends - 1] == 10 if len(ends) else np.zeros(0, dtype=bool)
-    lf = has_lf.astype(np.int64)
-    before = np.maximum(ends - 2, 0)
-    cr = has_lf & (ends - starts >= 2) & (data[before] == 13) if len(ends) else lf.astype(bool)
-    sizes: np.ndarray = ends - starts - lf - cr.astype(np.int64)
-    return sizes
-
-
-def oversize_reason(size: int, limit: int) -> str:
-    return f"record of {size} bytes is over max_record_bytes ({limit})"
-
-
 def _oversized(block: bytes, limit: int | None) -> dict[int, str]:
     """Line index -> reason, for lines longer than `limit` (a cheap test first)."""
     if limit is None or len(block) <= limit:
@@ -122,7 +96,7 @@ def _too_deep(block: bytes, screened: dict[int, str]) -> dict[int, str]:
     starts = too_deep(block)
     if not len(starts):
         return {}
-    line_starts, _ = _line_bounds(block)
+    line_starts, _ = line_bounds(block)
     indexes = np.unique(np.searchsorted(line_starts, starts, side="right") - 1)
     return {int(i): f"nested deeper than {MAX_DEPTH} levels" for i in indexes if int(i) not in screened}
 
@@ -238,7 +212,7 @@ def _decode_jsonl_slowly(block: bytes, partition: str, position_at: PositionAt,
         if index in screened:
             if screened[index]:  # oversized or too deep: the DLQ keeps the start (the file has it all)
                 rejects.append(Reject(partition, position_at(offset), screened[index],
-                                      _payload(text[:PAYLOAD_LIMIT])))
+                                      payload_text(text[:PAYLOAD_LIMIT])))
             continue
         if not text:
             continue
@@ -246,17 +220,10 @@ def _decode_jsonl_slowly(block: bytes, partition: str, position_at: PositionAt,
         if reason is None:
             good.append(_Line(text, offset, index))
         else:
-            rejects.append(Reject(partition, position_at(offset), reason, _payload(text)))
+            rejects.append(Reject(partition, position_at(offset), reason, payload_text(text)))
     kept: list[int] = []
     tables = _read_lines(good, partition, position_at, rejects, kept)
     return concat_tables(tables), _in_order(rejects), np.array(kept, dtype=np.int64)
-
-
-def lf_lines(block: bytes) -> list[bytes]:
-    """Lines split at LF, each with its LF (the last one may lack it); no empty last line."""
-    lines = block.split(b"\n")
-    last = lines.pop()
-    return [line + b"\n" for line in lines] + ([last] if last else [])
 
 
 class _Line(NamedTuple):
@@ -286,50 +253,8 @@ def _read_lines(lines: list[_Line], partition: str, position_at: PositionAt,
         return [table]
     if len(lines) == 1:
         (line,) = lines
-        rejects.append(Reject(partition, position_at(line.end), unrepresentable(complaint), _payload(line.text)))
+        rejects.append(Reject(partition, position_at(line.end), unrepresentable(complaint), payload_text(line.text)))
         return []
     middle = len(lines) // 2
     return (_read_lines(lines[:middle], partition, position_at, rejects, kept)
             + _read_lines(lines[middle:], partition, position_at, rejects, kept))
-
-
-PAYLOAD_LIMIT = 65536
-"""Bytes of an oversized or too deeply nested record kept as its DLQ payload."""
-
-
-def _payload(raw: bytes) -> str:
-    return raw.decode("utf-8", errors="backslashreplace")
-
-
-def decode_csv(block: bytes, columns: list[str], delimiter: str, partition: str,
-               position_at: PositionAt, *, max_record_bytes: int | None = None,
-               encoding: str = "utf-8") -> tuple[pa.Table, list[Reject]]:
-    """Decode CSV rows (no header in `block`: `columns` come from the file's first line).
-    `max_record_bytes`: a longer line is rejected with its size (None: no limit).
-    `encoding`: the text encoding of `block`; a row with bytes invalid in it is rejected."""
-    if not block.strip():
-        return pa.table({}), []
-    bad_rows: list[tuple[int | None, str]] = []
-
-    def on_invalid(row: pacsv.InvalidRow) -> str:
-        bad_rows.append((row.number, row.text))
-        return "skip"
-
-    try:
-        table = pacsv.read_csv(
-            io.BytesIO(block),
-            read_options=pacsv.ReadOptions(column_names=columns, block_size=max(len(block) + 1, 1 << 20)),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid,
-                                              newlines_in_values=False),
-            convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
-        )
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        reject = Reject(partition, position_at(len(block)), f"unreadable CSV block: {exc}", _payload(block[:4096]))
-        return pa.table({}), [reject]
-    line_ends = np.cumsum([len(x) for x in block.splitlines(keepends=True)]) if bad_rows else np.empty(0)
-    rejects = []
-    for number, text in bad_rows:
-        end = int(line_ends[number - 1]) if number is not None and 0 < number <= len(line_ends) else len(block)
-        rejects.append(Reject(partition, position_at(end),
-                              f"CSV row has the wrong number of fields (expected {len(columns)})", text))
-    return table, rejects

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from conduitd.lines import lf_lines, line_bounds
+
 
 @dataclass(frozen=True)
 class Invalid:
@@ -76,7 +78,7 @@ def _line_by_line(block: bytes, name: str) -> Transcoded:
     out: list[bytes] = []
     invalid: list[Invalid] = []
     end = 0
-    for index, line in enumerate(_lf_lines(block)):
+    for index, line in enumerate(lf_lines(block)):
         end += len(line)
         try:
             out.append(line.decode(name).encode("utf-8"))
@@ -90,12 +92,5 @@ def _line_by_line(block: bytes, name: str) -> Transcoded:
     return Transcoded(utf8, invalid, (_line_ends(utf8), _line_ends(block)))
 
 
-def _lf_lines(block: bytes) -> list[bytes]:
-    lines = block.split(b"\n")
-    last = lines.pop()
-    return [line + b"\n" for line in lines] + ([last] if last else [])
-
-
 def _line_ends(block: bytes) -> np.ndarray:
-    ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10) + 1
-    return ends if block.endswith(b"\n") or not block else np.append(ends, len(block))
+    return line_bounds(block)[1]
