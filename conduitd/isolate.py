@@ -6,9 +6,9 @@ Each attempt writes some pending rows under a savepoint. When the destination re
 
 - If it names the refused row (PostgreSQL: the COPY line in the error's context; SQLite: the
   parameter set `executemany` stopped at), the rows before it were accepted: the attempt is rolled
-  back, the named row is refused, the accepted rows are written again on their own (they are
-  known to pass) and the rows after it wait for the next attempt. One refused row costs one failed
-  attempt and one re-write of its accepted prefix.
+  back, the named row is refused, and the next attempt is the accepted rows (known to pass) with
+  fresh rows behind them; once the accepted rows outnumber the fresh ones a few times over, they
+  go alone. One refused row costs about one failed attempt.
 - If it does not (an upsert's merge step, where the failing row is no COPY line), the attempt is
   narrowed by halves from its start, keeping each half that passes, until the first refused row
   stands alone: log2 of the attempt's size, and attempts are kept small while refusals are dense.
@@ -30,6 +30,7 @@ from conduitd.destinations.base import RowsRefused, Transaction
 from conduitd.schema import Column
 
 _MIN_ATTEMPT = 16  # below this, per-statement overhead dominates the rows sent again
+_PREFIX_SHARE = 4  # an accepted prefix rides along with fresh rows up to this many times their number
 
 
 @dataclass
@@ -108,7 +109,10 @@ async def write_isolating(tx: Transaction, table: str, rows: pa.Table, columns: 
             last = row
             queue.put_back(attempt[at + 1:])
             queue.put_back(attempt[:at])
-            size, rewriting = (at, True) if at else (fresh, False)
+            # The accepted prefix goes again with fresh rows behind it (one attempt per refused
+            # row) until it outgrows them; then alone, so no row is sent again and again.
+            rewriting = at > _PREFIX_SHARE * fresh
+            size = at if rewriting else at + fresh
             continue
         await tx.release_savepoint()
         if failing:
@@ -117,5 +121,5 @@ async def write_isolating(tx: Transaction, table: str, rows: pa.Table, columns: 
         elif rewriting:
             size, rewriting = fresh, False
         else:
-            fresh = size = 2 * len(attempt)
+            fresh = size = 2 * fresh  # no refused row among the fresh rows: take more at once
     return result
