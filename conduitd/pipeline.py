@@ -33,6 +33,11 @@ T = TypeVar("T")
 PreparedQueue = asyncio.Queue[Prepared | None]
 
 
+class Stopping(Exception):
+    """A stop was requested while work that holds no records (connecting, loading checkpoints)
+    was waiting for the destination: that work is given up, as nothing depends on it."""
+
+
 class Pipeline:
     """See the module docstring. Also the `Checkpoints` a source asks when partitions move."""
 
@@ -48,12 +53,19 @@ class Pipeline:
         self._reconnect = False
         self._commit_lock = asyncio.Lock()  # one transaction at a time; also guards the connection
         self.dlq: DlqSink | None = open_sink(resource.dlq)
+        self._stop = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until the source is done (--once) or `stop` is set, committing what was read."""
         name = self.resource.name
+        self._stop = stop
         try:
-            await self._retrying("connect", self._connect)
+            try:
+                await self._retrying("connect", self._connect, holds_records=False)
+            except Stopping:
+                log.info("pipeline %s stopped before it could connect: nothing was read", name, extra=self._extra)
+                self._set_state("stopped", ready=False)
+                return
             self._set_state("running", ready=True)
             log.info("pipeline %s started: %s -> %s.%s", name, self.resource.source, self.resource.destination,
                      self.resource.table_name, extra=self._extra)
@@ -78,7 +90,7 @@ class Pipeline:
 
     async def committed(self) -> dict[str, Position]:
         async with self._commit_lock:
-            positions = await self._retrying("load checkpoints", self._load_checkpoints)
+            positions = await self._retrying("load checkpoints", self._load_checkpoints, holds_records=False)
         self.status.positions.update(positions)
         for partition, position in positions.items():
             self.status.positions_at_start.setdefault(partition, position)
@@ -91,8 +103,11 @@ class Pipeline:
     # -- the two tasks -----------------------------------------------------------------------
 
     async def _read(self, queue: ChunkQueue, stop: asyncio.Event) -> None:
-        async for chunk in self.source.chunks(self, stop):
-            await queue.put(chunk)  # blocks when full: backpressure on the source
+        try:
+            async for chunk in self.source.chunks(self, stop):
+                await queue.put(chunk)  # blocks when full: backpressure on the source
+        except Stopping:
+            pass  # stopped while a partition waited for its checkpoint: what is queued still commits
         await queue.put(END)
 
     async def _prepare(self, queue: ChunkQueue, prepared: PreparedQueue) -> None:
@@ -209,23 +224,43 @@ class Pipeline:
             for unit, value in units.items():
                 self.metrics.lag.labels(self.resource.name, partition, unit).set(value)
         problem = self.source.problem()
+        self.status.problem = problem
+        self.metrics.source_problem.labels(self.resource.name).set(1 if problem else 0)
         if self.status.state == "running":
             self.status.ready = problem is None
             self.status.last_error = problem or self.status.last_error
             self.metrics.ready.labels(self.resource.name).set(0 if problem else 1)
+
+    async def _unless_stopped(self, work: Awaitable[T]) -> T:
+        """`work`'s result, or Stopping once a stop is requested first (`work` is cancelled)."""
+        task = asyncio.ensure_future(work)
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if task.cancelled() and self._stop.is_set():
+            raise Stopping
+        return task.result()
 
     def _set_state(self, state: str, *, ready: bool) -> None:
         self.status.state = state
         self.status.ready = ready
         self.metrics.ready.labels(self.resource.name).set(1 if ready else 0)
 
-    async def _retrying(self, what: str, action: Callable[[], Awaitable[T]]) -> T:
-        """Run `action`, retrying retriable failures with backoff and jitter."""
+    async def _retrying(self, what: str, action: Callable[[], Awaitable[T]], *, holds_records: bool = True) -> T:
+        """Run `action`, retrying retriable failures with backoff and jitter. Work that holds no
+        records (`holds_records=False`) is given up with `Stopping` as soon as a stop is requested:
+        a drain then ends at once instead of waiting out its deadline for a destination that is
+        away. A commit holds records, and is retried until the drain deadline."""
         delay = 0.2
         first_failure: float | None = None
         while True:
             try:
-                result = await action()
+                result = await (action() if holds_records else self._unless_stopped(action()))
             except ConduitError as exc:
                 if not exc.retriable:
                     raise
@@ -237,7 +272,8 @@ class Pipeline:
                 if self.once and now - first_failure > self.service.once_retry_timeout:
                     raise DependencyUnreachable(f"{what} failed for {now - first_failure:.0f}s: {exc}") from None
                 log.warning("%s failed, retrying in %.1fs: %s", what, delay, exc, extra=self._extra)
-                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                pause = asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                await (pause if holds_records else self._unless_stopped(pause))
                 delay = min(delay * 2, self.service.retry_max_wait)
                 continue
             if first_failure is not None:
