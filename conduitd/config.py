@@ -45,9 +45,10 @@ class _Frozen(BaseModel):
     def _plain_values(cls, value: Any, info: ValidationInfo) -> Any:
         """Refuse what pydantic's lax mode would silently convert: a boolean where a number is
         expected (true -> 1), a number where a boolean is (2 -> true); and NUL in any text."""
-        _refuse_nul(value)
         field = cls.model_fields.get(info.field_name or "")
-        kinds = _scalar_kinds(field.annotation) if field is not None else set()
+        annotation = field.annotation if field is not None else None
+        _refuse_nul(value, typing.get_origin(annotation) is dict)
+        kinds = _scalar_kinds(annotation)
         if isinstance(value, bool) and bool not in kinds and kinds & {int, float}:
             raise ValueError("expected a number, got a boolean")
         if isinstance(value, int | float) and not isinstance(value, bool) and kinds == {bool}:
@@ -55,16 +56,15 @@ class _Frozen(BaseModel):
         return value
 
 
-def _refuse_nul(value: Any) -> None:
-    if isinstance(value, str) and "\x00" in value:
+def _refuse_nul(value: Any, is_mapping_field: bool) -> None:
+    """NUL in a string, a list of strings, or a plain mapping (Kafka `client`); a section is a model
+    and checks its own fields (so the error names the innermost key)."""
+    if isinstance(value, dict) and is_mapping_field:
+        items: list[Any] = [*value.keys(), *value.values()]
+    else:
+        items = list(value) if isinstance(value, list | tuple) else [value]
+    if any(isinstance(item, str) and "\x00" in item for item in items):
         raise ValueError("contains a NUL character")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _refuse_nul(key)
-            _refuse_nul(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _refuse_nul(item)
 
 
 def _scalar_kinds(annotation: Any) -> set[type]:

@@ -37,7 +37,7 @@ def parse_bytes(value: object) -> int:
         match = _QUANTITY.match(str(value))
         unit = match.group(2).lower() if match else None
         if match is None or unit not in _BYTE_UNITS:
-            raise ValueError(f"expected a size such as 64MiB or 1GB, got {value!r}")
+            raise ValueError("expected a size such as 64MiB or 1GB")
         size = int(float(match.group(1)) * _BYTE_UNITS[unit])
     if not 1 <= size <= MAX_BYTES:
         raise ValueError("a size must be at least 1 byte and at most 1TiB")
@@ -54,7 +54,7 @@ def parse_duration(value: object) -> float:
         match = _QUANTITY.match(str(value))
         unit = match.group(2).lower() if match else None
         if match is None or unit not in _DURATION_UNITS:
-            raise ValueError(f"expected a duration such as 1s, 250ms or 5m, got {value!r}")
+            raise ValueError("expected a duration such as 1s, 250ms or 5m")
         seconds = float(match.group(1)) * _DURATION_UNITS[unit]
     if not math.isfinite(seconds) or not 0 <= seconds <= MAX_SECONDS:
         raise ValueError("a duration must be a finite number of seconds, at least 0 and at most a year")
