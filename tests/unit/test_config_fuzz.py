@@ -150,7 +150,7 @@ def broken_configs(draw: st.DrawFn) -> str | bytes:
     if kind == "nesting":
         depth = draw(st.integers(65, 3000))
         opener, closer = draw(st.sampled_from([("[", "]"), ("{a: ", "}")]))
-        path = draw(st.sampled_from(TEXTS + [("service", "zz")]))
+        path = draw(st.sampled_from([*TEXTS, ("service", "zz")]))
         return dump(put(GOOD, path, "PLACEHOLDER")).replace("PLACEHOLDER", opener * depth + "1" + closer * depth)
     if kind == "alias":
         recursive = draw(st.sampled_from(["&a [*a]", "&a {b: *a}", "&a [1, [2, *a]]"]))
