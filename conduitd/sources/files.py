@@ -256,6 +256,12 @@ class FileSource:
                 return
             offset = max(offset, header_end)
         start = position
+        if position and int(position["offset"]) != offset and not await self._has_records(opened, offset, size):
+            # Replaced by a file with nothing to read yet: record the new file's identity, so the
+            # replacement is not reported again on every pass.
+            end = await asyncio.to_thread(line_position, opened, offset)
+            yield Chunk(path, start, end, pa.table({}), ())
+            start = end
         while offset < size:
             timings = Timings()
             with timings.stage("poll"):
@@ -270,6 +276,9 @@ class FileSource:
             start, offset = end, end_offset
             self._offsets[path] = offset
         self._settle(opened, offset)
+
+    async def _has_records(self, opened: OpenFile, offset: int, size: int) -> bool:
+        return offset < size and bool(await asyncio.to_thread(opened.read, offset, min(size - offset, 1)))
 
     def _decode(self, block: bytes, header: list[str] | None, path: str,
                 base: int) -> tuple[pa.Table, list[Reject], np.ndarray | None]:
