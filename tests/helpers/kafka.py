@@ -116,3 +116,16 @@ def kafka_source(bootstrap: str, topic: str, group: str, **extra: object) -> dic
     return {"name": "k", "type": "kafka", "brokers": bootstrap, "topics": [topic], "group_id": group,
             "client": {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
                        "topic.metadata.refresh.interval.ms": 1000}, **extra}
+
+
+async def group_members(bootstrap: str, group: str) -> list[str]:
+    """The member ids the broker lists for `group` now (an independent client: aiokafka)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [response] = await admin.describe_consumer_groups([group])
+        return [member[0] for described in response.groups for member in described[5]]
+    finally:
+        await admin.close()
