@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Final
 
 import numpy as np
+import pyarrow as pa
 
 from conduitd.arrowutil import concat_tables
 from conduitd.config import BatchConfig
@@ -49,6 +50,11 @@ class ChunkQueue(asyncio.Queue[Chunk | None]):
 
 def _size(chunk: Chunk | None) -> int:
     return 0 if chunk is None else chunk.rows.num_rows + len(chunk.rejects)
+
+
+def repeats_names(rows: pa.Table) -> bool:
+    """Whether a column name appears twice (a CSV header `id,name,name`, a Parquet file's columns)."""
+    return len(set(rows.column_names)) != len(rows.column_names)
 
 
 def build_batch(chunks: list[Chunk]) -> Batch:
@@ -115,6 +121,14 @@ async def cut_batches(
             # Partitions moved: what is pending was read under the old assignment and will be
             # read again by their new owner; it must not be mixed with (or block) newer chunks.
             pending, rows, nbytes = [], 0, 0
+        if repeats_names(chunk.rows):
+            # Its rows go to the DLQ (an ambiguous field), and a table with a repeated name cannot
+            # be joined with others: it is a batch of its own.
+            if pending:
+                yield build_batch(pending)
+                pending, rows, nbytes = [], 0, 0
+            yield build_batch([chunk])
+            continue
         chunk_rows = chunk.rows.num_rows + len(chunk.rejects)
         if pending and rows + chunk_rows > limits.max_rows:
             yield build_batch(pending)

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from conduitd.arrowutil import concat_tables
+from conduitd.batching import repeats_names
 from conduitd.config import Config, KafkaSourceConfig, ResourceConfig, SourceConfig
 from conduitd.destinations.base import Dialect
 from conduitd.evolution import ambiguous_fields, over_column_limit, refused_names
@@ -58,7 +59,9 @@ async def sample(config: Config, resource: ResourceConfig, rows: int, wait: floa
         pass
     finally:
         await source.close()
-    return refine_types(concat_tables(tables).slice(0, rows))
+    # A table with a repeated column name joins no other: it alone is what the diff reports on.
+    repeated = [t for t in tables if repeats_names(t)]
+    return refine_types((repeated[0] if repeated else concat_tables(tables)).slice(0, rows))
 
 
 @dataclass

@@ -85,6 +85,10 @@ class PostgresDialect:
         return Payload(buffer.getvalue(), "csv")
 
 
+def _no_nul(text: str | None) -> str | None:
+    return None if text is None else text.replace("\x00", "\\u0000")
+
+
 async def _pieces(data: bytes, size: int = 4 << 20) -> AsyncIterator[memoryview]:
     """COPY data in 4 MiB messages, as views of the encoded bytes (a file object would be read
     in 512 KiB copies through a thread; one message per batch could pass the server's 1 GiB
@@ -220,8 +224,9 @@ class PostgresTransaction:
         return int(status.split()[-1])
 
     async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> None:
-        records = [(pipeline, r.partition, position_text(r.position), r.rule, r.reason, r.column, r.value,
-                    r.payload.replace("\x00", "\\u0000")) for r in rejects]
+        # PostgreSQL text cannot hold NUL, which a field name or a value from data may: escaped as JSON does.
+        records = [(pipeline, r.partition, position_text(r.position), r.rule, _no_nul(r.reason), _no_nul(r.column),
+                    _no_nul(r.value), r.payload.replace("\x00", "\\u0000")) for r in rejects]
         await self._executemany(
             f"INSERT INTO {ddl.qualified(self.schema, dlq_table)} (pipeline, partition, position, rule, "
             "reason, column_name, value, payload) VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8)", records)
