@@ -4,6 +4,10 @@ with the number of refused rows, not with the batch size.
 
 Each attempt writes some pending rows under a savepoint. When the destination refuses one:
 
+- First, once: the destination is asked for every row it can tell it would refuse without
+  writing (PostgreSQL: NOT NULL, CHECK and unique keys, judged by one query; see
+  `destinations/postgres/screen.py`); those go to the DLQ together and the rest is written in
+  one attempt. Only what that misses is met by the steps below.
 - If it names the refused row (PostgreSQL: the COPY line in the error's context; SQLite: the
   parameter set `executemany` stopped at), the rows before it were accepted: the attempt is rolled
   back, the named row is refused, and the next attempt is the accepted rows (known to pass) with
@@ -95,6 +99,18 @@ async def write_isolating(tx: Transaction, table: str, rows: pa.Table, columns: 
             await tx.write_rows(table, subset, columns, key, payload if whole else None)
         except RowsRefused as refused:
             await tx.rollback_to_savepoint()
+            if whole:
+                screened = await tx.screen_rows(table, rows, columns, key)
+                if screened:
+                    # Refused rows the destination can tell at once go together; the rest is
+                    # written next in one attempt, and whatever it still refuses is found below.
+                    result.refused.extend(screened)
+                    kept = np.ones(n, dtype=bool)
+                    kept[[row for row, _ in screened]] = False
+                    rest = np.flatnonzero(kept)
+                    queue.put_back(rest)
+                    size = fresh = max(1, len(rest))
+                    continue
             named = refused.row if refused.row is not None and 0 <= refused.row < len(attempt) else None
             if named is None and len(attempt) > 1:
                 queue.put_back(attempt)

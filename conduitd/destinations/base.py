@@ -138,6 +138,12 @@ class Transaction(Protocol):
         these rows when the caller has it. Raise RowsRefused for refused values, naming the
         refused row when the destination says which one it is."""
 
+    async def screen_rows(self, table: str, rows: pa.Table, columns: Sequence[Column],
+                          key: Sequence[str]) -> list[tuple[int, str]]:
+        """(index in `rows`, reason) of rows `write_rows` would refuse, found together without
+        writing anything, as far as the destination can tell them exactly ([] where it cannot).
+        Called once a write of these rows was refused."""
+
     async def delete_rows(self, table: str, keys: pa.Table) -> int:
         """Delete the rows whose key columns equal a row of `keys`; return how many went."""
 
@@ -194,3 +200,4 @@ class Destination(Protocol):
     async def commit_batch(self, resource: ResourceConfig, prepared: Prepared,
                            dlq: DlqSink | None = None) -> CommitResult:
         """`dlq`: an external DLQ (file, topic) written just before COMMIT; None: the DLQ table."""
+

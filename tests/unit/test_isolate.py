@@ -38,6 +38,10 @@ class Twin:
         top = self.stored.pop()
         self.stored[-1].extend(top)
 
+    async def screen_rows(self, table: str, rows: pa.Table, columns: Sequence[Column],
+                          key: Sequence[str]) -> list[tuple[int, str]]:
+        return []  # as SQLite: every refused row is met by a write attempt
+
     async def write_rows(self, table: str, rows: pa.Table, columns: Sequence[Column], key: Sequence[str],
                          payload: object | None = None) -> None:
         self.writes += 1

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from conduitd.destinations.postgres import ddl
+from conduitd.destinations.base import RowsRefused
+from conduitd.destinations.postgres import ddl, screen
 from conduitd.destinations.postgres.copy_binary import PG_BINARY_TYPES, encode_copy_binary
 from conduitd.destinations.postgres.errors import translate
 from conduitd.destinations.postgres.refusal import refusal
@@ -194,6 +196,34 @@ class PostgresTransaction:
         except Exception as exc:
             raise translate(exc) from exc
 
+    async def screen_rows(self, table: str, rows: pa.Table, columns: Sequence[Column],
+                          key: Sequence[str]) -> list[tuple[int, str]]:
+        """See `Transaction.screen_rows` and the `screen` module: the batch is copied into a
+        temporary table with its row numbers and judged by one query, under a savepoint that is
+        always rolled back."""
+        names = [c.name for c in columns]
+        long = screen.too_long(rows, columns, table)
+        rest = np.ones(rows.num_rows, dtype=bool)
+        rest[[row for row, _ in long]] = False
+        await self.savepoint()
+        try:
+            query = await screen.screen_query(self.conn, ddl.qualified(self.schema, table), table, names, key)
+            if query is not None:
+                await self.conn.execute(
+                    f"CREATE TEMP TABLE IF NOT EXISTS {screen.SCREEN} ON COMMIT DROP AS SELECT "
+                    f"{', '.join(ddl.quote(n) for n in names)}, 0::bigint AS {screen.ROW} "
+                    f"FROM {ddl.qualified(self.schema, table)} WITH NO DATA; TRUNCATE {screen.SCREEN}")
+                numbered = rows.append_column(screen.ROW, pa.array(np.arange(rows.num_rows, dtype=np.int64)))
+                await self._copy(None, screen.SCREEN, numbered.filter(pa.array(rest)),
+                                 [*columns, Column(screen.ROW, pa.int64(), "bigint", native="int8")])
+                found = [(int(r[0]), str(r[1])) for r in await self.conn.fetch(query)]
+            else:
+                found = []
+        except (asyncpg.PostgresError, RowsRefused):
+            found = []  # a screen that fails finds nothing: the write attempts still find every row
+        await self.rollback_to_savepoint()  # the screen leaves nothing behind
+        return sorted(long + found)
+
     async def _copy(self, schema: str | None, table: str, rows: pa.Table, columns: Sequence[Column],
                     payload: Payload | None = None) -> None:
         if payload is None:
@@ -248,3 +278,4 @@ class PostgresTransaction:
                 "WHERE pipeline = $1 AND partition = $2 AND position = $4::jsonb",
                 pipeline, partition, position_text(new), position_text(expected))
         return status.endswith(" 1")
+
