@@ -41,6 +41,9 @@ class Metrics:
                            labels, registry=self.registry)
         self.last_commit = Gauge("conduitd_last_commit_timestamp_seconds", "Unix time of the last commit.",
                                  labels, registry=self.registry)
+        self.source_problem = Gauge("conduitd_source_problem", "1 while the source cannot read (why: 'problem' "
+                                    "in /status, e.g. brokers unreachable, no partitions assigned), else 0.",
+                                    labels, registry=self.registry)
         self.lag = Gauge("conduitd_source_lag", "How far a partition is behind its source's end, by unit: "
                          "records and seconds (Kafka), bytes (files).", ["pipeline", "partition", "unit"],
                          registry=self.registry)
@@ -69,6 +72,8 @@ class PipelineStatus:
     positions_at_start: dict[str, Position] = field(default_factory=dict)
     rejected_by_rule: dict[str, int] = field(default_factory=dict)
     lag: dict[str, dict[str, float]] = field(default_factory=dict)
+    problem: str | None = None
+    """Why the source cannot read right now (Source.problem), or None."""
     started: float = field(default_factory=time.time)
 
     def as_dict(self) -> dict[str, Any]:
@@ -80,7 +85,7 @@ class PipelineStatus:
             "rows_deleted": self.rows_deleted, "batches": self.batches,
             "quality": self.quality, "schema_changes": self.schema_changes,
             "last_commit": _iso(self.last_commit), "last_error": self.last_error,
-            "positions": self.positions, "lag": self.lag, "started": _iso(self.started),
+            "positions": self.positions, "lag": self.lag, "problem": self.problem, "started": _iso(self.started),
         }
 
 
