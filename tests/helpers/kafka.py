@@ -129,3 +129,53 @@ async def group_members(bootstrap: str, group: str) -> list[str]:
         return [member[0] for described in response.groups for member in described[5]]
     finally:
         await admin.close()
+
+
+class SilentLeader:
+    """A group member that joins and then never syncs nor heartbeats, with long session and
+    rebalance timeouts: until the broker drops it, the group's rebalance cannot complete (what a
+    broker keeping a SIGKILLed member as the group's leader does to the other members). Raw
+    protocol requests through aiokafka's client."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str, timeout_ms: int = 120_000) -> None:
+        self.bootstrap, self.group, self.topic, self.timeout_ms = bootstrap, group, topic, timeout_ms
+        self.member_id = ""
+        self._client: object | None = None
+        self._join: asyncio.Task[object] | None = None
+
+    async def join(self) -> None:
+        """Send the JoinGroup (its answer may take long: it is left pending) and return once the
+        broker lists this member in the group."""
+        from aiokafka.client import AIOKafkaClient
+        from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
+        from aiokafka.protocol.group import JoinGroupRequest
+
+        client = AIOKafkaClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10 * self.timeout_ms)
+        self._client = client
+        await client.bootstrap()
+        node = await client.coordinator_lookup(0, self.group)
+        metadata = ConsumerProtocolMemberMetadata(0, [self.topic], b"").encode()
+        protocols = [("range", metadata), ("roundrobin", metadata)]
+
+        def request(member: str) -> JoinGroupRequest:
+            return JoinGroupRequest(self.group, self.timeout_ms, self.timeout_ms, member, None, "consumer", protocols)
+
+        first = await client.send(node, request(""))
+        self.member_id = first.member_id  # MEMBER_ID_REQUIRED (79) hands out the id to join with
+        if first.error_code == 0:
+            return
+        self._join = asyncio.create_task(client.send(node, request(self.member_id)))
+        deadline = time.monotonic() + 30
+        while self.member_id not in await group_members(self.bootstrap, self.group):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the broker does not list {self.member_id} in group {self.group}")
+            await asyncio.sleep(0.1)
+
+    async def close(self) -> None:
+        from aiokafka.client import AIOKafkaClient
+
+        if self._join is not None:
+            self._join.cancel()
+            await asyncio.gather(self._join, return_exceptions=True)
+        if isinstance(self._client, AIOKafkaClient):
+            await self._client.close()
