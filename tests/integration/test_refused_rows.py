@@ -310,3 +310,31 @@ def test_both_ways_a_dropped_connection_shows_up_are_one_retriable_class() -> No
                    asyncpg.InterfaceError("connection is closed"), ConnectionResetError("reset by peer")):
         translated = translate(raised)
         assert isinstance(translated, TransientError) and translated.retriable
+
+
+async def test_a_screen_that_fails_itself_leaves_the_rows_to_the_write_attempts(
+        pg: Any, pg_dsn: str, pg_schema: str) -> None:
+    """A CHECK whose expression errs for some rows (division by zero) makes the screening query
+    fail: nothing is screened, and the write attempts, where the server names each row, still
+    put every row in exactly one place. Identifiers that could break out of quotes stay names."""
+    weird = 'v"; DROP TABLE x; --'
+    quoted = '"' + weird.replace('"', '""') + '"'
+    await pg.execute(f'CREATE TABLE "{pg_schema}".{TABLE} (id bigint PRIMARY KEY, {quoted} bigint NOT NULL '
+                     f'CONSTRAINT "odd "" check" CHECK (100 / {quoted} > 0))')
+    n = 2_000
+    values = [0 if i % 97 == 5 else (-1 if i % 89 == 3 else 1) for i in range(n)]
+    rows = pa.table({"id": pa.array(range(n), pa.int64()), weird: pa.array(values, pa.int64())})
+    res = resource()
+    d = await pg_destination(pg_dsn, pg_schema)
+    try:
+        await d.setup(res)
+        result = await d.commit_batch(res, await d.prepare_batch(res, one_batch(rows)))
+    finally:
+        await d.close()
+    bad = [i for i, v in enumerate(values) if v != 1]
+    assert (result.rows_written, result.rows_rejected) == (n - len(bad), len(bad))
+    written = {r["id"] for r in await pg.fetch(f'SELECT id FROM "{pg_schema}".{TABLE}')}
+    dlq = await pg.fetch(f'SELECT (payload::jsonb->>\'id\')::bigint AS id, reason FROM "{pg_schema}".orders_dlq')
+    assert written == set(range(n)) - set(bad)
+    assert sorted(r["id"] for r in dlq) == bad
+    assert all("22012" in r["reason"] or 'odd " check' in r["reason"] for r in dlq)

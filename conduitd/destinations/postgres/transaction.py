@@ -23,7 +23,7 @@ from conduitd.destinations.postgres import ddl, screen
 from conduitd.destinations.postgres.copy_binary import PG_BINARY_TYPES, encode_copy_binary
 from conduitd.destinations.postgres.errors import translate
 from conduitd.destinations.postgres.refusal import refusal
-from conduitd.errors import TransientError
+from conduitd.errors import ConduitError, TransientError
 from conduitd.records import Position, Reject, SchemaChange, position_text
 from conduitd.schema import Column, create_table_sql
 
@@ -219,8 +219,10 @@ class PostgresTransaction:
                 found = [(int(r[0]), str(r[1])) for r in await self.conn.fetch(query)]
             else:
                 found = []
-        except (asyncpg.PostgresError, RowsRefused):
-            found = []  # a screen that fails finds nothing: the write attempts still find every row
+        except (asyncpg.PostgresError, RowsRefused, ConduitError):
+            # A screen that fails (an expression that errs, no TEMP privilege) finds nothing: the
+            # write attempts still find every row. A lost connection fails the rollback below.
+            found = []
         await self.rollback_to_savepoint()  # the screen leaves nothing behind
         return sorted(long + found)
 
