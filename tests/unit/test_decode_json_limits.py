@@ -172,3 +172,16 @@ def test_every_line_in_any_encoding_is_a_row_or_a_reject(values: list[tuple[str,
     for row in table.to_pylist():
         original = lines[row["id"]].decode(encoding)
         assert orjson.loads(original.encode())["v"] == row["v"]
+
+
+@pytest.mark.parametrize("before", ['{"v": {"k": [1]}}', '{"v": [1]}', '{"v": 1}'])
+def test_a_long_record_after_one_of_another_type_keeps_its_value(before: str) -> None:
+    """pyarrow read a record straddling its 1 MiB blocks with the type of the rows before it:
+    a string became {"k": null}, or the process crashed."""
+    blob = "x" * (3 << 19)
+    block = before.encode() + b"\n" + orjson.dumps({"v": blob}) + b'\n{"v": "plain"}\n'
+    table, rejects, kept = decode(block, max_record_bytes=64 << 20)
+    assert not rejects and kept == [0, 1, 2]
+    values = table.column("v").to_pylist()
+    assert values[1:] == [blob, "plain"]
+    assert json.loads(values[0]) == json.loads(before)["v"]
