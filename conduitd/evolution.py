@@ -24,7 +24,7 @@ from conduitd.config import ResourceConfig
 from conduitd.destinations.base import Dialect
 from conduitd.errors import SchemaIncompatible
 from conduitd.records import SchemaChange
-from conduitd.schema import Column, cast_column, refine_types
+from conduitd.schema import Column, cast_column, column_slots, refine_types
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def plan(tx: Dialect, resource: ResourceConfig, rows: pa.Table, live: dict[str, 
     evolution = Evolution(dict(live), held=held)
     added = [n for n in rows.column_names if n not in live and n not in held]
     if added and resource.schema_evolution.mode == "auto":
-        held.update(over_column_limit(tx, added, len(live), key))
+        held.update(over_column_limit(tx, added, column_slots(live), key))
         added = [n for n in added if n not in held]
     if added:
         refined = refine_types(rows.select(added))

@@ -18,7 +18,7 @@ from conduitd.config import Config, KafkaSourceConfig, ResourceConfig, SourceCon
 from conduitd.destinations.base import Dialect
 from conduitd.evolution import ambiguous_fields, over_column_limit, refused_names
 from conduitd.records import Position
-from conduitd.schema import Column, cast_column, refine_types
+from conduitd.schema import Column, cast_column, column_slots, refine_types
 from conduitd.sources import open_source
 
 
@@ -110,7 +110,7 @@ def compare(dialect: Dialect, rows: pa.Table, table: Mapping[str, Column] | None
     rows, unstorable = ambiguous_fields(rows)
     unstorable.update(refused_names(dialect, rows.column_names, table, key))
     new = [n for n in rows.column_names if n not in unstorable and (table is None or n not in table)]
-    unstorable.update(over_column_limit(dialect, new, len(table or {}), key))
+    unstorable.update(over_column_limit(dialect, new, column_slots(table), key))
     natural = {c.name: c for c in source_columns(dialect, rows) if c.name not in unstorable}
     if table is None:
         return SchemaDiff(added=list(natural.values()), missing_table=True, unstorable=unstorable)

@@ -33,6 +33,20 @@ class Column:
     """The destination's own name of the type (pg_type.typname for PostgreSQL), where it has one."""
 
 
+class LiveColumns(dict[str, Column]):
+    """A live table's columns, with how many more its destination counts against its column
+    limit (PostgreSQL counts dropped columns until the table is rewritten). Compares as a dict."""
+
+    def __init__(self, columns: Mapping[str, Column], hidden: int = 0) -> None:
+        super().__init__(columns)
+        self.hidden = hidden
+
+
+def column_slots(live: Mapping[str, Column] | None) -> int:
+    """How many of its destination's column slots a table takes."""
+    return 0 if live is None else len(live) + (live.hidden if isinstance(live, LiveColumns) else 0)
+
+
 @dataclass(frozen=True, slots=True)
 class CastFailure:
     """A value that cannot be stored in its column."""

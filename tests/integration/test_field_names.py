@@ -185,6 +185,32 @@ def test_a_record_past_the_column_limit_is_dead_lettered_and_the_rest_goes_on(tm
     assert {k: v for k, v in dlq[0]["payload"].items() if v is not None} == wide  # the whole record
 
 
+def test_postgres_counts_dropped_columns_against_its_limit(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    db = postgres(request)
+    columns = ", ".join(f"c{i} bigint" for i in range(1598))
+    drops = ", ".join(f"DROP COLUMN c{i}" for i in range(5))
+    db.execute(f"CREATE TABLE {db.name('events')} (id bigint, {columns}); ALTER TABLE {db.name('events')} {drops}")
+    config = config_for(tmp_path, db)
+    append(tmp_path, {"id": 1, "n1": 1}, {"id": 2, "n2": 2}, {"id": 3, "c9": 3})
+    once(config)  # 1,594 columns and 5 dropped ones: room for one more
+    assert ids(db) == [1, 3] and dlq_ids(db) == [2]
+    assert db.dlq("events")[0]["reason"] == "the table would have more than 1600 columns"
+
+
+def test_a_record_too_wide_for_a_postgres_row_is_dead_lettered(tmp_path: Path,
+                                                               request: pytest.FixtureRequest) -> None:
+    db = postgres(request)
+    columns = ", ".join(f"c{i} bigint" for i in range(1200))
+    db.execute(f"CREATE TABLE {db.name('events')} (id bigint, {columns})")
+    config = config_for(tmp_path, db)
+    append(tmp_path, {"id": 1, "c0": 0})
+    once(config)
+    append(tmp_path, {"id": 2, **{f"c{i}": i for i in range(1200)}}, {"id": 3, "c5": 5})
+    once(config)  # 1,200 bigints are 9,600 bytes: more than a PostgreSQL row (a page) holds
+    assert ids(db) == [1, 3] and dlq_ids(db) == [2]
+    assert db.dlq("events")[0]["reason"].startswith("PostgreSQL 54000")  # program_limit_exceeded
+
+
 # -- item 13 -------------------------------------------------------------------------------------
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pyarrow as pa
 
-from conduitd.schema import Column
+from conduitd.schema import Column, LiveColumns
 
 
 def quote(identifier: str) -> str:
@@ -96,12 +96,12 @@ def column_from_catalog(name: str, typname: str, typmod: int, sql: str) -> Colum
 async def table_columns(conn: asyncpg.Connection, schema: str, table: str) -> dict[str, Column] | None:
     """Columns of a live table with their type names (typname), or None if it does not exist."""
     rows = await conn.fetch(
-        """SELECT a.attname, t.typname, a.atttypmod, format_type(a.atttypid, a.atttypmod) AS sql
+        """SELECT a.attname, a.attisdropped, t.typname, a.atttypmod, format_type(a.atttypid, a.atttypmod) AS sql
            FROM pg_attribute a
            JOIN pg_class c ON c.oid = a.attrelid
            JOIN pg_namespace n ON n.oid = c.relnamespace
-           JOIN pg_type t ON t.oid = a.atttypid
-           WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
+           LEFT JOIN pg_type t ON t.oid = a.atttypid  -- a dropped column has no type any more
+           WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0
              AND c.relkind IN ('r', 'p')
            ORDER BY a.attnum""", schema, table)
     exists = rows or await conn.fetchval(
@@ -109,5 +109,8 @@ async def table_columns(conn: asyncpg.Connection, schema: str, table: str) -> di
         "WHERE n.nspname = $1 AND c.relname = $2", schema, table)
     if not exists:
         return None
-    return {r["attname"]: column_from_catalog(r["attname"], r["typname"], r["atttypmod"], r["sql"]) for r in rows}
+    # A dropped column keeps its slot (attnum) against the 1,600-column limit until the table is rewritten.
+    live = [r for r in rows if not r["attisdropped"]]
+    return LiveColumns({r["attname"]: column_from_catalog(r["attname"], r["typname"], r["atttypmod"], r["sql"])
+                        for r in live}, hidden=len(rows) - len(live))
 

@@ -11,6 +11,7 @@ from conduitd.errors import ConduitError, DependencyUnreachable, SchemaIncompati
 
 _TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")  # connection, rollback, resources, operator, system
 _REFUSED_CLASSES = ("22", "23")  # data exception, integrity constraint violation
+_REFUSED_STATES = ("54000",)  # a limit one row passed: too big for a page, a key too big for its index
 
 
 def translate(exc: BaseException) -> BaseException:
@@ -20,7 +21,7 @@ def translate(exc: BaseException) -> BaseException:
     if isinstance(exc, asyncpg.PostgresError):
         state = str(getattr(exc, "sqlstate", "") or "")
         message = f"PostgreSQL {state}: {exc}"
-        if state[:2] in _REFUSED_CLASSES:
+        if state[:2] in _REFUSED_CLASSES or state in _REFUSED_STATES:
             return RowsRefused(message)
         if state[:2] in _TRANSIENT_CLASSES:
             return TransientError(message)
