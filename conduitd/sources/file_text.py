@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import replace
 
 import numpy as np
+import orjson
 import pyarrow as pa
 
 from conduitd.config import FileSourceConfig
@@ -26,6 +27,9 @@ _STEP = 64 * 1024
 _PAYLOAD_LIMIT = 64 * 1024
 """Text that is not a record at all is kept in the DLQ up to this many bytes."""
 _LINE_BREAKS = bytes.maketrans(b"\r\n", b"  ")
+_DOCUMENT_LIMIT = 256 * 1024 * 1024
+"""A larger file whose first lines are not JSON lines is still only taken for a document if its
+first lines say so (it is not scanned whole to decide)."""
 
 
 def first_line(file: OpenFile, size: int | None = None) -> bytes:
@@ -43,21 +47,18 @@ def first_line(file: OpenFile, size: int | None = None) -> bytes:
     return line
 
 
-def _more_after(file: OpenFile, offset: int, size: int) -> bool:
-    while offset < size:
-        more = file.read(offset, min(_STEP, size - offset))
-        if not more:
-            return False
-        if more.strip():
-            return True
-        offset += len(more)
-    return False
-
-
-def layout_of(file: OpenFile, size: int) -> Layout:
+def layout_of(file: OpenFile, size: int, encoding: str) -> Layout:
     """Is this JSON file JSON lines or one document? (`json_documents.layout`)"""
-    line = first_line(file, size)
-    return layout(line.rstrip(b"\r\n"), _more_after(file, len(line), size))
+    head = first_line(file, size)
+    sample = head + file.read(len(head), min(_STEP, size - len(head)))
+    lines = sample.split(b"\n")
+    if len(sample) < size or not sample.endswith(b"\n"):
+        lines = lines[:-1] or lines  # the last may be cut short (a lone line is judged as it is)
+
+    def whole() -> Document | None:
+        return split(file.read(0, size)) if size <= _DOCUMENT_LIMIT else None
+
+    return layout(lines, encoding, whole)
 
 
 def read_document(file: OpenFile, size: int) -> tuple[bytes, Document]:
@@ -118,8 +119,13 @@ class DocumentReader:
 
     def _decode(self, group: list[Span]) -> tuple[pa.Table, list[Reject], np.ndarray]:
         path, encoding = self.file.path, self.config.encoding
+        # Elements that are not objects are rejected here, never handed to pyarrow: its JSON reader
+        # crashes the process on a block starting with a `null` line (pyarrow 26).
+        group = [s if s.problem is not None or self.data[s.start] == ord("{") else
+                 Span(s.start, s.end, _not_an_object(self.data[s.start:s.end], encoding)) for s in group]
         records = [s for s in group if s.problem is None]
-        rejects = [Reject(path, {"offset": s.end}, s.problem, self._text(s.start, min(s.end, s.start + _PAYLOAD_LIMIT)))
+        rejects = [Reject(path, {"offset": s.end}, s.problem or "",
+                          self._text(s.start, min(s.end, s.start + _PAYLOAD_LIMIT)))
                    for s in group if s.problem is not None]
         if not records:
             return pa.table({}), rejects, np.empty(0, dtype=np.int64)
@@ -161,3 +167,12 @@ class DocumentReader:
             return raw.decode(encoding, errors="backslashreplace")
         except LookupError:
             return raw.decode("utf-8", errors="backslashreplace")
+
+
+def _not_an_object(raw: bytes, encoding: str) -> str:
+    """Why an element that does not start with `{` is not a record (worded as the JSON lines decoder words it)."""
+    try:
+        value = orjson.loads(raw.decode(encoding, errors="strict"))
+    except (orjson.JSONDecodeError, UnicodeDecodeError, LookupError) as exc:
+        return f"not valid JSON: {exc}"
+    return f"JSON value is a {type(value).__name__}, not an object"

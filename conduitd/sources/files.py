@@ -236,7 +236,7 @@ class FileSource:
         self._sizes[path] = size
         offset = await asyncio.to_thread(resume_offset, position, opened)
         self._offsets[path] = offset
-        if fmt == "jsonl" and await asyncio.to_thread(layout_of, opened, size) == "document":
+        if fmt == "jsonl" and await asyncio.to_thread(layout_of, opened, size, self.config.encoding) == "document":
             data, document = await asyncio.to_thread(read_document, opened, size)
             if not document.complete and not self._ready(path, size):
                 return  # it may still be being written

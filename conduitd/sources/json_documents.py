@@ -2,7 +2,7 @@
 pretty-printed), one pretty-printed object, or several such values one after another (the output
 of `jq` without `-c`).
 
-`layout` tells the two apart from the first line; `split` finds where each record of a document
+`layout` tells the two apart from the first lines; `split` finds where each record of a document
 starts and ends without building Python objects, so each record's own bytes go through the same
 decoder as a JSON line (the same types, exact numbers, the same reasons for rejects). The scan is
 vectorised: quotes that are not escaped delimit strings, brackets outside strings give the depth,
@@ -13,10 +13,12 @@ encoding where ASCII characters are single bytes (UTF-8, Latin-1, cp1252, ...).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import orjson
 
 Layout = Literal["lines", "document"]
 
@@ -42,22 +44,35 @@ class Document:
     """False when the file ends inside a value (it may still be being written)."""
 
 
-def layout(first_line: bytes, more_after_it: bool) -> Layout:
-    """JSON lines, or one document? `first_line` is the file's first line (without the newline,
-    or all of it when there is none); `more_after_it`: non-blank content follows that line.
+def layout(lines: list[bytes], encoding: str, document: Callable[[], Document | None]) -> Layout:
+    """JSON lines, or one document? `lines`: the file's first complete lines (about 64 KiB);
+    `document`: the whole file split as a document (None when it is too big to be one).
 
-    A first line that is a whole object is JSON lines (one object per line). A line starting an
-    object or array it does not finish begins a document; so does a complete array alone in the
-    file (a compact array). A complete array followed by more lines is JSON lines whose first
-    line is not an object (it goes to the DLQ, as it always did)."""
-    text = first_line.removeprefix(_BOM).strip(_WHITESPACE)
+    A file that does not start with `[` or `{` is JSON lines. So is one whose first lines are each
+    a JSON value (two or more, or one object): JSON lines, as written. Otherwise it is a document
+    if it is one (complete, nothing between its values), such as a compact or pretty array, a
+    pretty object, `jq` output; failing that, JSON lines if at least two of the lines are objects
+    (JSON lines with broken lines), else a document not yet complete (it may still be being
+    written; an incomplete remainder goes to the DLQ once the file stops growing)."""
+    text = b"".join(lines[:1]).removeprefix(_BOM).lstrip(_WHITESPACE)
     if not text or text[0] not in _OPEN:
         return "lines"
-    scanned = split(text)
-    whole_value = scanned.complete and len(_values(text)) == 1
-    if text[0] == ord("{"):
-        return "lines" if whole_value else "document"
-    return "lines" if whole_value and more_after_it else "document"
+    kinds = [_kind(line, encoding) for line in lines if line.strip(_WHITESPACE)]
+    if kinds and None not in kinds and (len(kinds) > 1 or kinds[0] == "object"):
+        return "lines"
+    whole = document()
+    if whole is not None and whole.complete and all(s.problem is None for s in whole.spans):
+        return "document"
+    return "lines" if kinds.count("object") >= 2 else "document"
+
+
+def _kind(line: bytes, encoding: str) -> str | None:
+    """"object" or "other" for a line that is one JSON value, None for one that is not."""
+    try:
+        value = orjson.loads(line.removeprefix(_BOM).decode(encoding))
+    except (orjson.JSONDecodeError, UnicodeDecodeError, LookupError):
+        return None
+    return "object" if isinstance(value, dict) else "other"
 
 
 def _structure(data: bytes) -> tuple[np.ndarray, np.ndarray]:
