@@ -10,7 +10,10 @@ of the same reject; `conduitd dlq list` shows each id once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import hashlib
+import logging
 import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -20,8 +23,12 @@ from typing import Any, Protocol
 import orjson
 
 from conduitd.config import DlqConfig
-from conduitd.errors import TransientError
+from conduitd.errors import ConduitError, ConfigError, TransientError
+from conduitd.oserrors import os_error_text
 from conduitd.records import Reject
+
+log = logging.getLogger(__name__)
+_REQUIRED = ("id", "pipeline", "rule", "reason")
 
 
 class DlqSink(Protocol):
@@ -53,11 +60,21 @@ class FileDlq:
         await asyncio.to_thread(self._append, data)
 
     def _append(self, data: bytes) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("ab") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("ab") as handle:
+                size = handle.tell()
+                try:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                except OSError:
+                    # A torn last line would swallow the next entry appended after it.
+                    with contextlib.suppress(OSError):
+                        handle.truncate(size)
+                    raise
+        except OSError as exc:
+            raise file_error(self.path, exc) from None
 
     async def close(self) -> None:
         return None
@@ -95,6 +112,17 @@ class KafkaDlq:
         await asyncio.to_thread(self.producer.flush, 10)
 
 
+def file_error(path: Path, exc: OSError) -> ConduitError:
+    """What a failed write of a DLQ file is: a full disk may be freed, so the batch is retried
+    (readiness red meanwhile); a path that cannot be written (a directory, a read-only mount)
+    stays so, and stops the pipeline with the config exit code. Either way the batch is not
+    committed, so nothing is lost."""
+    text = f"cannot write the DLQ file {str(path)!r}: {os_error_text(exc)}; the batch is not committed"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN, errno.EINTR):
+        return TransientError(text)
+    return ConfigError(text)
+
+
 def open_sink(config: DlqConfig) -> DlqSink | None:
     """The external sink for `config`, or None for a DLQ table (written in the transaction)."""
     if config.type == "file":
@@ -113,10 +141,21 @@ def read_file(path: str) -> list[dict[str, Any]]:
         lines = Path(path).read_bytes().splitlines()
     except FileNotFoundError:
         return []
-    for line in lines:
-        if line.strip():
+    except OSError as exc:
+        raise ConfigError(f"cannot read the DLQ file {path!r}: {os_error_text(exc)}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
             item = orjson.loads(line)
-            if item["id"] not in seen:
-                seen.add(item["id"])
-                entries.append(item)
+        except orjson.JSONDecodeError:
+            item = None
+        if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in _REQUIRED):
+            # Not an entry conduitd wrote whole (edited by hand, or cut by a crash): shown as
+            # skipped, so that one bad line does not hide the others.
+            log.warning("%s line %d is not a DLQ entry: skipped", path, number)
+            continue
+        if item["id"] not in seen:
+            seen.add(item["id"])
+            entries.append(item)
     return entries

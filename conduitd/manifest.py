@@ -4,7 +4,9 @@ counts, positions and schema changes."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -13,7 +15,10 @@ from typing import Any
 
 import orjson
 
-from conduitd.metrics import PipelineStatus
+from conduitd.metrics import Metrics, PipelineStatus
+from conduitd.oserrors import os_error_text
+
+log = logging.getLogger(__name__)
 
 _COUNTERS = ("rows_read", "rows_written", "rows_rejected", "rows_deleted", "batches")
 
@@ -21,14 +26,19 @@ _COUNTERS = ("rows_read", "rows_written", "rows_rejected", "rows_deleted", "batc
 class Manifest:
     """Appends records to a JSON-lines file; each record covers the time since the previous one."""
 
-    def __init__(self, path: str | Path, *, mode: str) -> None:
+    def __init__(self, path: str | Path, *, mode: str, metrics: Metrics | None = None) -> None:
         self.path = Path(path)
         self.mode = mode
+        self.metrics = metrics
+        self.failures = 0
         self._since = time.time()
         self._previous: dict[str, PipelineStatus] = {}
 
     def write(self, statuses: Sequence[PipelineStatus], *, exit_code: int | None, final: bool) -> dict[str, Any]:
-        """Append one record (the interval or the run that just ended) and return it."""
+        """Append one record (the interval or the run that just ended) and return it. A record
+        that cannot be written (the disk filled, the file was made read-only after the start
+        check) is logged as an error and counted; the data it describes is committed already,
+        so the pipelines go on and the exit code is theirs."""
         now = time.time()
         pipelines = [self._pipeline(s) for s in statuses]
         record: dict[str, Any] = {
@@ -36,14 +46,31 @@ class Manifest:
             "started": _iso(self._since), "ended": _iso(now), "duration_s": round(now - self._since, 3),
             "status": _overall(pipelines, exit_code), "exit_code": exit_code, "pipelines": pipelines,
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("ab") as handle:
-            handle.write(orjson.dumps(record, default=str) + b"\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            self._append(orjson.dumps(record, default=str) + b"\n")
+        except OSError as exc:
+            self.failures += 1
+            if self.metrics is not None:
+                self.metrics.manifest_errors.inc()
+            log.error("cannot write the manifest record to %s: %s (the record is lost; the data it describes is "
+                      "committed)", self.path, os_error_text(exc))
+            return record  # the next record covers this interval too: `_since` stays
         self._since = now
         self._previous = {s.name: copy.deepcopy(s) for s in statuses}
         return record
+
+    def _append(self, line: bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("ab") as handle:
+            size = handle.tell()
+            try:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+            except OSError:
+                with contextlib.suppress(OSError):
+                    handle.truncate(size)  # no torn line for the next record to be glued to
+                raise
 
     def _pipeline(self, status: PipelineStatus) -> dict[str, Any]:
         before = self._previous.get(status.name)

@@ -44,6 +44,8 @@ class Metrics:
         self.source_problem = Gauge("conduitd_source_problem", "1 while the source cannot read (why: 'problem' "
                                     "in /status, e.g. brokers unreachable, no partitions assigned), else 0.",
                                     labels, registry=self.registry)
+        self.manifest_errors = Counter("conduitd_manifest_write_errors", "Manifest records that could not be "
+                                       "written (see the log for why).", registry=self.registry)
         self.lag = Gauge("conduitd_source_lag", "How far a partition is behind its source's end, by unit: "
                          "records and seconds (Kafka), bytes (files).", ["pipeline", "partition", "unit"],
                          registry=self.registry)

@@ -25,7 +25,15 @@ from conduitd.records import Batch, Origin, Position, Reject
 REPLAY_BATCH = 10_000
 
 
+def _check_filter(where: DlqFilter) -> None:
+    if where.limit is not None and where.limit < 1:
+        raise ConfigError(f"--limit must be 1 or more (got {where.limit})")
+    if where.since is not None and where.until is not None and where.since >= where.until:
+        raise ConfigError("--since must be before --until")
+
+
 async def list_dlq(config: Config, resource: ResourceConfig, where: DlqFilter, *, as_json: bool) -> int:
+    _check_filter(where)
     if resource.dlq.type == "kafka":
         raise ConfigError(f"the DLQ of {resource.name} is the Kafka topic {resource.dlq.topic}: read it with a "
                           "Kafka consumer (each entry's key is its id)")
@@ -34,13 +42,7 @@ async def list_dlq(config: Config, resource: ResourceConfig, where: DlqFilter, *
         entries = [_from_file(item) for item in await asyncio.to_thread(read_file, resource.dlq.path)]
         entries = _filtered(entries, where)
     else:
-        destination = make_destination(config.destination(resource.destination))
-        await destination.open()
-        try:
-            await destination.setup(resource)
-            entries = await destination.read_dlq(resource, where)
-        finally:
-            await destination.close()
+        entries = await _read_table(config, resource, where)
     if as_json:
         body = [{"id": e.id, "pipeline": e.pipeline, "partition": e.partition, "position": e.position,
                  "rule": e.rule, "reason": e.reason, "column": e.column, "value": e.value,
@@ -54,6 +56,18 @@ async def list_dlq(config: Config, resource: ResourceConfig, where: DlqFilter, *
         print(f"{e.id}\t{created}\t{e.rule}\t{e.column or '-'}\t{value}\t{where_from}\t{e.reason[:100]}")
     print(f"{len(entries)} DLQ row(s) of {resource.name}", file=sys.stderr)
     return 0
+
+
+async def _read_table(config: Config, resource: ResourceConfig, where: DlqFilter) -> list[DlqEntry]:
+    """The DLQ table's rows; none when it does not exist (a read command creates nothing)."""
+    destination = make_destination(config.destination(resource.destination))
+    await destination.open(read_only=True)
+    try:
+        if await destination.table_columns(resource.dlq_table) is None:
+            return []
+        return await destination.read_dlq(resource, where)
+    finally:
+        await destination.close()
 
 
 def _from_file(item: dict[str, Any]) -> DlqEntry:
@@ -73,6 +87,7 @@ def _filtered(entries: list[DlqEntry], where: DlqFilter) -> list[DlqEntry]:
 
 
 async def replay_dlq(config: Config, resource: ResourceConfig, where: DlqFilter) -> int:
+    _check_filter(where)
     if resource.dlq.type != "table":
         raise ConfigError(f"dlq replay works on a DLQ table; {resource.name}'s DLQ is a {resource.dlq.type} "
                           "(its entries cannot leave it in the same transaction as the rows)")

@@ -12,6 +12,7 @@ from typing import Any
 from conduitd.config import Config
 from conduitd.errors import ConduitError, ExitCode
 from conduitd.manifest import Manifest
+from conduitd.oserrors import check_writable
 from conduitd.runtime import Runtime
 
 log = logging.getLogger("conduitd")
@@ -19,10 +20,11 @@ CommandCoro = Coroutine[Any, Any, int]
 
 
 async def run(config: Config, resources: Sequence[str], *, once: bool) -> int:
+    _check_outputs(config, resources)
     runtime = Runtime(config, resources, once=once)
     started = time.monotonic()
     path = config.service.manifest_path
-    manifest = Manifest(path, mode="once" if once else "daemon") if path else None
+    manifest = Manifest(path, mode="once" if once else "daemon", metrics=runtime.metrics) if path else None
     code: int | None = None
     try:
         async with asyncio.TaskGroup() as tasks:
@@ -43,6 +45,17 @@ async def run(config: Config, resources: Sequence[str], *, once: bool) -> int:
             manifest.write(runtime.statuses(), exit_code=code, final=True)
         _summarise(runtime, started)
     return code
+
+
+def _check_outputs(config: Config, resources: Sequence[str]) -> None:
+    """Files the run will append to must be writable before anything is read: found out after a
+    commit, the data is in but the run ends in an error (and a daemon would die at its first
+    interval)."""
+    if config.service.manifest_path:
+        check_writable(config.service.manifest_path, "service.manifest_path")
+    for resource in config.resources:
+        if (not resources or resource.name in resources) and resource.dlq.type == "file" and resource.dlq.path:
+            check_writable(resource.dlq.path, f"resources[{resource.name}].dlq.path")
 
 
 def _exit_code_of(exc: BaseException) -> int:

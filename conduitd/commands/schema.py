@@ -15,6 +15,7 @@ from conduitd.config import Config, ResourceConfig
 from conduitd.destinations import make_destination
 from conduitd.errors import ConfigError, ExitCode
 from conduitd.inspection import columns_from_export, compare, describe, sample, source_columns
+from conduitd.oserrors import unwritable
 from conduitd.schema import Column
 
 
@@ -31,7 +32,10 @@ async def export_schema(config: Config, resource: ResourceConfig, *, fmt: str, o
     text = (yaml.safe_dump(document, sort_keys=False) if fmt == "yaml"
             else orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
     if output:
-        await asyncio.to_thread(Path(output).write_text, text)
+        try:
+            await asyncio.to_thread(Path(output).write_text, text)
+        except OSError as exc:
+            raise unwritable(output, "-o", exc) from None
         print(f"wrote the schema of {resource.name} ({len(document['columns'])} columns, "
               f"{rows.num_rows} sampled rows) to {output}", file=sys.stderr)
     else:

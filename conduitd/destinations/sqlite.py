@@ -12,6 +12,7 @@ import asyncio
 import os
 import sqlite3
 import string
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -23,8 +24,8 @@ import pyarrow as pa
 from conduitd.commit import commit_prepared
 from conduitd.config import ResourceConfig, SqliteDestinationConfig
 from conduitd.destinations.base import CheckpointRow, CommitResult, DlqEntry, DlqFilter, RowsRefused
+from conduitd.destinations.sqlite_errors import translate
 from conduitd.dlq_sinks import DlqSink
-from conduitd.errors import DependencyUnreachable, TransientError
 from conduitd.prepare import Prepared, prepare
 from conduitd.records import Batch, Position, Reject, SchemaChange, position_text
 from conduitd.schema import Column, create_table_sql
@@ -39,6 +40,13 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def _on_read_only_file_system(path: str) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 class SqliteDestination:
     """See the module docstring."""
 
@@ -50,9 +58,16 @@ class SqliteDestination:
         self._removed_warned: dict[str, set[str]] = {}
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn` on the connection's thread; every sqlite3 error is translated here, the one
+        place all SQLite work passes (see `sqlite_errors`)."""
         if self._executor is None:
             raise RuntimeError("the SQLite destination is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except (sqlite3.IntegrityError, sqlite3.DataError):
+            raise  # refused values: the writer isolates the rows
+        except sqlite3.Error as exc:
+            raise translate(exc, self.config.path) from None
 
     async def open(self, *, read_only: bool = False) -> None:
         if self._executor is not None:
@@ -60,27 +75,46 @@ class SqliteDestination:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conduitd-sqlite")
         try:
             await self._run(self._connect_read_only if read_only else self._connect)
-        except sqlite3.Error as exc:
+        except BaseException:
             await self.close()
-            raise DependencyUnreachable(f"cannot open SQLite database {self.config.path}: {exc}") from None
+            raise
 
     def _connect_read_only(self) -> None:
         # A database that does not exist yet is empty: look at an empty one rather than create it.
-        target = f"file:{self.config.path}?mode=ro" if os.path.exists(self.config.path) else ":memory:"
+        path = self.config.path
+        if path in ("", ":memory:") or not os.path.exists(path):
+            target = ":memory:"
+        else:
+            # On a read-only file system nothing can change the file, and SQLite could not
+            # create the -shm file a WAL database is read through: it may read it as immutable.
+            immutable = "&immutable=1" if _on_read_only_file_system(path) else ""
+            target = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro{immutable}"
         self._conn = sqlite3.connect(target, uri=True, isolation_level=None, check_same_thread=False, timeout=30)
 
     def _connect(self) -> None:
         conn = sqlite3.connect(self.config.path, isolation_level=None, check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (pipeline TEXT NOT NULL, partition TEXT NOT NULL, "
-            "position TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (pipeline, partition))")
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {HISTORY} (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-            "applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), pipeline TEXT NOT NULL, "
-            "table_name TEXT NOT NULL, change TEXT NOT NULL, column_name TEXT, old_definition TEXT, "
-            "new_definition TEXT, ddl TEXT, applied INTEGER NOT NULL)")
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (pipeline TEXT NOT NULL, partition TEXT NOT NULL, "
+                "position TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (pipeline, partition))")
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {HISTORY} (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                "applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), pipeline TEXT NOT NULL, "
+                "table_name TEXT NOT NULL, change TEXT NOT NULL, column_name TEXT, old_definition TEXT, "
+                "new_definition TEXT, ddl TEXT, applied INTEGER NOT NULL)")
+            # SQLite opens a file it cannot write read-only without a word, and the tables above
+            # may exist already: a write that changes nothing, rolled back, finds out now rather
+            # than at the first commit.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(f"DELETE FROM {CHECKPOINTS} WHERE 0")
+            finally:
+                conn.execute("ROLLBACK")
+        except BaseException:
+            conn.close()
+            raise
         self._conn = conn
 
     async def close(self) -> None:
@@ -176,9 +210,15 @@ class SqliteDestination:
             await self._run(self.conn.execute, "COMMIT")
             prepared.batch.timings.end("commit")
         except BaseException:
-            await asyncio.shield(self._run(self.conn.execute, "ROLLBACK"))
+            await asyncio.shield(self._run(self._rollback))
             raise
         return result
+
+    def _rollback(self) -> None:
+        # Some errors (a full disk, an I/O error) roll the transaction back by themselves; a
+        # ROLLBACK then would fail and hide the error that matters.
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
 
 
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
@@ -236,9 +276,6 @@ class SqliteDialect:
         return list(zip(*(rows.column(i).to_pylist() for i in range(rows.num_columns)), strict=True))
 
 
-_SQLITE_BUSY = ("database is locked", "database table is locked")
-
-
 class _SqliteTransaction:
     """The commit steps in SQLite dialect; each runs on the connection's thread."""
 
@@ -247,12 +284,7 @@ class _SqliteTransaction:
         self.depth = 0
 
     async def _exec(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        try:
-            return await self.d._run(self.d.conn.execute, sql, params)
-        except sqlite3.OperationalError as exc:
-            if any(s in str(exc) for s in _SQLITE_BUSY):
-                raise TransientError(f"SQLite: {exc}") from None
-            raise
+        return await self.d._run(self.d.conn.execute, sql, params)  # errors translated in `_run`
 
     async def table_columns(self, table: str) -> dict[str, Column] | None:
         cursor = await self._exec(f"PRAGMA table_info({quote(table)})")
