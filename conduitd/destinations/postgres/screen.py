@@ -7,8 +7,10 @@ Only what the server would do exactly the same way is checked: values too long f
 `varchar(n)`/`char(n)` column (in Arrow, before anything is sent), CHECK constraints whose
 columns are all in the batch (`(expr) IS FALSE`, as the server treats NULL as passing), unique
 indexes that are immediate, total (no predicate), on plain columns, all in the batch, and
-immediate MATCH SIMPLE foreign keys to another table. Tables with BEFORE ROW triggers or rules
-(which may change a row before it is checked) are not screened by the server. What is left
+immediate, validated MATCH SIMPLE foreign keys to another table (an upsert that leaves a key
+as it was is not checked by the server: a NOT VALID key may hold rows that break it). Tables
+with BEFORE ROW triggers or rules (which may change a row before it is checked) are not
+screened by the server. What is left
 (exclusion constraints, expression indexes, deferred or self-referencing keys, other type
 errors) is found by the write attempts as before, and so is anything a screen misses; a screen
 that fails itself (an expression that errs) is rolled back and counts for nothing.
@@ -49,7 +51,7 @@ _FOREIGN = """SELECT conname, confrelid::regclass::text AS parent,
                      ARRAY(SELECT a.attname FROM unnest(confkey) WITH ORDINALITY k(n, o)
                            JOIN pg_attribute a ON a.attrelid = confrelid AND a.attnum = k.n ORDER BY k.o) AS refs
               FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'f' AND NOT condeferred
-                AND confmatchtype = 's' AND confrelid <> conrelid"""
+                AND confmatchtype = 's' AND confrelid <> conrelid AND convalidated"""
 _SCREENABLE = """SELECT c.relkind = 'r' AND NOT c.relhasrules AND NOT EXISTS (
                     SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal
                       AND t.tgenabled <> 'D' AND (t.tgtype & 3) = 3)
