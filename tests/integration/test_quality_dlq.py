@@ -23,6 +23,7 @@ def offsets(positions: dict[str, Any]) -> dict[str, int]:
     """File positions without their file identity (inode, fingerprint)."""
     return {partition: position["offset"] for partition, position in positions.items()}
 
+
 def write_config_for(tmp_path: Path, db: Db, rules: list[dict[str, Any]], **resource: Any) -> Path:
     (tmp_path / "in").mkdir(exist_ok=True)
     return write_config(tmp_path / "conduitd.yaml", {
