@@ -131,7 +131,7 @@ def _read_json(block: bytes) -> tuple[pa.Table | None, str]:
         table.validate(full=True)  # rejects invalid UTF-8, which the reader lets through
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         return None, str(exc)
-    return _timestamps_as_utc(_exact_big_numbers(table, block)), ""
+    return _exact_big_numbers(table, block, _timestamps_as_written(table)), ""
 
 
 def _read_options(block: bytes) -> pajson.ReadOptions:
@@ -160,22 +160,27 @@ def unrepresentable(complaint: str) -> str:
 _EXACT_IN_DOUBLE = float(2**53)
 
 
-def _exact_big_numbers(table: pa.Table, block: bytes) -> pa.Table:
+def _exact_big_numbers(table: pa.Table, block: bytes, strings: dict[str, pa.DataType]) -> pa.Table:
     """The reader makes a field holding integers and fractions a double, which cannot hold an
     integer above 2**53 exactly (9007199254740993 would become ...992). Such a block is read again
-    with those fields as decimals, at the smallest scale that holds every value."""
+    with those fields as decimals, at the smallest scale that holds every value; `strings`:
+    fields read again with these types too (see `_timestamps_as_written`)."""
     suspects = [f.name for f in table.schema if pa.types.is_floating(f.type) and len(table.column(f.name))
                 and (pc.max(pc.abs(table.column(f.name))).as_py() or 0) >= _EXACT_IN_DOUBLE]
-    if not suspects:
+    if not suspects and not strings:
         return table
     wide = pa.decimal128(38, 18)
     try:
         exact = pajson.read_json(io.BytesIO(block), read_options=_read_options(block),
                                  parse_options=pajson.ParseOptions(
-                                     explicit_schema=pa.schema([(n, wide) for n in suspects]),
+                                     explicit_schema=pa.schema([(n, wide) for n in suspects] + list(strings.items())),
                                      unexpected_field_behavior="infer"))
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return table  # beyond 20 integer digits: only a double holds them at all
+        if not strings:
+            return table  # beyond 20 integer digits: only a double holds them at all
+        return _exact_big_numbers(table, block, {})
+    for name in strings:
+        table = table.set_column(table.schema.get_field_index(name), name, exact.column(name))
     for name in suspects:
         column = exact.column(name)
         for scale in range(19):
@@ -188,13 +193,25 @@ def _exact_big_numbers(table: pa.Table, block: bytes) -> pa.Table:
     return table
 
 
-def _timestamps_as_utc(table: pa.Table) -> pa.Table:
-    """The reader turns "2026-01-01T00:00:00Z" into a zone-less timestamp holding the UTC instant;
-    say so in the type. (A JSON timestamp without a zone is taken as UTC too: documented.)"""
-    for index, fld in enumerate(table.schema):
-        if pa.types.is_timestamp(fld.type) and fld.type.tz is None:
-            table = table.set_column(index, fld.name, table.column(index).cast(pa.timestamp(fld.type.unit, tz="UTC")))
-    return table
+def _timestamps_as_written(table: pa.Table) -> dict[str, pa.DataType]:
+    """The reader turns strings such as "2026-01-01" or "2026-01-01 10:00:00" into timestamps,
+    which a text or jsonb column then received as "2026-01-01T00:00:00Z": the text changed. So
+    they are read again as the strings they are (returned: the fields' types with every
+    timestamp a string); a new column of ISO-8601 timestamps with a zone still becomes
+    `timestamptz` (schema.refine_types), and a timestamp column parses them (zone-less as UTC)."""
+    return {f.name: _strings_for_timestamps(f.type) for f in table.schema if "timestamp" in str(f.type)}
+
+
+def _strings_for_timestamps(kind: pa.DataType) -> pa.DataType:
+    """`kind` with every timestamp in it a string (at most `MAX_DEPTH` levels: recursion is fine)."""
+    if pa.types.is_timestamp(kind):
+        return pa.string()
+    if pa.types.is_struct(kind):
+        return pa.struct([kind.field(i).with_type(_strings_for_timestamps(kind.field(i).type))
+                          for i in range(kind.num_fields)])
+    if pa.types.is_list(kind):
+        return pa.list_(kind.value_field.with_type(_strings_for_timestamps(kind.value_type)))
+    return kind
 
 
 def _decode_jsonl_slowly(block: bytes, partition: str, position_at: PositionAt,

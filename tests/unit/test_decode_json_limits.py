@@ -185,3 +185,19 @@ def test_a_long_record_after_one_of_another_type_keeps_its_value(before: str) ->
     values = table.column("v").to_pylist()
     assert values[1:] == [blob, "plain"]
     assert json.loads(values[0]) == json.loads(before)["v"]
+
+
+@pytest.mark.parametrize("text", ["2026-01-31", "2026-01-31 10:00:00", "2026-01-31T10:00:00", "2026-01-31T10:00:00Z",
+                                  "2026-01-31T10:00:00.5+02:00"])
+def test_date_like_strings_reach_a_text_or_json_column_as_written(text: str) -> None:
+    """pyarrow's reader made them timestamps: a text column got "2026-01-31T00:00:00Z"."""
+    from conduitd.schema import Column, conform
+
+    block = orjson.dumps({"s": text, "doc": {"at": [text]}}) + b"\n"
+    table, rejects, _ = decode(block)
+    assert not rejects
+    cast, failures, _ = conform(table, {"s": Column("s", pa.string(), "text"),
+                                        "doc": Column("doc", pa.string(), "jsonb", json=True)})
+    assert not failures
+    assert cast.column("s").to_pylist() == [text]
+    assert json.loads(cast.column("doc")[0].as_py()) == {"at": [text]}
