@@ -41,6 +41,9 @@ class OpenFile:
     handle: BinaryIO
     inode: int
     size: int
+    stamp: tuple[int, int, int, int]
+    """Inode, size, modification and change times when it was opened: while the name still
+    shows these, the file has not changed since."""
 
     def read(self, offset: int, length: int) -> bytes:
         """`length` bytes from `offset` (fewer at the end), without moving a shared file pointer."""
@@ -55,7 +58,11 @@ def open_file(path: str) -> OpenFile:
     except OSError:
         handle.close()
         raise
-    return OpenFile(path, handle, status.st_ino, status.st_size)
+    return OpenFile(path, handle, status.st_ino, status.st_size, stamp(status))
+
+
+def stamp(status: os.stat_result) -> tuple[int, int, int, int]:
+    return status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns
 
 
 def _digest(*parts: bytes) -> str:

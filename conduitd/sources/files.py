@@ -45,6 +45,7 @@ from conduitd.sources.file_identity import (
     resume_offset,
     resume_row,
     row_position,
+    stamp,
     whole_fingerprint,
 )
 from conduitd.sources.file_text import (
@@ -64,7 +65,6 @@ _EXTENSIONS: dict[str, Format] = {
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv",
     ".parquet": "parquet", ".pq": "parquet",
 }
-Stamp = tuple[int, int, int, int]
 
 
 class FileSource:
@@ -77,7 +77,7 @@ class FileSource:
         self._offsets: dict[str, int] = {}
         self._sizes: dict[str, int] = {}
         self._held: dict[str, tuple[int, float]] = {}
-        self._settled: dict[str, Stamp] = {}
+        self._settled: dict[str, tuple[int, int, int, int]] = {}
         """Files read to their end, by stat stamp: a daemon pass skips them while it is unchanged."""
         self._problems: dict[str, str] = {}
 
@@ -192,7 +192,7 @@ class FileSource:
         try:
             if not self.once:
                 status = await asyncio.to_thread(os.stat, path)
-                if self._settled.get(path) == _stamp(status):
+                if self._settled.get(path) == stamp(status):
                     return None
             opened = await asyncio.to_thread(open_file, path)
         except FileNotFoundError:
@@ -217,7 +217,7 @@ class FileSource:
     def _settle(self, opened: OpenFile, offset: int) -> None:
         """Remember a file read to its end, so an unchanged file is not opened every poll."""
         if offset >= opened.size:
-            self._settled[opened.path] = _stamp(os.fstat(opened.handle.fileno()))
+            self._settled[opened.path] = opened.stamp  # as opened: a change since shows at the next pass
             self._held.pop(opened.path, None)
 
     def _ready(self, path: str, size: int) -> bool:
@@ -371,6 +371,3 @@ class FileSource:
             self._offsets[path] = seen
         self._settle(opened, opened.size)
 
-
-def _stamp(status: os.stat_result) -> Stamp:
-    return status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns
