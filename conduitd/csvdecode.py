@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import re
 from collections import defaultdict, deque
-from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -33,8 +32,18 @@ def decode_csv(block: bytes, columns: list[str], delimiter: str, partition: str,
     """Decode CSV rows (no header in `block`: `columns` come from the file's first line).
     `max_record_bytes`: a longer line is rejected with its size (None: no limit).
     `encoding`: the text encoding of `block`; a row with bytes invalid in it is rejected."""
+    table, rejects, _ = decode_csv_rows(block, columns, delimiter, partition, position_at,
+                                        max_record_bytes=max_record_bytes, encoding=encoding)
+    return table, rejects
+
+
+def decode_csv_rows(block: bytes, columns: list[str], delimiter: str, partition: str,
+                    position_at: PositionAt, *, max_record_bytes: int | None = None,
+                    encoding: str = "utf-8") -> tuple[pa.Table, list[Reject], np.ndarray | None]:
+    """`decode_csv`, also giving for each row the offset in `block` just after its line (for a
+    DLQ entry made of the row later, by a quality rule or a cast), or None where unknown."""
     if not block.strip():
-        return pa.table({}), []
+        return pa.table({}), [], np.empty(0, dtype=np.int64)
     transcoded = to_utf8(block, encoding)
     lines = lf_lines(transcoded.block)  # one per input line: an invalid one is left empty
     input_ends = line_bounds(block)[1]
@@ -61,9 +70,33 @@ def decode_csv(block: bytes, columns: list[str], delimiter: str, partition: str,
         """The input offset ending the line that ends at (or contains) `offset` of `text`."""
         return int(input_ends[min(int(np.searchsorted(text_ends, offset, side="left")), len(input_ends) - 1)])
 
-    rejects += _positioned(bad_rows, text, to_input)
+    positioned, bad_ends = _positioned(bad_rows, text)
+    rejects += [(to_input(end), reason, row) for end, reason, row in positioned]
     found = [Reject(partition, position_at(end), reason, payload) for end, reason, payload in sorted(rejects)]
-    return infer_types(table), found
+    row_ends = _row_ends(text, bad_ends)
+    if len(row_ends) != table.num_rows:
+        return infer_types(table), found, None
+    mapped = input_ends[np.minimum(np.searchsorted(text_ends, row_ends, side="left"), len(input_ends) - 1)]
+    return infer_types(table), found, mapped.astype(np.int64)
+
+
+def _row_ends(text: bytes, bad_ends: set[int]) -> np.ndarray:
+    """Where each row's line ends in `text`: lines split as pyarrow splits them (CR, LF or
+    CR LF), without the empty ones (skipped) and those of rows it could not read."""
+    data = np.frombuffer(text, dtype=np.uint8)
+    cr, lf = data == 13, data == 10
+    after_cr = np.zeros(len(data), dtype=bool)
+    after_cr[1:] = cr[:-1]
+    first = np.flatnonzero((cr | lf) & ~(lf & after_cr))  # the first byte of each line break
+    crlf = np.zeros(len(first), dtype=bool)
+    inside = first + 1 < len(data)
+    crlf[inside] = cr[first[inside]] & lf[first[inside] + 1]
+    after = first + 1 + crlf
+    starts = np.concatenate(([0], after)).astype(np.int64)
+    content_ends = np.concatenate((first, [len(data)])).astype(np.int64)
+    ends = np.concatenate((after, [len(data)])).astype(np.int64)
+    rows: np.ndarray = ends[(content_ends > starts) & ~np.isin(ends, np.fromiter(bad_ends, dtype=np.int64))]
+    return rows
 
 
 def _emptied(line: bytes) -> bytes:
@@ -104,6 +137,8 @@ def _read(text: bytes, columns: list[str], delimiter: str) -> tuple[pa.Table, li
     """Read with pyarrow; when it refuses the whole block (a malformed quote, say), halve it
     until each refusal is one line."""
     bad_rows: list[BadRow] = []
+    if not text.strip(b"\r\n"):  # every line was set aside: pyarrow would call it an empty file
+        return _empty(columns), bad_rows
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
         bad_rows.append((row.text, f"CSV row has the wrong number of fields (expected {row.expected_columns}, "
@@ -140,13 +175,13 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or ["unknown reason"])[0]
 
 
-def _positioned(bad_rows: list[BadRow], text: bytes, original: Callable[[int], int]) -> list[tuple[int, str, str]]:
-    """Each bad row with the input offset just after its own line. pyarrow does not say reliably
-    which line a row was (its number is unknown when parsing in parallel), so rows are matched
-    to lines by their text, split as pyarrow splits them (CR, LF or CR LF); equal texts are the
-    same row repeated and take their lines in order."""
+def _positioned(bad_rows: list[BadRow], text: bytes) -> tuple[list[tuple[int, str, str]], set[int]]:
+    """Each bad row with the offset in `text` just after its own line, and the set of those.
+    pyarrow does not say reliably which line a row was (its number is unknown when parsing in
+    parallel), so rows are matched to lines by their text, split as pyarrow splits them (CR, LF
+    or CR LF); equal texts are the same row repeated and take their lines in order."""
     if not bad_rows:
-        return []
+        return [], set()
     wanted = {row for row, _ in bad_rows}
     where: dict[str, deque[int]] = defaultdict(deque)
     end = 0
@@ -158,8 +193,8 @@ def _positioned(bad_rows: list[BadRow], text: bytes, original: Callable[[int], i
     found = []
     for row, reason in bad_rows:
         end = where[row].popleft() if where[row] else len(text)  # not seen: the block's end, never lost
-        found.append((original(end), reason, row))
-    return found
+        found.append((end, reason, row))
+    return found, {end for end, _, _ in found}
 
 
 def _ends(lines: list[bytes]) -> list[int]:

@@ -17,13 +17,13 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from conduitd.arrowutil import concat_tables
-from conduitd.csvdecode import decode_csv
+from conduitd.csvdecode import decode_csv, decode_csv_rows
 from conduitd.lines import PAYLOAD_LIMIT, PositionAt, lf_lines, line_bounds, oversize_reason, payload_text, record_sizes
 from conduitd.nesting import MAX_DEPTH, too_deep
 from conduitd.records import Position, Reject
 from conduitd.transcode import codec_name, to_utf8
 
-__all__ = ["PositionAt", "decode_csv", "decode_jsonl", "decode_jsonl_lines", "unrepresentable"]
+__all__ = ["PositionAt", "decode_csv", "decode_csv_rows", "decode_jsonl", "decode_jsonl_lines", "unrepresentable"]
 
 
 def decode_jsonl(block: bytes, partition: str, position_at: PositionAt) -> tuple[pa.Table, list[Reject]]:

@@ -160,3 +160,22 @@ def test_generated_cells_come_back_identical_and_every_row_is_somewhere(
     text = as_text(table) if table.num_rows else {"a": [], "b": []}
     for row, key in enumerate(ids):
         assert [text["a"][row], text["b"][row]] == expected[key]
+
+
+@settings(max_examples=50)
+@given(st.lists(st.sampled_from([b"1,a", b"2", b"", b'3,"x', b"4,d\r", b"5,\xff", b"6,f,g", b'7,"h,i"']), max_size=20),
+       st.booleans())
+def test_each_row_knows_the_offset_after_its_own_line(lines: list[bytes], last_newline: bool) -> None:
+    """For a DLQ entry made of the row later (a quality rule, a cast): its own position."""
+    from conduitd.decode import decode_csv_rows
+
+    block = b"\n".join(lines) + (b"\n" if last_newline else b"")
+    table, rejects, ends = decode_csv_rows(block, ["id", "v"], ",", "p", at)
+    assert ends is not None and len(ends) == table.num_rows
+    ids = table.column("id").cast(pa.string()).to_pylist() if table.num_rows else []
+    for key, end in zip(ids, ends, strict=True):
+        line = block[:end].rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
+        assert line.split(b",")[0] == key.encode()
+    rejected = sorted(int(r.position["offset"]) for r in rejects)
+    assert len(set(rejected) | {int(e) for e in ends}) == table.num_rows + len(rejects)
+    assert table.num_rows + len(rejects) == sum(1 for line in lines if line)
