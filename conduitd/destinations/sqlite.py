@@ -86,8 +86,11 @@ class SqliteDestination:
             target = ":memory:"
         else:
             # On a read-only file system nothing can change the file, and SQLite could not
-            # create the -shm file a WAL database is read through: it may read it as immutable.
-            immutable = "&immutable=1" if _on_read_only_file_system(path) else ""
+            # create the -shm file a WAL database is read through: it may read it as immutable
+            # (unless a -wal file holds commits not yet in the database: immutable skips those).
+            wal = f"{path}-wal"
+            settled = not os.path.exists(wal) or os.path.getsize(wal) == 0
+            immutable = "&immutable=1" if settled and _on_read_only_file_system(path) else ""
             target = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro{immutable}"
         self._conn = sqlite3.connect(target, uri=True, isolation_level=None, check_same_thread=False, timeout=30)
 
