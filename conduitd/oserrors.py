@@ -32,3 +32,28 @@ def check_writable(path: str | Path, what: str) -> None:
             pass
     except OSError as exc:
         raise unwritable(path, what, exc) from None
+
+
+def writable_problem(path: str | Path) -> str | None:
+    """Why `path` could not be appended to (created with its directories if missing), or None;
+    unlike `check_writable` this writes nothing, for `validate`."""
+    target = Path(path)
+    try:
+        if target.exists():
+            if target.is_dir():
+                return os_error_text(IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
+            # O_NONBLOCK: a FIFO without a reader fails at once instead of blocking.
+            os.close(os.open(target, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK))
+            return None
+        parent = target.parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir():
+            return f"{parent}: " + os_error_text(NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)))
+        if os.statvfs(parent).f_flag & os.ST_RDONLY:
+            return f"{parent}: " + os_error_text(OSError(errno.EROFS, os.strerror(errno.EROFS)))
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return f"{parent}: " + os_error_text(PermissionError(errno.EACCES, os.strerror(errno.EACCES)))
+    except OSError as exc:
+        return os_error_text(exc)
+    return None
