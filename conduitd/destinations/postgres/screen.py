@@ -41,17 +41,18 @@ _CHECKS = """SELECT conname, pg_get_expr(conbin, conrelid) AS expr,
 _UNIQUE = """SELECT c.relname AS name, i.indnullsnotdistinct AS nulls_equal,
                     ARRAY(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY k(attnum, o)
                           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-                          WHERE k.o <= i.indnkeyatts ORDER BY k.o) AS cols
+                          WHERE k.o <= i.indnkeyatts ORDER BY k.o) AS cols,
+                    i.indimmediate AND i.indpred IS NULL AND i.indexprs IS NULL AS usable
              FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-             WHERE i.indrelid = $1::regclass AND i.indisunique AND i.indimmediate AND i.indisvalid
-               AND i.indpred IS NULL AND i.indexprs IS NULL"""
+             WHERE i.indrelid = $1::regclass AND i.indisunique AND i.indisvalid"""
 _FOREIGN = """SELECT conname, confrelid::regclass::text AS parent,
                      ARRAY(SELECT a.attname FROM unnest(conkey) WITH ORDINALITY k(n, o)
                            JOIN pg_attribute a ON a.attrelid = conrelid AND a.attnum = k.n ORDER BY k.o) AS cols,
                      ARRAY(SELECT a.attname FROM unnest(confkey) WITH ORDINALITY k(n, o)
-                           JOIN pg_attribute a ON a.attrelid = confrelid AND a.attnum = k.n ORDER BY k.o) AS refs
-              FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'f' AND NOT condeferred
-                AND confmatchtype = 's' AND confrelid <> conrelid AND convalidated"""
+                           JOIN pg_attribute a ON a.attrelid = confrelid AND a.attnum = k.n ORDER BY k.o) AS refs,
+                     NOT condeferred AND confmatchtype = 's' AND confrelid <> conrelid AND convalidated AS usable
+              FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'f'"""
+_EXCLUSIONS = "SELECT count(*) FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'x'"
 _SCREENABLE = """SELECT c.relkind = 'r' AND NOT c.relhasrules AND NOT EXISTS (
                     SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal
                       AND t.tgenabled <> 'D' AND (t.tgtype & 3) = 3)
@@ -103,14 +104,20 @@ async def screen_query(conn: asyncpg.Connection, target: str, table: str, names:
             cases.append(f"WHEN s.{ddl.quote(name)} IS NULL THEN {reason}")
         elif not column["filled"] and not key:
             cases.append(f"WHEN true THEN {reason}")  # never given a value: every row is refused
+    # Whether every constraint is screened: only then is a repeat of an earlier row's key known to
+    # be refused (that earlier row could otherwise be refused by what no screen sees, and the
+    # repeat then written).
+    complete = not await conn.fetchval(_EXCLUSIONS, target)
     for check in await conn.fetch(_CHECKS, target):
+        complete &= bool(check["cols"]) and set(check["cols"]) <= present
         if check["cols"] and set(check["cols"]) <= present:
             reason = _text(f'PostgreSQL 23514: new row for relation "{table}" violates check constraint '
                            f'"{check["conname"]}" (found before writing)')
             cases.append(f"WHEN ({check['expr']}) IS FALSE THEN {reason}")
     for foreign in await conn.fetch(_FOREIGN, target):
         cols, refs = list(foreign["cols"]), list(foreign["refs"])
-        if cols and set(cols) <= present:
+        complete &= foreign["usable"] and set(cols) <= present
+        if foreign["usable"] and cols and set(cols) <= present:
             # MATCH SIMPLE: a row with a null in the key references nothing and passes.
             given = " AND ".join(f"s.{ddl.quote(c)} IS NOT NULL" for c in cols)
             match = " AND ".join(f"p.{ddl.quote(r)} = s.{ddl.quote(c)}" for c, r in zip(cols, refs, strict=True))
@@ -122,7 +129,8 @@ async def screen_query(conn: asyncpg.Connection, target: str, table: str, names:
     unique = [] if key else await conn.fetch(_UNIQUE, target)  # an upsert's existing keys are updates
     for index in unique:
         cols = list(index["cols"])
-        if cols and set(cols) <= present:
+        complete &= index["usable"] and bool(cols) and set(cols) <= present
+        if index["usable"] and cols and set(cols) <= present:
             equal = "IS NOT DISTINCT FROM" if index["nulls_equal"] else "="
             match = " AND ".join(f"t.{ddl.quote(c)} {equal} s.{ddl.quote(c)}" for c in cols)
             reason = _text(f'PostgreSQL 23505: duplicate key value violates unique constraint "{index["name"]}" '
@@ -133,9 +141,9 @@ async def screen_query(conn: asyncpg.Connection, target: str, table: str, names:
             duplicates.append(
                 f"CASE WHEN {where or 'true'} AND row_number() OVER (PARTITION BY {partition} "
                 f"ORDER BY s.{ROW}) > 1 THEN {reason} END")
-    if len(duplicates) > 1:
-        # Which repeat the server refuses then depends on which rows the other keys refused
-        # first, row by row: left to the write attempts.
+    if len(duplicates) > 1 or not complete:
+        # Which repeat the server refuses then depends on which rows the other keys (or what no
+        # screen sees) refused first, row by row: left to the write attempts.
         duplicates = []
     if not cases and not duplicates:
         return None
