@@ -131,7 +131,7 @@ def _read_json(block: bytes) -> tuple[pa.Table | None, str]:
         table.validate(full=True)  # rejects invalid UTF-8, which the reader lets through
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         return None, str(exc)
-    return _exact_big_numbers(table, block, _timestamps_as_written(table)), ""
+    return _timestamps_as_utc(_exact_big_numbers(table, block, _timestamps_as_written(table, block))), ""
 
 
 def _read_options(block: bytes) -> pajson.ReadOptions:
@@ -193,13 +193,30 @@ def _exact_big_numbers(table: pa.Table, block: bytes, strings: dict[str, pa.Data
     return table
 
 
-def _timestamps_as_written(table: pa.Table) -> dict[str, pa.DataType]:
+def _timestamps_as_written(table: pa.Table, block: bytes) -> dict[str, pa.DataType]:
     """The reader turns strings such as "2026-01-01" or "2026-01-01 10:00:00" into timestamps,
     which a text or jsonb column then received as "2026-01-01T00:00:00Z": the text changed. So
     they are read again as the strings they are (returned: the fields' types with every
     timestamp a string); a new column of ISO-8601 timestamps with a zone still becomes
     `timestamptz` (schema.refine_types), and a timestamp column parses them (zone-less as UTC)."""
-    return {f.name: _strings_for_timestamps(f.type) for f in table.schema if "timestamp" in str(f.type)}
+    strings = {f.name: _strings_for_timestamps(f.type) for f in table.schema if "timestamp" in str(f.type)}
+    if all(pa.types.is_timestamp(table.schema.field(name).type) for name in strings) \
+            and not _ALTERED_BY_PARSING.search(block):
+        return {}  # every date-like string is 2026-01-31T10:00:00Z: as a UTC timestamp it prints the same
+    return strings
+
+
+_ALTERED_BY_PARSING = re.compile(rb'"[0-9]{4}-[0-9]{2}-[0-9]{2}(?!T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")')
+"""A date-like string the reader may make a timestamp that does not print back as written (one
+search, so that the usual "...T10:00:00Z" costs no second read)."""
+
+
+def _timestamps_as_utc(table: pa.Table) -> pa.Table:
+    """Timestamps left (only "...T10:00:00Z" strings) are UTC instants: say so in the type."""
+    for index, fld in enumerate(table.schema):
+        if pa.types.is_timestamp(fld.type) and fld.type.tz is None:
+            table = table.set_column(index, fld.name, table.column(index).cast(pa.timestamp(fld.type.unit, tz="UTC")))
+    return table
 
 
 def _strings_for_timestamps(kind: pa.DataType) -> pa.DataType:

@@ -32,6 +32,35 @@ def too_deep(block: bytes, limit: int = MAX_DEPTH) -> np.ndarray:
     if block.count(b"{") + block.count(b"[") <= limit:
         return np.empty(0, dtype=np.int64)
     data = np.frombuffer(block, dtype=np.uint8)
+    suspects = _lines_with_many_opens(data, limit)
+    if suspects is None:
+        return np.empty(0, dtype=np.int64)
+    # Only the lines that could be too deep are scanned, joined (each piece is a whole line, so
+    # a line found is a piece, found at the piece's start).
+    found = _scan(b"\n".join(block[start:end] for start, end in suspects), limit)
+    piece_starts = np.cumsum([0] + [end - start + 1 for start, end in suspects[:-1]])
+    index = np.searchsorted(piece_starts, found, side="right") - 1
+    deep: np.ndarray = np.array([suspects[i][0] for i in index], dtype=np.int64) + (found - piece_starts[index])
+    return np.unique(deep)
+
+
+def _lines_with_many_opens(data: np.ndarray, limit: int) -> list[tuple[int, int]] | None:
+    """(start, end) of the lines (split at CR or LF) with more than `limit` opening brackets,
+    or None: a line with fewer cannot be deeper, whatever its strings hold."""
+    opens = np.flatnonzero((data == _OPEN[0]) | (data == _OPEN[1]))
+    breaks = np.flatnonzero((data == _LF) | (data == _CR))
+    counts = np.bincount(np.searchsorted(breaks, opens), minlength=len(breaks) + 1)
+    many = np.flatnonzero(counts > limit)
+    if not len(many):
+        return None
+    starts = np.concatenate(([0], breaks + 1))
+    ends = np.concatenate((breaks, [len(data)]))
+    return [(int(starts[i]), int(ends[i])) for i in many]
+
+
+def _scan(block: bytes, limit: int) -> np.ndarray:
+    """The exact scan of the module docstring, over a whole block."""
+    data = np.frombuffer(block, dtype=np.uint8)
     size = len(data)
     index = np.arange(size, dtype=np.int64)
     breaks = (data == _LF) | (data == _CR)

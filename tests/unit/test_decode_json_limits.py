@@ -201,3 +201,33 @@ def test_date_like_strings_reach_a_text_or_json_column_as_written(text: str) -> 
     assert not failures
     assert cast.column("s").to_pylist() == [text]
     assert json.loads(cast.column("doc")[0].as_py()) == {"at": [text]}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(alphabet='[]{}"\\ab,:', max_size=6),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(alphabet='[]{}"\\k', max_size=3),
+                                                                       children, max_size=3),
+    max_leaves=40)
+
+
+@settings(max_examples=60)
+@given(st.lists(st.tuples(json_values, st.integers(0, 300), st.integers(0, 200)), min_size=1, max_size=6))
+def test_the_depth_scan_agrees_with_a_parser(parts: list[tuple[object, int, int]]) -> None:
+    """Brackets inside strings, escaped quotes, wide (not deep) arrays: only depth counts."""
+    from conduitd.nesting import value_depth
+
+    lines = []
+    for value, depth, width in parts:
+        deep = "[" * depth + orjson.dumps(value).decode() + "]" * depth
+        lines.append(('{"v": ' + deep + ', "wide": [' + ",".join(["{}"] * width) + "]}").encode())
+    block = b"\n".join(lines) + b"\n"
+    starts = [0]
+    for line in lines[:-1]:
+        starts.append(starts[-1] + len(line) + 1)
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(20_000)
+    try:
+        expected = [s for s, line in zip(starts, lines, strict=True) if value_depth(json.loads(line)) > MAX_DEPTH]
+    finally:
+        sys.setrecursionlimit(old)
+    assert too_deep(block).tolist() == expected
