@@ -153,6 +153,15 @@ def test_a_parquet_file_with_two_columns_of_one_name_is_dead_lettered(tmp_path: 
                                                        "is ambiguous"}
 
 
+def test_a_json_record_with_a_repeated_key_is_dead_lettered_by_the_reader(tmp_path: Path, db: Db) -> None:
+    config = config_for(tmp_path, db)
+    (tmp_path / "in" / "a.jsonl").write_text('{"id": 1, "a": 1, "a": 2}\n{"id": 2, "a": 3}\n')
+    once(config)
+    assert ids(db) == [2]
+    [dead] = db.rows(f"SELECT rule, payload FROM {db.name('events_dlq')}")
+    assert dead == {"rule": "decode", "payload": '{"id": 1, "a": 1, "a": 2}'}  # the line as it was
+
+
 def test_a_name_sqlite_takes_for_another_column_is_held(tmp_path: Path) -> None:
     db = sqlite(tmp_path)
     config = config_for(tmp_path, db)
