@@ -93,7 +93,7 @@ class _Loader(_SAFE):  # type: ignore[valid-type,misc]
             return super().construct_object(node, deep=deep)
         except yaml.YAMLError:
             raise
-        except (ValueError, TypeError, OverflowError, ArithmeticError) as exc:
+        except (ValueError, TypeError, AttributeError, LookupError, ArithmeticError) as exc:
             raise yaml.constructor.ConstructorError(
                 None, None, f"cannot read a value tagged {node.tag} ({exc.__class__.__name__})",
                 node.start_mark) from None

@@ -108,7 +108,7 @@ MALFORMED = st.builds(lambda a, bad, b: a + bad + b, st.text(alphabet="ab/.", ma
 @st.composite
 def broken_configs(draw: st.DrawFn) -> str | bytes:
     kind = draw(st.sampled_from(["number", "text", "boolean", "section", "list", "unknown", "duplicate",
-                                 "variable", "binary", "nesting", "alias", "top"]))
+                                 "variable", "binary", "nesting", "alias", "tag", "top"]))
     if kind == "number":
         path = draw(st.sampled_from(sorted(NUMBERS, key=str)))
         bad = draw(NOT_NUMBERS if NUMBERS[path] else st.one_of(NOT_NUMBERS, st.just(0), st.just("0s"), st.just(0.0)))
@@ -152,6 +152,11 @@ def broken_configs(draw: st.DrawFn) -> str | bytes:
         opener, closer = draw(st.sampled_from([("[", "]"), ("{a: ", "}")]))
         path = draw(st.sampled_from([*TEXTS, ("service", "zz")]))
         return dump(put(GOOD, path, "PLACEHOLDER")).replace("PLACEHOLDER", opener * depth + "1" + closer * depth)
+    if kind == "tag":  # a tagged value whose text does not fit its tag (the key is unknown anyway)
+        tag = draw(st.sampled_from(["int", "float", "bool", "null", "timestamp", "binary", "set", "omap", "pairs",
+                                    "str", "seq", "map", "python/object:os.system", "python/name:os.system"]))
+        value = draw(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"]), max_size=12))
+        return dump(GOOD) + f"zz: !!{tag} {value}\n"
     if kind == "alias":
         recursive = draw(st.sampled_from(["&a [*a]", "&a {b: *a}", "&a [1, [2, *a]]"]))
         return dump(GOOD) + f"zz: {recursive}\n"
