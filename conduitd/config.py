@@ -7,6 +7,7 @@ The shape follows the seed tool (Conduit Core): named `sources` and `destination
 
 from __future__ import annotations
 
+import codecs
 import re
 import types
 import typing
@@ -77,6 +78,20 @@ def _scalar_kinds(annotation: Any) -> set[type]:
     return {annotation} if annotation in (bool, int, float, str) else set()
 
 
+def _check_brokers(brokers: str | None) -> str | None:
+    """`host:port[,host:port...]` (a `scheme://` prefix allowed): every port from 1 to 65535."""
+    for broker in (brokers or "").split(","):
+        address = broker.strip().split("://", 1)[-1]
+        if not address:
+            raise ValueError("an empty broker address in the list")
+        host, colon, port = address.rpartition(":")
+        if colon and not host.endswith("]") and ":" in host:
+            continue  # a bare IPv6 address without a port
+        if colon and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError("a broker port must be a number from 1 to 65535")
+    return brokers
+
+
 def client_secrets(client: dict[str, str | int | float | bool]) -> list[str]:
     """Values of librdkafka properties that are secrets (sasl.password, ssl.key.password, ...)."""
     return [str(v) for k, v in client.items() if _SECRET_PROPERTY.search(k.lower())]
@@ -121,6 +136,15 @@ class FileSourceConfig(_Frozen):
     csv_delimiter: str = Field(",", min_length=1, max_length=1)
     encoding: str = "utf-8"
     """Text encoding of CSV and JSON files (e.g. latin-1); a record that is not valid in it goes to the DLQ."""
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, encoding: str) -> str:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ValueError("unknown text encoding (e.g. utf-8, latin-1, cp1252)") from None
+        return encoding
     max_record_bytes: ByteSize = 64 * 1024 * 1024
     """A larger record (a line, or an element of a JSON array) goes to the DLQ instead of the table."""
 
@@ -163,6 +187,8 @@ class KafkaSourceConfig(_Frozen):
     @classmethod
     def _one_topic_as_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    _brokers = field_validator("brokers")(_check_brokers)
 
     @model_validator(mode="after")
     def _check(self) -> KafkaSourceConfig:
@@ -257,6 +283,8 @@ class DlqConfig(_Frozen):
     """For `type: kafka`: the topic rejected rows are produced to."""
     client: dict[str, str | int | float | bool] = Field(default_factory=dict)
     """For `type: kafka`: librdkafka producer properties."""
+
+    _brokers = field_validator("brokers")(_check_brokers)
 
     @model_validator(mode="after")
     def _needs_target(self) -> DlqConfig:
