@@ -102,7 +102,7 @@ class ServiceConfig(_Frozen):
 
     health_port: int | None = Field(None, ge=0, le=65535)
     """Port of the HTTP server (/livez, /readyz, /status, /metrics); 0 picks a free port; unset: no server."""
-    health_host: str = "127.0.0.1"
+    health_host: NonEmpty = "127.0.0.1"
     """Address the HTTP server binds; use 0.0.0.0 in a container so probes can reach it."""
     log_format: Literal["json", "text"] = "text"
     """`json` for one JSON object per line (log shippers), `text` for people."""

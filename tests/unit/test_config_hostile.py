@@ -118,6 +118,7 @@ def test_an_alias_bomb_is_refused(tmp_path: Path) -> None:
     ("health_port: 0", "health_port: true", "service.health_port"),
     ("health_port: 0", "health_port: 65536", "service.health_port"),
     ("health_port: 0", "health_port: -1", "service.health_port"),
+    ("health_port: 0", "health_host: ''", "service.health_host"),
     ("health_port: 0", "retry_max_wait: -1", "service.retry_max_wait"),
     ("health_port: 0", "retry_max_wait: 0", "service.retry_max_wait"),
     ("health_port: 0", "drain_timeout: .nan", "service.drain_timeout"),
