@@ -1,7 +1,10 @@
 """Bytes to Arrow, in bulk, with every malformed record turned into a `Reject` (never a crash).
 
-JSON lines take a fast path through pyarrow's multi-threaded reader; only a block that fails
-there is taken apart line by line (orjson) to find the culprits, so the usual cost is columnar.
+JSON lines take a fast path through pyarrow's reader; only a block that fails there is taken
+apart line by line (orjson) to find the culprits, so the usual cost is columnar. Before any
+parser sees a block, lines over `max_record_bytes`, nested deeper than `nesting.MAX_DEPTH` or
+not valid in the configured encoding are set aside with that reason; no value is altered on the
+way (strings that look like dates stay strings). CSV is in `csvdecode`.
 """
 
 from __future__ import annotations
