@@ -13,14 +13,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conduitd.config import ResourceConfig
+from conduitd.batching import END, ChunkQueue, cut_batches
+from conduitd.config import BatchConfig, ResourceConfig
 from conduitd.destinations.base import Dialect
 from conduitd.destinations.postgres.transaction import PostgresDialect
 from conduitd.destinations.sqlite import SqliteDialect
 from conduitd.evolution import refused_names
 from conduitd.inspection import compare
 from conduitd.prepare import Prepared, prepare
-from conduitd.records import Batch, Origin
+from conduitd.records import Batch, Chunk, Origin
 from conduitd.schema import Column
 
 DIALECTS: dict[str, Dialect] = {"postgres": PostgresDialect("s"), "sqlite": SqliteDialect()}
@@ -74,6 +75,33 @@ def test_the_last_row_per_key_wins_whatever_the_key_is_named(key: list[str]) -> 
     rows = pa.table({**{k: [1, 1, 2] for k in key}, "v": ["old", "new", "x"]})
     result = prepared(DIALECTS["postgres"], rows, mode="upsert", unique_key=key)
     assert result.rows.column("v").to_pylist() == ["new", "x"]
+
+
+async def collect(chunks: list[Chunk | None]) -> list[Batch]:
+    queue = ChunkQueue()
+    for item in chunks:
+        queue.put_nowait(item)
+    return [b async for b in cut_batches(queue, BatchConfig(max_rows=100, max_wait=60))]
+
+
+def chunk(start: int, rows: pa.Table, deletes: list[bool] | None = None) -> Chunk:
+    return Chunk("p", {"offset": start}, {"offset": start + rows.num_rows}, rows,
+                 deletes=None if deletes is None else np.array(deletes))
+
+
+async def test_a_batch_joins_its_chunks_deletes_in_row_order() -> None:
+    [joined] = await collect([chunk(0, pa.table({"id": [1, 2]})), chunk(2, pa.table({"id": [3]}), [True]),
+                              chunk(3, pa.table({"id": [4, 5]}), [False, True]), END])
+    assert joined.rows.column("id").to_pylist() == [1, 2, 3, 4, 5]
+    assert joined.delete_mask().tolist() == [False, False, True, False, True]
+
+
+async def test_a_chunk_with_a_repeated_name_is_a_batch_of_its_own() -> None:
+    repeated = pa.Table.from_arrays([pa.array([3]), pa.array([4])], names=["id", "id"])
+    batches = await collect([chunk(0, pa.table({"id": [1, 2]})), chunk(2, repeated), chunk(3, pa.table({"id": [5]})),
+                             END])
+    assert [b.rows.column_names for b in batches] == [["id"], ["id", "id"], ["id"]]
+    assert [b.end for b in batches] == [{"p": {"offset": 2}}, {"p": {"offset": 3}}, {"p": {"offset": 4}}]
 
 
 # -- item 6: names the destination cannot take ---------------------------------------------------
