@@ -19,6 +19,7 @@ from conduitd.errors import ConfigError
 KeyPath = tuple[str | int, ...]
 MAX_DEPTH = 64
 """A config needs about six levels; this is far above that and far below the recursion limit."""
+MAX_BYTES = 16 * 1024 * 1024
 MAX_NODES = 100_000
 """Nodes after alias expansion: a real config has a few hundred."""
 _MERGE = "tag:yaml.org,2002:merge"
@@ -28,9 +29,12 @@ _SAFE: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # 
 def read_yaml(file: Path) -> tuple[Any, dict[KeyPath, int]]:
     """The parsed document and {key path: line}; ConfigError for anything that is not a sane config."""
     try:
-        raw = file.read_bytes()
+        with file.open("rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)  # bounded: `-c /dev/zero` must not eat the memory
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read config file: {exc.strerror or exc}") from None
+    if len(raw) > MAX_BYTES:
+        raise ConfigError(f"{file}:1: larger than {MAX_BYTES // 1024 // 1024}MiB: not a config file")
     text = _text(file, raw)
     try:
         _check_events(file, text)

@@ -89,6 +89,11 @@ def test_deep_nesting_is_refused(tmp_path: Path, depth: int) -> None:
         assert "nested more than" in error_of(write(tmp_path, GOOD + text + "\n"))
 
 
+def test_an_endless_or_huge_file_is_refused() -> None:
+    for path in (Path("/dev/zero"), Path("/dev/urandom")):
+        assert error_of(path).startswith(f"{path}:1: ")
+
+
 def test_a_recursive_alias_is_refused(tmp_path: Path) -> None:
     for text in ("x: &a [1, *a]\n", "x: &a {b: *a}\n", "x: &a\n  - &b [*a]\n"):
         assert "refers to a collection that contains it" in error_of(write(tmp_path, GOOD + text))
