@@ -17,6 +17,7 @@ import orjson
 
 from conduitd.metrics import Metrics, PipelineStatus
 from conduitd.oserrors import os_error_text
+from conduitd.redact import redact_value
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class Manifest:
             "status": _overall(pipelines, exit_code), "exit_code": exit_code, "pipelines": pipelines,
         }
         try:
-            self._append(orjson.dumps(record, default=str) + b"\n")
+            self._append(orjson.dumps(redact_value(record), default=str) + b"\n")
         except OSError as exc:
             self.failures += 1
             if self.metrics is not None:

@@ -9,6 +9,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from conduitd.records import Position
+from conduitd.redact import redact_value
 
 
 class Metrics:
@@ -79,7 +80,7 @@ class PipelineStatus:
     started: float = field(default_factory=time.time)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        return redact_value({  # /status shows this: no secrets
             "pipeline": self.name, "source": self.source, "destination": self.destination,
             "table": self.table, "state": self.state, "ready": self.ready,
             "rows_read": self.rows_read, "rows_written": self.rows_written,
@@ -88,7 +89,7 @@ class PipelineStatus:
             "quality": self.quality, "schema_changes": self.schema_changes,
             "last_commit": _iso(self.last_commit), "last_error": self.last_error,
             "positions": self.positions, "lag": self.lag, "problem": self.problem, "started": _iso(self.started),
-        }
+        })
 
 
 def _iso(timestamp: float | None) -> str | None:
