@@ -12,6 +12,7 @@ from conduitd.config import Config, ResourceConfig
 from conduitd.destinations import Destination, make_destination
 from conduitd.errors import ConduitError, ExitCode
 from conduitd.inspection import compare, sample
+from conduitd.redact import redact
 from conduitd.sources import check_source
 
 SAMPLE_ROWS = 1000
@@ -98,6 +99,7 @@ async def _schema_checks(config: Config, resource: ResourceConfig, destination: 
 
 
 def _report(checks: Sequence[Check], as_json: bool) -> None:
+    checks = [Check(c.resource, c.check, c.status, redact(c.detail)) for c in checks]  # no secret in any output
     if as_json:
         sys.stdout.write(orjson.dumps([asdict(c) for c in checks], option=orjson.OPT_INDENT_2).decode() + "\n")
         return
