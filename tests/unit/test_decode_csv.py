@@ -179,3 +179,11 @@ def test_each_row_knows_the_offset_after_its_own_line(lines: list[bytes], last_n
     rejected = sorted(int(r.position["offset"]) for r in rejects)
     assert len(set(rejected) | {int(e) for e in ends}) == table.num_rows + len(rejects)
     assert table.num_rows + len(rejects) == sum(1 for line in lines if line)
+
+
+@pytest.mark.parametrize("d", ["\t", "|", ";", " ", "^", "\\", "-", "]", "$", "."])
+def test_any_delimiter_keeps_quoted_values_and_rejects_a_broken_quote(d: str) -> None:
+    block = f'1{d}"a{d}b"{d}x\n2{d}"open{d}y\n3{d}c{d}z\n'.encode()
+    table, rejects = decode_csv(block, ["id", "v", "w"], d, "p", at)
+    assert table.column("v").to_pylist() == [f"a{d}b", "c"]
+    assert [r.position for r in rejects] == [at(len(f'1{d}"a{d}b"{d}x\n2{d}"open{d}y\n'))]
