@@ -6,6 +6,7 @@ loaded or dead-lettered with the reason, and the run exits 0 without a traceback
 from __future__ import annotations
 
 import json
+import random
 import sys
 from pathlib import Path
 from typing import Any
@@ -139,3 +140,48 @@ def test_json_of_any_depth_or_size_is_loaded_or_dead_lettered_with_the_reason(tm
     for entry, (_, reason) in zip(rejected, expected, strict=True):
         assert reason in entry["reason"]
     assert rejected[3]["reason"] == f"record of {len(records[5][1])} bytes is over max_record_bytes ({limit})"
+
+
+def hostile_cell(rng: random.Random) -> tuple[str, bool]:
+    """A CSV value as migrating users have them (text, quoted?)."""
+    kind = rng.randrange(6)
+    if kind == 0:
+        return "0" * rng.randrange(4) + str(rng.randrange(10**6)), False
+    if kind == 1:
+        return rng.choice(["+3", "-0", "-12", " 7", "7 ", " ", "1.50", "1e3", "0.1", "1.5", "NaN", "true",
+                           "TRUE"]), False
+    if kind == 2:
+        return "".join(rng.choice('aé ß漢🙂\t",\\\'xy0') for _ in range(rng.randrange(1, 8))), rng.random() < 0.5
+    if kind == 3:
+        return "", rng.random() < 0.5  # unquoted: NULL; quoted: the empty string
+    if kind == 4:
+        return rng.choice(["2026-01-31", "2026-01-31 10:00:00", "NA", "null", "None"]), False
+    return str(rng.randrange(-(10**12), 10**12)), False
+
+
+def test_generated_csv_cells_reach_text_columns_byte_identical(tmp_path: Path, db: Db) -> None:
+    """Every value lands in the text column exactly as written, or its row in the DLQ at its own
+    position; every row once."""
+    rng = random.Random(8)
+    integer = "bigint" if db.kind == "postgres" else "INTEGER"
+    db.execute(f"CREATE TABLE {db.name('people')} (id {integer}, a text, b text)")
+    lines, expected, bad = [b"id,a,b"], {}, []
+    for index in range(400):
+        cells = [hostile_cell(rng) for _ in range(2)]
+        fields = [str(index)] + ['"' + v.replace('"', '""') + '"' if q or any(c in v for c in ',"') else v
+                                 for v, q in cells]
+        fate = rng.choice(["ok"] * 8 + ["invalid", "ragged"])
+        line = ",".join(fields + (["extra"] if fate == "ragged" else [])).encode()
+        if fate == "invalid":
+            line = line[:-1] + b"\xff" + line[-1:] if len(line) > 1 else line + b"\xff"
+        if fate == "ok":
+            expected[index] = tuple(None if v == "" and not q else v for v, q in cells)
+        else:
+            bad.append(len(lines))
+        lines.append(line)
+    data = b"\n".join(lines) + b"\n"
+    write(tmp_path, "a.csv", data)
+    run_once(tmp_path, db, "*.csv")
+    assert {r["id"]: (r["a"], r["b"]) for r in db.table("people")} == expected
+    ends = line_ends(data)
+    assert [r["offset"] for r in dlq(db)] == [ends[i] for i in bad]
