@@ -2,11 +2,12 @@
 
 PostgreSQL names the row a COPY stopped at in the error's context (`where`) field, as
 `COPY <relation>, line <n>[, column <name>[: "<value>"]]`; the relation is the one we COPY
-into and n counts rows from 1 (binary and CSV alike: a CSV value's embedded line breaks do not
-count). Inner contexts (a trigger's function) come before it and a value shown after it may hold
-anything, so only a line that starts with the exact prefix counts, the first such line wins, and
-the column is one of the columns being written. Absent or unreadable: the row is not named and
-the commit searches for it.
+into. In binary COPY n counts rows from 1. In CSV it does not (measured: rows after values with
+line breaks inside quotes were reported at later lines), so a CSV line names no row. Inner
+contexts (a trigger's function) come before it and a value shown after it may hold anything, so
+only a line that starts with the exact prefix counts, the first such line wins, and the column
+is one of the columns being written. Absent or unreadable: the row is not named and the commit
+searches for it.
 """
 
 from __future__ import annotations
@@ -41,13 +42,16 @@ def copy_line(context: str | None, relation: str, columns: Sequence[str]) -> tup
     return None, None
 
 
-def refusal(exc: asyncpg.PostgresError, relation: str, columns: Sequence[str]) -> BaseException:
+def refusal(exc: asyncpg.PostgresError, relation: str, columns: Sequence[str], *, by_line: bool) -> BaseException:
     """What to raise for an error of a COPY into `relation`: RowsRefused naming the row (index
-    from 0) and, in the reason, the column when the server says which; else `translate(exc)`."""
+    from 0) and, in the reason, the column when the server says which; else `translate(exc)`.
+    `by_line`: the line is the row (binary COPY); in CSV, line breaks inside values are counted
+    too, so a CSV line names no row."""
     translated = translate(exc)
     if not isinstance(translated, RowsRefused):
         return translated
     line, column = copy_line(getattr(exc, "context", None), relation, columns)
+    line = line if by_line else None
     column = column or getattr(exc, "column_name", None)
     reason = translated.reason + (f" (column {column!r})" if column and repr(column) not in translated.reason
                                   and f'"{column}"' not in translated.reason else "")

@@ -236,7 +236,7 @@ class PostgresTransaction:
             await self._watched(self.conn.copy_to_table(
                 table, schema_name=schema, columns=names, source=_pieces(payload.data), **options))
         except asyncpg.PostgresError as exc:
-            raise refusal(exc, table, names) from exc
+            raise refusal(exc, table, names, by_line=payload.format == "binary") from exc
 
     async def delete_rows(self, table: str, keys: pa.Table) -> int:
         target = ddl.qualified(self.schema, table)
