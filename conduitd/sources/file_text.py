@@ -27,9 +27,6 @@ _STEP = 64 * 1024
 _PAYLOAD_LIMIT = 64 * 1024
 """Text that is not a record at all is kept in the DLQ up to this many bytes."""
 _LINE_BREAKS = bytes.maketrans(b"\r\n", b"  ")
-_DOCUMENT_LIMIT = 256 * 1024 * 1024
-"""A larger file whose first lines are not JSON lines is still only taken for a document if its
-first lines say so (it is not scanned whole to decide)."""
 
 
 def first_line(file: OpenFile, size: int | None = None) -> bytes:
@@ -54,11 +51,7 @@ def layout_of(file: OpenFile, size: int, encoding: str) -> Layout:
     lines = sample.split(b"\n")
     if len(sample) < size or not sample.endswith(b"\n"):
         lines = lines[:-1] or lines  # the last may be cut short (a lone line is judged as it is)
-
-    def whole() -> Document | None:
-        return split(file.read(0, size)) if size <= _DOCUMENT_LIMIT else None
-
-    return layout(lines, encoding, whole)
+    return layout(lines, encoding)
 
 
 def read_document(file: OpenFile, size: int) -> tuple[bytes, Document]:

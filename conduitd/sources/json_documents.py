@@ -13,7 +13,6 @@ encoding where ASCII characters are single bytes (UTF-8, Latin-1, cp1252, ...).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -44,35 +43,33 @@ class Document:
     """False when the file ends inside a value (it may still be being written)."""
 
 
-def layout(lines: list[bytes], encoding: str, document: Callable[[], Document | None]) -> Layout:
-    """JSON lines, or one document? `lines`: the file's first complete lines (about 64 KiB);
-    `document`: the whole file split as a document (None when it is too big to be one).
+def layout(lines: list[bytes], encoding: str) -> Layout:
+    """JSON lines, or one document? `lines`: the file's first complete lines (about 64 KiB).
 
     A file that does not start with `[` or `{` is JSON lines. So is one whose first lines are each
-    a JSON value (two or more, or one object): JSON lines, as written. Otherwise it is a document
-    if it is one (complete, nothing between its values), such as a compact or pretty array, a
-    pretty object, `jq` output; failing that, JSON lines if at least two of the lines are objects
-    (JSON lines with broken lines), else a document not yet complete (it may still be being
-    written; an incomplete remainder goes to the DLQ once the file stops growing)."""
+    a JSON value (two or more, or one object), and one with at least two lines that are each a
+    non-empty object (JSON lines with some broken lines: pretty-printers never put a non-empty
+    object on one line). Anything else is a document: a compact or pretty array, a pretty object,
+    `jq` output, or one of these still being written."""
     text = b"".join(lines[:1]).removeprefix(_BOM).lstrip(_WHITESPACE)
     if not text or text[0] not in _OPEN:
         return "lines"
     kinds = [_kind(line, encoding) for line in lines if line.strip(_WHITESPACE)]
-    if kinds and None not in kinds and (len(kinds) > 1 or kinds[0] == "object"):
+    if kinds and None not in kinds and (len(kinds) > 1 or kinds[0] != "other"):
         return "lines"
-    whole = document()
-    if whole is not None and whole.complete and all(s.problem is None for s in whole.spans):
-        return "document"
     return "lines" if kinds.count("object") >= 2 else "document"
 
 
 def _kind(line: bytes, encoding: str) -> str | None:
-    """"object" or "other" for a line that is one JSON value, None for one that is not."""
+    """"object" (not empty), "empty" or "other" for a line that is one JSON value, None for one
+    that is not."""
     try:
         value = orjson.loads(line.removeprefix(_BOM).decode(encoding))
     except (orjson.JSONDecodeError, UnicodeDecodeError, LookupError):
         return None
-    return "object" if isinstance(value, dict) else "other"
+    if isinstance(value, dict):
+        return "object" if value else "empty"
+    return "other"
 
 
 def _structure(data: bytes) -> tuple[np.ndarray, np.ndarray]:

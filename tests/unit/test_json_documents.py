@@ -165,3 +165,12 @@ def test_split_finds_elements_around_strings_with_brackets_and_escapes() -> None
     data = b'[{"a": "x,]}\\"y"}, {"b": "\\\\"}, [1, 2]]'
     spans = split(data).spans
     assert [data[s.start:s.end] for s in spans] == [b'{"a": "x,]}\\"y"}', b'{"b": "\\\\"}', b"[1, 2]"]
+
+
+@pytest.mark.parametrize("first", [b'{"id": 1', b"[", b"{", b'{"id": 1}}'])
+async def test_json_lines_with_a_broken_first_line_stay_json_lines(tmp_path: Path, first: bytes) -> None:
+    file = tmp_path / "a.jsonl"
+    file.write_bytes(first + b'\n{"id": 2}\n{"id": 3}\n')
+    chunks = await read(file)
+    assert [r["id"] for r in rows_of(chunks)] == [2, 3]
+    assert len([r for c in chunks for r in c.rejects]) == 1
