@@ -14,15 +14,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AllowInfNan, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 Action = Literal["fail", "warn", "dlq"]
 _ALIASES = {"enum": "in_list", "allowed_values": "in_list"}
+
+
+def _not_a_boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got a boolean")
+    return value
+
+
+Bound = Annotated[float, BeforeValidator(_not_a_boolean), AllowInfNan(False)]
+"""A range bound: a finite number (NaN would make every comparison false and pass every row)."""
 
 
 class QualityCheck(BaseModel):
@@ -30,12 +40,12 @@ class QualityCheck(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
-    column: str
+    column: str = Field(min_length=1)
     check: Literal["not_null", "unique", "regex", "range", "in_list"]
     action: Action = "dlq"
     pattern: str | None = None
-    min: float | None = Field(None, alias="min_value")
-    max: float | None = Field(None, alias="max_value")
+    min: Bound | None = Field(None, alias="min_value")
+    max: Bound | None = Field(None, alias="max_value")
     values: tuple[Any, ...] | None = Field(None, alias="allowed_values")
     name: str | None = None
     """How the rule is named in the DLQ, logs and metrics; defaults to `<check>:<column>`."""
@@ -56,6 +66,8 @@ class QualityCheck(BaseModel):
 
     @model_validator(mode="after")
     def _arguments(self) -> QualityCheck:
+        if "\x00" in self.column or (self.pattern and "\x00" in self.pattern):
+            raise ValueError("a NUL character is not allowed here")
         if self.check == "regex":
             if not self.pattern:
                 raise ValueError("check 'regex' needs 'pattern'")

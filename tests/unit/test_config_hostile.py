@@ -191,3 +191,17 @@ def test_a_bad_dsn_is_named_without_its_value(tmp_path: Path) -> None:
                 "host=db password='s3cret", "mysql://app:s3cret@db/wh", "host=db passwort=s3cret"):
         message = error_of(write(tmp_path, GOOD.replace("postgresql://app:s3cret@db:5432/wh", dsn)))
         assert ":10: destinations[0].dsn: " in message and "s3cret" not in message and "pa:ss" not in message
+
+
+@pytest.mark.parametrize("rule", [
+    "{column: amount, check: range, min: true}",
+    "{column: amount, check: range, max: .nan}",
+    "{column: amount, check: range, min: .inf}",
+    "{column: amount, check: range, min: -.inf, max: 5}",
+    "{column: '', check: not_null}",
+])
+def test_a_quality_rule_that_would_judge_nothing_is_refused(tmp_path: Path, rule: str) -> None:
+    """A NaN bound passes every row (each comparison is false); a boolean bound means 0 or 1."""
+    text = GOOD + f"    quality_checks:\n      - {rule}\n"
+    message = error_of(write(tmp_path, text))
+    assert "quality_checks[0]" in message
