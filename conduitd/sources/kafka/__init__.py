@@ -57,11 +57,6 @@ class KafkaSource:
         thread = self._thread
         return None if thread is None else thread.error or thread.watch.problem()
 
-    def unassigned_seconds(self) -> float:
-        """How long the group has owed this member an assignment (0 when none is due)."""
-        thread = self._thread
-        return 0.0 if thread is None else thread.watch.unassigned_seconds()
-
     def lag(self) -> dict[str, dict[str, float]]:
         thread = self._thread
         if thread is None:
