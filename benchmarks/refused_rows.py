@@ -124,7 +124,7 @@ async def run(path: str, rows: pa.Table, batch_rows: int, dsn: str, schema: str)
     await destination.open()
     try:
         await destination.setup(resource)
-        pids = await _backend_pids(dsn, schema)
+        pids = [destination.conn.get_server_pid()]  # the destination's own backend, no one else's
         before = {pid: backend_cpu(pid) for pid in pids}
         wall, cpu = time.perf_counter(), time.process_time()
         rejected = 0
@@ -143,17 +143,6 @@ async def run(path: str, rows: pa.Table, batch_rows: int, dsn: str, schema: str)
     return {"path": path, "s_per_M": wall / million, "cpu_s_per_M": cpu / million,
             "server_cpu_s_per_M": sum(server) / million if server else None,
             "attempts": sum(attempts), "refused": rejected}
-
-
-async def _backend_pids(dsn: str, schema: str) -> list[int]:
-    """The destination's server backends (other than ours), for their CPU time."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                                "AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
-    finally:
-        await conn.close()
-    return [r["pid"] for r in rows]
 
 
 async def main(rows: int, batch_rows: int, dsn: str) -> None:
