@@ -375,3 +375,26 @@ async def _csv_lines(lines: list[tuple[int, bool]], dsn: str, schema: str) -> No
         await conn.close()
     assert written == [i for i, (_, bad) in enumerate(lines) if not bad]
     assert dead == [i for i, (_, bad) in enumerate(lines) if bad]
+
+
+async def test_an_upsert_leaves_a_not_null_column_it_lacks_to_the_table(
+        pg: Any, pg_dsn: str, pg_schema: str) -> None:
+    """The stage held every column of the table with its NOT NULL: a NOT NULL column with a
+    default that the batch lacks was NULL there and every row was refused. New rows get the
+    default, updated rows keep their value."""
+    await pg.execute(f'CREATE TABLE "{pg_schema}".{TABLE} (id bigint PRIMARY KEY, name varchar(8), '
+                     "created text NOT NULL DEFAULT 'by default'); "
+                     f"INSERT INTO \"{pg_schema}\".{TABLE} VALUES (1, 'old', 'kept')")
+    res = resource(mode="upsert", unique_key=["id"])
+    d = await pg_destination(pg_dsn, pg_schema)
+    try:
+        await d.setup(res)
+        rows = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "name": ["new", "b", "far too long"]})
+        result = await d.commit_batch(res, await d.prepare_batch(res, one_batch(rows)))
+    finally:
+        await d.close()
+    assert (result.rows_written, result.rows_rejected) == (2, 1)
+    stored = [tuple(r) for r in await pg.fetch(f'SELECT id, name, created FROM "{pg_schema}".{TABLE} ORDER BY id')]
+    assert stored == [(1, "new", "kept"), (2, "b", "by default")]
+    reasons = [r["reason"] for r in await pg.fetch(f'SELECT reason FROM "{pg_schema}".orders_dlq')]
+    assert len(reasons) == 1 and "22001" in reasons[0] and "'name'" in reasons[0]

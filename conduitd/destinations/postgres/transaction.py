@@ -181,12 +181,14 @@ class PostgresTransaction:
             if not key:
                 await self._copy(self.schema, table, rows, columns, encoded)
                 return
-            await self._execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (LIKE {ddl.qualified(self.schema, table)}) "
-                "ON COMMIT DROP")
-            await self._execute(f"TRUNCATE {_STAGE}")
-            await self._copy(None, _STAGE, rows, columns, encoded)
             names = [ddl.quote(c.name) for c in columns]
+            # Only the batch's columns, with their types (lengths too) but no constraints: a NOT
+            # NULL column the batch lacks gets its default (insert) or keeps its value (update)
+            # in the table, where `LIKE` gave it NULL in the stage and refused every row.
+            await self._execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ON COMMIT DROP AS SELECT {', '.join(names)} "
+                f"FROM {ddl.qualified(self.schema, table)} WITH NO DATA; TRUNCATE {_STAGE}")
+            await self._copy(None, _STAGE, rows, columns, encoded)
             updates = [f"{n} = EXCLUDED.{n}" for c, n in zip(columns, names, strict=True) if c.name not in key]
             action = f"UPDATE SET {', '.join(updates)}" if updates else "NOTHING"
             await self._execute(
