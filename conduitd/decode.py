@@ -52,7 +52,7 @@ def decode_jsonl_lines(block: bytes, partition: str, position_at: PositionAt,
     if not utf8:
         block, position_at, early = _transcoded(block, encoding, partition, position_at, screened)
     screened.update(_too_deep(block, screened))
-    if not screened:
+    if not screened and _every_line_opens_an_object(block):
         fast, _ = _read_json(block)
         if fast is not None and _strict(fast, block, lines):
             return fast, [], None
@@ -102,6 +102,18 @@ def _too_deep(block: bytes, screened: dict[int, str]) -> dict[int, str]:
     line_starts, _ = line_bounds(block)
     indexes = np.unique(np.searchsorted(line_starts, starts, side="right") - 1)
     return {int(i): f"nested deeper than {MAX_DEPTH} levels" for i in indexes if int(i) not in screened}
+
+
+def _every_line_opens_an_object(block: bytes) -> bool:
+    """Whether every line starts with `{`: only then may pyarrow's reader see the block whole.
+    It is laxer than JSON lines of objects (a `null` line is an empty row), and pyarrow 26 crashes
+    the process on a block whose first line is `null` followed by another line; other blocks
+    (blank lines, leading blanks, non-objects) go line by line, where only objects reach it."""
+    data = np.frombuffer(block, dtype=np.uint8)
+    if not len(data):
+        return True
+    starts = np.flatnonzero(data[:-1] == 10) + 1
+    return bool(data[0] == 123 and (data[starts] == 123).all())
 
 
 def _strict(table: pa.Table, block: bytes, lines: int | None) -> bool:
