@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from conduitd.config import FileSourceConfig
-from conduitd.decode import decode_csv
+from conduitd.csvdecode import decode_csv_rows
 from conduitd.errors import ConduitError, ConfigError
 from conduitd.records import Chunk, Position, Reject
 from conduitd.sources.base import Checkpoints
@@ -287,9 +287,9 @@ class FileSource:
 
         limit, encoding = self.config.max_record_bytes, self.config.encoding
         if header is not None:
-            rows, rejects = decode_csv(block, header, self.config.csv_delimiter, path, position_at,
-                                       max_record_bytes=limit, encoding=encoding)
-            return rows, rejects, None
+            rows, rejects, ends = decode_csv_rows(block, header, self.config.csv_delimiter, path, position_at,
+                                                  max_record_bytes=limit, encoding=encoding)
+            return rows, rejects, None if ends is None else ends + base
         return decode_lines_with_offsets(block, path, position_at, base, max_record_bytes=limit, encoding=encoding)
 
     def _read_block(self, opened: OpenFile, offset: int, size: int) -> bytes:

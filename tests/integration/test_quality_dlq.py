@@ -286,3 +286,25 @@ def test_failed_manifest_record_carries_the_error_message(tmp_path: Path) -> Non
     assert result.returncode == 3
     message = result.stderr.strip().splitlines()[-1].removeprefix("conduitd: error: ")
     assert manifest(tmp_path)[-1]["pipelines"][0]["error"] == message
+
+
+def test_csv_rows_rejected_after_decoding_carry_the_offset_after_their_line(tmp_path: Path, db: Db) -> None:
+    """A rule's or a cast's reject of a CSV row points at the row's own line, not its chunk."""
+    (tmp_path / "in").mkdir()
+    config = write_config(tmp_path / "conduitd.yaml", {
+        "sources": [{"name": "files", "type": "file", "path": str(tmp_path / "in" / "*.csv")}],
+        "destinations": [db.destination],
+        "resources": [{"name": "people", "source": "files", "destination": "db",
+                       "quality_checks": [{"column": "age", "check": "range", "max": 100}]}],
+    })
+    lines = ["id,age\n"] + [f"{i},{300 if i % 3 == 0 else 30}\n" for i in range(1, 10)]
+    source = tmp_path / "in" / "a.csv"
+    source.write_text("".join(lines))
+    assert conduitd("--once", "-c", str(config)).returncode == 0
+    data = source.read_bytes()
+    rejected = sorted(db.dlq("people"), key=lambda r: r["position"]["offset"])
+    assert [r["payload"]["id"] for r in rejected] == [3, 6, 9]
+    for row in rejected:
+        end = row["position"]["offset"]
+        line_start = data.rindex(b"\n", 0, end - 1) + 1
+        assert data[end - 1:end] == b"\n" and data[line_start:end] == f"{row['payload']['id']},300\n".encode()
