@@ -8,9 +8,10 @@ from dataclasses import asdict, dataclass
 
 import orjson
 
+from conduitd.commands.outputs import output_problems
 from conduitd.config import Config, ResourceConfig
 from conduitd.destinations import Destination, make_destination
-from conduitd.errors import ConduitError, ExitCode
+from conduitd.errors import ConduitError, ConfigError, ExitCode
 from conduitd.inspection import compare, sample
 from conduitd.redact import redact
 from conduitd.sources import check_source
@@ -23,7 +24,7 @@ class Check:
     resource: str
     check: str
     status: str
-    """ok, warning, incompatible, unreachable"""
+    """ok, warning, invalid, incompatible, unreachable"""
     detail: str
 
 
@@ -33,7 +34,7 @@ async def validate(config: Config, resources: Sequence[str], *, as_json: bool = 
         if not resources or resource.name in resources:
             checks += await _validate_resource(config, resource)
     _report(checks, as_json)
-    codes = {"incompatible": ExitCode.SCHEMA, "unreachable": ExitCode.UNREACHABLE}
+    codes = {"invalid": ExitCode.CONFIG, "incompatible": ExitCode.SCHEMA, "unreachable": ExitCode.UNREACHABLE}
     return int(max((codes.get(c.status, ExitCode.OK) for c in checks), default=ExitCode.OK))
 
 
@@ -46,7 +47,7 @@ async def _validate_resource(config: Config, resource: ResourceConfig) -> list[C
     try:
         checks.append(Check(name, "source", "ok", await check_source(source)))
     except ConduitError as exc:
-        checks.append(Check(name, "source", "unreachable", str(exc)))
+        checks.append(Check(name, "source", "invalid" if isinstance(exc, ConfigError) else "unreachable", str(exc)))
     destination = make_destination(config.destination(resource.destination))
     try:
         await destination.open(read_only=True)
@@ -58,7 +59,9 @@ async def _validate_resource(config: Config, resource: ResourceConfig) -> list[C
         checks.append(Check(name, "destination", "unreachable", str(exc)))
     finally:
         await destination.close()
-    return checks
+    # After the schema checks (which run only while everything else is ok): a file the run could
+    # not write is reported beside them, as `run` would stop on it.
+    return checks + [Check(name, what, "invalid", why) for what, why in output_problems(config, resource)]
 
 
 async def _schema_checks(config: Config, resource: ResourceConfig, destination: Destination) -> list[Check]:
@@ -108,5 +111,5 @@ def _report(checks: Sequence[Check], as_json: bool) -> None:
     print(f"{'resource':<{widths[0]}}  {'check':<{widths[1]}}  {'status':<{widths[2]}}  detail")
     for c in checks:
         print(f"{c.resource:<{widths[0]}}  {c.check:<{widths[1]}}  {c.status:<{widths[2]}}  {c.detail}")
-    bad = [c for c in checks if c.status in ("incompatible", "unreachable")]
+    bad = [c for c in checks if c.status in ("invalid", "incompatible", "unreachable")]
     print("all checks passed" if not bad else f"{len(bad)} problem(s)")

@@ -337,3 +337,30 @@ def stored_ids(path: Path) -> list[int]:
         return sorted(r[0] for r in conn.execute('SELECT id FROM "events"'))
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("obstacle", ["manifest is a directory", "DLQ file in a read-only mount",
+                                      "SQLite database in a missing directory", "SQLite database on a read-only mount"])
+def test_validate_reports_an_output_the_run_could_not_write(tmp_path: Path, cli: Any, obstacle: str) -> None:
+    write_input(tmp_path / "in", range(ROWS))
+    with mounted_tmpfs(tmp_path / "ro") as ro:
+        service: dict[str, Any] = {}
+        dlq = None
+        database = tmp_path / "out.db"
+        if obstacle == "manifest is a directory":
+            (tmp_path / "manifest").mkdir()
+            service["manifest_path"] = str(tmp_path / "manifest")
+        elif obstacle == "DLQ file in a read-only mount":
+            dlq = {"type": "file", "path": str(ro / "dlq.jsonl")}
+        elif obstacle == "SQLite database in a missing directory":
+            database = tmp_path / "missing" / "out.db"
+        else:
+            database = ro / "out.db"
+        remount_read_only(ro)
+        config = make_config(tmp_path, sqlite(tmp_path, database), service=service, dlq=dlq)
+        code, output = cli("validate", "-c", str(config))
+        assert code == 2, output[-3000:]
+        assert "cannot be written" in output and "Traceback" not in output
+        code, output = cli("run", "--once", "-c", str(config))
+        assert code == 2, output[-3000:]  # what validate said
+    assert not (tmp_path / "missing").exists()
