@@ -7,7 +7,6 @@ The shape follows the seed tool (Conduit Core): named `sources` and `destination
 
 from __future__ import annotations
 
-import codecs
 import re
 import types
 import typing
@@ -29,6 +28,7 @@ from pydantic import (
 from conduitd.dsn import ConnectParams, DsnError, parse_dsn
 from conduitd.quality import QualityCheck
 from conduitd.redact import remember
+from conduitd.transcode import codec_name
 from conduitd.units import ByteSize, Duration, PositiveDuration
 
 _NAME = r"^[A-Za-z0-9_.\-]+$"
@@ -140,10 +140,7 @@ class FileSourceConfig(_Frozen):
     @field_validator("encoding")
     @classmethod
     def _known_encoding(cls, encoding: str) -> str:
-        try:
-            codecs.lookup(encoding)
-        except LookupError:
-            raise ValueError("unknown text encoding (e.g. utf-8, latin-1, cp1252)") from None
+        codec_name(encoding)  # unknown, or one whose line breaks are not single bytes (utf-16): ValueError
         return encoding
     max_record_bytes: ByteSize = 64 * 1024 * 1024
     """A larger record (a line, or an element of a JSON array) goes to the DLQ instead of the table."""

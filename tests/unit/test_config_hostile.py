@@ -205,3 +205,9 @@ def test_a_quality_rule_that_would_judge_nothing_is_refused(tmp_path: Path, rule
     text = GOOD + f"    quality_checks:\n      - {rule}\n"
     message = error_of(write(tmp_path, text))
     assert "quality_checks[0]" in message
+
+
+@pytest.mark.parametrize("encoding", ["no-such-codec", "utf-16", "utf-32-le"])
+def test_an_encoding_the_file_source_cannot_split_into_lines_is_refused(tmp_path: Path, encoding: str) -> None:
+    text = GOOD.replace("    path: data/*.jsonl\n", f"    path: data/*.jsonl\n    encoding: {encoding}\n")
+    assert "encoding" in error_of(write(tmp_path, text))
