@@ -117,6 +117,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(exc)
     except KeyboardInterrupt:
         return int(ExitCode.RUNTIME)
+    except Exception as exc:  # noqa: BLE001 - the last net: one line, never a traceback
+        return _report_bug(exc)
+
+
+def _report_bug(exc: Exception) -> int:
+    """An error no part of conduitd expected is a bug in conduitd: say so in one line (the
+    traceback goes to the log at debug level, redacted like everything else)."""
+    logging.getLogger("conduitd").debug("unexpected error", exc_info=exc)
+    print(redact(f"conduitd: error: unexpected {type(exc).__name__}: {exc} (a bug in conduitd; "
+                 "run with service.log_level: debug for the traceback)"), file=sys.stderr)
+    return int(ExitCode.RUNTIME)
 
 
 def _dispatch(args: argparse.Namespace, config: Config) -> int:
