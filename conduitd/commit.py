@@ -86,7 +86,10 @@ async def _apply_schema_changes(tx: Transaction, resource: ResourceConfig, prepa
 
 
 async def _advance_checkpoints(tx: Transaction, pipeline: str, batch: Batch) -> None:
-    for partition, end in batch.end.items():
+    # In one order for every writer: two writers of the same partitions (a --once run beside a
+    # daemon, replicas during a rebalance) that locked the rows in their batches' orders could
+    # deadlock each other.
+    for partition, end in sorted(batch.end.items()):
         start = batch.start.get(partition)
         if not await tx.compare_and_set(pipeline, partition, start, end):
             raise CheckpointConflict(

@@ -89,7 +89,7 @@ async def test_poison_records_and_deletes(
     reasons = sorted(r["reason"].split(":")[0] for r in dlq)
     assert len(dlq) == 6, [dict(r) for r in dlq]
     assert reasons == sorted(["JSON value is a list, not an object", "empty record", "not valid JSON",
-                              "not valid JSON", "column 'id'",
+                              "not valid UTF-8 text", "column 'id'",
                               "record of 3021 bytes exceeds max_record_bytes (2048)"])
     for row in dlq:
         assert row["partition"].startswith(f"{topic}:") and "offset" in json.loads(row["position"])
