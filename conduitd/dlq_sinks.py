@@ -10,11 +10,9 @@ of the same reject; `conduitd dlq list` shows each id once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import hashlib
 import logging
-import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any, Protocol
 import orjson
 
 from conduitd.config import DlqConfig
+from conduitd.durable import append_whole
 from conduitd.errors import ConduitError, ConfigError, TransientError
 from conduitd.oserrors import os_error_text
 from conduitd.records import Reject
@@ -61,18 +60,7 @@ class FileDlq:
 
     def _append(self, data: bytes) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("ab") as handle:
-                size = handle.tell()
-                try:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                except OSError:
-                    # A torn last line would swallow the next entry appended after it.
-                    with contextlib.suppress(OSError):
-                        handle.truncate(size)
-                    raise
+            append_whole(self.path, data)
         except OSError as exc:
             raise file_error(self.path, exc) from None
 

@@ -4,10 +4,8 @@ counts, positions and schema changes."""
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from conduitd.durable import append_whole
 from conduitd.metrics import Metrics, PipelineStatus
 from conduitd.oserrors import os_error_text
 from conduitd.redact import redact_value
@@ -48,7 +47,7 @@ class Manifest:
             "status": _overall(pipelines, exit_code), "exit_code": exit_code, "pipelines": pipelines,
         }
         try:
-            self._append(orjson.dumps(redact_value(record), default=str) + b"\n")
+            append_whole(self.path, orjson.dumps(redact_value(record), default=str) + b"\n")
         except OSError as exc:
             self.failures += 1
             if self.metrics is not None:
@@ -59,19 +58,6 @@ class Manifest:
         self._since = now
         self._previous = {s.name: copy.deepcopy(s) for s in statuses}
         return record
-
-    def _append(self, line: bytes) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("ab") as handle:
-            size = handle.tell()
-            try:
-                handle.write(line)
-                handle.flush()
-                os.fsync(handle.fileno())
-            except OSError:
-                with contextlib.suppress(OSError):
-                    handle.truncate(size)  # no torn line for the next record to be glued to
-                raise
 
     def _pipeline(self, status: PipelineStatus) -> dict[str, Any]:
         before = self._previous.get(status.name)
