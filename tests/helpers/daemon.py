@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -39,3 +40,20 @@ def stop_daemon(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.kill()
     proc.wait(timeout=30)
+
+
+def tail(log: Path, lines: int = 40) -> str:
+    """The last lines of a daemon's log, for a failure message."""
+    text = log.read_text(errors="replace") if log.exists() else "(no log)"
+    return f"--- {log.name}:\n" + "\n".join(text.splitlines()[-lines:])
+
+
+def messages(log: Path) -> list[str]:
+    """The `message` of every JSON log line (other lines, such as a final error, as they are)."""
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            out.append(str(json.loads(line)["message"]))
+        except (ValueError, KeyError, TypeError):
+            out.append(line)
+    return out

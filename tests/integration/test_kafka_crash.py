@@ -10,7 +10,6 @@ and to check the outcome, and to Kafka only to produce (with aiokafka, not the d
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import signal
 import subprocess
@@ -22,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.daemon import start_conduitd, write_config
+from tests.helpers.daemon import messages, start_conduitd, tail, write_config
 from tests.helpers.kafka import create_topic, json_record, kafka_source, new_topic_name, produce
 from tests.helpers.kafka_checks import checkpoints, count_rows, record_checkpoint_moves
 
@@ -58,20 +57,8 @@ def config(tmp_path: Path, bootstrap: str, topic: str, dsn: str, schema: str) ->
 
 
 
-def tail(log: Path, lines: int = 40) -> str:
-    text = log.read_text(errors="replace") if log.exists() else "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
 
 
-def messages(log: Path) -> list[str]:
-    """The `message` of every JSON log line (other lines, such as a final error, as they are)."""
-    out = []
-    for line in log.read_text(errors="replace").splitlines():
-        try:
-            out.append(str(json.loads(line)["message"]))
-        except (ValueError, KeyError, TypeError):
-            out.append(line)
-    return out
 
 
 async def wait_until(what: str, condition: Callable[[], Awaitable[bool]], within: float,

@@ -11,7 +11,6 @@ with aiokafka's admin client and at the outcome in PostgreSQL.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import subprocess
 import time
@@ -19,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from tests.helpers.daemon import conduitd, start_conduitd, write_config
+from tests.helpers.daemon import conduitd, messages, start_conduitd, tail, write_config
 from tests.helpers.kafka import (
     Record,
     create_topic,
@@ -67,19 +66,8 @@ async def wait_until(what: str, condition: Callable[[], Awaitable[bool]], within
         await asyncio.sleep(0.1)
 
 
-def tail(log: Path, lines: int = 30) -> str:
-    text = log.read_text(errors="replace") if log.exists() else "(no log)"
-    return f"--- {log.name}:\n" + "\n".join(text.splitlines()[-lines:])
 
 
-def messages(log: Path) -> list[str]:
-    out = []
-    for line in log.read_text(errors="replace").splitlines():
-        try:
-            out.append(str(json.loads(line)["message"]))
-        except (ValueError, KeyError, TypeError):
-            out.append(line)
-    return out
 
 
 async def sessions_waiting_on_a_lock(pg: Any, schema: str) -> int:
