@@ -363,6 +363,9 @@ class ResourceConfig(_Frozen):
     def _upsert_needs_key(self) -> ResourceConfig:
         if self.mode == "upsert" and not self.unique_key:
             raise ValueError("mode 'upsert' needs 'unique_key' (a list of columns)")
+        repeated = sorted({k for k in self.unique_key if self.unique_key.count(k) > 1})
+        if repeated:
+            raise ValueError(f"unique_key names {', '.join(map(repr, repeated))} more than once")
         return self
 
     @property

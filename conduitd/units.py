@@ -61,11 +61,16 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
+MIN_INTERVAL = 0.01
+"""The shortest interval or timeout: a loop waiting less than 10 ms between attempts would spin
+(a retry every microsecond logged thousands of lines a second and starved the signal handler)."""
+
+
 def parse_positive_duration(value: object) -> float:
     """A duration that must be above zero (an interval or a timeout: zero would spin or never wait)."""
     seconds = parse_duration(value)
-    if seconds <= 0:
-        raise ValueError("a duration must be greater than 0 here")
+    if seconds < MIN_INTERVAL:
+        raise ValueError("a duration must be at least 10ms here (a shorter interval would spin)")
     return seconds
 
 

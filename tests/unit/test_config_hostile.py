@@ -211,3 +211,27 @@ def test_a_quality_rule_that_would_judge_nothing_is_refused(tmp_path: Path, rule
 def test_an_encoding_the_file_source_cannot_split_into_lines_is_refused(tmp_path: Path, encoding: str) -> None:
     text = GOOD.replace("    path: data/*.jsonl\n", f"    path: data/*.jsonl\n    encoding: {encoding}\n")
     assert "encoding" in error_of(write(tmp_path, text))
+
+
+@pytest.mark.parametrize(("key", "where"), [
+    ("retry_max_wait", "service"), ("manifest_interval", "service"), ("poll_interval", "source"),
+    ("connect_timeout", "destination"),
+])
+@pytest.mark.parametrize("value", ["0.000001ms", "1ms", "9ms", "0.001"])
+def test_an_interval_short_enough_to_spin_is_refused(tmp_path: Path, key: str, where: str, value: str) -> None:
+    anchor = {"service": "  health_port: 0\n", "source": "    path: data/*.jsonl\n",
+              "destination": "    schema: raw\n"}[where]
+    indent = "  " if where == "service" else "    "
+    text = GOOD.replace(anchor, f"{anchor}{indent}{key}: {value}\n")
+    assert key in error_of(write(tmp_path, text))
+
+
+def test_ten_milliseconds_is_the_shortest_interval(tmp_path: Path) -> None:
+    load_config(write(tmp_path, GOOD.replace("  health_port: 0\n", "  health_port: 0\n  retry_max_wait: 10ms\n")), {})
+
+
+@pytest.mark.parametrize("key", ["[id, id]", "[id, name, id]"])
+def test_a_unique_key_naming_a_column_twice_is_refused(tmp_path: Path, key: str) -> None:
+    """PostgreSQL refuses a primary key naming a column twice (42701), which was retried forever."""
+    message = error_of(write(tmp_path, GOOD.replace("unique_key: [id]", f"unique_key: {key}")))
+    assert "unique_key" in message and "more than once" in message

@@ -194,6 +194,11 @@ class PostgresDestination:
 
         try:
             async with self.conn.transaction():
+                # Deferred constraints (a DEFERRABLE INITIALLY DEFERRED foreign key, a deferred
+                # constraint trigger) would refuse a row only at COMMIT, where no row can be told
+                # apart any more and the whole batch would fail on every run: check them at each
+                # statement, so a refused row is found and dead-lettered like any other.
+                await self.conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
                 tx = PostgresTransaction(self.conn, self.schema)
                 result, final = await commit_prepared(tx, resource, prepared, again, dlq)
             prepared.batch.timings.end("commit")

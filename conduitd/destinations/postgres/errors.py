@@ -10,7 +10,9 @@ from conduitd.destinations.base import RowsRefused
 from conduitd.errors import ConduitError, DependencyUnreachable, SchemaIncompatible, TransientError
 
 _TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")  # connection, rollback, resources, operator, system
-_REFUSED_CLASSES = ("22", "23")  # data exception, integrity constraint violation
+# data exception, integrity constraint violation, WITH CHECK OPTION violation, and PL/pgSQL
+# errors: a trigger's RAISE EXCEPTION (P0001) or ASSERT (P0004) refuses the row it was called for.
+_REFUSED_CLASSES = ("22", "23", "44", "P0")
 _REFUSED_STATES = ("54000",)  # a limit one row passed: too big for a page, a key too big for its index
 
 
