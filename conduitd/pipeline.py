@@ -271,8 +271,12 @@ class Pipeline:
                 self.metrics.retries.labels(self.resource.name).inc()
                 if self.once and now - first_failure > self.service.once_retry_timeout:
                     raise DependencyUnreachable(f"{what} failed for {now - first_failure:.0f}s: {exc}") from None
-                log.warning("%s failed, retrying in %.1fs: %s", what, delay, exc, extra=self._extra)
-                pause = asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                wait = delay * random.uniform(0.5, 1.5)
+                if self.once:  # the last try is made at the deadline, not a whole backoff after it
+                    deadline = first_failure + self.service.once_retry_timeout
+                    wait = min(wait, max(deadline - now, 0.0) + 0.01)
+                log.warning("%s failed, retrying in %.1fs: %s", what, wait, exc, extra=self._extra)
+                pause = asyncio.sleep(wait)
                 await (pause if holds_records else self._unless_stopped(pause))
                 delay = min(delay * 2, self.service.retry_max_wait)
                 continue

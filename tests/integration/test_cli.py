@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import sqlite3
 import time
@@ -99,6 +100,17 @@ def test_once_against_an_unreachable_database_exits_5(tmp_path: Path, pg_schema:
     assert result.returncode == 5, result.stderr
     assert "cannot connect to PostgreSQL at 127.0.0.1:1/x" in result.stderr
     assert "topsecret" not in result.stderr
+
+
+def test_once_gives_up_at_its_retry_deadline_not_a_backoff_after_it(tmp_path: Path, pg_schema: str) -> None:
+    """The waits between retries, as logged, add up to `once_retry_timeout` (a last backoff of up
+    to 1.5x the doubled delay used to be slept past it: 59 s for a 30 s timeout)."""
+    config = pg_config(tmp_path, "postgresql://u:x@127.0.0.1:1/x", pg_schema, once_retry_timeout="5s")
+    result = conduitd("--once", "-c", str(config), timeout=60)
+    assert result.returncode == 5, result.stderr
+    waits = [float(m) for m in re.findall(r"retrying in ([0-9.]+)s", result.stderr)]
+    assert len(waits) >= 3
+    assert sum(waits) <= 5 + 0.06 * len(waits), waits
 
 
 def free_port() -> int:
