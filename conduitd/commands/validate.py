@@ -53,6 +53,8 @@ async def _validate_resource(config: Config, resource: ResourceConfig) -> list[C
         await destination.open(read_only=True)
         await destination.ping()
         checks.append(Check(name, "destination", "ok", "reachable"))
+        checks += [Check(name, "destination", "invalid", problem)
+                   for problem in await destination.write_problems(resource)]
         if all(c.status == "ok" for c in checks):
             checks += await _schema_checks(config, resource, destination)
     except ConduitError as exc:

@@ -180,6 +180,10 @@ class Destination(Protocol):
     async def ping(self) -> None:
         """Raise DependencyUnreachable unless the destination answers now."""
 
+    async def write_problems(self, resource: ResourceConfig) -> list[str]:
+        """What would keep `run` from creating or writing the pipeline's tables (privileges),
+        found without writing anything; [] when nothing."""
+
     async def setup(self, resource: ResourceConfig) -> None:
         """Create what a pipeline needs besides its table (the DLQ table)."""
 

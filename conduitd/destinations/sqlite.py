@@ -135,6 +135,9 @@ class SqliteDestination:
             raise RuntimeError("the SQLite destination is not open")
         return self._conn
 
+    async def write_problems(self, resource: ResourceConfig) -> list[str]:
+        return []  # a file: whether it can be written is checked with the run's other outputs
+
     async def ping(self) -> None:
         await self._run(self.conn.execute, "SELECT 1")
 
@@ -258,7 +261,10 @@ class SqliteDialect:
         return name.translate(_ASCII_LOWER)  # SQLite compares names ignoring ASCII case only
 
     def column_for(self, name: str, arrow: pa.DataType) -> Column:
-        if pa.types.is_integer(arrow) or pa.types.is_boolean(arrow):
+        # SQLite's INTEGER is int64: a uint64 column (values up to 2**64-1) is kept as the exact
+        # integer's text, since an integer-looking text in an INTEGER column would become a REAL.
+        # SQLite has no boolean: `true`/`false` are kept as that text, as read (not 1/0).
+        if pa.types.is_integer(arrow) and not pa.types.is_uint64(arrow):
             return Column(name, pa.int64(), "INTEGER")
         if pa.types.is_floating(arrow):
             return Column(name, pa.float64(), "REAL")

@@ -84,3 +84,39 @@ def test_a_role_without_create_on_the_schema_runs_once_the_tables_exist(
     code, stderr = run_once(tmp_path / "again", role_dsn(pg_dsn, confined_role), pg_schema)
     assert code == 0, stderr
     assert asyncio.run(_table_count(pg_dsn, pg_schema)) == 4
+
+
+def validate(tmp_path: Path, dsn: str, schema: str) -> tuple[int, str]:
+    run_once_config = tmp_path / "conduitd.yaml"
+    (tmp_path / "in.jsonl").write_text('{"id": 1}\n')
+    write_config(run_once_config, {
+        "sources": [{"name": "files", "type": "file", "path": str(tmp_path / "in.jsonl")}],
+        "destinations": [{"name": "pg", "type": "postgres", "dsn": dsn, "schema": schema}],
+        "resources": [{"name": "items", "source": "files", "destination": "pg"}],
+    })
+    result = conduitd("validate", "-c", str(run_once_config))
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_validate_fails_where_run_would_for_want_of_a_privilege(
+        tmp_path: Path, pg_dsn: str, pg_schema: str, confined_role: str) -> None:
+    """validate passed, then run failed with 42501: a missing schema the role cannot create, and
+    missing tables in a schema it cannot create tables in."""
+    dsn = role_dsn(pg_dsn, confined_role)
+    code, out = validate(tmp_path, dsn, pg_schema)  # USAGE and CREATE on its schema: fine
+    assert code == 0, out
+    code, out = validate(tmp_path, dsn, f"{pg_schema}_missing")
+    assert code == 2 and "cannot create schema" in out and "Traceback" not in out, out
+    assert run_once(tmp_path, dsn, f"{pg_schema}_missing")[0] != 0  # as validate said
+
+    async def no_create() -> None:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await conn.execute(f'REVOKE CREATE ON SCHEMA "{pg_schema}" FROM "{confined_role}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(no_create())
+    code, out = validate(tmp_path, dsn, pg_schema)
+    assert code == 2 and "cannot create tables" in out and "conduitd_checkpoints" in out, out
+    assert run_once(tmp_path, dsn, pg_schema)[0] != 0

@@ -13,6 +13,7 @@ from conduitd.config import PostgresDestinationConfig, ResourceConfig
 from conduitd.destinations.base import CheckpointRow, CommitResult, DlqEntry, DlqFilter
 from conduitd.destinations.postgres import ddl
 from conduitd.destinations.postgres.errors import translate, unreachable
+from conduitd.destinations.postgres.privileges import write_problems
 from conduitd.destinations.postgres.transaction import CHECKPOINTS, HISTORY, PostgresDialect, PostgresTransaction
 from conduitd.dlq_sinks import DlqSink
 from conduitd.dsn import DsnError, parse_dsn
@@ -116,6 +117,15 @@ class PostgresDestination:
                 await asyncio.wait_for(conn.close(), 5)
             except (TimeoutError, OSError, asyncpg.InterfaceError):
                 conn.terminate()
+
+    async def write_problems(self, resource: ResourceConfig) -> list[str]:
+        tables = [CHECKPOINTS, HISTORY, resource.table_name]
+        if resource.dlq.type == "table":
+            tables.append(resource.dlq_table)
+        try:
+            return await write_problems(self.conn, self.schema, tables)
+        except Exception as exc:
+            raise translate(exc) from exc
 
     async def ping(self) -> None:
         try:
