@@ -67,7 +67,7 @@ def build_batch(chunks: list[Chunk]) -> Batch:
         start.setdefault(chunk.partition, chunk.start)
         end[chunk.partition] = chunk.end
         if chunk.rows.num_rows:
-            origins.append(Origin(first_row, chunk.partition, chunk.start))
+            origins.append(Origin(first_row, chunk.partition, chunk.start, chunk.row_key))
             first_row += chunk.rows.num_rows
     timings = Timings()
     for chunk in chunks:

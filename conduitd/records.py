@@ -66,8 +66,11 @@ class Chunk:
     timings: Timings = field(default_factory=Timings)
     """When it was polled and decoded (for the batch's trace)."""
     row_offsets: np.ndarray | None = None
-    """Per row, where it is in its partition as an `{"offset": n}` position (the byte after a
-    file's line, a Kafka record's offset), to point a DLQ entry at the record; None: unknown."""
+    """Per row, where it is in its partition as a `{row_key: n}` position (the byte after a
+    file's line, a Kafka record's offset, the row number after a Parquet row), to point a DLQ
+    entry at the record; None: unknown."""
+    row_key: str = "offset"
+    """The key of the per-row positions: "offset", or "row" for Parquet (its positions count rows)."""
     deletes: np.ndarray | None = None
     """Per row, True where the row stands for a delete of its key (a Kafka tombstone: only its
     key fields are set); None: no row does. Kept beside the rows, never as a column, so no field
@@ -81,6 +84,8 @@ class Origin:
     first_row: int
     partition: str
     start: Position
+    row_key: str = "offset"
+    """The key of these rows' own positions (`Chunk.row_key`)."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +118,7 @@ class Batch:
     def position_of(self, row: int) -> Position:
         """The most precise position known for a row: its own, else its chunk's start."""
         if self.row_offsets is not None:
-            return {"offset": int(self.row_offsets[row])}
+            return {self.origin_of(row).row_key: int(self.row_offsets[row])}
         return self.origin_of(row).start
 
     def origin_of(self, row: int) -> Origin:

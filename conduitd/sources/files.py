@@ -67,6 +67,14 @@ _EXTENSIONS: dict[str, Format] = {
 }
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
+def _is_utf8(encoding: str) -> bool:
+    """UTF-8 under any of its spellings (a BOM at the start of such a file is skipped)."""
+    return encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig")
+
+
 class FileSource:
     """See the module docstring."""
 
@@ -249,6 +257,9 @@ class FileSource:
                 self._settle(opened, self._offsets[path])
                 return
             # An object that never closes: JSON lines whose first line is broken, not a document.
+        if fmt == "jsonl" and offset == 0 and _is_utf8(self.config.encoding) \
+                and await asyncio.to_thread(opened.read, 0, len(_BOM)) == _BOM:
+            offset = len(_BOM)  # a UTF-8 BOM at the start of the file is not part of the first record
         header: list[str] | None = None
         if fmt == "csv":
             header, header_end = await asyncio.to_thread(self._csv_header, opened)
@@ -317,8 +328,7 @@ class FileSource:
         line = first_line(opened)
         if not line.endswith(b"\n"):
             return None, 0  # no complete header yet
-        encoding = "utf-8-sig" if self.config.encoding.lower().replace("_", "-") in ("utf-8", "utf8") \
-            else self.config.encoding
+        encoding = "utf-8-sig" if _is_utf8(self.config.encoding) else self.config.encoding
         try:
             text = line.decode(encoding)
         except UnicodeDecodeError as exc:
@@ -366,7 +376,12 @@ class FileSource:
                     make_writable, pa.Table.from_batches([batch]).slice(skipped), path, first + skipped,
                     lambda row: {"row": row})
             end = row_position(opened, seen, fingerprint)
-            yield Chunk(path, start, end, rows, tuple(rejects), rows.nbytes, timings=timings)
+            # Per row, the row number after it: a DLQ entry points at its row as `{"row": n}`,
+            # as the rejects above do. The rows left are the batch's minus the rejected ones.
+            after = np.arange(first + skipped + 1, seen + 1, dtype=np.int64)
+            kept = np.setdiff1d(after, np.array([int(r.position["row"]) for r in rejects], dtype=np.int64))
+            yield Chunk(path, start, end, rows, tuple(rejects), rows.nbytes, timings=timings,
+                        row_offsets=kept, row_key="row")
             start = end
             self._offsets[path] = seen
         self._settle(opened, opened.size)

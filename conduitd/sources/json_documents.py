@@ -46,30 +46,37 @@ class Document:
 def layout(lines: list[bytes], encoding: str) -> Layout:
     """JSON lines, or one document? `lines`: the file's first complete lines (about 64 KiB).
 
-    A file that does not start with `[` or `{` is JSON lines. So is one whose first lines are each
-    a JSON value (two or more, or one object), and one with at least two lines that are each a
-    non-empty object (JSON lines with some broken lines: pretty-printers never put a non-empty
-    object on one line). Anything else is a document: a compact or pretty array, a pretty object,
-    `jq` output, or one of these still being written."""
-    text = b"".join(lines[:1]).removeprefix(_BOM).lstrip(_WHITESPACE)
-    if not text or text[0] not in _OPEN:
+    Only the text matters, not where it starts: a BOM at the start of the file, blank lines and
+    whitespace before the first value are skipped. A file whose text does not start with `[` or
+    `{` is JSON lines. A file whose lines are each a JSON array (one or many: `jq -c` output of
+    arrays) is a stream of documents, each array's elements its records. Otherwise a file whose
+    first lines are each a JSON value (two or more, or one object) is JSON lines, and so is one
+    with at least two lines that are each a non-empty object (JSON lines with some broken lines:
+    pretty-printers never put a non-empty object on one line). Anything else is a document: a
+    compact or pretty array, a pretty object, `jq` output, or one of these still being written."""
+    if lines:
+        lines = [lines[0].removeprefix(_BOM), *lines[1:]]
+    filled = [line for line in lines if line.strip(_WHITESPACE)]
+    if not filled or filled[0].lstrip(_WHITESPACE)[0] not in _OPEN:
         return "lines"
-    kinds = [_kind(line, encoding) for line in lines if line.strip(_WHITESPACE)]
-    if kinds and None not in kinds and (len(kinds) > 1 or kinds[0] != "other"):
+    kinds = [_kind(line, encoding) for line in filled]
+    if all(kind == "array" for kind in kinds):
+        return "document"
+    if None not in kinds:
         return "lines"
     return "lines" if kinds.count("object") >= 2 else "document"
 
 
 def _kind(line: bytes, encoding: str) -> str | None:
-    """"object" (not empty), "empty" or "other" for a line that is one JSON value, None for one
-    that is not."""
+    """"object" (not empty), "empty", "array" or "other" for a line that is one JSON value, None
+    for one that is not."""
     try:
         value = orjson.loads(line.removeprefix(_BOM).decode(encoding))
     except (orjson.JSONDecodeError, UnicodeDecodeError, LookupError):
         return None
     if isinstance(value, dict):
         return "object" if value else "empty"
-    return "other"
+    return "array" if isinstance(value, list) else "other"
 
 
 def _structure(data: bytes) -> tuple[np.ndarray, np.ndarray]:
