@@ -74,9 +74,12 @@ class KafkaDlq:
     def __init__(self, config: DlqConfig) -> None:
         from confluent_kafka import Producer
 
+        from conduitd.sources.kafka.clients import create_client
+
         assert config.brokers and config.topic
         self.topic = config.topic
-        self.producer = Producer({**config.client, "bootstrap.servers": config.brokers, "enable.idempotence": False})
+        settings = {**config.client, "bootstrap.servers": config.brokers, "enable.idempotence": False}
+        self.producer = create_client(Producer, settings, config.client, f"the Kafka DLQ (topic {config.topic})")
 
     async def write(self, pipeline: str, rejects: Sequence[Reject]) -> None:
         await asyncio.to_thread(self._produce, pipeline, rejects)

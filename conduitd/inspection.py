@@ -19,7 +19,7 @@ from conduitd.destinations.base import Dialect
 from conduitd.evolution import ambiguous_fields, over_column_limit, refused_names
 from conduitd.records import Position
 from conduitd.schema import Column, cast_column, column_slots, refine_types
-from conduitd.sources import open_source
+from conduitd.sources import check_source, open_source
 
 
 class _FromTheStart:
@@ -38,6 +38,9 @@ async def sample(config: Config, resource: ResourceConfig, rows: int, wait: floa
     disturbed)."""
     source_config: SourceConfig = config.source(resource.source)
     if isinstance(source_config, KafkaSourceConfig):
+        # Brokers that do not answer are DependencyUnreachable, as in `validate`: a sample that
+        # merely timed out would pass for an empty source (no columns, no drift to see).
+        await check_source(source_config)
         source_config = source_config.model_copy(
             update={"group_id": f"{source_config.group_id}-inspect-{uuid.uuid4().hex[:8]}", "start": "earliest"})
     source = open_source(source_config, resource, config.service, once=True)
@@ -61,7 +64,10 @@ async def sample(config: Config, resource: ResourceConfig, rows: int, wait: floa
         await source.close()
     # A table with a repeated column name joins no other: it alone is what the diff reports on.
     repeated = [t for t in tables if repeats_names(t)]
-    return refine_types((repeated[0] if repeated else concat_tables(tables)).slice(0, rows))
+    table = repeated[0] if repeated else concat_tables(tables)
+    # Cut only what is over: pyarrow's slice of a table without columns claims the slice's length
+    # as its row count (an empty sample reported `rows` rows).
+    return refine_types(table.slice(0, rows) if table.num_rows > rows else table)
 
 
 @dataclass

@@ -113,7 +113,7 @@ class KafkaSource:
         try:
             while not stop.is_set():
                 if thread.fatal is not None:
-                    raise ConduitError(f"Kafka consumer failed: {thread.fatal}")
+                    raise _failed(thread.fatal)
                 try:
                     polled = await asyncio.to_thread(thread.out.get, True, 0.2)
                 except queue.Empty:
@@ -137,7 +137,7 @@ class KafkaSource:
         due = dict(self._ends) if self._ends_epoch == generation else {}
         while not stop.is_set():
             if thread.fatal is not None:
-                raise ConduitError(f"Kafka consumer failed: {thread.fatal}")
+                raise _failed(thread.fatal)
             self._progress.clear()  # before looking: a later acknowledge or resync wakes the wait
             if thread.assignment.generation != generation:
                 return False
@@ -213,3 +213,9 @@ def by_partition(messages: list[Message]) -> dict[str, list[Message]]:
     for start, end in pairwise(bounds):
         runs.setdefault(partition_key(topics[0], int(numbers[start])), []).extend(messages[start:end])
     return runs
+
+
+def _failed(fatal: BaseException) -> ConduitError:
+    """The consumer thread's end as the error to raise: one of ours (a ConfigError for a client
+    property librdkafka rejected) as it is, anything else wrapped."""
+    return fatal if isinstance(fatal, ConduitError) else ConduitError(f"Kafka consumer failed: {fatal}")

@@ -9,13 +9,15 @@ from confluent_kafka.admin import AdminClient
 
 from conduitd.config import KafkaSourceConfig
 from conduitd.errors import DependencyUnreachable
+from conduitd.sources.kafka.clients import create_client
 from conduitd.sources.kafka.topics import matching_topics
 
 
 async def describe_topics(config: KafkaSourceConfig, wait: float = 10.0) -> str:
     """'reachable; topic orders: 6 partition(s)' or DependencyUnreachable."""
-    client = AdminClient({**{k: v for k, v in config.client.items() if not k.startswith(("session.", "heartbeat."))},
-                          "bootstrap.servers": config.brokers})
+    client = create_client(
+        AdminClient, {**{k: v for k, v in config.client.items() if not k.startswith(("session.", "heartbeat."))},
+                      "bootstrap.servers": config.brokers}, config.client, f'source "{config.name}"')
     try:
         metadata = await asyncio.to_thread(client.list_topics, timeout=wait)
     except KafkaException as exc:

@@ -34,6 +34,7 @@ from confluent_kafka import (
 
 from conduitd.config import KafkaSourceConfig
 from conduitd.records import Position
+from conduitd.sources.kafka.clients import Repeats, create_client
 from conduitd.sources.kafka.topics import incomplete, matching_topics, partitions_of
 from conduitd.sources.kafka.watch import AssignmentWatch, limit_for
 
@@ -113,6 +114,7 @@ class ConsumerThread(threading.Thread):
         self.watch = AssignmentWatch(limit_for(config.client))
         self._direct = False  # --once: the partitions were assigned directly (maybe none)
         self._done_generation: int | None = None
+        self._repeats = Repeats()  # errors warned of since the brokers last answered
 
     def acknowledge(self, offsets: Mapping[str, int]) -> None:
         """Commit these next offsets to the group (advisory, for lag tools); done on this thread."""
@@ -144,7 +146,8 @@ class ConsumerThread(threading.Thread):
 
     def run(self) -> None:
         try:
-            consumer = Consumer(self.client_config())
+            consumer = create_client(Consumer, self.client_config(), self.config.client,
+                                     f'source "{self.config.name}"')
         except Exception as exc:  # noqa: BLE001 - reported to the event loop, which raises it
             self.fatal = exc
             return
@@ -296,6 +299,7 @@ class ConsumerThread(threading.Thread):
         if records:
             self.last_contact = time.monotonic()
             self.error = None
+            self._repeats.reset()
 
     def _probe(self, consumer: Consumer) -> None:
         """Ask the cluster for metadata now and then (every second while failing): an idle
@@ -443,4 +447,8 @@ class ConsumerThread(threading.Thread):
         self.error = f"Kafka: {error.str()}"
         if error.fatal():
             self.fatal = RuntimeError(self.error)
-        log.warning("%s", self.error)
+        # librdkafka repeats an error on every retry (a refused connection: hundreds a second):
+        # the repeats are counted, not each said, until the brokers answer again.
+        said = self._repeats.say(self.error)
+        if said is not None:
+            log.warning("%s", said)
