@@ -3,7 +3,7 @@
 A column becomes an integer, a float, a boolean or a date when every value is exactly how that
 type writes the value back as text (Arrow's spelling, which is also what the cast to a text
 column writes): `42`, `-7`, `1.5`, `true`, `2026-01-31`. One value that would not round-trip
-(`00501`, `+3`, ` 7`, `1.50`, `1e3`, `TRUE`, `NaN`) keeps the whole column text. Timestamps stay
+(`00501`, `+3`, ` 7`, `1.50`, `1e3`, `TRUE`, `NaN`, `-0`) keeps the whole column text. Timestamps stay
 text here: their text form is not unique (`T` or space, trailing zeros, zones), and a column of
 ISO-8601 timestamps with a zone is made `timestamptz` when a table is created (schema.py).
 """
@@ -46,10 +46,19 @@ def _round_trips(kind: pa.DataType, pattern: str | None = None) -> Callable[[pa.
             parsed = values.cast(kind)
         except _CAST_ERRORS:
             return False
-        if pa.types.is_floating(kind) and not pc.all(pc.is_finite(parsed)).as_py():
+        if pa.types.is_floating(kind) and not _finite_and_signed(parsed):
             return False
         return bool(pc.all(pc.equal(parsed.cast(pa.string()), values)).as_py())
     return fits
+
+
+def _finite_and_signed(parsed: pa.Array) -> bool:
+    """No NaN or infinity (no column type other than a float holds them), and no negative zero:
+    `-0` prints back as `-0` from a double, but SQLite stores -0.0 as 0 (it reads back `0.0`)."""
+    if not pc.all(pc.is_finite(parsed)).as_py():
+        return False
+    negative_zero = pc.and_(pc.equal(parsed, 0), pc.less(pc.divide(pa.scalar(1.0), parsed), 0))
+    return not pc.any(negative_zero).as_py()
 
 
 def _booleans(values: pa.Array) -> bool:

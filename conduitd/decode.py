@@ -184,28 +184,37 @@ def _exact_big_numbers(table: pa.Table, block: bytes, strings: dict[str, pa.Data
                 and (pc.max(pc.abs(table.column(f.name))).as_py() or 0) >= _EXACT_IN_DOUBLE]
     if not suspects and not strings:
         return table
-    wide = pa.decimal128(38, 18)
+    wide = pa.decimal256(76, 38)
     try:
         exact = pajson.read_json(io.BytesIO(block), read_options=_read_options(block),
                                  parse_options=pajson.ParseOptions(
                                      explicit_schema=pa.schema([(n, wide) for n in suspects] + list(strings.items())),
                                      unexpected_field_behavior="infer"))
+        exact.validate(full=True)  # the reader lets a value beyond the precision overflow silently
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         if not strings:
-            return table  # beyond 20 integer digits: only a double holds them at all
+            return table  # beyond 38 digits either side of the point: only a double holds them at all
         return _exact_big_numbers(table, block, {})
     for name in strings:
         table = table.set_column(table.schema.get_field_index(name), name, exact.column(name))
     for name in suspects:
-        column = exact.column(name)
-        for scale in range(19):
-            try:
-                column = column.cast(pa.decimal128(38, scale), safe=True)
-                break
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                continue
-        table = table.set_column(table.schema.get_field_index(name), name, column)
+        table = table.set_column(table.schema.get_field_index(name), name, _smallest_scale(exact.column(name)))
     return table
+
+
+def _smallest_scale(column: pa.ChunkedArray) -> pa.Array:
+    """The decimals at the smallest scale that holds every value (an integer gets scale 0): a
+    decimal128 where 38 digits hold them, else a decimal256 (a text column: no destination type
+    holds it). Found from the text, not by trying scales: Arrow's rescale refuses exact ones
+    (18446744073709551615 at scale 0 or 1) and accepted scale 2: `18446744073709551615.00`."""
+    text = pc.replace_substring_regex(column.combine_chunks().cast(pa.string()), r"(\.[0-9]*?)0+$", r"\1")
+    text = pc.replace_substring_regex(text, r"\.$", "")  # "15.000..." is now "15"
+    parts = pc.extract_regex(text, r"^-?(?P<i>[0-9]*)\.?(?P<f>[0-9]*)$")
+    scale = pc.max(pc.utf8_length(parts.field("f"))).as_py() or 0
+    digits = pc.max(pc.utf8_length(parts.field("i"))).as_py() or 0
+    if digits + scale <= 38:
+        return text.cast(pa.decimal128(38, scale))
+    return text.cast(pa.decimal256(76, scale))
 
 
 def _timestamps_as_written(table: pa.Table, block: bytes) -> dict[str, pa.DataType]:
