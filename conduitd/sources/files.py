@@ -10,7 +10,8 @@ a JSON document not yet complete or a Parquet file without its footer is held ba
 has stopped growing for `partial_line_timeout`, since it may still be being written.
 
 A `.json` (or JSON lines) file that is one JSON array of records, a pretty-printed object or a
-sequence of them is read as its records (`json_documents`). Parquet values no destination holds
+sequence of them is read as its records (`json_documents`); a UTF-8 BOM at the start of a JSON
+lines file is skipped. Parquet values no destination holds
 are made writable or rejected (`parquet_values`). A configured single file that does not exist is
 a config error under `--once` (and in `validate`); in daemon mode it is reported until it appears.
 A file removed while it is being read is logged and skipped; what was committed stays.

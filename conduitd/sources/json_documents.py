@@ -1,6 +1,6 @@
 """JSON files that are one document rather than JSON lines: an array of records (compact or
 pretty-printed), one pretty-printed object, or several such values one after another (the output
-of `jq` without `-c`).
+of `jq` without `-c`, or of `jq -c` when each value is an array).
 
 `layout` tells the two apart from the first lines; `split` finds where each record of a document
 starts and ends without building Python objects, so each record's own bytes go through the same
