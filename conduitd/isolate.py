@@ -13,7 +13,11 @@ Each attempt writes some pending rows under a savepoint. When the destination re
   back, the named row is refused, and the next attempt is the accepted rows (known to pass) with
   fresh rows behind them; once the accepted rows outnumber the fresh ones a few times over, they
   go alone. One refused row costs about one failed attempt.
-- If it does not (an upsert's merge step, where the failing row is no COPY line), the attempt is
+- If the write finds its refused rows itself (PostgreSQL: an upsert's merge step, where the
+  failing row is no COPY line, is retried row by row inside the server in one statement; see
+  `destinations/postgres/row_merge.py`), it raises RowsPartlyRefused: those rows go to the DLQ
+  and the rest of the attempt, already written, is kept. One attempt, whatever the refused rows.
+- If it names no row at all (that statement could not run), the attempt is
   narrowed by halves from its start, keeping each half that passes, until the first refused row
   stands alone: log2 of the attempt's size, and attempts are kept small while refusals are dense.
 
@@ -31,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 
 from conduitd.destinations.base import RowsRefused, Transaction
+from conduitd.destinations.refused import RowsPartlyRefused
 from conduitd.schema import Column
 
 _MIN_ATTEMPT = 16  # below this, per-statement overhead dominates the rows sent again
@@ -97,6 +102,15 @@ async def write_isolating(tx: Transaction, table: str, rows: pa.Table, columns: 
         await tx.savepoint()
         try:
             await tx.write_rows(table, subset, columns, key, payload if whole else None)
+        except RowsPartlyRefused as partly:
+            # The write found its refused rows itself and wrote the others: keep them.
+            await tx.release_savepoint()
+            result.refused.extend((int(attempt[row]), reason) for row, reason in partly.rows)
+            last = int(attempt[partly.rows[-1][0]]) if partly.rows else last
+            failing = max(0, failing - len(attempt))
+            size = max(1, failing // 2) if failing else fresh
+            rewriting = False
+            continue
         except RowsRefused as refused:
             await tx.rollback_to_savepoint()
             if whole:

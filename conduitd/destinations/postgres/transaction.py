@@ -19,16 +19,18 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from conduitd.destinations.base import RowsRefused
-from conduitd.destinations.postgres import ddl, screen
+from conduitd.destinations.postgres import ddl, row_merge, screen
 from conduitd.destinations.postgres.copy_binary import PG_BINARY_TYPES, encode_copy_binary
 from conduitd.destinations.postgres.errors import translate
 from conduitd.destinations.postgres.refusal import refusal
+from conduitd.destinations.refused import RowsPartlyRefused
 from conduitd.errors import ConduitError, TransientError
 from conduitd.records import Position, Reject, SchemaChange, position_text
 from conduitd.schema import Column, create_table_sql
 
 CHECKPOINTS = "conduitd_checkpoints"
 _STAGE = "conduitd_stage"
+_MERGE = "conduitd_merge"
 _WATCH_SECONDS = 0.5
 
 T = TypeVar("T")
@@ -185,18 +187,49 @@ class PostgresTransaction:
             # Only the batch's columns, with their types (lengths too) but no constraints: a NOT
             # NULL column the batch lacks gets its default (insert) or keeps its value (update)
             # in the table, where `LIKE` gave it NULL in the stage and refused every row.
+            # The stage numbers its rows in COPY order (from 1), for a merge retried row by row.
+            row = row_merge.row_column([c.name for c in columns])
             await self._execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ON COMMIT DROP AS SELECT {', '.join(names)} "
-                f"FROM {ddl.qualified(self.schema, table)} WITH NO DATA; TRUNCATE {_STAGE}")
+                f"FROM {ddl.qualified(self.schema, table)} WITH NO DATA; "
+                f"ALTER TABLE {_STAGE} ADD COLUMN IF NOT EXISTS {ddl.quote(row)} bigint GENERATED ALWAYS AS IDENTITY; "
+                f"TRUNCATE {_STAGE} RESTART IDENTITY")
             await self._copy(None, _STAGE, rows, columns, encoded)
             updates = [f"{n} = EXCLUDED.{n}" for c, n in zip(columns, names, strict=True) if c.name not in key]
             action = f"UPDATE SET {', '.join(updates)}" if updates else "NOTHING"
-            await self._execute(
-                f"INSERT INTO {ddl.qualified(self.schema, table)} ({', '.join(names)}) "
-                f"SELECT {', '.join(names)} FROM {_STAGE} "
-                f"ON CONFLICT ({', '.join(ddl.quote(k) for k in key)}) DO {action}")
+            target = ddl.qualified(self.schema, table)
+            try:
+                # Under its own savepoint (same round trip): a refused merge leaves the stage.
+                await self.conn.execute(
+                    f"SAVEPOINT {_MERGE}; INSERT INTO {target} ({', '.join(names)}) "
+                    f"SELECT {', '.join(names)} FROM {_STAGE} "
+                    f"ON CONFLICT ({', '.join(ddl.quote(k) for k in key)}) DO {action}; RELEASE SAVEPOINT {_MERGE}")
+            except asyncpg.PostgresError as exc:
+                refused = translate(exc)
+                if not isinstance(refused, RowsRefused):
+                    raise
+                await self._merge_by_row(target, row, [c.name for c in columns], key, action, refused)
         except Exception as exc:
             raise translate(exc) from exc
+
+    async def _merge_by_row(self, target: str, row: str, names: Sequence[str], key: Sequence[str], action: str,
+                            refused: RowsRefused) -> None:
+        """The merge was refused without naming a row: merge the stage row by row in one server
+        statement (see `row_merge`) and raise RowsPartlyRefused with the rows refused, the
+        others being written. If that statement cannot run, raise `refused` (the caller then
+        narrows by halves)."""
+        await self.conn.execute(f"ROLLBACK TO SAVEPOINT {_MERGE}")
+        try:
+            await self.conn.execute(row_merge.merge_rows_sql(target, _STAGE, row, names, key, action))
+            found = await self.conn.fetch(row_merge.refused_query())
+        except asyncpg.PostgresError as exc:
+            if isinstance(translate(exc), TransientError):
+                raise
+            await self.conn.execute(f"ROLLBACK TO SAVEPOINT {_MERGE}; RELEASE SAVEPOINT {_MERGE}")
+            raise refused from exc
+        await self.conn.execute(f"RELEASE SAVEPOINT {_MERGE}")
+        if found:
+            raise RowsPartlyRefused([(int(r[0]), row_merge.reason(str(r[1]), str(r[2]), r[3])) for r in found])
 
     async def screen_rows(self, table: str, rows: pa.Table, columns: Sequence[Column],
                           key: Sequence[str]) -> list[tuple[int, str]]:
