@@ -203,7 +203,8 @@ def _widening(tx: Dialect, column: Column, values: pa.ChunkedArray) -> Column | 
         return None
     for wider in _wider_types(target):
         candidate = tx.column_for(column.name, wider)
-        if candidate.sql != column.sql and not cast_column(values, candidate)[1].any():
+        if (candidate.sql != column.sql and tx.widening_holds(column, candidate)
+                and not cast_column(values, candidate)[1].any()):
             return candidate
     return None
 

@@ -111,6 +111,10 @@ class Dialect(Protocol):
     def widen_column_ddl(self, table: str, column: Column) -> str | None:
         """DDL that gives an existing column `column`'s type; None when the dialect needs none."""
 
+    def widening_holds(self, old: Column, new: Column) -> bool:
+        """Whether values cast for `new` are stored as they are in a column declared `old` once
+        `widen_column_ddl` has run (False: the store would convert them, so no such widening)."""
+
     def encode(self, rows: pa.Table, columns: Sequence[Column]) -> object:
         """The rows in the form `Transaction.write_rows` sends fastest (prepared off the event loop)."""
 

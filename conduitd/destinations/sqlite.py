@@ -281,6 +281,11 @@ class SqliteDialect:
     def widen_column_ddl(self, table: str, column: Column) -> str | None:
         return None  # SQLite keeps any value in any column: a wider value needs no DDL
 
+    def widening_holds(self, old: Column, new: Column) -> bool:
+        # Without DDL the column keeps its affinity: text such as "18446744073709551615" written
+        # to an INTEGER or REAL column is converted to a (rounded) REAL. Numbers into numbers hold.
+        return not (old.sql in ("INTEGER", "REAL") and new.sql == "TEXT")
+
     def encode(self, rows: pa.Table, columns: Sequence[Column]) -> list[tuple[Any, ...]]:
         return list(zip(*(rows.column(i).to_pylist() for i in range(rows.num_columns)), strict=True))
 

@@ -108,8 +108,6 @@ def test_booleans_into_an_existing_sqlite_integer_column_keep_its_type(tmp_path:
     assert stored(db, "ok") == [(1, "integer"), (0, "integer")]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8 D10b, live table: evolution widens an existing SQLite INTEGER column "
-                   "to TEXT with no DDL, and SQLite's INTEGER affinity turns the text into a REAL (not fixed here)")
 def test_uint64_into_an_existing_sqlite_integer_column_is_exact_or_dead_lettered(tmp_path: Path) -> None:
     db = sqlite(tmp_path)
     db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, u INTEGER)")

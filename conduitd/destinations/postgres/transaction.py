@@ -81,6 +81,9 @@ class PostgresDialect:
         return (f"ALTER TABLE {ddl.qualified(self.schema, table)} ALTER COLUMN {name} TYPE {column.sql} "
                 f"USING {name}::{column.sql}")
 
+    def widening_holds(self, old: Column, new: Column) -> bool:
+        return True  # ALTER COLUMN ... TYPE gives the column the new type
+
     def encode(self, rows: pa.Table, columns: Sequence[Column]) -> Payload:
         if binary_encodable(columns):
             return Payload(encode_copy_binary(rows, [c.native for c in columns]), "binary")
