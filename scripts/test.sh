@@ -9,4 +9,4 @@ export CONDUITD_REQUIRE_SERVICES=1   # an unreachable service fails the tests in
 
 python3 -m ruff check conduitd tests benchmarks
 python3 -m mypy conduitd
-python3 -m pytest -q -p no:cacheprovider "$@"
+python3 -m pytest -q -p no:cacheprovider --durations=25 "$@"
