@@ -36,6 +36,7 @@ start_postgres() {
     fi
     log "starting PostgreSQL $version"
     pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    echo "export CONDUITD_STARTED_PG=$version"   # started here: the caller stops it
     for _ in $(seq 1 60); do pg_ready && break; sleep 0.5; done
     pg_ready || { log "PostgreSQL did not start"; exit 5; }
   fi
@@ -70,6 +71,7 @@ start_kafka() {
       --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine memory://tansu/ \
       >"$state/kafka.log" 2>&1 &
     echo $! >"$state/kafka.pid"
+    echo "export CONDUITD_STARTED_KAFKA_PID=$!"   # started here: the caller stops it
     echo "$port" >"$state/kafka.port"
     for _ in $(seq 1 100); do
       python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null && break

@@ -5,6 +5,17 @@ cd "$(dirname "$0")/.."
 
 python3 -m pip install --quiet --disable-pip-version-check -e ".[test]"
 eval "$(bash scripts/services.sh)"
+stop_started() {
+  # Stop the servers this run started (a server that was running before is left as it was).
+  if [ -n "${CONDUITD_STARTED_KAFKA_PID:-}" ]; then
+    kill "$CONDUITD_STARTED_KAFKA_PID" 2>/dev/null || true
+    rm -f .services/kafka.pid .services/kafka.port
+  fi
+  if [ -n "${CONDUITD_STARTED_PG:-}" ]; then
+    pg_ctlcluster --skip-systemctl-redirect "$CONDUITD_STARTED_PG" main stop || true
+  fi
+}
+trap stop_started EXIT
 export CONDUITD_REQUIRE_SERVICES=1   # an unreachable service fails the tests instead of skipping them
 
 python3 -m ruff check conduitd tests benchmarks
