@@ -22,10 +22,10 @@ import pyarrow.csv as pacsv
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.files_to_postgres import DEFAULT_DSN, TABLE_DDL, generate
-from conduitd.decode import decode_jsonl
+from conduitd.core.decode import decode_jsonl
+from conduitd.core.schema import conform
 from conduitd.destinations.postgres.ddl import table_columns
 from conduitd.destinations.postgres.transaction import Payload, PostgresDialect
-from conduitd.schema import conform
 
 BATCH = 50_000
 

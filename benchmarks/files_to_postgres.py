@@ -54,9 +54,9 @@ from conduitd.config import (
     PostgresDestinationConfig,
     ResourceConfig,
 )
+from conduitd.core.quality import QualityCheck
 from conduitd.destinations.postgres.copy_binary import encode_copy_binary
-from conduitd.quality import QualityCheck
-from conduitd.runtime import Runtime
+from conduitd.runtime.supervisor import Runtime
 
 DEFAULT_DSN = os.environ.get("CONDUITD_TEST_PG_DSN", "postgresql://postgres:postgres@127.0.0.1:5432/conduitd_test")
 DEFAULT_OUT = "benchmarks/results/files_to_postgres.json"

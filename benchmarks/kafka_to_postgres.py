@@ -82,7 +82,7 @@ from conduitd.config import (
     PostgresDestinationConfig,
     ResourceConfig,
 )
-from conduitd.runtime import Runtime
+from conduitd.runtime.supervisor import Runtime
 
 DEFAULT_OUT = "benchmarks/results/kafka_to_postgres.json"
 PATHS = ("conduitd", "copy_binary_preencoded", "aiokafka_executemany", "quixstreams")

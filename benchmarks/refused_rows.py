@@ -29,14 +29,14 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import conduitd.commit as commit_module
-from conduitd.batching import build_batch
+import conduitd.runtime.commit as commit_module
 from conduitd.config import PostgresDestinationConfig, ResourceConfig
+from conduitd.core.records import Chunk
+from conduitd.core.schema import Column
 from conduitd.destinations.base import RowsRefused, Transaction
 from conduitd.destinations.postgres import PostgresDestination
-from conduitd.isolate import Isolation, write_isolating
-from conduitd.records import Chunk
-from conduitd.schema import Column
+from conduitd.runtime.batching import build_batch
+from conduitd.runtime.isolate import Isolation, write_isolating
 
 DEFAULT_DSN = os.environ.get("CONDUITD_TEST_PG_DSN", "postgresql://postgres:postgres@127.0.0.1:5432/conduitd_test")
 DDL = ("CREATE TABLE {} (id bigint PRIMARY KEY, v bigint CONSTRAINT v_not_negative CHECK (v >= 0), "

@@ -21,13 +21,14 @@ from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from conduitd import __version__, telemetry
+from conduitd import __version__
 from conduitd.config import Config, ResourceConfig
 from conduitd.configfile import load_config
+from conduitd.core.redact import redact
 from conduitd.destinations.base import DlqFilter
 from conduitd.errors import ConduitError, ConfigError, ExitCode
-from conduitd.logs import configure
-from conduitd.redact import redact
+from conduitd.ops import telemetry
+from conduitd.ops.logs import configure
 
 log = logging.getLogger("conduitd")
 _COMMANDS = {"run", "validate", "checkpoints", "schema", "schema-compare", "dlq"}

@@ -25,11 +25,11 @@ from pydantic import (
     model_validator,
 )
 
-from conduitd.dsn import ConnectParams, DsnError, parse_dsn
-from conduitd.quality import QualityCheck
-from conduitd.redact import remember
-from conduitd.transcode import codec_name
-from conduitd.units import ByteSize, Duration, PositiveDuration
+from conduitd.core.dsn import ConnectParams, DsnError, parse_dsn
+from conduitd.core.quality import QualityCheck
+from conduitd.core.redact import remember
+from conduitd.core.transcode import codec_name
+from conduitd.core.units import ByteSize, Duration, PositiveDuration
 
 _NAME = r"^[A-Za-z0-9_.\-]+$"
 Identifier = Annotated[str, StringConstraints(min_length=1)]

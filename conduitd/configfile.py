@@ -21,8 +21,8 @@ from pydantic import BaseModel, ValidationError
 
 from conduitd.config import Config, PostgresDestinationConfig, client_secrets
 from conduitd.configyaml import KeyPath, read_yaml
+from conduitd.core.redact import redact
 from conduitd.errors import ConfigError
-from conduitd.redact import redact
 
 # `$$`; a whole `${NAME}` or `${NAME:-default}` (the default may hold `$$` and a `$` not before
 # `{`); or any other `${`, which is malformed (`${A`, `${}`, `${A:-${B}}`).

@@ -21,10 +21,10 @@ from typing import Any, Protocol
 import orjson
 
 from conduitd.config import DlqConfig
-from conduitd.durable import append_whole
+from conduitd.core.oserrors import os_error_text
+from conduitd.core.records import Reject
 from conduitd.errors import ConduitError, ConfigError, TransientError
-from conduitd.oserrors import os_error_text
-from conduitd.records import Reject
+from conduitd.ops.durable import append_whole
 
 log = logging.getLogger(__name__)
 _REQUIRED = ("id", "pipeline", "rule", "reason")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from conduitd.redact import redact
+from conduitd.core.redact import redact
 
 
 class ExitCode(IntEnum):

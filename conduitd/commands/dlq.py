@@ -13,14 +13,14 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from conduitd.arrowutil import concat_tables
 from conduitd.config import Config, ResourceConfig
-from conduitd.decode import decode_jsonl
+from conduitd.core.arrowutil import concat_tables
+from conduitd.core.decode import decode_jsonl
+from conduitd.core.records import Batch, Origin, Position, Reject
 from conduitd.destinations import Destination, make_destination
 from conduitd.destinations.base import DlqEntry, DlqFilter
 from conduitd.dlq_sinks import read_file
 from conduitd.errors import ConfigError
-from conduitd.records import Batch, Origin, Position, Reject
 
 REPLAY_BATCH = 10_000
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from conduitd.config import Config, ResourceConfig, SqliteDestinationConfig
-from conduitd.oserrors import writable_problem
+from conduitd.core.oserrors import writable_problem
 
 
 def output_problems(config: Config, resource: ResourceConfig) -> list[tuple[str, str]]:

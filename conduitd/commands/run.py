@@ -10,10 +10,10 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from conduitd.config import Config
+from conduitd.core.oserrors import check_writable
 from conduitd.errors import ConduitError, ExitCode
-from conduitd.manifest import Manifest
-from conduitd.oserrors import check_writable
-from conduitd.runtime import Runtime
+from conduitd.ops.manifest import Manifest
+from conduitd.runtime.supervisor import Runtime
 
 log = logging.getLogger("conduitd")
 CommandCoro = Coroutine[Any, Any, int]

@@ -12,11 +12,11 @@ import orjson
 import yaml
 
 from conduitd.config import Config, ResourceConfig
+from conduitd.core.oserrors import unwritable
+from conduitd.core.schema import Column
 from conduitd.destinations import make_destination
 from conduitd.errors import ConfigError, ExitCode
-from conduitd.inspection import columns_from_export, compare, describe, sample, source_columns
-from conduitd.oserrors import unwritable
-from conduitd.schema import Column
+from conduitd.runtime.inspection import columns_from_export, compare, describe, sample, source_columns
 
 
 async def export_schema(config: Config, resource: ResourceConfig, *, fmt: str, output: str | None,

@@ -10,10 +10,10 @@ import orjson
 
 from conduitd.commands.outputs import output_problems
 from conduitd.config import Config, ResourceConfig
+from conduitd.core.redact import redact
 from conduitd.destinations import Destination, make_destination
 from conduitd.errors import ConduitError, ConfigError, ExitCode
-from conduitd.inspection import compare, sample
-from conduitd.redact import redact
+from conduitd.runtime.inspection import compare, sample
 from conduitd.sources import check_source
 
 SAMPLE_ROWS = 1000

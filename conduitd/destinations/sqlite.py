@@ -21,14 +21,14 @@ from typing import Any, TypeVar
 import orjson
 import pyarrow as pa
 
-from conduitd.commit import commit_prepared
 from conduitd.config import ResourceConfig, SqliteDestinationConfig
+from conduitd.core.prepare import Prepared, prepare
+from conduitd.core.records import Batch, Position, Reject, SchemaChange, position_text
+from conduitd.core.schema import Column, create_table_sql
 from conduitd.destinations.base import CheckpointRow, CommitResult, DlqEntry, DlqFilter, RowsRefused
 from conduitd.destinations.sqlite_errors import translate
 from conduitd.dlq_sinks import DlqSink
-from conduitd.prepare import Prepared, prepare
-from conduitd.records import Batch, Position, Reject, SchemaChange, position_text
-from conduitd.schema import Column, create_table_sql
+from conduitd.runtime.commit import commit_prepared
 
 T = TypeVar("T")
 CHECKPOINTS = "conduitd_checkpoints"

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Protocol
 
-from conduitd.records import Chunk, Position
+from conduitd.core.records import Chunk, Position
 
 
 class Checkpoints(Protocol):

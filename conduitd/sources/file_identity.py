@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from conduitd.records import Position
+from conduitd.core.records import Position
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ import orjson
 import pyarrow as pa
 
 from conduitd.config import FileSourceConfig
-from conduitd.decode import decode_jsonl_lines
-from conduitd.records import Chunk, Position, Reject
+from conduitd.core.decode import decode_jsonl_lines
+from conduitd.core.records import Chunk, Position, Reject
+from conduitd.core.timings import Timings
 from conduitd.sources.file_identity import OpenFile, line_position
 from conduitd.sources.json_documents import Document, Layout, Span, layout, split
-from conduitd.telemetry import Timings
 
 _STEP = 64 * 1024
 _PAYLOAD_LIMIT = 64 * 1024

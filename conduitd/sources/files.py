@@ -35,9 +35,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from conduitd.config import FileSourceConfig
-from conduitd.csvdecode import decode_csv_rows
+from conduitd.core.csvdecode import decode_csv_rows
+from conduitd.core.records import Chunk, Position, Reject
+from conduitd.core.timings import Timings
 from conduitd.errors import ConduitError, ConfigError
-from conduitd.records import Chunk, Position, Reject
 from conduitd.sources.base import Checkpoints
 from conduitd.sources.file_identity import (
     OpenFile,
@@ -57,7 +58,6 @@ from conduitd.sources.file_text import (
     read_document,
 )
 from conduitd.sources.parquet_values import make_writable
-from conduitd.telemetry import Timings
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conduitd.records import Position, Reject
+from conduitd.core.records import Position, Reject
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from conduitd.nesting import MAX_DEPTH
+from conduitd.core.nesting import MAX_DEPTH
 from tests.helpers.daemon import conduitd, write_config
 from tests.helpers.destinations import Db, postgres, sqlite
 

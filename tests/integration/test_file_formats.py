@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conduitd.configfile import load_config
-from conduitd.runtime import Runtime
+from conduitd.runtime.supervisor import Runtime
 from tests.helpers.daemon import conduitd, write_config
 from tests.helpers.destinations import Db, postgres, sqlite
 

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conduitd.configfile import load_config
-from conduitd.runtime import Runtime
+from conduitd.runtime.supervisor import Runtime
 from tests.helpers.daemon import conduitd, start_daemon, stop_daemon, write_config
 from tests.helpers.syncdb import Db
 

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conduitd.configfile import load_config
-from conduitd.runtime import Runtime
+from conduitd.runtime.supervisor import Runtime
 from tests.helpers.daemon import write_config
 from tests.helpers.kafka import Record, create_topic, kafka_source, new_topic_name, produce
 from tests.helpers.kafka_checks import checkpoints

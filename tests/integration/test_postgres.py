@@ -11,13 +11,13 @@ import asyncpg
 import pyarrow as pa
 import pytest
 
-from conduitd.batching import build_batch
 from conduitd.config import PostgresDestinationConfig, ResourceConfig
+from conduitd.core.records import Batch, Chunk, Reject
+from conduitd.core.schema import Column
 from conduitd.destinations.postgres import PostgresDestination, describe_dsn
 from conduitd.destinations.postgres.transaction import Payload, PostgresTransaction
 from conduitd.errors import CheckpointConflict, DependencyUnreachable, SchemaIncompatible, TransientError
-from conduitd.records import Batch, Chunk, Reject
-from conduitd.schema import Column
+from conduitd.runtime.batching import build_batch
 from tests.helpers.private_pg import create_private_postgres
 
 

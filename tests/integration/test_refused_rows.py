@@ -18,15 +18,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import conduitd.commit as commit_module
-from conduitd.batching import build_batch
+import conduitd.runtime.commit as commit_module
 from conduitd.config import PostgresDestinationConfig, ResourceConfig, SqliteDestinationConfig
+from conduitd.core.records import Batch, Chunk
 from conduitd.destinations.postgres import PostgresDestination
 from conduitd.destinations.postgres.errors import translate
 from conduitd.destinations.sqlite import SqliteDestination
 from conduitd.errors import TransientError
-from conduitd.isolate import Isolation
-from conduitd.records import Batch, Chunk
+from conduitd.runtime.batching import build_batch
+from conduitd.runtime.isolate import Isolation
 
 ROWS = 200_000
 TABLE = "orders"

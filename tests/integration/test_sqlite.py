@@ -9,11 +9,11 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from conduitd.batching import build_batch
 from conduitd.config import ResourceConfig, SqliteDestinationConfig
+from conduitd.core.records import Batch, Chunk
 from conduitd.destinations.sqlite import SqliteDestination
 from conduitd.errors import CheckpointConflict
-from conduitd.records import Batch, Chunk
+from conduitd.runtime.batching import build_batch
 
 
 def batch(rows: list[dict[str, Any]], start: int | None, end: int) -> Batch:

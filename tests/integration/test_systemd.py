@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conduitd.config import ServiceConfig
-from conduitd.notify import Notifier
+from conduitd.ops.notify import Notifier
 from tests.helpers.daemon import conduitd, start_conduitd, stop_daemon, write_config
 
 ROOT = Path(__file__).resolve().parents[2]

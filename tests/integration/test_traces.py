@@ -11,9 +11,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from conduitd import telemetry
 from conduitd.configfile import load_config
-from conduitd.runtime import Runtime
+from conduitd.ops import telemetry
+from conduitd.runtime.supervisor import Runtime
 from tests.helpers.daemon import write_config
 
 

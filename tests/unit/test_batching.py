@@ -6,9 +6,9 @@ import asyncio
 
 import pyarrow as pa
 
-from conduitd.batching import END, ChunkQueue, cut_batches
 from conduitd.config import BatchConfig
-from conduitd.records import Batch, Chunk, Reject
+from conduitd.core.records import Batch, Chunk, Reject
+from conduitd.runtime.batching import END, ChunkQueue, cut_batches
 
 
 def chunk(partition: str, start: int | None, rows: int, nbytes: int = 10) -> Chunk:

@@ -10,8 +10,8 @@ import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conduitd.commit import _advance_checkpoints
-from conduitd.records import Batch, Position
+from conduitd.core.records import Batch, Position
+from conduitd.runtime.commit import _advance_checkpoints
 
 
 class Recording:

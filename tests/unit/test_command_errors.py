@@ -16,11 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conduitd.commands.guard import guarded
+from conduitd.core.records import Reject
 from conduitd.dlq_sinks import FileDlq, entry, read_file
 from conduitd.errors import ConduitError, ConfigError, ExitCode, TransientError
-from conduitd.manifest import Manifest
-from conduitd.metrics import Metrics, PipelineStatus
-from conduitd.records import Reject
+from conduitd.ops.manifest import Manifest
+from conduitd.ops.metrics import Metrics, PipelineStatus
 
 ERRNOS = sorted(errno.errorcode)
 

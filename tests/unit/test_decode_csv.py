@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conduitd.decode import decode_csv
-from conduitd.records import Position, Reject
-from conduitd.schema import Column, conform
+from conduitd.core.decode import decode_csv
+from conduitd.core.records import Position, Reject
+from conduitd.core.schema import Column, conform
 
 TEXT = Column("v", pa.string(), "text")
 
@@ -167,7 +167,7 @@ def test_generated_cells_come_back_identical_and_every_row_is_somewhere(
        st.booleans())
 def test_each_row_knows_the_offset_after_its_own_line(lines: list[bytes], last_newline: bool) -> None:
     """For a DLQ entry made of the row later (a quality rule, a cast): its own position."""
-    from conduitd.decode import decode_csv_rows
+    from conduitd.core.decode import decode_csv_rows
 
     block = b"\n".join(lines) + (b"\n" if last_newline else b"")
     table, rejects, ends = decode_csv_rows(block, ["id", "v"], ",", "p", at)

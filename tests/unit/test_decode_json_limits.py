@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conduitd.decode import decode_jsonl_lines
-from conduitd.jsontext import to_json_text
-from conduitd.nesting import MAX_DEPTH, too_deep
-from conduitd.records import Position, Reject
+from conduitd.core.decode import decode_jsonl_lines
+from conduitd.core.jsontext import to_json_text
+from conduitd.core.nesting import MAX_DEPTH, too_deep
+from conduitd.core.records import Position, Reject
 
 DEEP = f"nested deeper than {MAX_DEPTH} levels"
 
@@ -191,7 +191,7 @@ def test_a_long_record_after_one_of_another_type_keeps_its_value(before: str) ->
                                   "2026-01-31T10:00:00.5+02:00"])
 def test_date_like_strings_reach_a_text_or_json_column_as_written(text: str) -> None:
     """pyarrow's reader made them timestamps: a text column got "2026-01-31T00:00:00Z"."""
-    from conduitd.schema import Column, conform
+    from conduitd.core.schema import Column, conform
 
     block = orjson.dumps({"s": text, "doc": {"at": [text]}}) + b"\n"
     table, rejects, _ = decode(block)
@@ -214,7 +214,7 @@ json_values = st.recursive(
 @given(st.lists(st.tuples(json_values, st.integers(0, 300), st.integers(0, 200)), min_size=1, max_size=6))
 def test_the_depth_scan_agrees_with_a_parser(parts: list[tuple[object, int, int]]) -> None:
     """Brackets inside strings, escaped quotes, wide (not deep) arrays: only depth counts."""
-    from conduitd.nesting import value_depth
+    from conduitd.core.nesting import value_depth
 
     lines = []
     for value, depth, width in parts:

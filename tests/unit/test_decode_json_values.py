@@ -12,8 +12,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conduitd.decode import decode_jsonl_lines
-from conduitd.records import Position
+from conduitd.core.decode import decode_jsonl_lines
+from conduitd.core.records import Position
 
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10, 10), st.text(max_size=3))
 VALUES = st.one_of(SCALARS, st.lists(SCALARS, max_size=2),
@@ -39,7 +39,7 @@ def test_every_line_of_any_value_is_a_row_or_a_reject(lines: list[bytes]) -> Non
 
 def test_a_null_line_first_does_not_crash_the_process() -> None:
     """Checked in a child process: the crash it guards against is a segmentation fault."""
-    code = ("from conduitd.decode import decode_jsonl_lines\n"
+    code = ("from conduitd.core.decode import decode_jsonl_lines\n"
             "for block in (b'null\\n1\\n{\"id\":1}\\n', b'null\\n{\"a\":1}\\n', b'null\\nnull\\n'):\n"
             "    rows, rejects, _ = decode_jsonl_lines(block, 'p', lambda o: {'offset': o})\n"
             "    print(rows.num_rows, len(rejects))\n")

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conduitd.config import KafkaSourceConfig
-from conduitd.nesting import MAX_DEPTH
+from conduitd.core.nesting import MAX_DEPTH
 from conduitd.sources.kafka.decode import decode_partition
 
 CONFIG = KafkaSourceConfig.model_validate({"name": "k", "type": "kafka", "brokers": "127.0.0.1:9", "topics": ["t"],

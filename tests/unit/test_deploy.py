@@ -14,8 +14,8 @@ import yaml
 
 from conduitd.config import Config, KafkaSourceConfig
 from conduitd.configfile import load_config
-from conduitd.health import HealthServer
-from conduitd.metrics import Metrics
+from conduitd.ops.health import HealthServer
+from conduitd.ops.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "deploy" / "kubernetes" / "conduitd.yaml"

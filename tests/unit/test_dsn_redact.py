@@ -14,12 +14,12 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from conduitd import redact as redact_module
 from conduitd.config import KafkaSourceConfig, PostgresDestinationConfig
-from conduitd.dsn import DsnError, parse_dsn
+from conduitd.core import redact as redact_module
+from conduitd.core.dsn import DsnError, parse_dsn
+from conduitd.core.redact import redact, redact_value, remember
 from conduitd.errors import ConduitError, describe
-from conduitd.logs import JsonFormatter, TextFormatter
-from conduitd.redact import redact, redact_value, remember
+from conduitd.ops.logs import JsonFormatter, TextFormatter
 
 PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
 # Every printable ASCII punctuation character, spaces, letters and digits, and some non-ASCII.

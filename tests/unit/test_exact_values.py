@@ -12,11 +12,11 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conduitd.csvtypes import infer_types
-from conduitd.decode import decode_jsonl_lines
+from conduitd.core.csvtypes import infer_types
+from conduitd.core.decode import decode_jsonl_lines
+from conduitd.core.records import Position
+from conduitd.core.schema import cast_column
 from conduitd.destinations.sqlite import SqliteDialect
-from conduitd.records import Position
-from conduitd.schema import cast_column
 
 
 def at(offset: int) -> Position:

@@ -13,16 +13,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conduitd.batching import END, ChunkQueue, cut_batches
 from conduitd.config import BatchConfig, ResourceConfig
-from conduitd.destinations.base import Dialect
+from conduitd.core.dialect import Dialect
+from conduitd.core.evolution import refused_names
+from conduitd.core.prepare import Prepared, prepare
+from conduitd.core.records import Batch, Chunk, Origin
+from conduitd.core.schema import Column
 from conduitd.destinations.postgres.transaction import PostgresDialect
 from conduitd.destinations.sqlite import SqliteDialect
-from conduitd.evolution import refused_names
-from conduitd.inspection import compare
-from conduitd.prepare import Prepared, prepare
-from conduitd.records import Batch, Chunk, Origin
-from conduitd.schema import Column
+from conduitd.runtime.batching import END, ChunkQueue, cut_batches
+from conduitd.runtime.inspection import compare
 
 DIALECTS: dict[str, Dialect] = {"postgres": PostgresDialect("s"), "sqlite": SqliteDialect()}
 SYSTEM = ["xmin", "xmax", "cmin", "cmax", "ctid", "tableoid"]

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conduitd.config import FileSourceConfig
-from conduitd.records import Chunk, Position, position_text
+from conduitd.core.records import Chunk, Position, position_text
 from conduitd.sources.files import FileSource
 from tests.unit.test_file_source import Stored, wait_for
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from conduitd.config import FileSourceConfig
-from conduitd.records import Chunk, Position
+from conduitd.core.records import Chunk, Position
 from conduitd.sources.files import FileSource
 
 

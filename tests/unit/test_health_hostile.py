@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conduitd.health import HealthServer
-from conduitd.metrics import Metrics
+from conduitd.ops.health import HealthServer
+from conduitd.ops.metrics import Metrics
 
 
 class Collect(logging.Handler):

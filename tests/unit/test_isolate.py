@@ -1,4 +1,4 @@
-"""Isolating refused rows (`conduitd.isolate`) against an in-memory twin of a transaction, and
+"""Isolating refused rows (`conduitd.runtime.isolate`) against an in-memory twin of a transaction, and
 reading the refused COPY row from PostgreSQL's context field (`refusal.copy_line`)."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conduitd.core.schema import Column
 from conduitd.destinations.base import RowsRefused
 from conduitd.destinations.postgres.refusal import copy_line
-from conduitd.isolate import write_isolating
-from conduitd.schema import Column
+from conduitd.runtime.isolate import write_isolating
 
 
 class Twin:

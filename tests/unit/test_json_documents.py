@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conduitd.records import Chunk, Position, position_text
+from conduitd.core.records import Chunk, Position, position_text
 from conduitd.sources.json_documents import split
 from tests.unit.test_file_source import Stored, source, wait_for
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conduitd.records import Chunk
+from conduitd.core.records import Chunk
 from tests.unit.test_file_source import Stored, source
 
 BOM = b"\xef\xbb\xbf"

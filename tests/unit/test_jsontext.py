@@ -9,7 +9,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from conduitd.jsontext import to_json_text
+from conduitd.core.jsontext import to_json_text
 
 
 def reference(values: list[object]) -> list[str | None]:

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conduitd.batching import build_batch
-from conduitd.records import Chunk
+from conduitd.core.records import Chunk
+from conduitd.runtime.batching import build_batch
 from tests.unit.test_file_source import Stored, source
 
 

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
-from conduitd.quality import QualityCheck, evaluate
+from conduitd.core.quality import QualityCheck, evaluate
 
 
 def check(**spec: Any) -> QualityCheck:

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from conduitd.schema import Column, conform, refine_types
+from conduitd.core.schema import Column, conform, refine_types
 
 
 def test_values_that_cast_are_kept_and_failures_name_row_column_and_value() -> None:

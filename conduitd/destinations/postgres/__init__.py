@@ -8,18 +8,18 @@ from collections.abc import Awaitable
 import asyncpg
 import orjson
 
-from conduitd.commit import commit_prepared
 from conduitd.config import PostgresDestinationConfig, ResourceConfig
+from conduitd.core.dsn import DsnError, parse_dsn
+from conduitd.core.prepare import Prepared, prepare
+from conduitd.core.records import Batch, Position
+from conduitd.core.schema import Column
 from conduitd.destinations.base import CheckpointRow, CommitResult, DlqEntry, DlqFilter
 from conduitd.destinations.postgres import ddl
 from conduitd.destinations.postgres.errors import translate, unreachable
 from conduitd.destinations.postgres.privileges import write_problems
 from conduitd.destinations.postgres.transaction import CHECKPOINTS, HISTORY, PostgresDialect, PostgresTransaction
 from conduitd.dlq_sinks import DlqSink
-from conduitd.dsn import DsnError, parse_dsn
-from conduitd.prepare import Prepared, prepare
-from conduitd.records import Batch, Position
-from conduitd.schema import Column
+from conduitd.runtime.commit import commit_prepared
 
 
 def describe_dsn(dsn: str) -> str:

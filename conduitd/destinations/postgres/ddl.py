@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pyarrow as pa
 
-from conduitd.schema import Column, LiveColumns
+from conduitd.core.schema import Column, LiveColumns
 
 
 def quote(identifier: str) -> str:

@@ -26,8 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from conduitd.core.schema import Column
 from conduitd.destinations.postgres import ddl
-from conduitd.schema import Column
 
 SCREEN = "conduitd_screen"
 ROW = "conduitd_screen_row"

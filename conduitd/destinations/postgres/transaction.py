@@ -18,6 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from conduitd.core.records import Position, Reject, SchemaChange, position_text
+from conduitd.core.schema import Column, create_table_sql
 from conduitd.destinations.base import RowsRefused
 from conduitd.destinations.postgres import ddl, row_merge, screen
 from conduitd.destinations.postgres.copy_binary import PG_BINARY_TYPES, encode_copy_binary
@@ -25,8 +27,6 @@ from conduitd.destinations.postgres.errors import translate
 from conduitd.destinations.postgres.refusal import refusal
 from conduitd.destinations.refused import RowsPartlyRefused
 from conduitd.errors import ConduitError, TransientError
-from conduitd.records import Position, Reject, SchemaChange, position_text
-from conduitd.schema import Column, create_table_sql
 
 CHECKPOINTS = "conduitd_checkpoints"
 _STAGE = "conduitd_stage"

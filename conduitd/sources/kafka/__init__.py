@@ -24,12 +24,12 @@ import numpy as np
 from confluent_kafka import Message
 
 from conduitd.config import KafkaSourceConfig
+from conduitd.core.records import Chunk, Position
+from conduitd.core.timings import Timings
 from conduitd.errors import ConduitError, DependencyUnreachable
-from conduitd.records import Chunk, Position
 from conduitd.sources.base import Checkpoints
 from conduitd.sources.kafka.consumer import ConsumerThread, Polled, partition_key
 from conduitd.sources.kafka.decode import decode_partition
-from conduitd.telemetry import Timings
 
 
 class KafkaSource:

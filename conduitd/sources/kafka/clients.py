@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
 
+from conduitd.core.redact import MASK, redact
 from conduitd.errors import ConfigError
-from conduitd.redact import MASK, redact
 
 _C = TypeVar("_C")
 

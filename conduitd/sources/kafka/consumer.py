@@ -33,7 +33,7 @@ from confluent_kafka import (
 )
 
 from conduitd.config import KafkaSourceConfig
-from conduitd.records import Position
+from conduitd.core.records import Position
 from conduitd.sources.kafka.clients import Repeats, create_client
 from conduitd.sources.kafka.topics import incomplete, matching_topics, partitions_of
 from conduitd.sources.kafka.watch import AssignmentWatch, limit_for

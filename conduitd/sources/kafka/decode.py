@@ -17,8 +17,8 @@ import pyarrow as pa
 from confluent_kafka import Message
 
 from conduitd.config import KafkaSourceConfig
-from conduitd.decode import decode_jsonl_lines
-from conduitd.records import Position, Reject
+from conduitd.core.decode import decode_jsonl_lines
+from conduitd.core.records import Position, Reject
 from conduitd.sources.kafka.consumer import offset_of
 
 

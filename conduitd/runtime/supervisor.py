@@ -15,10 +15,10 @@ from collections.abc import Sequence
 
 from conduitd.config import Config
 from conduitd.errors import ExitCode
-from conduitd.health import HealthServer
-from conduitd.metrics import Metrics, PipelineStatus
-from conduitd.notify import Notifier
-from conduitd.pipeline import Pipeline
+from conduitd.ops.health import HealthServer
+from conduitd.ops.metrics import Metrics, PipelineStatus
+from conduitd.ops.notify import Notifier
+from conduitd.runtime.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class Runtime:
 
     async def _notify_systemd(self, runs: Sequence[asyncio.Task[None]]) -> None:
         """READY=1 once every pipeline has connected, STATUS= on state changes, and watchdog
-        pings from this loop (see `conduitd.notify`)."""
+        pings from this loop (see `conduitd.ops.notify`)."""
         watchdog = self.notifier.watchdog_seconds
         interval = min(0.5, watchdog / 2) if watchdog else 0.5
         told_ready = False

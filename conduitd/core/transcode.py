@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from conduitd.lines import lf_lines, line_bounds
+from conduitd.core.lines import lf_lines, line_bounds
 
 
 @dataclass(frozen=True)

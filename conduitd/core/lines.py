@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from conduitd.records import Position
+from conduitd.core.records import Position
 
 PositionAt = Callable[[int], Position]
 """Maps the byte offset just after a record (relative to the block) to its position."""

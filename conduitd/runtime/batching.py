@@ -17,10 +17,10 @@ from typing import Final
 import numpy as np
 import pyarrow as pa
 
-from conduitd.arrowutil import concat_tables
 from conduitd.config import BatchConfig
-from conduitd.records import Batch, Chunk, Origin, Position
-from conduitd.telemetry import Timings
+from conduitd.core.arrowutil import concat_tables
+from conduitd.core.records import Batch, Chunk, Origin, Position
+from conduitd.core.timings import Timings
 
 END: Final = None
 

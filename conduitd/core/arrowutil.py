@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from conduitd.jsontext import to_json_text
+from conduitd.core.jsontext import to_json_text
 
 
 def concat_tables(tables: Sequence[pa.Table]) -> pa.Table:

@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from conduitd.core.schema import Column
 from conduitd.destinations.base import RowsRefused, Transaction
 from conduitd.destinations.refused import RowsPartlyRefused
-from conduitd.schema import Column
 
 _MIN_ATTEMPT = 16  # below this, per-statement overhead dominates the rows sent again
 _PREFIX_SHARE = 4  # an accepted prefix rides along with fresh rows up to this many times their number

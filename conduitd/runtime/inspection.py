@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from conduitd.arrowutil import concat_tables
-from conduitd.batching import repeats_names
 from conduitd.config import Config, KafkaSourceConfig, ResourceConfig, SourceConfig
-from conduitd.destinations.base import Dialect
-from conduitd.evolution import ambiguous_fields, over_column_limit, refused_names
-from conduitd.records import Position
-from conduitd.schema import Column, cast_column, column_slots, refine_types
+from conduitd.core.arrowutil import concat_tables
+from conduitd.core.dialect import Dialect
+from conduitd.core.evolution import ambiguous_fields, over_column_limit, refused_names
+from conduitd.core.records import Position
+from conduitd.core.schema import Column, cast_column, column_slots, refine_types
+from conduitd.runtime.batching import repeats_names
 from conduitd.sources import check_source, open_source
 
 
@@ -112,7 +112,7 @@ def compare(dialect: Dialect, rows: pa.Table, table: Mapping[str, Column] | None
             key: Sequence[str] = ()) -> SchemaDiff:
     """Which source columns the table lacks, which table columns the source lacks, which source
     values would not fit their table column, and which fields the destination cannot take as
-    columns at all (decided as `run` decides them: `conduitd.evolution`)."""
+    columns at all (decided as `run` decides them: `conduitd.core.evolution`)."""
     rows, unstorable = ambiguous_fields(rows)
     unstorable.update(refused_names(dialect, rows.column_names, table, key))
     new = [n for n in rows.column_names if n not in unstorable and (table is None or n not in table)]

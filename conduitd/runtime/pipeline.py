@@ -16,16 +16,16 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from conduitd import telemetry
-from conduitd.batching import END, ChunkQueue, cut_batches
 from conduitd.config import Config, ResourceConfig
+from conduitd.core.prepare import Prepared
+from conduitd.core.records import Position
 from conduitd.destinations import Destination, make_destination
 from conduitd.destinations.base import CommitResult
 from conduitd.dlq_sinks import DlqSink, open_sink
 from conduitd.errors import CheckpointConflict, ConduitError, DependencyUnreachable, describe
-from conduitd.metrics import Metrics, PipelineStatus
-from conduitd.prepare import Prepared
-from conduitd.records import Position
+from conduitd.ops import telemetry
+from conduitd.ops.metrics import Metrics, PipelineStatus
+from conduitd.runtime.batching import END, ChunkQueue, cut_batches
 from conduitd.sources import Source, open_source
 
 log = logging.getLogger(__name__)

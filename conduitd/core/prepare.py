@@ -18,13 +18,13 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conduitd import quality
 from conduitd.config import ResourceConfig
-from conduitd.destinations.base import Dialect
+from conduitd.core import quality
+from conduitd.core.dialect import Dialect
+from conduitd.core.evolution import Evolution, ambiguous_fields, held_rows, plan, widen_for
+from conduitd.core.records import Batch, Reject
+from conduitd.core.schema import Column, conform
 from conduitd.errors import ConduitError, QualityFailure, SchemaIncompatible
-from conduitd.evolution import Evolution, ambiguous_fields, held_rows, plan, widen_for
-from conduitd.records import Batch, Reject
-from conduitd.schema import Column, conform
 
 
 @dataclass

@@ -19,11 +19,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from conduitd.arrowutil import concat_tables
-from conduitd.csvtypes import infer_types
-from conduitd.lines import PAYLOAD_LIMIT, PositionAt, lf_lines, line_bounds, oversize_reason, payload_text, record_sizes
-from conduitd.records import Reject
-from conduitd.transcode import to_utf8
+from conduitd.core.arrowutil import concat_tables
+from conduitd.core.csvtypes import infer_types
+from conduitd.core.lines import (
+    PAYLOAD_LIMIT,
+    PositionAt,
+    lf_lines,
+    line_bounds,
+    oversize_reason,
+    payload_text,
+    record_sizes,
+)
+from conduitd.core.records import Reject
+from conduitd.core.transcode import to_utf8
 
 
 def decode_csv(block: bytes, columns: list[str], delimiter: str, partition: str,

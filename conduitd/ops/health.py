@@ -18,7 +18,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from conduitd.errors import DependencyUnreachable
-from conduitd.metrics import Metrics, PipelineStatus
+from conduitd.ops.metrics import Metrics, PipelineStatus
 
 log = logging.getLogger(__name__)
 SERVER = "conduitd"

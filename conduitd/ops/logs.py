@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from conduitd.redact import redact, redact_value
+from conduitd.core.redact import redact, redact_value
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 

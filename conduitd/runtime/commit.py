@@ -15,14 +15,14 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from conduitd.config import ResourceConfig
+from conduitd.core.evolution import write_migration
+from conduitd.core.prepare import Prepared, refused_rejects
+from conduitd.core.records import Batch, SchemaChange
+from conduitd.core.schema import Column
 from conduitd.destinations.base import CommitResult, Transaction
 from conduitd.dlq_sinks import DlqSink
 from conduitd.errors import CheckpointConflict, ConduitError
-from conduitd.evolution import write_migration
-from conduitd.isolate import write_isolating
-from conduitd.prepare import Prepared, refused_rejects
-from conduitd.records import Batch, SchemaChange
-from conduitd.schema import Column
+from conduitd.runtime.isolate import write_isolating
 
 log = logging.getLogger(__name__)
 Reprepare = Callable[[dict[str, Column] | None], Awaitable[Prepared]]

@@ -8,8 +8,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from conduitd.records import Position
-from conduitd.redact import redact_value
+from conduitd.core.records import Position
+from conduitd.core.redact import redact_value
 
 
 class Metrics:

@@ -21,10 +21,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conduitd.config import ResourceConfig
-from conduitd.destinations.base import Dialect
+from conduitd.core.dialect import Dialect
+from conduitd.core.records import SchemaChange
+from conduitd.core.schema import Column, cast_column, column_slots, refine_types
 from conduitd.errors import SchemaIncompatible
-from conduitd.records import SchemaChange
-from conduitd.schema import Column, cast_column, column_slots, refine_types
 
 log = logging.getLogger(__name__)
 

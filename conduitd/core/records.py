@@ -14,7 +14,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from conduitd.telemetry import Timings
+from conduitd.core.timings import Timings
 
 Position = Any
 

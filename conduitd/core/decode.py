@@ -19,12 +19,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from conduitd.arrowutil import concat_tables
-from conduitd.csvdecode import decode_csv, decode_csv_rows
-from conduitd.lines import PAYLOAD_LIMIT, PositionAt, lf_lines, line_bounds, oversize_reason, payload_text, record_sizes
-from conduitd.nesting import MAX_DEPTH, too_deep
-from conduitd.records import Position, Reject
-from conduitd.transcode import codec_name, to_utf8
+from conduitd.core.arrowutil import concat_tables
+from conduitd.core.csvdecode import decode_csv, decode_csv_rows
+from conduitd.core.lines import (
+    PAYLOAD_LIMIT,
+    PositionAt,
+    lf_lines,
+    line_bounds,
+    oversize_reason,
+    payload_text,
+    record_sizes,
+)
+from conduitd.core.nesting import MAX_DEPTH, too_deep
+from conduitd.core.records import Position, Reject
+from conduitd.core.transcode import codec_name, to_utf8
 
 __all__ = ["PositionAt", "decode_csv", "decode_csv_rows", "decode_jsonl", "decode_jsonl_lines", "unrepresentable"]
 

@@ -1,0 +1,1 @@
+"""Operating conduitd: health server, metrics, run manifest, systemd notify, traces and logs."""
