@@ -72,14 +72,27 @@ class CheckpointConflict(ConduitError):
     """The stored checkpoint is not the batch's start position: another writer moved it."""
 
 
-def describe(exc: BaseException) -> str:
-    """The message of the first ConduitError inside `exc` (task groups wrap them), else its repr;
-    redacted: this is what /status, the manifest and the CLI show."""
+def leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside `exc` in order, depth first: `exc` itself, or the leaves of the
+    exception groups it nests (task groups wrap errors so). Iterative: nesting has no limit."""
+    found: list[BaseException] = []
     pending: list[BaseException] = [exc]
     while pending:
-        current = pending.pop(0)
-        if isinstance(current, ConduitError):
-            return redact(str(current))
+        current = pending.pop()
         if isinstance(current, BaseExceptionGroup):
-            pending.extend(current.exceptions)
-    return redact(repr(exc))
+            pending.extend(reversed(current.exceptions))
+        else:
+            found.append(current)
+    return found
+
+
+def first_conduit_error(exc: BaseException) -> ConduitError | None:
+    """The first ConduitError among the `leaves` of `exc`: the one the CLI reports."""
+    return next((leaf for leaf in leaves(exc) if isinstance(leaf, ConduitError)), None)
+
+
+def describe(exc: BaseException) -> str:
+    """The message of the first ConduitError inside `exc` (see `leaves`), else its repr;
+    redacted: this is what /status, the manifest and the CLI show."""
+    error = first_conduit_error(exc)
+    return redact(str(error) if error is not None else repr(exc))

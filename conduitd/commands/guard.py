@@ -18,7 +18,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec
 
 from conduitd.core.oserrors import os_error_text
-from conduitd.errors import ConduitError
+from conduitd.errors import ConduitError, leaves
 
 log = logging.getLogger("conduitd")
 P = ParamSpec("P")
@@ -55,16 +55,11 @@ def unexpected(exc: OSError | ValueError) -> ConduitError:
 def _from_group(group: BaseExceptionGroup[BaseException]) -> ConduitError | None:
     """The ConduitError for a task group's failure when it has none of its own (the CLI turns
     groups holding ConduitErrors into their exit codes itself); None to re-raise the group."""
-    leaves = _leaves(group)
-    if any(isinstance(e, ConduitError) for e in leaves) or not all(isinstance(e, Exception) for e in leaves):
+    found = leaves(group)
+    if any(isinstance(e, ConduitError) for e in found) or not all(isinstance(e, Exception) for e in found):
         return None
-    for leaf in leaves:
+    for leaf in found:
         if isinstance(leaf, OSError | ValueError):
             return unexpected(leaf)
     return None
 
-
-def _leaves(error: BaseException) -> list[BaseException]:
-    if isinstance(error, BaseExceptionGroup):
-        return [leaf for e in error.exceptions for leaf in _leaves(e)]
-    return [error]
