@@ -7,6 +7,7 @@
     conduitd dlq list|replay -c FILE -r RESOURCE [--rule R] [--since T] [--until T] [--limit N]
     conduitd checkpoints show -c FILE [-r RESOURCE] [--json]
     conduitd checkpoints reset -c FILE -r RESOURCE [--partition P]
+    conduitd connectors [--json]
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ from conduitd.config import Config, ResourceConfig
 from conduitd.configfile import load_config
 from conduitd.core.redact import redact
 from conduitd.destinations.base import DlqFilter
-from conduitd.errors import ConduitError, ConfigError, ExitCode, first_conduit_error
+from conduitd.errors import ConduitError, ConfigError, ExitCode
 from conduitd.ops import telemetry
 from conduitd.ops.logs import configure
 
 log = logging.getLogger("conduitd")
-_COMMANDS = {"run", "validate", "checkpoints", "schema", "schema-compare", "dlq"}
+_COMMANDS = {"run", "validate", "checkpoints", "schema", "schema-compare", "dlq", "connectors"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     reset = actions.add_parser("reset", help="forget stored positions: the next run starts over")
     with_config(reset)
     reset.add_argument("--partition", help="only this partition (e.g. a file path)")
+    connectors = commands.add_parser("connectors", help="list the installed sources, destinations and DLQ sinks")
+    connectors.add_argument("--json", action="store_true", help="JSON output")
     return parser
 
 
@@ -107,6 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0) and int(ExitCode.CONFIG)
     try:
+        if args.command == "connectors":  # needs no config file
+            from conduitd import commands
+
+            return _run_async(commands.list_connectors(as_json=args.json))
         config = load_config(args.config)
         unknown = [r for r in args.resource if r not in {x.name for x in config.resources}]
         if unknown:
@@ -185,10 +192,10 @@ def _run_async(coro: Coroutine[Any, Any, int]) -> int:
     except ConduitError as exc:
         return _report(exc)
     except BaseExceptionGroup as group:  # raised by task groups
-        error = first_conduit_error(group)
-        if error is None:
+        errors = [e for e in _leaves(group) if isinstance(e, ConduitError)]
+        if not errors:
             raise
-        return _report(error)
+        return _report(errors[0])
 
 
 def _report(exc: ConduitError) -> int:
@@ -199,3 +206,9 @@ def _report(exc: ConduitError) -> int:
 def _redacted_excepthook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
     """A bug's traceback still reaches the user (to report it), but never with a secret in it."""
     sys.stderr.write(redact("".join(traceback.format_exception(kind, exc, tb))))
+
+
+def _leaves(group: BaseException) -> list[BaseException]:
+    if isinstance(group, BaseExceptionGroup):
+        return [leaf for e in group.exceptions for leaf in _leaves(e)]
+    return [group]

@@ -15,11 +15,9 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
-    Discriminator,
     Field,
     SecretStr,
     StringConstraints,
-    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -54,7 +52,28 @@ class _Frozen(BaseModel):
             raise ValueError("expected a number, got a boolean")
         if isinstance(value, int | float) and not isinstance(value, bool) and kinds == {bool}:
             raise ValueError("expected true or false, got a number")
+        if _integer_only(annotation) and not _is_integer(value):
+            raise ValueError("expected an integer (a number without a fractional part or an exponent)")
         return value
+
+
+def _integer_only(annotation: Any) -> bool:
+    """An `int` field (or an optional one) that parses nothing itself: pydantic would take 8080.0
+    or "8080.0" for it (a size such as `64MiB` is an Annotated type with its own parser)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        kinds = typing.get_args(annotation)
+        return float not in kinds and any(_integer_only(kind) for kind in kinds)
+    return annotation is int
+
+
+def _is_integer(value: Any) -> bool:
+    """Not a float, nor text that is not an integer (a ${VAR} gives text)."""
+    if isinstance(value, str):
+        try:
+            int(value.strip(), 10)
+        except ValueError:
+            return False
+    return not isinstance(value, float)
 
 
 def _refuse_nul(value: Any, is_mapping_field: bool) -> None:
@@ -118,7 +137,25 @@ class ServiceConfig(_Frozen):
     manifest_interval: PositiveDuration = 300.0
 
 
-class FileSourceConfig(_Frozen):
+class ConnectorConfig(_Frozen):
+    """A named source or destination section. Each connector's model extends `SourceConfig` or
+    `DestinationConfig` with its own keys; `conduitd.registry` picks the model by `type`."""
+
+    name: str = Field(pattern=_NAME)
+    """How resources refer to this section."""
+    type: str
+    """The connector: a built-in one or one an installed package registers (`conduitd connectors`)."""
+
+
+class SourceConfig(ConnectorConfig):
+    """Base of every source section's model (built-in or from a plugin)."""
+
+
+class DestinationConfig(ConnectorConfig):
+    """Base of every destination section's model (built-in or from a plugin)."""
+
+
+class FileSourceConfig(SourceConfig):
     """JSONL, CSV or Parquet files in a directory or matching a glob: the embedded default."""
 
     name: str = Field(pattern=_NAME)
@@ -155,7 +192,7 @@ _RESERVED_CLIENT_KEYS = {
 }
 
 
-class KafkaSourceConfig(_Frozen):
+class KafkaSourceConfig(SourceConfig):
     """Kafka topics consumed by a consumer group (confluent-kafka / librdkafka)."""
 
     name: str = Field(pattern=_NAME)
@@ -201,20 +238,7 @@ class KafkaSourceConfig(_Frozen):
         return self
 
 
-def _type_of(value: Any) -> Any:
-    """The `type` of a section, for the unions below (a callable discriminator: validators may
-    then see every field, `type` too)."""
-    return value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-
-
-SourceConfig = Annotated[
-    Annotated[FileSourceConfig, Tag("file")] | Annotated[KafkaSourceConfig, Tag("kafka")],
-    Discriminator(_type_of, custom_error_type="invalid_type",
-                  custom_error_message="'type' must be one of: file, kafka"),
-]
-
-
-class SqliteDestinationConfig(_Frozen):
+class SqliteDestinationConfig(DestinationConfig):
     """A SQLite database file: the embedded default destination."""
 
     name: str = Field(pattern=_NAME)
@@ -222,7 +246,7 @@ class SqliteDestinationConfig(_Frozen):
     path: NonEmpty
 
 
-class PostgresDestinationConfig(_Frozen):
+class PostgresDestinationConfig(DestinationConfig):
     """A PostgreSQL database reached through asyncpg."""
 
     name: str = Field(pattern=_NAME)
@@ -247,13 +271,6 @@ class PostgresDestinationConfig(_Frozen):
     @property
     def connect_params(self) -> ConnectParams:
         return parse_dsn(self.dsn.get_secret_value())
-
-
-DestinationConfig = Annotated[
-    Annotated[SqliteDestinationConfig, Tag("sqlite")] | Annotated[PostgresDestinationConfig, Tag("postgres")],
-    Discriminator(_type_of, custom_error_type="invalid_type",
-                  custom_error_message="'type' must be one of: sqlite, postgres"),
-]
 
 
 class BatchConfig(_Frozen):
@@ -378,7 +395,9 @@ class ResourceConfig(_Frozen):
 
 
 class Config(_Frozen):
-    """The whole file."""
+    """The whole file. Built in code, it takes section models as they are; data read from a file
+    is validated by `conduitd.registry.config_model(data)`, a subclass that knows every installed
+    connector's model for its `type`."""
 
     service: ServiceConfig = ServiceConfig()
     sources: tuple[SourceConfig, ...]
@@ -388,5 +407,5 @@ class Config(_Frozen):
     def source(self, name: str) -> SourceConfig:
         return next(s for s in self.sources if s.name == name)
 
-    def destination(self, name: str) -> SqliteDestinationConfig | PostgresDestinationConfig:
+    def destination(self, name: str) -> DestinationConfig:
         return next(d for d in self.destinations if d.name == name)

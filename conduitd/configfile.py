@@ -13,16 +13,17 @@ import os
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Tag, ValidationError
 
-from conduitd.config import Config, PostgresDestinationConfig, client_secrets
+from conduitd.config import Config, ConnectorConfig, PostgresDestinationConfig, ResourceConfig, client_secrets
 from conduitd.configyaml import KeyPath, read_yaml
 from conduitd.core.redact import redact
 from conduitd.errors import ConfigError
+from conduitd.registry import config_model
 
 # `$$`; a whole `${NAME}` or `${NAME:-default}` (the default may hold `$$` and a `$` not before
 # `{`); or any other `${`, which is malformed (`${A`, `${}`, `${A:-${B}}`).
@@ -41,10 +42,11 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         raise ConfigError(f"{file}:1: the config must be a mapping with sources, destinations and resources")
     located = _Locator(file, lines)
     data = _expand(data, (), os.environ if environ is None else environ, located)
+    model = config_model(data)  # each section validated by its connector's model
     try:
-        config = Config.model_validate(data)
+        config = model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(redact(_describe(exc, data, located))) from None
+        raise ConfigError(redact(_describe(exc, data, located, model))) from None
     _check_references(config, located)
     _check_tables(config, located)
     return config
@@ -99,13 +101,13 @@ def _expand(value: Any, path: KeyPath, environ: Mapping[str, str], located: _Loc
     return _VAR.sub(substitute, value)
 
 
-def _describe(exc: ValidationError, data: Any, located: _Locator) -> str:
+def _describe(exc: ValidationError, data: Any, located: _Locator, model: type[BaseModel] = Config) -> str:
     messages = []
     for error in exc.errors():
         path = _data_path(error["loc"], data)
         if error["type"] == "extra_forbidden":
             key = str(path[-1]) if path else "?"
-            allowed = _allowed_keys(error["loc"][:-1])
+            allowed = _allowed_keys(error["loc"][:-1], model)
             hint = difflib.get_close_matches(key, allowed, n=1)
             suggestion = f"; did you mean '{hint[0]}'?" if hint else (
                 f"; known keys: {', '.join(sorted(allowed))}" if allowed else "")
@@ -149,24 +151,24 @@ def _has_key(container: Any, part: int | str) -> bool:
     return isinstance(container, list) and isinstance(part, int) and 0 <= part < len(container)
 
 
-def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
+def _allowed_keys(loc: tuple[int | str, ...], root: type[BaseModel] = Config) -> list[str]:
     """The keys the model at `loc` accepts (field names and aliases), for "did you mean"."""
-    candidates: list[type[BaseModel]] = [Config]
+    candidates: list[tuple[type[BaseModel], object]] = [(root, None)]
     for part in loc:
         if isinstance(part, int):
             continue
-        tagged = [m for m in candidates if _type_tag(m) == part]
+        tagged: list[tuple[type[BaseModel], object]] = [(m, t) for m, t in candidates if t == part]
         if tagged:
             candidates = tagged
             continue
-        nxt: list[type[BaseModel]] = []
-        for model in candidates:
+        nxt: list[tuple[type[BaseModel], object]] = []
+        for model, _ in candidates:
             for name, field in model.model_fields.items():
                 if part in (name, field.alias):
                     nxt.extend(_models_in(field.annotation))
         candidates = nxt
     keys: set[str] = set()
-    for model in candidates:
+    for model, _ in candidates:
         for name, field in model.model_fields.items():
             keys.add(field.alias or name)
     return sorted(keys)
@@ -178,12 +180,14 @@ def _type_tag(model: type[BaseModel]) -> object:
     return args[0] if len(args) == 1 else None
 
 
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
+def _models_in(annotation: Any, tag: object = None) -> list[tuple[type[BaseModel], object]]:
+    """The models in an annotation, each with its union tag (a connector's `type`)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
+        return [(annotation, tag if tag is not None else _type_tag(annotation))]
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
-        return _models_in(typing.get_args(annotation)[0])
+        tags = [m.tag for m in getattr(annotation, "__metadata__", ()) if isinstance(m, Tag)]
+        return _models_in(typing.get_args(annotation)[0], tags[0] if tags else tag)
     if origin in (tuple, list, typing.Union, types.UnionType):
         return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
     return []
@@ -191,8 +195,9 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
 
 def _check_references(config: Config, located: _Locator) -> None:
     problems = []
-    for kind, items in (("sources", config.sources), ("destinations", config.destinations),
-                        ("resources", config.resources)):
+    sections: tuple[tuple[str, Sequence[ConnectorConfig | ResourceConfig]], ...] = (
+        ("sources", config.sources), ("destinations", config.destinations), ("resources", config.resources))
+    for kind, items in sections:
         if not items:
             problems.append(located.at((kind,), f"at least one entry is needed under '{kind}'"))
         seen: set[str] = set()

@@ -25,6 +25,7 @@ from conduitd.core.oserrors import os_error_text
 from conduitd.core.records import Reject
 from conduitd.errors import ConduitError, ConfigError, TransientError
 from conduitd.ops.durable import append_whole
+from conduitd.registry import Connector
 
 log = logging.getLogger(__name__)
 _REQUIRED = ("id", "pipeline", "rule", "reason")
@@ -115,13 +116,30 @@ def file_error(path: Path, exc: OSError) -> ConduitError:
 
 
 def open_sink(config: DlqConfig) -> DlqSink | None:
-    """The external sink for `config`, or None for a DLQ table (written in the transaction)."""
-    if config.type == "file":
-        assert config.path
-        return FileDlq(config.path)
-    if config.type == "kafka":
-        return KafkaDlq(config)
+    """The external sink for `config` (looked up in `conduitd.registry` by its `type`), or None
+    for a DLQ table (written in the transaction)."""
+    from conduitd.registry import build
+
+    sink: DlqSink | None = build("dlq", config)
+    return sink
+
+
+def _table(config: DlqConfig) -> None:
     return None
+
+
+def _file(config: DlqConfig) -> DlqSink:
+    assert config.path
+    return FileDlq(config.path)
+
+
+TABLE = Connector(type="table", kind="dlq", config_model=DlqConfig, factory=_table, capabilities=("exactly_once",),
+                  description="a table in the destination, written in the batch's transaction")
+FILE = Connector(type="file", kind="dlq", config_model=DlqConfig, factory=_file, capabilities=("at_least_once",),
+                 description="a JSONL file, fsynced before the batch commits")
+KAFKA = Connector(type="kafka", kind="dlq", config_model=DlqConfig, factory=KafkaDlq, capabilities=("at_least_once",),
+                  requires=("confluent_kafka",), extra="kafka",
+                  description="a Kafka topic, every delivery confirmed before the batch commits")
 
 
 def read_file(path: str) -> list[dict[str, Any]]:

@@ -1,20 +1,16 @@
-"""Destinations: where rows are written. `open_destination` picks the implementation for a config."""
+"""Destinations: where rows are written, looked up in `conduitd.registry` by their `type`."""
 
 from __future__ import annotations
 
-from conduitd.config import PostgresDestinationConfig, SqliteDestinationConfig
+from conduitd.config import DestinationConfig
 from conduitd.destinations.base import Destination
+from conduitd.registry import build
 
 
-def make_destination(config: SqliteDestinationConfig | PostgresDestinationConfig) -> Destination:
+def make_destination(config: DestinationConfig) -> Destination:
     """A closed destination for `config`; drivers are imported only when used."""
-    if isinstance(config, PostgresDestinationConfig):
-        from conduitd.destinations.postgres import PostgresDestination
-
-        return PostgresDestination(config)
-    from conduitd.destinations.sqlite import SqliteDestination
-
-    return SqliteDestination(config)
+    destination: Destination = build("destination", config)
+    return destination
 
 
 __all__ = ["Destination", "make_destination"]

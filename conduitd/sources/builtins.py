@@ -1,0 +1,41 @@
+"""The built-in sources as the registry sees them: the same `Connector` declaration a plugin
+makes. Importing this module imports no driver; each factory imports its source when called."""
+
+from __future__ import annotations
+
+from conduitd.config import FileSourceConfig, KafkaSourceConfig
+from conduitd.registry import Connector, SourceOptions
+from conduitd.sources.base import Source
+
+
+def _file_source(config: FileSourceConfig, options: SourceOptions) -> Source:
+    from conduitd.sources.files import FileSource
+
+    return FileSource(config, once=options.once, max_rows=options.max_rows)
+
+
+async def _check_files(config: FileSourceConfig) -> str:
+    from conduitd.sources.files import FileSource
+
+    files = FileSource(config, once=True, max_rows=1).discover()
+    return f"{len(files)} file(s) match {config.path}"
+
+
+def _kafka_source(config: KafkaSourceConfig, options: SourceOptions) -> Source:
+    from conduitd.sources.kafka import KafkaSource
+
+    return KafkaSource(config, once=options.once, max_rows=options.max_rows, key_columns=options.key_columns,
+                       tombstones=options.tombstones, unreachable_after=options.unreachable_after)
+
+
+async def _check_kafka(config: KafkaSourceConfig) -> str:
+    from conduitd.sources.kafka.admin import describe_topics
+
+    return await describe_topics(config)
+
+
+FILE = Connector(type="file", kind="source", config_model=FileSourceConfig, factory=_file_source, check=_check_files,
+                 description="JSONL, CSV or Parquet files in a directory or matching a glob")
+KAFKA = Connector(type="kafka", kind="source", config_model=KafkaSourceConfig, factory=_kafka_source,
+                  check=_check_kafka, capabilities=("deletes", "scale_out"), requires=("confluent_kafka",),
+                  extra="kafka", description="Kafka topics read by a consumer group")
