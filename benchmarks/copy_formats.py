@@ -25,7 +25,7 @@ from benchmarks.files_to_postgres import DEFAULT_DSN, TABLE_DDL, generate
 from conduitd.core.decode import decode_jsonl
 from conduitd.core.schema import conform
 from conduitd.destinations.postgres.ddl import table_columns
-from conduitd.destinations.postgres.transaction import Payload, PostgresDialect
+from conduitd.destinations.postgres.dialect import Payload, PostgresDialect
 
 BATCH = 50_000
 

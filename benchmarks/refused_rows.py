@@ -2,7 +2,7 @@
 isolating them by halving (conduitd before issue 8), by the COPY line the server names alone,
 and with the screen first (now: one query finds the rows the catalog can tell). Rows are refused
 by a CHECK constraint; each path writes into its own fresh table through the real PostgreSQL
-destination (`prepare_batch` + `commit_batch`), so the DLQ rows and checkpoints are part of the
+destination (`Committer.prepare` + `Committer.commit`), so the DLQ rows and checkpoints are part of the
 timed work.
 
     python benchmarks/refused_rows.py [--rows 200000] [--batch 50000] [--dsn ...]
@@ -36,6 +36,7 @@ from conduitd.core.schema import Column
 from conduitd.destinations.base import RowsRefused, Transaction
 from conduitd.destinations.postgres import PostgresDestination
 from conduitd.runtime.batching import build_batch
+from conduitd.runtime.commit import Committer
 from conduitd.runtime.isolate import Isolation, write_isolating
 
 DEFAULT_DSN = os.environ.get("CONDUITD_TEST_PG_DSN", "postgresql://postgres:postgres@127.0.0.1:5432/conduitd_test")
@@ -52,19 +53,16 @@ async def halving(tx: Transaction, table: str, rows: pa.Table, columns: Sequence
         if part.num_rows == 0:
             return
         result.attempts += 1
-        await tx.savepoint()
         try:
-            await tx.write_rows(table, part, columns, key, encoded)
+            async with tx.savepoint():
+                await tx.write_rows(table, part, columns, key, encoded)
         except RowsRefused as refused:
-            await tx.rollback_to_savepoint()
             if part.num_rows == 1:
                 result.refused.append((offset, refused.reason))
                 return
             middle = part.num_rows // 2
             await write(part.slice(0, middle), offset, None)
             await write(part.slice(middle), offset + middle, None)
-            return
-        await tx.release_savepoint()
 
     await write(rows, 0, payload)
     return result
@@ -128,11 +126,12 @@ async def run(path: str, rows: pa.Table, batch_rows: int, dsn: str, schema: str)
         before = {pid: backend_cpu(pid) for pid in pids}
         wall, cpu = time.perf_counter(), time.process_time()
         rejected = 0
+        committer = Committer(destination, resource)
         for start in range(0, rows.num_rows, batch_rows):
             part = rows.slice(start, batch_rows)
             prior = None if start == 0 else {"offset": start}
             batch = build_batch([Chunk("p", prior, {"offset": start + part.num_rows}, part, (), 1)])
-            result = await destination.commit_batch(resource, await destination.prepare_batch(resource, batch))
+            result = await committer.commit(await committer.prepare(batch))
             rejected += result.rows_rejected
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         server = [(backend_cpu(pid) or 0.0) - (before[pid] or 0.0) for pid in pids if before[pid] is not None]

@@ -21,6 +21,7 @@ from conduitd.destinations import Destination, make_destination
 from conduitd.destinations.base import DlqEntry, DlqFilter
 from conduitd.dlq_sinks import read_file
 from conduitd.errors import ConfigError
+from conduitd.runtime.commit import commit_batch
 
 REPLAY_BATCH = 10_000
 
@@ -142,7 +143,6 @@ async def _replay(destination: Destination, resource: ResourceConfig, entries: S
             row += rows.num_rows
     batch = Batch(rows=concat_tables(tables), rejects=tuple(rejects), start={}, end={}, nbytes=0,
                   origins=tuple(origins))
-    prepared = await destination.prepare_batch(resource, batch)
-    prepared.replaying = tuple(int(e.id) for e in entries)
-    result = await destination.commit_batch(resource, prepared)
+    # The same commit as `run`'s, which also removes the replayed DLQ rows in its transaction.
+    result = await commit_batch(destination, resource, batch, replaying=[int(e.id) for e in entries])
     return result.rows_written, result.rows_rejected

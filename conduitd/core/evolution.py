@@ -10,11 +10,9 @@ the changes to record in `conduitd_schema_history`.
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -232,18 +230,3 @@ def held_rows(rows: pa.Table, held: dict[str, str]) -> np.ndarray:
         if name in rows.column_names:
             mask |= np.asarray(pc.is_valid(rows.column(name)).to_numpy(zero_copy_only=False), dtype=bool)
     return mask
-
-
-def write_migration(resource: ResourceConfig, changes: Sequence[SchemaChange]) -> None:
-    """Manual mode: append the DDL that was not applied to a migration file, and log it."""
-    directory = Path(resource.schema_evolution.migrations_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{time.strftime('%Y%m%d%H%M%S')}_{resource.name}.sql"
-    statements = sorted({c.ddl for c in changes if c.ddl})
-    existing = path.read_text() if path.exists() else ""
-    with path.open("a") as handle:
-        for statement in statements:
-            if statement not in existing:
-                handle.write(statement + ";\n")
-    log.warning("schema changes not applied (schema_evolution manual): %s; written to %s",
-                "; ".join(statements), path, extra={"pipeline": resource.name})

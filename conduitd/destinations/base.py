@@ -1,39 +1,52 @@
-"""The contract every destination keeps: a dialect (pure: types, DDL text, row encoding) and a
-transaction (I/O: the steps of the commit protocol), behind one `Destination`."""
+"""The contract every destination keeps, read by the runtime and by connector authors.
+
+A destination offers four things, and imports nothing from the runtime:
+
+- a `Dialect` (`conduitd.core.dialect`; pure: types, names, DDL text, row encoding);
+- a frozen `Capabilities` value the runtime adapts to (it never asks a destination to adapt);
+- `transaction()`, an async context manager opening ONE transaction: leaving it normally
+  commits; any exception, cancellation included, rolls back (shielded) and leaves as an error of
+  the tree in `conduitd.errors` (or `RowsRefused`, which the runtime handles inside the
+  transaction). Inside it, the runtime runs the commit protocol (`conduitd.runtime.commit`) as
+  named steps over the narrow `Transaction`;
+- bookkeeping outside any batch: checkpoints to list and reset, DLQ rows to read, the live table.
+
+SQL destinations get the bookkeeping tables (checkpoints, DLQ, schema history) and their
+statements from `conduitd.destinations.sql`, written once over a small driver adapter.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import pyarrow as pa
 
 from conduitd.config import ResourceConfig
 from conduitd.core.dialect import Dialect
-from conduitd.core.quality import Violation
-from conduitd.core.records import Batch, Position, Reject, SchemaChange
+from conduitd.core.records import Position, Reject, SchemaChange
 from conduitd.core.schema import Column
-
-if TYPE_CHECKING:
-    from conduitd.core.prepare import Prepared
-    from conduitd.dlq_sinks import DlqSink
 
 
 @dataclass(frozen=True, slots=True)
-class CommitResult:
-    """What one committed batch did."""
+class Capabilities:
+    """What a destination can do; the runtime reads this and does the rest itself."""
 
-    rows_written: int
-    rows_rejected: int
-    changes: tuple[SchemaChange, ...] = ()
-    rows_deleted: int = 0
-    rejected_by_rule: Mapping[str, int] = field(default_factory=dict)
-    quality: Mapping[tuple[str, str], int] = field(default_factory=dict)
-    """(rule, action) -> rows that broke it."""
-    warned: tuple[Violation, ...] = ()
-    """Rows written although a `warn` rule flagged them (for the log)."""
+    transactional_ddl: bool
+    """DDL commits and rolls back with the batch (PostgreSQL, SQLite)."""
+    savepoints: bool
+    """`Transaction.savepoint` undoes part of a transaction: a refused row is isolated and the rest
+    of the batch commits. Without it a refused row fails the whole batch, which is retried."""
+    upsert: bool
+    """`write_rows` merges on a unique key (`mode: upsert`)."""
+    prepare_ahead: bool
+    """A batch may be prepared (rules, casts, encoding) in a worker thread while the previous one
+    commits; False: prepared inside the transaction (SQLite: one thread holds the connection)."""
+    atomic_checkpoint: bool
+    """Positions commit in the same transaction as the rows (effectively-once)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,22 +95,30 @@ class RowsRefused(Exception):
         self.row = row
 
 
+class RowsPartlyRefused(RowsRefused):
+    """Raised by `Transaction.write_rows` when it found every row of the write the destination
+    refuses and wrote all the others (PostgreSQL: an upsert's merge, retried row by row inside
+    the server in one statement). Unlike a plain RowsRefused, the write's effects stand: the
+    savepoint around it is released, and only `rows` (index in the written rows, reason) go to
+    the DLQ."""
+
+    def __init__(self, rows: Sequence[tuple[int, str]]) -> None:
+        super().__init__(f"{len(rows)} rows refused", rows[0][0] if rows else None)
+        self.rows = list(rows)
+
+
 class Transaction(Protocol):
-    """The I/O steps the commit protocol (`conduitd.runtime.commit`) runs inside one open transaction."""
+    """The steps the commit protocol (`conduitd.runtime.commit`) runs inside one open transaction."""
 
     async def table_columns(self, table: str) -> dict[str, Column] | None:
         """The live table's columns, or None when it does not exist."""
 
-    async def run_ddl(self, statement: str) -> None: ...
+    async def run_ddl(self, statement: str) -> None:
+        """Run DDL from the dialect; a concurrent writer's same change raises TransientError."""
 
-    async def record_changes(self, pipeline: str, changes: Sequence[SchemaChange]) -> None:
-        """Append to conduitd_schema_history."""
-
-    async def savepoint(self) -> None: ...
-
-    async def rollback_to_savepoint(self) -> None: ...
-
-    async def release_savepoint(self) -> None: ...
+    def savepoint(self) -> AbstractAsyncContextManager[None]:
+        """A savepoint around a block: leaving it normally or with RowsPartlyRefused keeps what
+        the block did; any other exception undoes it (then propagates)."""
 
     async def write_rows(self, table: str, rows: pa.Table, columns: Sequence[Column], key: Sequence[str],
                          payload: object | None = None) -> None:
@@ -119,6 +140,9 @@ class Transaction(Protocol):
     async def delete_rejects(self, dlq_table: str, ids: Sequence[int]) -> int:
         """Remove DLQ rows (being replayed in this transaction); return how many went."""
 
+    async def record_changes(self, pipeline: str, changes: Sequence[SchemaChange]) -> None:
+        """Append to conduitd_schema_history."""
+
     async def compare_and_set(self, pipeline: str, partition: str, expected: Position, new: Position) -> bool:
         """Store `new` if the stored position is `expected` (None: no row yet); False otherwise."""
 
@@ -127,17 +151,17 @@ class Destination(Protocol):
     """A store that keeps rows and checkpoints in one transaction.
 
     Lifecycle: `open` (connects, creates the conduitd tables; raises DependencyUnreachable when
-    the server cannot be reached), then any number of calls, then `close` (harmless twice).
-    `prepare_batch` does the CPU work of a batch (rules, casts, encoding) off the event loop and
-    without the connection, so the pipeline prepares the next batch while this one commits.
-    `commit_batch` is the whole commit protocol for a prepared batch: it either commits rows, DLQ
-    rows, schema changes and the new checkpoints together, or commits nothing and raises. It
-    raises CheckpointConflict when a stored position is not the batch's start position (another
-    writer owns it), TransientError when a retry may succeed, and other ConduitErrors when not.
+    the server cannot be reached; opening an open destination raises), then any number of calls
+    (one at a time: the runtime never overlaps them), then `close` (harmless twice). Errors are
+    those of `conduitd.errors`: TransientError when a retry may succeed, other ConduitErrors when
+    not; driver exceptions never leave a destination.
     """
 
     @property
     def dialect(self) -> Dialect: ...
+
+    @property
+    def capabilities(self) -> Capabilities: ...
 
     async def open(self, *, read_only: bool = False) -> None:
         """Connect; unless `read_only`, create the conduitd tables (checkpoints, schema history)."""
@@ -154,6 +178,10 @@ class Destination(Protocol):
     async def setup(self, resource: ResourceConfig) -> None:
         """Create what a pipeline needs besides its table (the DLQ table)."""
 
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """BEGIN on entry; COMMIT on a normal exit; on any exception ROLLBACK (shielded) and raise
+        it translated (see the class docstring)."""
+
     async def load_checkpoints(self, pipeline: str) -> dict[str, Position]: ...
 
     async def list_checkpoints(self, pipeline: str | None = None) -> list[CheckpointRow]: ...
@@ -165,10 +193,3 @@ class Destination(Protocol):
 
     async def read_dlq(self, resource: ResourceConfig, where: DlqFilter) -> list[DlqEntry]:
         """DLQ rows of the resource, oldest first."""
-
-    async def prepare_batch(self, resource: ResourceConfig, batch: Batch) -> Prepared: ...
-
-    async def commit_batch(self, resource: ResourceConfig, prepared: Prepared,
-                           dlq: DlqSink | None = None) -> CommitResult:
-        """`dlq`: an external DLQ (file, topic) written just before COMMIT; None: the DLQ table."""
-

@@ -35,8 +35,7 @@ import numpy as np
 import pyarrow as pa
 
 from conduitd.core.schema import Column
-from conduitd.destinations.base import RowsRefused, Transaction
-from conduitd.destinations.refused import RowsPartlyRefused
+from conduitd.destinations.base import RowsPartlyRefused, RowsRefused, Transaction
 
 _MIN_ATTEMPT = 16  # below this, per-statement overhead dominates the rows sent again
 _PREFIX_SHARE = 4  # an accepted prefix rides along with fresh rows up to this many times their number
@@ -99,12 +98,12 @@ async def write_isolating(tx: Transaction, table: str, rows: pa.Table, columns: 
         result.attempts += 1
         whole = len(attempt) == n
         subset = rows if whole else rows.take(pa.array(attempt))
-        await tx.savepoint()
         try:
-            await tx.write_rows(table, subset, columns, key, payload if whole else None)
+            async with tx.savepoint():
+                await tx.write_rows(table, subset, columns, key, payload if whole else None)
         except RowsPartlyRefused as partly:
-            # The write found its refused rows itself and wrote the others: keep them.
-            await tx.release_savepoint()
+            # The write found its refused rows itself and wrote the others: kept (the savepoint
+            # keeps what a partly refused write did).
             result.refused.extend((int(attempt[row]), reason) for row, reason in partly.rows)
             last = int(attempt[partly.rows[-1][0]]) if partly.rows else last
             failing = max(0, failing - len(attempt))
@@ -112,7 +111,7 @@ async def write_isolating(tx: Transaction, table: str, rows: pa.Table, columns: 
             rewriting = False
             continue
         except RowsRefused as refused:
-            await tx.rollback_to_savepoint()
+            # The savepoint undid the attempt.
             if whole:
                 screened = await tx.screen_rows(table, rows, columns, key)
                 if screened:
@@ -144,7 +143,6 @@ async def write_isolating(tx: Transaction, table: str, rows: pa.Table, columns: 
             rewriting = at > _PREFIX_SHARE * fresh
             size = at if rewriting else at + fresh
             continue
-        await tx.release_savepoint()
         if failing:
             failing -= len(attempt)  # the refused row is in what follows the half that passed
             size = max(1, failing // 2) if failing else fresh

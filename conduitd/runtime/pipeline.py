@@ -20,12 +20,12 @@ from conduitd.config import Config, ResourceConfig
 from conduitd.core.prepare import Prepared
 from conduitd.core.records import Position
 from conduitd.destinations import Destination, make_destination
-from conduitd.destinations.base import CommitResult
 from conduitd.dlq_sinks import DlqSink, open_sink
 from conduitd.errors import CheckpointConflict, ConduitError, DependencyUnreachable, describe
 from conduitd.ops import telemetry
 from conduitd.ops.metrics import Metrics, PipelineStatus
 from conduitd.runtime.batching import END, ChunkQueue, cut_batches
+from conduitd.runtime.commit import CommitResult, Committer
 from conduitd.sources import Source, open_source
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class Pipeline:
         self._reconnect = False
         self._commit_lock = asyncio.Lock()  # one transaction at a time; also guards the connection
         self.dlq: DlqSink | None = open_sink(resource.dlq)
+        self.committer = Committer(self.destination, resource, self.dlq)
         self._stop = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -113,7 +114,7 @@ class Pipeline:
     async def _prepare(self, queue: ChunkQueue, prepared: PreparedQueue) -> None:
         """Cut batches and prepare each (rules, casts, encoding) while the previous one commits."""
         async for batch in cut_batches(queue, self.resource.batch):
-            await prepared.put(await self.destination.prepare_batch(self.resource, batch))
+            await prepared.put(await self.committer.prepare(batch))
         await prepared.put(None)
 
     async def _commit_all(self, prepared: PreparedQueue) -> None:
@@ -171,7 +172,7 @@ class Pipeline:
                 return CommitResult(batch.rows.num_rows, len(batch.rejects))
             self._reconnect = False
         try:
-            return await self.destination.commit_batch(self.resource, prepared, self.dlq)
+            return await self.committer.commit(prepared)
         except ConduitError as exc:
             self._reconnect = exc.retriable
             raise

@@ -15,9 +15,13 @@ from conduitd.config import PostgresDestinationConfig, ResourceConfig
 from conduitd.core.records import Batch, Chunk, Reject
 from conduitd.core.schema import Column
 from conduitd.destinations.postgres import PostgresDestination, describe_dsn
-from conduitd.destinations.postgres.transaction import Payload, PostgresTransaction
+from conduitd.destinations.postgres.dialect import Payload
+from conduitd.destinations.postgres.driver import PostgresDriver
+from conduitd.destinations.postgres.transaction import PostgresTransaction
+from conduitd.destinations.sql import Bookkeeping
 from conduitd.errors import CheckpointConflict, DependencyUnreachable, SchemaIncompatible, TransientError
 from conduitd.runtime.batching import build_batch
+from conduitd.runtime.commit import commit_batch
 from tests.helpers.private_pg import create_private_postgres
 
 
@@ -39,7 +43,7 @@ def batch(rows: list[dict[str, Any]], start: int | None, end: int, partition: st
 
 async def commit(dest: Any, res: ResourceConfig, b: Batch) -> Any:
     """Prepare and commit one batch, as the pipeline does."""
-    return await dest.commit_batch(res, await dest.prepare_batch(res, b))
+    return await commit_batch(dest, res, b)
 
 
 @pytest.fixture
@@ -250,7 +254,8 @@ async def test_a_server_stopping_mid_write_fails_the_write_instead_of_hanging(wh
         await conn.execute("CREATE TABLE t (a text); CREATE TABLE t_dlq (id bigserial, pipeline text, "
                            "partition text, position jsonb, rule text, reason text, column_name text, value text, "
                            "payload text)")
-        tx = PostgresTransaction(conn, "public")
+        driver = PostgresDriver(conn, "public")
+        tx = PostgresTransaction(Bookkeeping(driver), driver)
         if what == "rows":
             payload = Payload((b"x" * 1000 + b"\n") * 400_000, "csv")
             operation = tx.write_rows("t", pa.table({"a": pa.array([], pa.string())}),

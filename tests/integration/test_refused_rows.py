@@ -26,6 +26,7 @@ from conduitd.destinations.postgres.errors import translate
 from conduitd.destinations.sqlite import SqliteDestination
 from conduitd.errors import TransientError
 from conduitd.runtime.batching import build_batch
+from conduitd.runtime.commit import commit_batch
 from conduitd.runtime.isolate import Isolation
 
 ROWS = 200_000
@@ -110,7 +111,7 @@ async def test_refused_rows_cost_attempts_in_proportion_to_their_number_postgres
     d = await pg_destination(pg_dsn, pg_schema)
     try:
         await d.setup(res)
-        result = await d.commit_batch(res, await d.prepare_batch(res, one_batch(rows)))
+        result = await commit_batch(d, res, one_batch(rows))
     finally:
         await d.close()
     assert (result.rows_written, result.rows_rejected) == (ROWS - len(bad), len(bad))
@@ -147,7 +148,7 @@ async def test_refused_rows_cost_attempts_in_proportion_to_their_number_sqlite(
     await d.open()
     try:
         await d.setup(res)
-        result = await d.commit_batch(res, await d.prepare_batch(res, one_batch(rows)))
+        result = await commit_batch(d, res, one_batch(rows))
     finally:
         await d.close()
     assert (result.rows_written, result.rows_rejected) == (ROWS - len(bad), len(bad))
@@ -180,7 +181,7 @@ async def test_an_upsert_whose_merge_refuses_rows_narrows_only_near_them(
     d = await pg_destination(pg_dsn, pg_schema)
     try:
         await d.setup(res)
-        result = await d.commit_batch(res, await d.prepare_batch(res, one_batch(rows)))
+        result = await commit_batch(d, res, one_batch(rows))
     finally:
         await d.close()
     assert (result.rows_written, result.rows_rejected) == (n - len(bad), len(bad))
@@ -238,7 +239,7 @@ async def _generated_postgres(faults: list[set[str]], trigger: bool, dsn: str, s
         d = await pg_destination(dsn, schema)
         try:
             await d.setup(res)
-            await d.commit_batch(res, await d.prepare_batch(res, one_batch(rows)))
+            await commit_batch(d, res, one_batch(rows))
         finally:
             await d.close()
         written = [r["row"] for r in await conn.fetch(f'SELECT row FROM "{schema}".{TABLE} WHERE row >= 0')]
@@ -267,7 +268,7 @@ async def _generated_sqlite(faults: list[set[str]], tmp_path: Path) -> None:
     await d.open()
     try:
         await d.setup(res)
-        await d.commit_batch(res, await d.prepare_batch(res, one_batch(rows)))
+        await commit_batch(d, res, one_batch(rows))
     finally:
         await d.close()
     db = sqlite3.connect(path)
@@ -326,7 +327,7 @@ async def test_a_screen_that_fails_itself_leaves_the_rows_to_the_write_attempts(
     d = await pg_destination(pg_dsn, pg_schema)
     try:
         await d.setup(res)
-        result = await d.commit_batch(res, await d.prepare_batch(res, one_batch(rows)))
+        result = await commit_batch(d, res, one_batch(rows))
     finally:
         await d.close()
     bad = [i for i, v in enumerate(values) if v != 1]
@@ -363,7 +364,7 @@ async def _csv_lines(lines: list[tuple[int, bool]], dsn: str, schema: str) -> No
         d = await pg_destination(dsn, schema)
         try:
             await d.setup(res)
-            await d.commit_batch(res, await d.prepare_batch(res, one_batch(rows)))
+            await commit_batch(d, res, one_batch(rows))
         finally:
             await d.close()
         written = sorted(r["id"] for r in await conn.fetch(f'SELECT id FROM "{schema}".{TABLE}'))
@@ -388,7 +389,7 @@ async def test_an_upsert_leaves_a_not_null_column_it_lacks_to_the_table(
     try:
         await d.setup(res)
         rows = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "name": ["new", "b", "far too long"]})
-        result = await d.commit_batch(res, await d.prepare_batch(res, one_batch(rows)))
+        result = await commit_batch(d, res, one_batch(rows))
     finally:
         await d.close()
     assert (result.rows_written, result.rows_rejected) == (2, 1)

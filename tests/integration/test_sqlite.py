@@ -14,6 +14,7 @@ from conduitd.core.records import Batch, Chunk
 from conduitd.destinations.sqlite import SqliteDestination
 from conduitd.errors import CheckpointConflict
 from conduitd.runtime.batching import build_batch
+from conduitd.runtime.commit import commit_batch
 
 
 def batch(rows: list[dict[str, Any]], start: int | None, end: int) -> Batch:
@@ -23,7 +24,7 @@ def batch(rows: list[dict[str, Any]], start: int | None, end: int) -> Batch:
 
 async def commit(dest: Any, res: ResourceConfig, b: Batch) -> Any:
     """Prepare and commit one batch, as the pipeline does."""
-    return await dest.commit_batch(res, await dest.prepare_batch(res, b))
+    return await commit_batch(dest, res, b)
 
 
 @pytest.fixture

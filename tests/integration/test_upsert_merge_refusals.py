@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conduitd.runtime.commit import commit_batch
 from tests.integration.test_refused_rows import attempts, one_batch, pg_destination, resource
 
 __all__ = ["attempts"]  # the fixture, used by name
@@ -36,7 +37,7 @@ async def upsert(dsn: str, schema: str, table: str, rows: pa.Table) -> tuple[int
     d = await pg_destination(dsn, schema)
     try:
         await d.setup(res)
-        result = await d.commit_batch(res, await d.prepare_batch(res, one_batch(rows)))
+        result = await commit_batch(d, res, one_batch(rows))
     finally:
         await d.close()
     return result.rows_written, result.rows_rejected

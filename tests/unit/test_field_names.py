@@ -19,7 +19,7 @@ from conduitd.core.evolution import refused_names
 from conduitd.core.prepare import Prepared, prepare
 from conduitd.core.records import Batch, Chunk, Origin
 from conduitd.core.schema import Column
-from conduitd.destinations.postgres.transaction import PostgresDialect
+from conduitd.destinations.postgres.dialect import PostgresDialect
 from conduitd.destinations.sqlite import SqliteDialect
 from conduitd.runtime.batching import END, ChunkQueue, cut_batches
 from conduitd.runtime.inspection import compare

@@ -4,8 +4,9 @@ reading the refused COPY row from PostgreSQL's context field (`refusal.copy_line
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -13,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conduitd.core.schema import Column
-from conduitd.destinations.base import RowsRefused
+from conduitd.destinations.base import RowsPartlyRefused, RowsRefused
 from conduitd.destinations.postgres.refusal import copy_line
 from conduitd.runtime.isolate import write_isolating
 
@@ -28,13 +29,20 @@ class Twin:
         self.held = set(existing)
         self.writes = 0
 
-    async def savepoint(self) -> None:
+    @contextlib.asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
         self.stored.append([])
+        try:
+            yield
+        except RowsPartlyRefused:
+            self._release()
+            raise
+        except RowsRefused:
+            self.held.difference_update(self.stored.pop())
+            raise
+        self._release()
 
-    async def rollback_to_savepoint(self) -> None:
-        self.held.difference_update(self.stored.pop())
-
-    async def release_savepoint(self) -> None:
+    def _release(self) -> None:
         top = self.stored.pop()
         self.stored[-1].extend(top)
 

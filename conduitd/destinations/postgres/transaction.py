@@ -1,99 +1,30 @@
-"""The commit steps in PostgreSQL dialect, inside one asyncpg transaction.
-
-Rows travel by COPY: binary (encoded from Arrow, vectorised) when every column's type has a
-binary encoder, CSV otherwise. Upserts COPY into a temporary staging table and merge with
-`INSERT ... ON CONFLICT DO UPDATE`.
-"""
+"""The commit steps only PostgreSQL has, inside one asyncpg transaction: rows by COPY (binary or
+CSV, see `dialect`), upserts through a temporary staging table merged with `INSERT ... ON
+CONFLICT DO UPDATE`, deletes, screening refused rows, DDL. The bookkeeping steps are shared
+(`SqlTransaction`)."""
 
 from __future__ import annotations
 
 import asyncio
-import io
-from collections.abc import AsyncIterator, Awaitable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
-from conduitd.core.records import Position, Reject, SchemaChange, position_text
-from conduitd.core.schema import Column, create_table_sql
-from conduitd.destinations.base import RowsRefused
+from conduitd.core.schema import Column
+from conduitd.destinations.base import RowsPartlyRefused, RowsRefused
 from conduitd.destinations.postgres import ddl, row_merge, screen
-from conduitd.destinations.postgres.copy_binary import PG_BINARY_TYPES, encode_copy_binary
+from conduitd.destinations.postgres.dialect import Payload, PostgresDialect
+from conduitd.destinations.postgres.driver import PostgresDriver
 from conduitd.destinations.postgres.errors import translate
 from conduitd.destinations.postgres.refusal import refusal
-from conduitd.destinations.refused import RowsPartlyRefused
+from conduitd.destinations.sql import Bookkeeping, SqlTransaction
 from conduitd.errors import ConduitError, TransientError
 
-CHECKPOINTS = "conduitd_checkpoints"
 _STAGE = "conduitd_stage"
 _MERGE = "conduitd_merge"
-_WATCH_SECONDS = 0.5
-
-T = TypeVar("T")
-
-
-HISTORY = "conduitd_schema_history"
-
-
-def binary_encodable(columns: Sequence[Column]) -> bool:
-    return all(c.native in PG_BINARY_TYPES and (c.native != "numeric" or pa.types.is_decimal(c.arrow))
-               for c in columns)
-
-
-@dataclass(frozen=True)
-class Payload:
-    """Rows encoded for COPY: PostgreSQL's binary format, or CSV for types it has no encoder for."""
-
-    data: bytes
-    format: str
-
-
-class PostgresDialect:
-    """Types, DDL text and COPY encoding for PostgreSQL (pure; safe in worker threads)."""
-
-    max_identifier_bytes = ddl.MAX_IDENTIFIER_BYTES
-    max_columns = ddl.MAX_COLUMNS
-
-    def __init__(self, schema: str) -> None:
-        self.schema = schema
-
-    def name_problem(self, name: str) -> str | None:
-        return ddl.name_problem(name)
-
-    def name_key(self, name: str) -> str:
-        return name  # quoted identifiers are compared exactly
-
-    def column_for(self, name: str, arrow: pa.DataType) -> Column:
-        return ddl.column_for(name, arrow)
-
-    def create_table_ddl(self, table: str, columns: Sequence[Column], key: Sequence[str]) -> str:
-        return create_table_sql(ddl.qualified(self.schema, table), columns, key, ddl.quote)
-
-    def add_column_ddl(self, table: str, column: Column) -> str:
-        return f"ALTER TABLE {ddl.qualified(self.schema, table)} ADD COLUMN {ddl.quote(column.name)} {column.sql}"
-
-    def widen_column_ddl(self, table: str, column: Column) -> str | None:
-        name = ddl.quote(column.name)
-        return (f"ALTER TABLE {ddl.qualified(self.schema, table)} ALTER COLUMN {name} TYPE {column.sql} "
-                f"USING {name}::{column.sql}")
-
-    def widening_holds(self, old: Column, new: Column) -> bool:
-        return True  # ALTER COLUMN ... TYPE gives the column the new type
-
-    def encode(self, rows: pa.Table, columns: Sequence[Column]) -> Payload:
-        if binary_encodable(columns):
-            return Payload(encode_copy_binary(rows, [c.native for c in columns]), "binary")
-        buffer = io.BytesIO()
-        pacsv.write_csv(rows, buffer, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
-        return Payload(buffer.getvalue(), "csv")
-
-
-def _no_nul(text: str | None) -> str | None:
-    return None if text is None else text.replace("\x00", "\\u0000")
+_SCREEN = "conduitd_screen"
 
 
 async def _pieces(data: bytes, size: int = 4 << 20) -> AsyncIterator[memoryview]:
@@ -105,43 +36,14 @@ async def _pieces(data: bytes, size: int = 4 << 20) -> AsyncIterator[memoryview]
         yield view[start:start + size]
 
 
-class PostgresTransaction:
+class PostgresTransaction(SqlTransaction):
     """See the module docstring; one instance per batch transaction."""
 
-    def __init__(self, conn: asyncpg.Connection, schema: str) -> None:
-        self.conn = conn
-        self.schema = schema
-        self.depth = 0
-
-    async def _execute(self, sql: str, *args: Any) -> str:
-        try:
-            return str(await self.conn.execute(sql, *args))
-        except Exception as exc:
-            raise translate(exc) from exc
-
-    async def _executemany(self, sql: str, records: Sequence[Sequence[Any]]) -> None:
-        try:
-            await self._watched(self.conn.executemany(sql, records))
-        except Exception as exc:
-            raise translate(exc) from exc
-
-    async def _watched(self, operation: Awaitable[T]) -> T:
-        """Await a COPY or an executemany. asyncpg waits for the socket to drain between their
-        messages and is never woken if the connection drops meanwhile (the server stopped mid-way):
-        watch for that, so the write fails (and is retried) instead of waiting forever."""
-        task = asyncio.ensure_future(operation)
-        try:
-            while not task.done():
-                await asyncio.wait({task}, timeout=_WATCH_SECONDS)
-                if not task.done() and self.conn.is_closed():
-                    raise TransientError("PostgreSQL connection lost mid-write")
-            return task.result()
-        finally:
-            if not task.done():
-                task.cancel()
-                await asyncio.wait({task})
-            if not task.cancelled():
-                task.exception()  # retrieved: what the caller sees is the error raised above
+    def __init__(self, books: Bookkeeping, driver: PostgresDriver) -> None:
+        super().__init__(books)
+        self.pg = driver
+        self.conn = driver.conn
+        self.schema = driver.schema
 
     async def table_columns(self, table: str) -> dict[str, Column] | None:
         try:
@@ -160,25 +62,6 @@ class PostgresTransaction:
         except Exception as exc:
             raise translate(exc) from exc
 
-    async def record_changes(self, pipeline: str, changes: Sequence[SchemaChange]) -> None:
-        records = [(pipeline, c.table, c.kind, c.column, c.old, c.new, c.ddl, c.applied) for c in changes]
-        await self._executemany(
-            f"INSERT INTO {ddl.qualified(self.schema, HISTORY)} (pipeline, table_name, change, column_name, "
-            "old_definition, new_definition, ddl, applied) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", records)
-
-    async def savepoint(self) -> None:
-        self.depth += 1
-        await self._execute(f"SAVEPOINT conduitd_{self.depth}")
-
-    async def rollback_to_savepoint(self) -> None:
-        # One round trip: isolating refused rows runs this once per refused row.
-        await self._execute(f"ROLLBACK TO SAVEPOINT conduitd_{self.depth}; RELEASE SAVEPOINT conduitd_{self.depth}")
-        self.depth -= 1
-
-    async def release_savepoint(self) -> None:
-        await self._execute(f"RELEASE SAVEPOINT conduitd_{self.depth}")
-        self.depth -= 1
-
     async def write_rows(self, table: str, rows: pa.Table, columns: Sequence[Column], key: Sequence[str],
                          payload: object | None = None) -> None:
         encoded = payload if isinstance(payload, Payload) else None
@@ -192,7 +75,7 @@ class PostgresTransaction:
             # in the table, where `LIKE` gave it NULL in the stage and refused every row.
             # The stage numbers its rows in COPY order (from 1), for a merge retried row by row.
             row = row_merge.row_column([c.name for c in columns])
-            await self._execute(
+            await self.pg.run(
                 f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ON COMMIT DROP AS SELECT {', '.join(names)} "
                 f"FROM {ddl.qualified(self.schema, table)} WITH NO DATA; "
                 f"ALTER TABLE {_STAGE} ADD COLUMN IF NOT EXISTS {ddl.quote(row)} bigint GENERATED ALWAYS AS IDENTITY; "
@@ -243,7 +126,7 @@ class PostgresTransaction:
         long = screen.too_long(rows, columns, table)
         rest = np.ones(rows.num_rows, dtype=bool)
         rest[[row for row, _ in long]] = False
-        await self.savepoint()
+        await self.conn.execute(f"SAVEPOINT {_SCREEN}")
         try:
             query = await screen.screen_query(self.conn, ddl.qualified(self.schema, table), table, names, key)
             if query is not None:
@@ -261,7 +144,8 @@ class PostgresTransaction:
             # A screen that fails (an expression that errs, no TEMP privilege) finds nothing: the
             # write attempts still find every row. A lost connection fails the rollback below.
             found = []
-        await self.rollback_to_savepoint()  # the screen leaves nothing behind
+        # The screen leaves nothing behind.
+        await self.pg.run(f"ROLLBACK TO SAVEPOINT {_SCREEN}", f"RELEASE SAVEPOINT {_SCREEN}")
         return sorted(long + found)
 
     async def _copy(self, schema: str | None, table: str, rows: pa.Table, columns: Sequence[Column],
@@ -271,7 +155,7 @@ class PostgresTransaction:
         options = {"format": "csv", "null": ""} if payload.format == "csv" else {"format": "binary"}
         names = [c.name for c in columns]
         try:
-            await self._watched(self.conn.copy_to_table(
+            await self.pg.watched(self.conn.copy_to_table(
                 table, schema_name=schema, columns=names, source=_pieces(payload.data), **options))
         except asyncpg.PostgresError as exc:
             raise refusal(exc, table, names, by_line=payload.format == "binary") from exc
@@ -283,39 +167,10 @@ class PostgresTransaction:
         stage = "conduitd_deletes"
         names = ", ".join(ddl.quote(c.name) for c in columns)
         try:
-            await self._execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DROP AS "
-                                f"SELECT {names} FROM {target} WITH NO DATA")
-            await self._execute(f"TRUNCATE {stage}")
+            await self.pg.run(f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DROP AS "
+                              f"SELECT {names} FROM {target} WITH NO DATA", f"TRUNCATE {stage}")
             await self._copy(None, stage, keys, columns)
             match = " AND ".join(f"t.{ddl.quote(c.name)} = d.{ddl.quote(c.name)}" for c in columns)
-            status = await self._execute(f"DELETE FROM {target} t USING {stage} d WHERE {match}")
+            return await self.pg.execute(f"DELETE FROM {target} t USING {stage} d WHERE {match}")
         except Exception as exc:
             raise translate(exc) from exc
-        return int(status.split()[-1])
-
-    async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> None:
-        # PostgreSQL text cannot hold NUL, which a field name or a value from data may: escaped as JSON does.
-        records = [(pipeline, r.partition, position_text(r.position), r.rule, _no_nul(r.reason), _no_nul(r.column),
-                    _no_nul(r.value), r.payload.replace("\x00", "\\u0000")) for r in rejects]
-        await self._executemany(
-            f"INSERT INTO {ddl.qualified(self.schema, dlq_table)} (pipeline, partition, position, rule, "
-            "reason, column_name, value, payload) VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8)", records)
-
-    async def delete_rejects(self, dlq_table: str, ids: Sequence[int]) -> int:
-        table = ddl.qualified(self.schema, dlq_table)
-        status = await self._execute(f"DELETE FROM {table} WHERE id = ANY($1::bigint[])", list(ids))
-        return int(status.split()[-1])
-
-    async def compare_and_set(self, pipeline: str, partition: str, expected: Position, new: Position) -> bool:
-        table = ddl.qualified(self.schema, CHECKPOINTS)
-        if expected is None:
-            status = await self._execute(
-                f"INSERT INTO {table} (pipeline, partition, position) VALUES ($1, $2, $3::jsonb) "
-                "ON CONFLICT DO NOTHING", pipeline, partition, position_text(new))
-        else:
-            status = await self._execute(
-                f"UPDATE {table} SET position = $3::jsonb, updated_at = now() "
-                "WHERE pipeline = $1 AND partition = $2 AND position = $4::jsonb",
-                pipeline, partition, position_text(new), position_text(expected))
-        return status.endswith(" 1")
-

@@ -1,0 +1,134 @@
+"""The bookkeeping of every SQL destination, written once: the checkpoint, DLQ and schema-history
+tables, the checkpoint compare-and-set, DLQ rows written, listed and removed, checkpoints listed
+and reset. Table layouts are the ones conduitd has always created, so existing databases work."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from conduitd.core.records import Position, Reject, SchemaChange, position_text
+from conduitd.destinations.base import CheckpointRow, DlqEntry, DlqFilter
+from conduitd.destinations.sql.driver import SqlDriver
+
+CHECKPOINTS = "conduitd_checkpoints"
+HISTORY = "conduitd_schema_history"
+_IDS_PER_STATEMENT = 500  # DLQ ids removed by one DELETE (SQLite allows 32,766 parameters)
+
+
+def _when(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+class Bookkeeping:
+    """See the module docstring; one per connection (`driver`)."""
+
+    def __init__(self, driver: SqlDriver) -> None:
+        self.driver = driver
+
+    def _params(self, count: int, start: int = 1) -> list[str]:
+        return [self.driver.param(n) for n in range(start, start + count)]
+
+    # -- tables --------------------------------------------------------------------------------
+
+    async def create_tables(self) -> None:
+        t = self.driver.types
+        await self.driver.create_missing({
+            CHECKPOINTS: f"CREATE TABLE IF NOT EXISTS {self.driver.table(CHECKPOINTS)} ("
+            f"pipeline text NOT NULL, partition text NOT NULL, position {t.json} NOT NULL, "
+            f"updated_at {t.timestamp} NOT NULL DEFAULT {t.now}, PRIMARY KEY (pipeline, partition))",
+            HISTORY: f"CREATE TABLE IF NOT EXISTS {self.driver.table(HISTORY)} ("
+            f"id {t.serial_key}, applied_at {t.timestamp} NOT NULL DEFAULT {t.now}, pipeline text NOT NULL, "
+            "table_name text NOT NULL, change text NOT NULL, column_name text, old_definition text, "
+            f"new_definition text, ddl text, applied {t.boolean} NOT NULL)"})
+
+    async def create_dlq_table(self, name: str) -> None:
+        t = self.driver.types
+        await self.driver.create_missing({name: (
+            f"CREATE TABLE IF NOT EXISTS {self.driver.table(name)} ("
+            f"id {t.serial_key}, pipeline text NOT NULL, partition text, position {t.json}, "
+            "rule text NOT NULL, reason text NOT NULL, column_name text, value text, payload text, "
+            f"created_at {t.timestamp} NOT NULL DEFAULT {t.created_now})")})
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    async def compare_and_set(self, pipeline: str, partition: str, expected: Position, new: Position) -> bool:
+        """Store `new` if the stored position is `expected` (None: no row yet)."""
+        t, table = self.driver.types, self.driver.table(CHECKPOINTS)
+        p = self._params(4)
+        if expected is None:
+            sql = (f"INSERT INTO {table} (pipeline, partition, position, updated_at) "
+                   f"VALUES ({p[0]}, {p[1]}, {t.json_param.format(p[2])}, {t.now}) ON CONFLICT DO NOTHING")
+            return await self.driver.execute(sql, (pipeline, partition, position_text(new))) == 1
+        sql = (f"UPDATE {table} SET position = {t.json_param.format(p[0])}, updated_at = {t.now} "
+               f"WHERE pipeline = {p[1]} AND partition = {p[2]} AND position = {t.json_param.format(p[3])}")
+        changed = await self.driver.execute(sql, (position_text(new), pipeline, partition, position_text(expected)))
+        return changed == 1
+
+    async def load_checkpoints(self, pipeline: str) -> dict[str, Position]:
+        return {row.partition: row.position for row in await self.list_checkpoints(pipeline)}
+
+    async def list_checkpoints(self, pipeline: str | None = None) -> list[CheckpointRow]:
+        if not await self.driver.table_exists(CHECKPOINTS):
+            return []  # nothing was ever committed here
+        position = self.driver.types.json_text.format("position")
+        sql = f"SELECT pipeline, partition, {position}, updated_at FROM {self.driver.table(CHECKPOINTS)}"
+        rows = await (self.driver.fetch(f"{sql} WHERE pipeline = {self.driver.param(1)} ORDER BY partition",
+                                        (pipeline,))
+                      if pipeline else self.driver.fetch(f"{sql} ORDER BY pipeline, partition"))
+        return [CheckpointRow(r[0], r[1], orjson.loads(r[2]), _when(r[3])) for r in rows]
+
+    async def reset_checkpoints(self, pipeline: str, partition: str | None = None) -> int:
+        sql = f"DELETE FROM {self.driver.table(CHECKPOINTS)} WHERE pipeline = {self.driver.param(1)}"
+        if partition is None:
+            return await self.driver.execute(sql, (pipeline,))
+        return await self.driver.execute(f"{sql} AND partition = {self.driver.param(2)}", (pipeline, partition))
+
+    # -- the DLQ table -------------------------------------------------------------------------
+
+    async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> None:
+        text = self.driver.text
+        p = self._params(8)
+        sql = (f"INSERT INTO {self.driver.table(dlq_table)} (pipeline, partition, position, rule, reason, "
+               f"column_name, value, payload) VALUES ({p[0]}, {p[1]}, {self.driver.types.json_param.format(p[2])}, "
+               f"{', '.join(p[3:])})")
+        await self.driver.executemany(sql, [
+            (pipeline, r.partition, position_text(r.position), r.rule, text(r.reason), text(r.column),
+             text(r.value), text(r.payload)) for r in rejects])
+
+    async def delete_rejects(self, dlq_table: str, ids: Sequence[int]) -> int:
+        """Remove DLQ rows (being replayed); return how many went."""
+        gone = 0
+        for start in range(0, len(ids), _IDS_PER_STATEMENT):
+            part = ids[start:start + _IDS_PER_STATEMENT]
+            gone += await self.driver.execute(
+                f"DELETE FROM {self.driver.table(dlq_table)} WHERE id IN ({', '.join(self._params(len(part)))})",
+                [int(i) for i in part])
+        return gone
+
+    async def read_dlq(self, dlq_table: str, pipeline: str, where: DlqFilter) -> list[DlqEntry]:
+        position = self.driver.types.json_text.format("position")
+        params: list[Any] = [pipeline]
+        sql = (f"SELECT id, pipeline, partition, {position}, rule, reason, column_name, value, payload, created_at "
+               f"FROM {self.driver.table(dlq_table)} WHERE pipeline = {self.driver.param(1)}")
+        for condition, value in (("rule = {}", where.rule),
+                                 ("created_at >= {}", where.since and self.driver.timestamp_param(where.since)),
+                                 ("created_at < {}", where.until and self.driver.timestamp_param(where.until))):
+            if value is not None:
+                params.append(value)
+                sql += " AND " + condition.format(self.driver.param(len(params)))
+        sql += " ORDER BY id" + (f" LIMIT {int(where.limit)}" if where.limit else "")
+        return [DlqEntry(r[0], r[1], r[2], orjson.loads(r[3]) if r[3] else None, *r[4:])
+                for r in await self.driver.fetch(sql, params)]
+
+    # -- schema history ------------------------------------------------------------------------
+
+    async def record_changes(self, pipeline: str, changes: Sequence[SchemaChange]) -> None:
+        p = ", ".join(self._params(8))
+        await self.driver.executemany(
+            f"INSERT INTO {self.driver.table(HISTORY)} (pipeline, table_name, change, column_name, old_definition, "
+            f"new_definition, ddl, applied) VALUES ({p})",
+            [(pipeline, c.table, c.kind, c.column, c.old, c.new, c.ddl, c.applied) for c in changes])

@@ -1,0 +1,141 @@
+"""SQLite, the embedded default destination (stdlib `sqlite3`, run off the event loop).
+
+One connection lives on one worker thread (`driver`). Rows, DLQ rows and checkpoints commit in
+one transaction; WAL journaling keeps a killed process from losing or half-writing a committed
+batch. Types: see `dialect`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import urllib.parse
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from conduitd.config import ResourceConfig, SqliteDestinationConfig
+from conduitd.core.records import Position
+from conduitd.core.schema import Column
+from conduitd.destinations.base import Capabilities, CheckpointRow, DlqEntry, DlqFilter
+from conduitd.destinations.sql import CHECKPOINTS, Bookkeeping
+from conduitd.destinations.sqlite.dialect import SqliteDialect, quote
+from conduitd.destinations.sqlite.driver import SqliteDriver
+from conduitd.destinations.sqlite.transaction import SqliteTransaction, table_columns
+
+CAPABILITIES = Capabilities(transactional_ddl=True, savepoints=True, upsert=True, prepare_ahead=False,
+                            atomic_checkpoint=True)
+
+
+def _on_read_only_file_system(path: str) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+class SqliteDestination:
+    """See the module docstring."""
+
+    capabilities = CAPABILITIES
+
+    def __init__(self, config: SqliteDestinationConfig) -> None:
+        self.config = config
+        self.dialect = SqliteDialect()
+        self.driver = SqliteDriver(config.path)
+        self.books = Bookkeeping(self.driver)
+
+    async def open(self, *, read_only: bool = False) -> None:
+        self.driver.start()
+        try:
+            await self.driver.call(self._connect_read_only if read_only else self._connect)
+            if not read_only:
+                await self.books.create_tables()
+                await self.driver.call(self._check_writable)
+        except BaseException:
+            await self.close()
+            raise
+
+    def _connect_read_only(self) -> None:
+        # A database that does not exist yet is empty: look at an empty one rather than create it.
+        path = self.config.path
+        if path in ("", ":memory:") or not os.path.exists(path):
+            target = ":memory:"
+        else:
+            # On a read-only file system nothing can change the file, and SQLite could not
+            # create the -shm file a WAL database is read through: it may read it as immutable
+            # (unless a -wal file holds commits not yet in the database: immutable skips those).
+            wal = f"{path}-wal"
+            settled = not os.path.exists(wal) or os.path.getsize(wal) == 0
+            immutable = "&immutable=1" if settled and _on_read_only_file_system(path) else ""
+            target = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro{immutable}"
+        self.driver.conn = sqlite3.connect(target, uri=True, isolation_level=None, check_same_thread=False,
+                                           timeout=30)
+
+    def _connect(self) -> None:
+        conn = sqlite3.connect(self.config.path, isolation_level=None, check_same_thread=False, timeout=30)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except BaseException:
+            conn.close()
+            raise
+        self.driver.conn = conn
+
+    def _check_writable(self) -> None:
+        # SQLite opens a file it cannot write read-only without a word, and the tables may exist
+        # already: a write that changes nothing, rolled back, finds out now rather than at the
+        # first commit.
+        conn = self.driver.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(f"DELETE FROM {CHECKPOINTS} WHERE 0")
+        finally:
+            conn.execute("ROLLBACK")
+
+    async def close(self) -> None:
+        await self.driver.stop()
+
+    async def write_problems(self, resource: ResourceConfig) -> list[str]:
+        return []  # a file: whether it can be written is checked with the run's other outputs
+
+    async def ping(self) -> None:
+        await self.driver.fetch("SELECT 1")
+
+    async def setup(self, resource: ResourceConfig) -> None:
+        if resource.dlq.type == "table":
+            await self.books.create_dlq_table(resource.dlq_table)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqliteTransaction]:
+        await self.driver.run("BEGIN IMMEDIATE")
+        try:
+            yield SqliteTransaction(self.books, self.driver, self.dialect)
+        except BaseException:
+            await asyncio.shield(self.driver.call(self._rollback))
+            raise
+        await self.driver.run("COMMIT")
+
+    def _rollback(self) -> None:
+        # Some errors (a full disk, an I/O error) roll the transaction back by themselves; a
+        # ROLLBACK then would fail and hide the error that matters.
+        if self.driver.conn.in_transaction:
+            self.driver.conn.execute("ROLLBACK")
+
+    async def load_checkpoints(self, pipeline: str) -> dict[str, Position]:
+        return await self.books.load_checkpoints(pipeline)
+
+    async def list_checkpoints(self, pipeline: str | None = None) -> list[CheckpointRow]:
+        return await self.books.list_checkpoints(pipeline)
+
+    async def reset_checkpoints(self, pipeline: str, partition: str | None = None) -> int:
+        return await self.books.reset_checkpoints(pipeline, partition)
+
+    async def table_columns(self, table: str) -> dict[str, Column] | None:
+        return await table_columns(self.driver, table)
+
+    async def read_dlq(self, resource: ResourceConfig, where: DlqFilter) -> list[DlqEntry]:
+        return await self.books.read_dlq(resource.dlq_table, resource.name, where)
+
+
+__all__ = ["SqliteDestination", "SqliteDialect", "quote"]

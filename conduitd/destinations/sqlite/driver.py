@@ -1,0 +1,108 @@
+"""The SQLite connection on its own thread (sqlite3 objects are thread-bound), as the
+`SqlDriver` the shared bookkeeping runs on. Every sqlite3 error is translated here, the one place
+all SQLite work passes (see `errors`), except refused values, which the writer isolates."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any, TypeVar
+
+from conduitd.destinations.sql import BookkeepingTypes
+from conduitd.destinations.sqlite.dialect import quote
+from conduitd.destinations.sqlite.errors import translate
+
+T = TypeVar("T")
+
+TYPES = BookkeepingTypes(
+    json="TEXT", json_param="{}", json_text="{}", timestamp="TEXT",
+    now="(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))", created_now="(datetime('now'))",
+    serial_key="INTEGER PRIMARY KEY AUTOINCREMENT", boolean="INTEGER")
+
+
+class SqliteDriver:
+    """See the module docstring. `start` before use, `stop` after (harmless twice)."""
+
+    types = TYPES
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    def start(self) -> None:
+        if self._executor is not None:
+            raise RuntimeError("the SQLite destination is already open")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conduitd-sqlite")
+
+    async def stop(self) -> None:
+        if self._executor is None:
+            return
+        if self._conn is not None:
+            await self.call(self._conn.close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+        self._executor = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("the SQLite destination is not open")
+        return self._conn
+
+    @conn.setter
+    def conn(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn` on the connection's thread."""
+        if self._executor is None:
+            raise RuntimeError("the SQLite destination is not open")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except (sqlite3.IntegrityError, sqlite3.DataError):
+            raise  # refused values: the writer isolates the rows
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from None
+
+    # -- SqlDriver -----------------------------------------------------------------------------
+
+    def param(self, n: int) -> str:
+        return "?"
+
+    def table(self, name: str) -> str:
+        return quote(name)
+
+    def text(self, value: str | None) -> str | None:
+        return value
+
+    def timestamp_param(self, value: datetime) -> Any:
+        return value.strftime("%Y-%m-%d %H:%M:%S")  # as datetime('now') writes created_at
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        def run() -> int:
+            before = self.conn.total_changes
+            self.conn.execute(sql, params)
+            return self.conn.total_changes - before
+        return await self.call(run)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self.call(self.conn.executemany, sql, rows)
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
+        return await self.call(lambda: self.conn.execute(sql, params).fetchall())
+
+    async def run(self, *statements: str) -> None:
+        def run_all() -> None:
+            for statement in statements:
+                self.conn.execute(statement)
+        await self.call(run_all)
+
+    async def table_exists(self, name: str) -> bool:
+        return bool(await self.fetch("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)))
+
+    async def create_missing(self, statements: Mapping[str, str]) -> None:
+        await self.run(*statements.values())  # IF NOT EXISTS: no race, no other owner in a file
