@@ -27,7 +27,7 @@ from conduitd.config import Config, ResourceConfig
 from conduitd.configfile import load_config
 from conduitd.core.redact import redact
 from conduitd.destinations.base import DlqFilter
-from conduitd.errors import ConduitError, ConfigError, ExitCode
+from conduitd.errors import ConduitError, ConfigError, ExitCode, first_conduit_error
 from conduitd.ops import telemetry
 from conduitd.ops.logs import configure
 
@@ -192,10 +192,10 @@ def _run_async(coro: Coroutine[Any, Any, int]) -> int:
     except ConduitError as exc:
         return _report(exc)
     except BaseExceptionGroup as group:  # raised by task groups
-        errors = [e for e in _leaves(group) if isinstance(e, ConduitError)]
-        if not errors:
+        error = first_conduit_error(group)
+        if error is None:
             raise
-        return _report(errors[0])
+        return _report(error)
 
 
 def _report(exc: ConduitError) -> int:
@@ -206,9 +206,3 @@ def _report(exc: ConduitError) -> int:
 def _redacted_excepthook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
     """A bug's traceback still reaches the user (to report it), but never with a secret in it."""
     sys.stderr.write(redact("".join(traceback.format_exception(kind, exc, tb))))
-
-
-def _leaves(group: BaseException) -> list[BaseException]:
-    if isinstance(group, BaseExceptionGroup):
-        return [leaf for e in group.exceptions for leaf in _leaves(e)]
-    return [group]

@@ -52,14 +52,15 @@ class _Frozen(BaseModel):
             raise ValueError("expected a number, got a boolean")
         if isinstance(value, int | float) and not isinstance(value, bool) and kinds == {bool}:
             raise ValueError("expected true or false, got a number")
-        if _integer_only(annotation) and not _is_integer(value):
+        parses_itself = field is not None and any(callable(getattr(m, "func", None)) for m in field.metadata)
+        if _integer_only(annotation) and not parses_itself and not _is_integer(value):
             raise ValueError("expected an integer (a number without a fractional part or an exponent)")
         return value
 
 
 def _integer_only(annotation: Any) -> bool:
-    """An `int` field (or an optional one) that parses nothing itself: pydantic would take 8080.0
-    or "8080.0" for it (a size such as `64MiB` is an Annotated type with its own parser)."""
+    """An `int` field (or an optional one): pydantic would take 8080.0 or "8080.0" for it. (A
+    size such as `64MiB` is an int with a validator of its own: its parser decides.)"""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         kinds = typing.get_args(annotation)
         return float not in kinds and any(_integer_only(kind) for kind in kinds)

@@ -5,12 +5,21 @@ second `dsn:` sends the data to another database), and its composer and construc
 so deep nesting or an alias inside itself ends in RecursionError, and aliases of aliases can
 expand to billions of nodes. Each of these, and a file that is not UTF-8 text, is a ConfigError
 naming the file and the line. The checks walk the event stream and the node graph iteratively.
+
+Plain scalars are read by the YAML 1.2 core schema, not PyYAML's YAML 1.1 one: `1:30` is the
+text "1:30", not 90 (sexagesimal); `0755` is 755, not 493 (octal); `yes`, `no`, `on` and `off`
+are text (a boolean setting still takes them: the models read them as booleans); `1e3` is a
+number; a date is text. Booleans are `true`/`false` (also `True`, `TRUE`...), null is `null`,
+`~` or nothing, integers are decimal (`0o17` and `0x1F` as in YAML 1.2), floats as in JSON
+plus `.inf` and `.nan`.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -89,8 +98,12 @@ def _line(item: yaml.Event | yaml.Node) -> int:
 
 
 class _Loader(_SAFE):  # type: ignore[valid-type,misc]
-    """SafeLoader whose constructor errors carry the line (int('x') under a !!int tag raises a
-    bare ValueError otherwise)."""
+    """SafeLoader reading plain scalars by the YAML 1.2 core schema (see the module docstring),
+    whose constructor errors carry the line (int('x') under a !!int tag raises a bare ValueError
+    otherwise)."""
+
+    yaml_implicit_resolvers: ClassVar[dict[str | None, list[tuple[str, re.Pattern[str]]]]] = {}
+    """Only the core schema's (filled below): none of YAML 1.1's inherited from SafeLoader."""
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
@@ -101,6 +114,38 @@ class _Loader(_SAFE):  # type: ignore[valid-type,misc]
             raise yaml.constructor.ConstructorError(
                 None, None, f"cannot read a value tagged {node.tag} ({exc.__class__.__name__})",
                 node.start_mark) from None
+
+
+_CORE = "tag:yaml.org,2002:"
+_DIGITS = "0123456789"
+# (tag, pattern, first characters) in the order they are tried: an integer before a float.
+_CORE_SCALARS: list[tuple[str, str, list[str]]] = [
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    ("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", list("-+" + _DIGITS)),
+    ("float", r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+              r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", list("-+." + _DIGITS)),
+    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("merge", r"^<<$", ["<"]),
+]
+for _tag, _pattern, _first in _CORE_SCALARS:
+    _Loader.add_implicit_resolver(_CORE + _tag, re.compile(_pattern), _first)
+
+
+def _core_int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node))
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text, 10)
+
+
+def _core_float(loader: _Loader, node: yaml.ScalarNode) -> float:
+    text = str(loader.construct_scalar(node))
+    special = {".inf": math.inf, "+.inf": math.inf, "-.inf": -math.inf, ".nan": math.nan}
+    return special[text.lower()] if text.lower() in special else float(text)
+
+
+_Loader.add_constructor(_CORE + "int", _core_int)
+_Loader.add_constructor(_CORE + "float", _core_float)
 
 
 def _walk(file: Path, root: yaml.Node, loader: _Loader) -> dict[KeyPath, int]:
@@ -140,7 +185,7 @@ def _walk(file: Path, root: yaml.Node, loader: _Loader) -> dict[KeyPath, int]:
 
 
 def _key(node: yaml.Node, loader: _Loader) -> object:
-    """A key as the constructed mapping compares it (`yes` and `true`, `1` and `1.0` collide)."""
+    """A key as the constructed mapping compares it (`true` and `True`, `1` and `1.0` collide)."""
     if isinstance(node, yaml.ScalarNode):
         return loader.construct_object(node)
     return ("a collection", id(node))  # never equal to another key; refused by validation

@@ -60,7 +60,7 @@ def test_a_duplicate_key_names_both_lines(tmp_path: Path) -> None:
     assert "elsewhere" not in message and "s3cret" not in message
 
 
-@pytest.mark.parametrize("first, second", [("true", "yes"), ("1", "1.0"), ("a", "'a'")])
+@pytest.mark.parametrize("first, second", [("true", "True"), ("1", "1.0"), ("a", "'a'")])
 def test_keys_equal_once_parsed_are_duplicates(tmp_path: Path, first: str, second: str) -> None:
     text = GOOD.replace("service:\n", f"service:\n  {first}: x\n  {second}: y\n")
     assert "duplicate key" in error_of(write(tmp_path, text))
