@@ -13,10 +13,10 @@ from typing import Any
 
 import orjson
 
-from conduitd.core.oserrors import os_error_text
 from conduitd.core.redact import redact_value
 from conduitd.ops.durable import append_whole
 from conduitd.ops.metrics import Metrics, PipelineStatus
+from conduitd.oserrors import os_error_text
 
 log = logging.getLogger(__name__)
 

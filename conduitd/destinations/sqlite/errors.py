@@ -19,8 +19,8 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-from conduitd.core.oserrors import os_error_text
 from conduitd.errors import ConduitError, ConfigError, DependencyUnreachable, TransientError
+from conduitd.oserrors import os_error_text
 
 _RETRIABLE = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR}
 _MAYBE_UNWRITABLE = {sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM}
