@@ -2,16 +2,15 @@
 it and commits each one (rows, DLQ rows and positions in one destination transaction), then
 acknowledges the source.
 
-Retriable failures (connection lost, serialization failure, server down) are retried with
-exponential backoff and jitter while readiness is red; under --once they are retried for
-`service.once_retry_timeout` and then end the run with exit code 5.
+Retriable failures (connection lost, serialization failure, server down) are retried as the
+pipeline's `RetryPolicy` says (exponential backoff and jitter) while readiness is red; under
+--once they are retried for `service.once_retry_timeout` and then end the run with exit code 5.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -26,6 +25,7 @@ from conduitd.ops import telemetry
 from conduitd.ops.metrics import Metrics, PipelineStatus
 from conduitd.runtime.batching import END, ChunkQueue, cut_batches
 from conduitd.runtime.commit import CommitResult, Committer
+from conduitd.runtime.retry import RetryPolicy
 from conduitd.sources import Source, open_source
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ class Pipeline:
         self.dlq: DlqSink | None = open_sink(resource.dlq)
         self.committer = Committer(self.destination, resource, self.dlq)
         self._stop = asyncio.Event()
+        self.retry = RetryPolicy.for_service(config.service, once=once)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until the source is done (--once) or `stop` is set, committing what was read."""
@@ -253,33 +254,30 @@ class Pipeline:
         self.metrics.ready.labels(self.resource.name).set(1 if ready else 0)
 
     async def _retrying(self, what: str, action: Callable[[], Awaitable[T]], *, holds_records: bool = True) -> T:
-        """Run `action`, retrying retriable failures with backoff and jitter. Work that holds no
-        records (`holds_records=False`) is given up with `Stopping` as soon as a stop is requested:
-        a drain then ends at once instead of waiting out its deadline for a destination that is
-        away. A commit holds records, and is retried until the drain deadline."""
-        delay = 0.2
+        """Run `action`, retrying what `self.retry` says is retriable, with its waits. Work that
+        holds no records (`holds_records=False`) is given up with `Stopping` as soon as a stop is
+        requested: a drain then ends at once instead of waiting out its deadline for a destination
+        that is away. A commit holds records, and is retried until the drain deadline."""
+        failures = 0
         first_failure: float | None = None
         while True:
             try:
                 result = await (action() if holds_records else self._unless_stopped(action()))
-            except ConduitError as exc:
-                if not exc.retriable:
+            except Exception as exc:
+                if not self.retry.is_retriable(exc):
                     raise
                 now = time.monotonic()
                 first_failure = first_failure or now
+                failures += 1
                 self._set_state("retrying", ready=False)
                 self.status.last_error = str(exc)
                 self.metrics.retries.labels(self.resource.name).inc()
-                if self.once and now - first_failure > self.service.once_retry_timeout:
+                wait = self.retry.wait(failures, now - first_failure)
+                if wait is None:
                     raise DependencyUnreachable(f"{what} failed for {now - first_failure:.0f}s: {exc}") from None
-                wait = delay * random.uniform(0.5, 1.5)
-                if self.once:  # the last try is made at the deadline, not a whole backoff after it
-                    deadline = first_failure + self.service.once_retry_timeout
-                    wait = min(wait, max(deadline - now, 0.0) + 0.01)
                 log.warning("%s failed, retrying in %.1fs: %s", what, wait, exc, extra=self._extra)
                 pause = asyncio.sleep(wait)
                 await (pause if holds_records else self._unless_stopped(pause))
-                delay = min(delay * 2, self.service.retry_max_wait)
                 continue
             if first_failure is not None:
                 log.info("%s succeeded again", what, extra=self._extra)
