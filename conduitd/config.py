@@ -7,6 +7,7 @@ The shape follows the seed tool (Conduit Core): named `sources` and `destination
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import types
 import typing
@@ -28,11 +29,14 @@ from conduitd.core.quality import QualityCheck
 from conduitd.core.redact import remember
 from conduitd.core.transcode import codec_name
 from conduitd.core.units import ByteSize, Duration, PositiveDuration
+from conduitd.credentials import Fetched, SecretText
 
 _NAME = r"^[A-Za-z0-9_.\-]+$"
 Identifier = Annotated[str, StringConstraints(min_length=1)]
 """A schema, table or column name: not empty (NUL is refused for every string)."""
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+ClientValue = Annotated[str | int | float | bool, Fetched]
+"""A librdkafka property's value; a secret may be `{from: env|file|<provider>, ...}` instead."""
 _SECRET_PROPERTY = re.compile(r"password|passwd|secret|token|credential|\.pem$|^sasl\.oauthbearer\.config$")
 
 
@@ -208,7 +212,7 @@ class KafkaSourceConfig(SourceConfig):
     """`json`: each value is a JSON object (one row); `raw`: the value bytes in a `value` column."""
     start: Literal["earliest", "latest"] = "earliest"
     """Where a partition with no stored position starts."""
-    client: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    client: dict[str, ClientValue] = Field(default_factory=dict)
     """librdkafka properties passed through as they are (session.timeout.ms, security.protocol, sasl.*, ssl.*)."""
     metadata_columns: tuple[MetadataColumn, ...] = ()
     """Kafka metadata added as columns kafka_key, kafka_headers, kafka_topic, kafka_partition, kafka_offset,
@@ -252,9 +256,12 @@ class PostgresDestinationConfig(DestinationConfig):
 
     name: str = Field(pattern=_NAME)
     type: Literal["postgres"]
-    dsn: SecretStr
+    dsn: SecretText
     """postgresql://user:password@host:port/db or 'host=... user=... password=...'; kept secret in logs,
-    /status and errors."""
+    /status and errors. May come from elsewhere: `{from: file, path: ...}` (see `password`)."""
+    password: SecretText | None = None
+    """The password, kept out of the DSN: `{from: env, name: PGPASSWORD}`, `{from: file, path: ...}`,
+    `{from: <provider>, ...}` (a package's `conduitd.credentials` entry point), or text."""
     db_schema: Identifier = Field("public", alias="schema")
     connect_timeout: PositiveDuration = 10.0
     """Unless the DSN sets connect_timeout."""
@@ -269,9 +276,18 @@ class PostgresDestinationConfig(DestinationConfig):
         remember([dsn.get_secret_value(), *params.secrets()])
         return dsn
 
+    @model_validator(mode="after")
+    def _one_password(self) -> PostgresDestinationConfig:
+        if self.password is not None and parse_dsn(self.dsn.get_secret_value()).password is not None:
+            raise ValueError("the DSN has a password and 'password' is set: keep one")
+        return self
+
     @property
     def connect_params(self) -> ConnectParams:
-        return parse_dsn(self.dsn.get_secret_value())
+        params = parse_dsn(self.dsn.get_secret_value())
+        if self.password is None:
+            return params
+        return dataclasses.replace(params, password=self.password.get_secret_value())
 
 
 class BatchConfig(_Frozen):
@@ -296,7 +312,7 @@ class DlqConfig(_Frozen):
     """For `type: kafka`: bootstrap servers."""
     topic: str | None = None
     """For `type: kafka`: the topic rejected rows are produced to."""
-    client: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    client: dict[str, ClientValue] = Field(default_factory=dict)
     """For `type: kafka`: librdkafka producer properties."""
 
     _brokers = field_validator("brokers")(_check_brokers)

@@ -41,10 +41,11 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
     if not isinstance(data, dict):
         raise ConfigError(f"{file}:1: the config must be a mapping with sources, destinations and resources")
     located = _Locator(file, lines)
-    data = _expand(data, (), os.environ if environ is None else environ, located)
+    environ = os.environ if environ is None else environ
+    data = _expand(data, (), environ, located)
     model = config_model(data)  # each section validated by its connector's model
     try:
-        config = model.model_validate(data)
+        config = model.model_validate(data, context={"environ": environ})  # `{from: env}` secrets
     except ValidationError as exc:
         raise ConfigError(redact(_describe(exc, data, located, model))) from None
     _check_references(config, located)
