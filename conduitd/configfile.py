@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, Tag, ValidationError
 
 from conduitd.config import Config, ConnectorConfig, PostgresDestinationConfig, ResourceConfig, client_secrets
+from conduitd.configlines import remember_clients
 from conduitd.configyaml import KeyPath, read_yaml
 from conduitd.core.redact import redact
 from conduitd.errors import ConfigError
@@ -50,6 +51,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
         raise ConfigError(redact(_describe(exc, data, located, model))) from None
     _check_references(config, located)
     _check_tables(config, located)
+    remember_clients(config, located.at)  # librdkafka judges them later: its errors get their lines
     return config
 
 

@@ -3,7 +3,8 @@
 librdkafka checks its properties only when a client is created, and says so with a
 KafkaException (_INVALID_ARG and friends). That is the user's configuration being wrong, not a
 bug: it becomes a ConfigError naming the property and librdkafka's reason, with every value of
-the `client` mapping masked (librdkafka quotes rejected values, and any of them may be a secret).
+the `client` mapping masked (librdkafka quotes rejected values, and any of them may be a secret),
+and, for a mapping read from a config file, the file and the property's line (`configlines`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
 
+from conduitd.configlines import locate_client
 from conduitd.core.redact import MASK, redact
 from conduitd.errors import ConfigError
 
@@ -83,6 +85,9 @@ def create_client(factory: Callable[[dict[str, Any]], _C], settings: Mapping[str
     except KafkaException as exc:
         reason = _reason(exc)
         culprit = _culprit(factory, full, client, reason)
+        located = locate_client(client, culprit, f"rejected by librdkafka ({where}): {_masked(reason, client)}")
+        if located is not None:
+            raise ConfigError(located) from None  # file:line: sources[0].client.<property>: ...
         what = f"{where}: client.{culprit}" if culprit else f"{where}: client"
         raise ConfigError(f"{what}: rejected by librdkafka: {_masked(reason, client)}") from None
 
