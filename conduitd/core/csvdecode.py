@@ -31,7 +31,7 @@ from conduitd.core.lines import (
     record_sizes,
 )
 from conduitd.core.records import Reject
-from conduitd.core.transcode import to_utf8
+from conduitd.core.transcode import codec_name, to_utf8
 
 
 def decode_csv(block: bytes, columns: list[str], delimiter: str, partition: str,
@@ -86,6 +86,23 @@ def decode_csv_rows(block: bytes, columns: list[str], delimiter: str, partition:
         return infer_types(table), found, None
     mapped = input_ends[np.minimum(np.searchsorted(text_ends, row_ends, side="left"), len(input_ends) - 1)]
     return infer_types(table), found, mapped.astype(np.int64)
+
+
+def refuse_rows(block: bytes, reason: str, partition: str, position_at: PositionAt, *,
+                encoding: str = "utf-8") -> list[Reject]:
+    """Every row of `block` (one per non-blank line) as a reject with `reason`, at the position just
+    after its own line: for a file whose rows cannot be read at all (a header that cannot be
+    decoded names no column), so that each row is in the DLQ and none is dropped unseen."""
+    name = codec_name(encoding)
+    rejects = []
+    end = 0
+    for line in lf_lines(block):
+        end += len(line)
+        record = line.rstrip(b"\r\n")
+        if record:
+            rejects.append(Reject(partition, position_at(end), reason,
+                                  record[:PAYLOAD_LIMIT].decode(name, errors="backslashreplace")))
+    return rejects
 
 
 def _row_ends(text: bytes, bad_ends: set[int]) -> np.ndarray:

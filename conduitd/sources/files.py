@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from conduitd.config import FileSourceConfig
-from conduitd.core.csvdecode import decode_csv_rows
+from conduitd.core.csvdecode import decode_csv_rows, refuse_rows
 from conduitd.core.records import Chunk, Position, Reject
 from conduitd.core.timings import Timings
 from conduitd.errors import ConduitError, ConfigError
@@ -262,8 +262,9 @@ class FileSource:
                 and await asyncio.to_thread(opened.read, 0, len(_BOM)) == _BOM:
             offset = len(_BOM)  # a UTF-8 BOM at the start of the file is not part of the first record
         header: list[str] | None = None
+        refused: str | None = None  # why no row of the file can be read (its header cannot be decoded)
         if fmt == "csv":
-            header, header_end = await asyncio.to_thread(self._csv_header, opened)
+            header, header_end, refused = await asyncio.to_thread(self._csv_header, opened)
             if header is None:
                 return
             offset = max(offset, header_end)
@@ -282,7 +283,8 @@ class FileSource:
                 return
             end_offset = offset + len(block)
             with timings.stage("decode"):
-                rows, rejects, row_offsets = await asyncio.to_thread(self._decode, block, header, path, offset)
+                rows, rejects, row_offsets = await asyncio.to_thread(self._decode, block, header, path, offset,
+                                                                     refused)
                 end = await asyncio.to_thread(line_position, opened, end_offset)
             yield Chunk(path, start, end, rows, tuple(rejects), len(block), timings=timings, row_offsets=row_offsets)
             start, offset = end, end_offset
@@ -292,12 +294,15 @@ class FileSource:
     async def _has_records(self, opened: OpenFile, offset: int, size: int) -> bool:
         return offset < size and bool(await asyncio.to_thread(opened.read, offset, min(size - offset, 1)))
 
-    def _decode(self, block: bytes, header: list[str] | None, path: str,
-                base: int) -> tuple[pa.Table, list[Reject], np.ndarray | None]:
+    def _decode(self, block: bytes, header: list[str] | None, path: str, base: int,
+                refused: str | None = None) -> tuple[pa.Table, list[Reject], np.ndarray | None]:
+        """Rows and rejects of `block`; `refused`: why every row goes to the DLQ instead."""
         def position_at(relative: int) -> Position:
             return {"offset": base + relative}
 
         limit, encoding = self.config.max_record_bytes, self.config.encoding
+        if refused is not None:
+            return pa.table({}), refuse_rows(block, refused, path, position_at, encoding=encoding), None
         if header is not None:
             rows, rejects, ends = decode_csv_rows(block, header, self.config.csv_delimiter, path, position_at,
                                                   max_record_bytes=limit, encoding=encoding)
@@ -323,22 +328,27 @@ class FileSource:
             return block
         return block[: int(newlines[-1]) + 1] if len(newlines) else b""
 
-    def _csv_header(self, opened: OpenFile) -> tuple[list[str] | None, int]:
-        """The column names from the first line, in the configured encoding. Empty or repeated
-        names are kept as they are: the pipeline decides what a destination can take."""
+    def _csv_header(self, opened: OpenFile) -> tuple[list[str] | None, int, str | None]:
+        """The column names from the first line, in the configured encoding, and where it ends.
+        Empty or repeated names are kept as they are: the pipeline decides what a destination can
+        take. A header with bytes not valid in the encoding names no column (no name is made up
+        from escapes): then no names, and why every row of the file goes to the DLQ instead, as a
+        row with such bytes does. A replaced file is read again from its start."""
         line = first_line(opened)
         if not line.endswith(b"\n"):
-            return None, 0  # no complete header yet
+            return None, 0, None  # no complete header yet
         encoding = "utf-8-sig" if _is_utf8(self.config.encoding) else self.config.encoding
         try:
             text = line.decode(encoding)
         except UnicodeDecodeError as exc:
-            log.warning("%s: the CSV header is not valid %s (%s); undecodable bytes are shown as \\x escapes",
-                        opened.path, self.config.encoding, exc.reason)
-            text = line.decode(encoding, errors="backslashreplace")
+            reason = (f"the CSV header (line 1) is not valid {self.config.encoding} text: {exc.reason} at byte "
+                      f"{exc.start}; no column can be named, so no row of this file is loaded (fix the header "
+                      "or the source's 'encoding'; a replaced file is read again)")
+            log.error("%s: %s", opened.path, reason)
+            return [], len(line), reason
         text = text.removeprefix("\ufeff").rstrip("\r\n")
         cells = next(csv.reader([text], delimiter=self.config.csv_delimiter), [])
-        return [c.strip() for c in cells], len(line)
+        return [c.strip() for c in cells], len(line), None
 
     async def _read_parquet(self, opened: OpenFile, position: Position) -> AsyncGenerator[Chunk, None]:
         path = opened.path
