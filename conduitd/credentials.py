@@ -24,8 +24,8 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, SecretStr, ValidationInfo
 
-from conduitd.oserrors import os_error_text
 from conduitd.core.redact import remember
+from conduitd.oserrors import os_error_text
 
 GROUP = "conduitd.credentials"
 _MAX_FILE_BYTES = 1024 * 1024

@@ -21,10 +21,10 @@ from typing import Any, Protocol
 import orjson
 
 from conduitd.config import DlqConfig
-from conduitd.core.oserrors import os_error_text
 from conduitd.core.records import Reject
 from conduitd.errors import ConduitError, ConfigError, TransientError
 from conduitd.ops.durable import append_whole
+from conduitd.oserrors import os_error_text
 from conduitd.registry import Connector
 
 log = logging.getLogger(__name__)
