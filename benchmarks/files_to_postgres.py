@@ -348,9 +348,9 @@ class Bench:
         seconds = time.perf_counter() - started
         status = runtime.statuses()[0]
         outcome = Outcome(path, seconds, status.rows_written, status.batches)
-        outcome.checks.update(exit_code=int(code), rows_read=status.rows_read, rows_rejected=status.rows_rejected,
+        outcome.checks.update(exit_code=int(code), rows_read=status.rows_read, dlq_rows=status.dlq_rows,
                               state=status.state)
-        outcome.ok = int(code) == 0 and status.rows_rejected == 0 and status.state == "done"
+        outcome.ok = int(code) == 0 and status.dlq_rows == 0 and status.state == "done"
         return outcome
 
     # -- baselines ---------------------------------------------------------------------------

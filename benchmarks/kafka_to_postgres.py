@@ -295,11 +295,11 @@ class KafkaBench(Bench):
         status = runtime.statuses()[0]
         outcome = KafkaOutcome("conduitd", seconds, status.rows_written, status.batches)
         outcome.set_steady(commits, 0.0)
-        outcome.checks.update(exit_code=code, rows_read=status.rows_read, rows_rejected=status.rows_rejected,
+        outcome.checks.update(exit_code=code, rows_read=status.rows_read, dlq_rows=status.dlq_rows,
                               state=status.state)
         if error:
             outcome.checks["error"] = error
-        outcome.ok = code == 0 and status.rows_rejected == 0 and status.state == "done"
+        outcome.ok = code == 0 and status.dlq_rows == 0 and status.state == "done"
         return outcome
 
     # -- the ceiling -------------------------------------------------------------------------

@@ -132,7 +132,7 @@ async def run(path: str, rows: pa.Table, batch_rows: int, dsn: str, schema: str)
             prior = None if start == 0 else {"offset": start}
             batch = build_batch([Chunk("p", prior, {"offset": start + part.num_rows}, part, (), 1)])
             result = await committer.commit(await committer.prepare(batch))
-            rejected += result.rows_rejected
+            rejected += result.dlq_rows
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         server = [(backend_cpu(pid) or 0.0) - (before[pid] or 0.0) for pid in pids if before[pid] is not None]
     finally:

@@ -145,4 +145,4 @@ async def _replay(destination: Destination, resource: ResourceConfig, entries: S
                   origins=tuple(origins))
     # The same commit as `run`'s, which also removes the replayed DLQ rows in its transaction.
     result = await commit_batch(destination, resource, batch, replaying=[int(e.id) for e in entries])
-    return result.rows_written, result.rows_rejected
+    return result.rows_written, result.dlq_rows

@@ -20,7 +20,7 @@ from conduitd.oserrors import os_error_text
 
 log = logging.getLogger(__name__)
 
-_COUNTERS = ("rows_read", "rows_written", "rows_rejected", "rows_deleted", "batches")
+_COUNTERS = ("rows_read", "rows_written", "dlq_rows", "rows_deleted", "batches")
 
 
 class Manifest:
@@ -62,8 +62,8 @@ class Manifest:
     def _pipeline(self, status: PipelineStatus) -> dict[str, Any]:
         before = self._previous.get(status.name)
         counts = {c: getattr(status, c) - (getattr(before, c) if before else 0) for c in _COUNTERS}
-        by_rule = {r: n - (before.rejected_by_rule.get(r, 0) if before else 0)
-                   for r, n in status.rejected_by_rule.items()}
+        by_rule = {r: n - (before.dlq_rows_by_rule.get(r, 0) if before else 0)
+                   for r, n in status.dlq_rows_by_rule.items()}
         quality = {rule: {action: n - (before.quality.get(rule, {}).get(action, 0) if before else 0)
                           for action, n in actions.items()} for rule, actions in status.quality.items()}
         changes = status.schema_changes[len(before.schema_changes) if before else 0:]
@@ -72,10 +72,10 @@ class Manifest:
         return {
             "pipeline": status.name, "source": status.source, "destination": status.destination,
             "table": status.table, "state": status.state,
-            "status": "failed" if failed else ("partial" if counts["rows_rejected"] else "success"),
+            "status": "failed" if failed else ("partial" if counts["dlq_rows"] else "success"),
             "rows_read": counts["rows_read"], "rows_written": counts["rows_written"],
-            "rows_rejected": counts["rows_rejected"], "rows_deleted": counts["rows_deleted"],
-            "batches": counts["batches"], "rejected_by_rule": {r: n for r, n in by_rule.items() if n},
+            "dlq_rows": counts["dlq_rows"], "rows_deleted": counts["rows_deleted"],
+            "batches": counts["batches"], "dlq_rows_by_rule": {r: n for r, n in by_rule.items() if n},
             "quality": {r: a for r, a in quality.items() if any(a.values())},
             "positions_before": positions_before, "positions_after": dict(status.positions),
             "schema_changes": changes, "error": status.last_error if failed else None,

@@ -22,7 +22,7 @@ class Metrics:
                                  labels, registry=self.registry)
         self.rows_written = Counter("conduitd_rows_written", "Rows committed to the destination table.",
                                     labels, registry=self.registry)
-        self.rows_rejected = Counter("conduitd_dlq_rows", "Rows written to the DLQ, by rule.",
+        self.dlq_rows = Counter("conduitd_dlq_rows", "Rows written to the DLQ, by rule.",
                                      ["pipeline", "rule"], registry=self.registry)
         self.batches = Counter("conduitd_batches", "Batches committed.", labels, registry=self.registry)
         self.conflicts = Counter("conduitd_checkpoint_conflicts", "Batches refused by the checkpoint "
@@ -64,7 +64,7 @@ class PipelineStatus:
     ready: bool = False
     rows_read: int = 0
     rows_written: int = 0
-    rows_rejected: int = 0
+    dlq_rows: int = 0
     rows_deleted: int = 0
     batches: int = 0
     quality: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -73,7 +73,7 @@ class PipelineStatus:
     last_error: str | None = None
     positions: dict[str, Position] = field(default_factory=dict)
     positions_at_start: dict[str, Position] = field(default_factory=dict)
-    rejected_by_rule: dict[str, int] = field(default_factory=dict)
+    dlq_rows_by_rule: dict[str, int] = field(default_factory=dict)
     lag: dict[str, dict[str, float]] = field(default_factory=dict)
     problem: str | None = None
     """Why the source cannot read right now (Source.problem), or None."""
@@ -84,7 +84,7 @@ class PipelineStatus:
             "pipeline": self.name, "source": self.source, "destination": self.destination,
             "table": self.table, "state": self.state, "ready": self.ready,
             "rows_read": self.rows_read, "rows_written": self.rows_written,
-            "dlq_rows": self.rows_rejected, "dlq_rows_by_rule": self.rejected_by_rule,
+            "dlq_rows": self.dlq_rows, "dlq_rows_by_rule": self.dlq_rows_by_rule,
             "rows_deleted": self.rows_deleted, "batches": self.batches,
             "quality": self.quality, "schema_changes": self.schema_changes,
             "last_commit": _iso(self.last_commit), "last_error": self.last_error,

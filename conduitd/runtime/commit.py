@@ -44,10 +44,10 @@ class CommitResult:
     """What one committed batch did."""
 
     rows_written: int
-    rows_rejected: int
+    dlq_rows: int
     changes: tuple[SchemaChange, ...] = ()
     rows_deleted: int = 0
-    rejected_by_rule: Mapping[str, int] = field(default_factory=dict)
+    dlq_rows_by_rule: Mapping[str, int] = field(default_factory=dict)
     quality: Mapping[tuple[str, str], int] = field(default_factory=dict)
     """(rule, action) -> rows that broke it."""
     warned: tuple[Violation, ...] = ()
@@ -103,8 +103,8 @@ class Committer:
         self._after_commit(prepared, changes)
         return CommitResult(
             rows_written=prepared.rows.num_rows - len(refused),
-            rows_rejected=len(rejects), changes=tuple(changes), rows_deleted=deleted,
-            rejected_by_rule=dict(Counter(r.rule for r in rejects)), quality=dict(prepared.quality_counts),
+            dlq_rows=len(rejects), changes=tuple(changes), rows_deleted=deleted,
+            dlq_rows_by_rule=dict(Counter(r.rule for r in rejects)), quality=dict(prepared.quality_counts),
             warned=tuple(prepared.warned))
 
     async def _prepare(self, batch: Batch, live: dict[str, Column] | None) -> Prepared:

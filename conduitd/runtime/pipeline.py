@@ -139,7 +139,7 @@ class Pipeline:
             self._account(ready, result, time.perf_counter() - started)
             telemetry.record_batch(self.resource.name, batch.timings, {
                 "conduitd.records": batch.records, "conduitd.rows_written": result.rows_written,
-                "conduitd.rows_rejected": result.rows_rejected, "conduitd.partitions": len(batch.end)})
+                "conduitd.dlq_rows": result.dlq_rows, "conduitd.partitions": len(batch.end)})
 
     # -- destination steps -------------------------------------------------------------------
 
@@ -186,7 +186,7 @@ class Pipeline:
         status = self.status
         status.rows_read += batch.records
         status.rows_written += result.rows_written
-        status.rows_rejected += result.rows_rejected
+        status.dlq_rows += result.dlq_rows
         status.batches += 1
         status.last_commit = time.time()
         status.positions.update(batch.end)
@@ -197,11 +197,11 @@ class Pipeline:
         self.metrics.commit_seconds.labels(name).observe(seconds)
         self.metrics.batch_rows.labels(name).observe(batch.records)
         self.metrics.last_commit.labels(name).set(status.last_commit)
-        for rule, count in result.rejected_by_rule.items():
-            self.metrics.rows_rejected.labels(name, rule).inc(count)
+        for rule, count in result.dlq_rows_by_rule.items():
+            self.metrics.dlq_rows.labels(name, rule).inc(count)
         status.rows_deleted += result.rows_deleted
-        for rule, count in result.rejected_by_rule.items():
-            status.rejected_by_rule[rule] = status.rejected_by_rule.get(rule, 0) + count
+        for rule, count in result.dlq_rows_by_rule.items():
+            status.dlq_rows_by_rule[rule] = status.dlq_rows_by_rule.get(rule, 0) + count
         for (rule, action), count in result.quality.items():
             status.quality.setdefault(rule, {}).setdefault(action, 0)
             status.quality[rule][action] += count
@@ -216,7 +216,7 @@ class Pipeline:
             status.schema_changes.append({"table": change.table, "change": change.kind, "column": change.column,
                                           "old": change.old, "new": change.new, "ddl": change.ddl,
                                           "applied": change.applied})
-        log.debug("committed batch: %d rows, %d rejected, %.3fs", result.rows_written, result.rows_rejected,
+        log.debug("committed batch: %d rows, %d rejected, %.3fs", result.rows_written, result.dlq_rows,
                   seconds, extra=self._extra)
 
     def refresh_lag(self) -> None:

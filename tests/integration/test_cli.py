@@ -42,9 +42,9 @@ def test_quickstart_loads_the_sample_and_a_second_run_writes_nothing(tmp_path: P
     (record,) = [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]
     assert (record["kind"], record["status"], record["exit_code"]) == ("run", "partial", 0)
     (pipeline,) = record["pipelines"]
-    assert (pipeline["rows_read"], pipeline["rows_written"], pipeline["rows_rejected"]) == (
+    assert (pipeline["rows_read"], pipeline["rows_written"], pipeline["dlq_rows"]) == (
         sample_lines, orders[0], dlq)
-    assert pipeline["rejected_by_rule"] == {"decode": dlq}
+    assert pipeline["dlq_rows_by_rule"] == {"decode": dlq}
     assert pipeline["schema_changes"][0]["change"] == "create"
     second = conduitd("--once", "-c", str(ROOT / "config" / "quickstart.yaml"), env=env)
     assert second.returncode == 0, second.stderr

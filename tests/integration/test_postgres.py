@@ -136,7 +136,7 @@ async def test_refused_rows_are_isolated_and_the_rest_commits(dest: Any, pg: Any
         '{"id":4,"n":4,"amount":null}', '{"id":6,"n":6,"amount":12345.678}']
     reasons = " | ".join(r["reason"] for r in dlq)
     assert "smallint" in reasons and "23514" in reasons and "23502" in reasons
-    assert result.rows_written == 2 and result.rows_rejected == 4
+    assert result.rows_written == 2 and result.dlq_rows == 4
     assert await dest.load_checkpoints("orders") == {"p": {"offset": 6}}
 
 

@@ -129,8 +129,8 @@ def test_manifest_records_counts_per_rule_and_action(tmp_path: Path, db: Db) -> 
     assert isinstance(first["duration_s"], float | int) and 0 <= first["duration_s"] < 60
     (p,) = first["pipelines"]
     assert (p["pipeline"], p["status"], p["table"]) == ("people", "partial", "people")
-    assert (p["rows_read"], p["rows_written"], p["rows_rejected"], p["batches"]) == (11, 5, 6, 1)
-    assert p["rejected_by_rule"] == {"not_null:email": 2, "regex:email": 1, "unique:id": 1, "age_range": 2}
+    assert (p["rows_read"], p["rows_written"], p["dlq_rows"], p["batches"]) == (11, 5, 6, 1)
+    assert p["dlq_rows_by_rule"] == {"not_null:email": 2, "regex:email": 1, "unique:id": 1, "age_range": 2}
     # every rule a row broke is counted, also where a higher action decided the row
     assert p["quality"] == {"in_list:status": {"warn": 2}, "regex:code": {"warn": 2},
                             "not_null:email": {"dlq": 2}, "regex:email": {"dlq": 2}, "unique:id": {"dlq": 1},
@@ -140,8 +140,8 @@ def test_manifest_records_counts_per_rule_and_action(tmp_path: Path, db: Db) -> 
 
     (p,) = second["pipelines"]
     assert (second["status"], second["exit_code"], p["status"]) == ("success", 0, "success")
-    assert (p["rows_read"], p["rows_written"], p["rows_rejected"]) == (1, 1, 0)
-    assert p["rejected_by_rule"] == {} and p["quality"] == {}
+    assert (p["rows_read"], p["rows_written"], p["dlq_rows"]) == (1, 1, 0)
+    assert p["dlq_rows_by_rule"] == {} and p["quality"] == {}
     assert offsets(p["positions_before"]) == {partition: first_end}
     assert offsets(p["positions_after"]) == {partition: (tmp_path / "in" / "a.jsonl").stat().st_size}
     assert [(c["change"], c["column"], c["applied"]) for c in p["schema_changes"]] == [("add", "nickname", True)]
@@ -174,7 +174,7 @@ def test_action_fail_exits_3_and_leaves_table_and_checkpoint_as_they_were(tmp_pa
     record = manifest(tmp_path)[-1]
     assert (record["status"], record["exit_code"]) == ("failed", 3)
     (p,) = record["pipelines"]
-    assert (p["status"], p["rows_written"], p["rows_rejected"]) == ("failed", 0, 0)
+    assert (p["status"], p["rows_written"], p["dlq_rows"]) == ("failed", 0, 0)
     assert p["positions_before"] == p["positions_after"] == checkpoints
     assert "range:age" in (p["error"] or "")
 

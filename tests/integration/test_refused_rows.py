@@ -114,7 +114,7 @@ async def test_refused_rows_cost_attempts_in_proportion_to_their_number_postgres
         result = await commit_batch(d, res, one_batch(rows))
     finally:
         await d.close()
-    assert (result.rows_written, result.rows_rejected) == (ROWS - len(bad), len(bad))
+    assert (result.rows_written, result.dlq_rows) == (ROWS - len(bad), len(bad))
     written = {r["id"] for r in await pg.fetch(f'SELECT id FROM "{pg_schema}".{TABLE} WHERE name <> $1', "old")}
     dlq = await pg.fetch(f'SELECT (payload::jsonb->>\'id\')::bigint AS id, rule, reason FROM "{pg_schema}".orders_dlq')
     assert written.isdisjoint(r["id"] for r in dlq)
@@ -151,7 +151,7 @@ async def test_refused_rows_cost_attempts_in_proportion_to_their_number_sqlite(
         result = await commit_batch(d, res, one_batch(rows))
     finally:
         await d.close()
-    assert (result.rows_written, result.rows_rejected) == (ROWS - len(bad), len(bad))
+    assert (result.rows_written, result.dlq_rows) == (ROWS - len(bad), len(bad))
     db = sqlite3.connect(path)
     written = {r[0] for r in db.execute(f"SELECT id FROM {TABLE} WHERE name = 'new'")}
     dlq = db.execute("SELECT json_extract(payload, '$.id'), rule, reason FROM orders_dlq").fetchall()
@@ -184,7 +184,7 @@ async def test_an_upsert_whose_merge_refuses_rows_narrows_only_near_them(
         result = await commit_batch(d, res, one_batch(rows))
     finally:
         await d.close()
-    assert (result.rows_written, result.rows_rejected) == (n - len(bad), len(bad))
+    assert (result.rows_written, result.dlq_rows) == (n - len(bad), len(bad))
     dlq = await pg.fetch(f'SELECT (payload::jsonb->>\'id\')::bigint AS id, reason FROM "{pg_schema}".orders_dlq')
     assert sorted(r["id"] for r in dlq) == bad.tolist()
     assert all("v_not_negative" in r["reason"] for r in dlq)
@@ -331,7 +331,7 @@ async def test_a_screen_that_fails_itself_leaves_the_rows_to_the_write_attempts(
     finally:
         await d.close()
     bad = [i for i, v in enumerate(values) if v != 1]
-    assert (result.rows_written, result.rows_rejected) == (n - len(bad), len(bad))
+    assert (result.rows_written, result.dlq_rows) == (n - len(bad), len(bad))
     written = {r["id"] for r in await pg.fetch(f'SELECT id FROM "{pg_schema}".{TABLE}')}
     dlq = await pg.fetch(f'SELECT (payload::jsonb->>\'id\')::bigint AS id, reason FROM "{pg_schema}".orders_dlq')
     assert written == set(range(n)) - set(bad)
@@ -392,7 +392,7 @@ async def test_an_upsert_leaves_a_not_null_column_it_lacks_to_the_table(
         result = await commit_batch(d, res, one_batch(rows))
     finally:
         await d.close()
-    assert (result.rows_written, result.rows_rejected) == (2, 1)
+    assert (result.rows_written, result.dlq_rows) == (2, 1)
     stored = [tuple(r) for r in await pg.fetch(f'SELECT id, name, created FROM "{pg_schema}".{TABLE} ORDER BY id')]
     assert stored == [(1, "new", "kept"), (2, "b", "by default")]
     reasons = [r["reason"] for r in await pg.fetch(f'SELECT reason FROM "{pg_schema}".orders_dlq')]

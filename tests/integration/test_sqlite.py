@@ -69,4 +69,4 @@ async def test_refused_rows_are_isolated_into_the_dlq(dest: Any, tmp_path: Path)
     dlq = query(tmp_path, "SELECT rule, reason, payload FROM t_dlq ORDER BY id")
     assert [(r[0], r[2]) for r in dlq] == [("refused", '{"id":2,"name":null}'), ("refused", '{"id":1,"name":"dup"}')]
     assert "NOT NULL" in dlq[0][1] and "UNIQUE" in dlq[1][1]
-    assert result.rows_written == 2 and result.rows_rejected == 2
+    assert result.rows_written == 2 and result.dlq_rows == 2

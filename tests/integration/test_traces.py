@@ -47,7 +47,7 @@ async def test_span_tree_of_one_batch(tmp_path: Path, pg_dsn: str, pg_schema: st
     assert root.attributes is not None
     assert root.attributes["conduitd.pipeline"] == "events"
     assert (root.attributes["conduitd.records"], root.attributes["conduitd.rows_written"],
-            root.attributes["conduitd.rows_rejected"]) == (31, 30, 1)
+            root.attributes["conduitd.dlq_rows"]) == (31, 30, 1)
     for child in children.values():
         assert root.start_time is not None and root.end_time is not None
         assert child.start_time is not None and child.end_time is not None

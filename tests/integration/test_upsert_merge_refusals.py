@@ -40,7 +40,7 @@ async def upsert(dsn: str, schema: str, table: str, rows: pa.Table) -> tuple[int
         result = await commit_batch(d, res, one_batch(rows))
     finally:
         await d.close()
-    return result.rows_written, result.rows_rejected
+    return result.rows_written, result.dlq_rows
 
 
 @pytest.mark.parametrize("share", [0.01, 0.10])

@@ -51,7 +51,7 @@ class KafkaSource:
 
     @property
     def epoch(self) -> int:
-        return self._thread.assignment.generation if self._thread is not None else 0
+        return self._thread.assignment.epoch if self._thread is not None else 0
 
     def problem(self) -> str | None:
         thread = self._thread
@@ -119,10 +119,10 @@ class KafkaSource:
                 except queue.Empty:
                     self._check_reachable(thread, started)
                     continue
-                if polled.generation != thread.assignment.generation:
+                if polled.epoch != thread.assignment.epoch:
                     continue  # read under an assignment that has since been revoked
                 if polled.done:
-                    if await self._committed(thread, polled.generation, stop):
+                    if await self._committed(thread, polled.epoch, stop):
                         return
                     continue  # a commit was refused: read on from the committed positions
                 for chunk in await asyncio.to_thread(self._decode, polled):
@@ -130,16 +130,16 @@ class KafkaSource:
         finally:
             thread.stop_polling()
 
-    async def _committed(self, thread: ConsumerThread, generation: int, stop: asyncio.Event) -> bool:
-        """--once, all read: wait until every chunk handed over in this generation is committed
+    async def _committed(self, thread: ConsumerThread, epoch: int, stop: asyncio.Event) -> bool:
+        """--once, all read: wait until every chunk handed over in this epoch is committed
         (True), or a commit was refused and the partitions re-sought (False). The batcher sends
         the last chunks on after `max_wait`."""
-        due = dict(self._ends) if self._ends_epoch == generation else {}
+        due = dict(self._ends) if self._ends_epoch == epoch else {}
         while not stop.is_set():
             if thread.fatal is not None:
                 raise _failed(thread.fatal)
             self._progress.clear()  # before looking: a later acknowledge or resync wakes the wait
-            if thread.assignment.generation != generation:
+            if thread.assignment.epoch != epoch:
                 return False
             if all(self._acked.get(key, -1) >= int(end["offset"]) for key, end in due.items()):
                 return True
@@ -160,8 +160,8 @@ class KafkaSource:
         thread = self._thread
         if thread is None:
             return []
-        if polled.generation != self._ends_epoch:
-            self._ends, self._ends_epoch = {}, polled.generation
+        if polled.epoch != self._ends_epoch:
+            self._ends, self._ends_epoch = {}, polled.epoch
         with thread.lock:
             starts = {k: p.start for k, p in thread.assignment.partitions.items()}
         chunks = []
@@ -190,7 +190,7 @@ class KafkaSource:
                 end = {"offset": decoded.next_offset}
                 self._ends[key] = end
                 chunks.append(Chunk(key, start, end, decoded.rows, tuple(decoded.rejects), decoded.nbytes,
-                                    epoch=polled.generation, timings=timings, row_offsets=decoded.row_offsets,
+                                    epoch=polled.epoch, timings=timings, row_offsets=decoded.row_offsets,
                                     deletes=decoded.deletes))
         return chunks
 

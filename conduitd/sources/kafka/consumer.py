@@ -61,9 +61,9 @@ def offset_of(message: Message) -> int:
 
 @dataclass
 class Polled:
-    """Records from one poll, all of one assignment generation; `done` ends a --once run."""
+    """Records from one poll, all of one assignment epoch; `done` ends a --once run."""
 
-    generation: int
+    epoch: int
     messages: list[Message]
     polled_at: float = 0.0
     poll_seconds: float = 0.0
@@ -83,7 +83,7 @@ class PartitionProgress:
 
 @dataclass
 class Assignment:
-    generation: int = 0
+    epoch: int = 0
     partitions: dict[str, PartitionProgress] = field(default_factory=dict)
 
 
@@ -113,7 +113,7 @@ class ConsumerThread(threading.Thread):
         self._resync = threading.Event()
         self.watch = AssignmentWatch(limit_for(config.client))
         self._direct = False  # --once: the partitions were assigned directly (maybe none)
-        self._done_generation: int | None = None
+        self._done_epoch: int | None = None
         self._repeats = Repeats()  # errors warned of since the brokers last answered
 
     def acknowledge(self, offsets: Mapping[str, int]) -> None:
@@ -124,7 +124,7 @@ class ConsumerThread(threading.Thread):
         """Drop everything read so far and re-seek every assigned partition to its committed
         position (after a compare-and-set lost to another owner). Called from the event loop."""
         with self.lock:
-            self.assignment = Assignment(self.assignment.generation + 1, self.assignment.partitions)
+            self.assignment = Assignment(self.assignment.epoch + 1, self.assignment.partitions)
         self._resync.set()
 
     def stop_polling(self) -> None:
@@ -178,7 +178,7 @@ class ConsumerThread(threading.Thread):
             if self.stopped_polling.is_set():
                 consumer.poll(0.1)  # serve callbacks only
                 continue
-            if pending is not None and pending.generation != self.assignment.generation:
+            if pending is not None and pending.epoch != self.assignment.epoch:
                 pending = None  # read under an assignment that has been revoked
             if pending is not None:
                 held: Polled = pending
@@ -197,12 +197,12 @@ class ConsumerThread(threading.Thread):
                         self._give_back(consumer, consumer.poll(0.05))
                 continue
             if self.once and self.caught_up():
-                # Said once per generation: a commit that then loses its compare-and-set re-seeks
-                # (a new generation) and the rest is read again from the committed positions.
-                generation = self.assignment.generation
-                if self._done_generation != generation:
-                    self._done_generation = generation
-                    self._put_until_closing(Polled(generation, [], done=True))
+                # Said once per epoch: a commit that then loses its compare-and-set re-seeks
+                # (a new epoch) and the rest is read again from the committed positions.
+                epoch = self.assignment.epoch
+                if self._done_epoch != epoch:
+                    self._done_epoch = epoch
+                    self._put_until_closing(Polled(epoch, [], done=True))
                 else:
                     self._resync.wait(0.1)
                 continue
@@ -214,7 +214,7 @@ class ConsumerThread(threading.Thread):
                 records = [m for m in messages if self._keep(m)]
             self._track(consumer, records)
             if records:
-                pending = Polled(self.assignment.generation, records, time.time(), time.monotonic() - started)
+                pending = Polled(self.assignment.epoch, records, time.time(), time.monotonic() - started)
 
     def _give_back(self, consumer: Consumer, message: Message | None) -> None:
         """A record a poll returned while the hand-over is full (one already in flight, or of a
@@ -399,7 +399,7 @@ class ConsumerThread(threading.Thread):
             assignment[key] = PartitionProgress(
                 start=position, next_offset=int(position["offset"]) if position is not None else None)
         with self.lock:
-            self.assignment = Assignment(self.assignment.generation, assignment)
+            self.assignment = Assignment(self.assignment.epoch, assignment)
         self._paused = False
         consumer.assign(partitions)
         return sorted(assignment)
@@ -423,14 +423,14 @@ class ConsumerThread(threading.Thread):
                 log.warning("re-seeking %s failed: %s", key, exc)
         with self.lock:
             # Records polled between resync() and the seeks came from the old read positions:
-            # a new generation makes them stale too.
-            self.assignment = Assignment(self.assignment.generation + 1, self.assignment.partitions)
+            # a new epoch makes them stale too.
+            self.assignment = Assignment(self.assignment.epoch + 1, self.assignment.partitions)
         self._pause(consumer, False)  # a paused partition is not fetched after a seek
         log.info("re-sought %d partition(s) to their committed positions", len(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         with self.lock:
-            self.assignment = Assignment(self.assignment.generation + 1, {})
+            self.assignment = Assignment(self.assignment.epoch + 1, {})
         self._drain_out()
         self.on_revoke()  # blocks until no commit of the old assignment is in flight
         self.watch.waiting()  # from now on the group owes this member an assignment
