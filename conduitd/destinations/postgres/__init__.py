@@ -126,15 +126,12 @@ class PostgresDestination:
             # statement, so a refused row is found and dead-lettered like any other.
             await self.driver.run("SET CONSTRAINTS ALL IMMEDIATE")
             yield PostgresTransaction(self.books, self.driver)
+            await begun.commit()
         except BaseException as exc:
             await asyncio.shield(self._rollback(begun))
             if isinstance(exc, Exception):
                 raise translate(exc) from exc
             raise
-        try:
-            await begun.commit()
-        except Exception as exc:
-            raise translate(exc) from exc
 
     @staticmethod
     async def _rollback(begun: asyncpg.transaction.Transaction) -> None:

@@ -111,10 +111,10 @@ class SqliteDestination:
         await self.driver.run("BEGIN IMMEDIATE")
         try:
             yield SqliteTransaction(self.books, self.driver, self.dialect)
+            await self.driver.run("COMMIT")
         except BaseException:
             await asyncio.shield(self.driver.call(self._rollback))
             raise
-        await self.driver.run("COMMIT")
 
     def _rollback(self) -> None:
         # Some errors (a full disk, an I/O error) roll the transaction back by themselves; a
