@@ -109,8 +109,8 @@ def _fetched(value: Any, info: ValidationInfo) -> Any:
 
 def _secret(value: Any, info: ValidationInfo) -> Any:
     value = _fetched(value, info)
-    if isinstance(value, str):
-        remember([value])
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        remember([str(value)])  # a number is refused below, and its error is redacted too
     return value
 
 

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from conduitd.config import KafkaSourceConfig, PostgresDestinationConfig
+from conduitd.config import DestinationConfig, KafkaSourceConfig, PostgresDestinationConfig
 from conduitd.configfile import load_config
 from conduitd.core.redact import forget_all, redact
+from conduitd.credentials import SecretText
 from conduitd.errors import ConfigError
 
 CONFIG = """\
@@ -88,6 +90,17 @@ def test_errors_name_file_line_and_key_never_the_value(tmp_path: Path) -> None:
     message = error_of(path)
     assert "the DSN has a password and 'password' is set: keep one" in message
     assert "s3cret" not in message
+
+
+class PluginConfig(DestinationConfig):
+    auth: SecretText
+    """A secret whose key does not look like one."""
+
+
+def test_a_secret_that_is_not_text_is_refused_and_masked() -> None:
+    with pytest.raises(ValidationError) as caught:
+        PluginConfig.model_validate({"name": "p", "type": "p", "auth": 918273645})
+    assert "918273645" in str(caught.value) and "918273645" not in redact(str(caught.value))
 
 
 def vault(options: dict[str, Any]) -> str:
