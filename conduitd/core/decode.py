@@ -21,6 +21,7 @@ import pyarrow.json as pajson
 
 from conduitd.core.arrowutil import concat_tables
 from conduitd.core.csvdecode import decode_csv, decode_csv_rows
+from conduitd.core.jsonnumbers import exact_numbers
 from conduitd.core.lines import (
     PAYLOAD_LIMIT,
     PositionAt,
@@ -61,7 +62,7 @@ def decode_jsonl_lines(block: bytes, partition: str, position_at: PositionAt,
         block, position_at, early = _transcoded(block, encoding, partition, position_at, screened)
     screened.update(_too_deep(block, screened))
     if not screened and _every_line_opens_an_object(block):
-        fast, _ = _read_json(block)
+        fast = _read_json(block).table
         if fast is not None and _strict(fast, block, lines):
             return fast, [], None
     if utf8:  # the fast path checked UTF-8 in bulk; here each line that is not gets its reason
@@ -145,16 +146,32 @@ def _strict(table: pa.Table, block: bytes, lines: int | None) -> bool:
     return table.num_columns > 0 or lines == 0
 
 
-def _read_json(block: bytes) -> tuple[pa.Table | None, str]:
-    """The block read by pyarrow, or None and pyarrow's complaint."""
+class _Read(NamedTuple):
+    """A block read by pyarrow: the table, or why not (a DLQ reason), or the lines it refused."""
+
+    table: pa.Table | None
+    reason: str = ""
+    refused: dict[int, str] = {}  # noqa: RUF012 - a NamedTuple default, never changed
+    """Line (0-based in the block) -> reason: records that cannot be read as they are written."""
+
+
+def _read_json(block: bytes) -> _Read:
+    """The block read by pyarrow, every value as written (strings that look like timestamps,
+    numbers a double does not hold: `jsonnumbers`)."""
     if not block.strip():
-        return pa.table({}), ""
+        return _Read(pa.table({}))
     try:
         table = pajson.read_json(io.BytesIO(block), read_options=_read_options(block))
         table.validate(full=True)  # rejects invalid UTF-8, which the reader lets through
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-        return None, str(exc)
-    return _timestamps_as_utc(_exact_big_numbers(table, block, _timestamps_as_written(table, block))), ""
+        return _Read(None, unrepresentable(str(exc)))
+    table = _strings_as_written(table, block, _timestamps_as_written(table, block))
+    exact = exact_numbers(table, block)
+    if exact is None:  # not one row per line: read line by line
+        return _Read(None, "record cannot be represented in Arrow: its numbers cannot be read again as written")
+    if exact.refused:
+        return _Read(None, refused=exact.refused)
+    return _Read(_timestamps_as_utc(exact.table))
 
 
 def _read_options(block: bytes) -> pajson.ReadOptions:
@@ -180,49 +197,19 @@ def unrepresentable(complaint: str) -> str:
     return f"record cannot be represented in Arrow: {detail or 'unknown reason'}"
 
 
-_EXACT_IN_DOUBLE = float(2**53)
-
-
-def _exact_big_numbers(table: pa.Table, block: bytes, strings: dict[str, pa.DataType]) -> pa.Table:
-    """The reader makes a field holding integers and fractions a double, which cannot hold an
-    integer above 2**53 exactly (9007199254740993 would become ...992). Such a block is read again
-    with those fields as decimals, at the smallest scale that holds every value; `strings`:
-    fields read again with these types too (see `_timestamps_as_written`)."""
-    suspects = [f.name for f in table.schema if pa.types.is_floating(f.type) and len(table.column(f.name))
-                and (pc.max(pc.abs(table.column(f.name))).as_py() or 0) >= _EXACT_IN_DOUBLE]
-    if not suspects and not strings:
+def _strings_as_written(table: pa.Table, block: bytes, strings: dict[str, pa.DataType]) -> pa.Table:
+    """The block's fields in `strings` read again with these types (see `_timestamps_as_written`)."""
+    if not strings:
         return table
-    wide = pa.decimal256(76, 38)
     try:
         exact = pajson.read_json(io.BytesIO(block), read_options=_read_options(block),
-                                 parse_options=pajson.ParseOptions(
-                                     explicit_schema=pa.schema([(n, wide) for n in suspects] + list(strings.items())),
-                                     unexpected_field_behavior="infer"))
-        exact.validate(full=True)  # the reader lets a value beyond the precision overflow silently
+                                 parse_options=pajson.ParseOptions(explicit_schema=pa.schema(list(strings.items())),
+                                                                   unexpected_field_behavior="infer"))
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        if not strings:
-            return table  # beyond 38 digits either side of the point: only a double holds them at all
-        return _exact_big_numbers(table, block, {})
+        return table
     for name in strings:
         table = table.set_column(table.schema.get_field_index(name), name, exact.column(name))
-    for name in suspects:
-        table = table.set_column(table.schema.get_field_index(name), name, _smallest_scale(exact.column(name)))
     return table
-
-
-def _smallest_scale(column: pa.ChunkedArray) -> pa.Array:
-    """The decimals at the smallest scale that holds every value (an integer gets scale 0): a
-    decimal128 where 38 digits hold them, else a decimal256 (a text column: no destination type
-    holds it). Found from the text, not by trying scales: Arrow's rescale refuses exact ones
-    (18446744073709551615 at scale 0 or 1) and accepted scale 2: `18446744073709551615.00`."""
-    text = pc.replace_substring_regex(column.combine_chunks().cast(pa.string()), r"(\.[0-9]*?)0+$", r"\1")
-    text = pc.replace_substring_regex(text, r"\.$", "")  # "15.000..." is now "15"
-    parts = pc.extract_regex(text, r"^-?(?P<i>[0-9]*)\.?(?P<f>[0-9]*)$")
-    scale = pc.max(pc.utf8_length(parts.field("f"))).as_py() or 0
-    digits = pc.max(pc.utf8_length(parts.field("i"))).as_py() or 0
-    if digits + scale <= 38:
-        return text.cast(pa.decimal128(38, scale))
-    return text.cast(pa.decimal256(76, scale))
 
 
 def _timestamps_as_written(table: pa.Table, block: bytes) -> dict[str, pa.DataType]:
@@ -311,13 +298,19 @@ def _read_lines(lines: list[_Line], partition: str, position_at: PositionAt,
     """Read valid JSON objects; where types clash inside a block, halve it until they do not."""
     if not lines:
         return []
-    table, complaint = _read_json(b"\n".join(line.text for line in lines) + b"\n")
-    if table is not None:
+    read = _read_json(b"\n".join(line.text for line in lines) + b"\n")
+    if read.refused:  # records whose values cannot be read as written: the others are read again
+        for index, reason in sorted(read.refused.items()):
+            line = lines[index]
+            rejects.append(Reject(partition, position_at(line.end), reason, payload_text(line.text)))
+        rest = [line for index, line in enumerate(lines) if index not in read.refused]
+        return _read_lines(rest, partition, position_at, rejects, kept)
+    if read.table is not None:
         kept.extend(line.number for line in lines)
-        return [table]
+        return [read.table]
     if len(lines) == 1:
         (line,) = lines
-        rejects.append(Reject(partition, position_at(line.end), unrepresentable(complaint), payload_text(line.text)))
+        rejects.append(Reject(partition, position_at(line.end), read.reason, payload_text(line.text)))
         return []
     middle = len(lines) // 2
     return (_read_lines(lines[:middle], partition, position_at, rejects, kept)
