@@ -2,12 +2,14 @@
 rows, the two-batch scenario that runs every step of the commit protocol, and what a destination
 holds for one pipeline, seen through its contract.
 
-The scenario, on an upsert pipeline keyed on `id`, partitions p0 and p1:
+The scenario, on an upsert pipeline keyed on `id` (an append pipeline where the destination
+cannot upsert), partitions p0 and p1:
 
     batch 1   p0: rows 1 "a", 2 "b" and a malformed record; p1: rows 3 "c", 4 "d"
               -> CREATE TABLE, a DLQ row, two checkpoints
     batch 2   replays batch 1's DLQ row (removes it); p0: row 5 "e" with a new column `score`,
-              row 3 updated to "c2"; p1: a delete of row 2 and a malformed record
+              row 3 updated to "c2" (append: a new row 6 "f"); p1: a delete of row 2 (append:
+              none) and a malformed record
               -> ALTER TABLE ADD COLUMN, history, a delete, an upsert, a DLQ row, two checkpoints
 """
 
@@ -44,7 +46,9 @@ def malformed(partition: str, offset: int, payload: str) -> Reject:
     return Reject(partition, {"offset": offset}, "not valid JSON", payload)
 
 
-def scenario_resource(name: str) -> ResourceConfig:
+def scenario_resource(name: str, upsert: bool = True) -> ResourceConfig:
+    if not upsert:
+        return ResourceConfig(name=name, source="s", destination="d", table=name)
     return ResourceConfig(name=name, source="s", destination="d", table=name, mode="upsert", unique_key=("id",))
 
 
@@ -54,7 +58,11 @@ def first_batch() -> Batch:
                  chunk("p1", None, {"offset": 2}, [{"id": 3, "name": "c"}, {"id": 4, "name": "d"}]))
 
 
-def second_batch() -> Batch:
+def second_batch(upsert: bool = True) -> Batch:
+    if not upsert:
+        return batch(chunk("p0", {"offset": 3}, {"offset": 5},
+                           [{"id": 5, "name": "e", "score": 1.5}, {"id": 6, "name": "f", "score": None}]),
+                     chunk("p1", {"offset": 2}, {"offset": 4}, [], [malformed("p1", 3, "also not json")]))
     return batch(chunk("p0", {"offset": 3}, {"offset": 5},
                        [{"id": 5, "name": "e", "score": 1.5}, {"id": 3, "name": "c2", "score": None}]),
                  chunk("p1", {"offset": 2}, {"offset": 4}, [{"id": 2}], [malformed("p1", 3, "also not json")],
@@ -82,6 +90,8 @@ EXPECTED_AFTER_FIRST = (((1, "a", None), (2, "b", None), (3, "c", None), (4, "d"
 EXPECTED_AFTER_SECOND = (((1, "a", None), (3, "c2", None), (4, "d", None), (5, "e", 1.5)),
                          (("p1", position_text({"offset": 3}), "decode", "also not json"),),
                          (("create", None), ("add", "score")))
+EXPECTED_AFTER_SECOND_APPENDED = (((1, "a", None), (2, "b", None), (3, "c", None), (4, "d", None), (5, "e", 1.5),
+                                   (6, "f", None)), *EXPECTED_AFTER_SECOND[1:])
 
 ReadRows = Callable[[str], Awaitable[list[dict[str, Any]]]]
 ReadHistory = Callable[[str], Awaitable[list[tuple[str, str | None]] | None]]
