@@ -13,20 +13,25 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import pyarrow as pa
 
 from conduitd.core.records import Position, Reject, SchemaChange, position_text
 from conduitd.core.schema import Column
-from conduitd.destinations.base import DlqEntry, RowsPartlyRefused, RowsRefused
+from conduitd.destinations.base import Capabilities, DlqEntry, RowsPartlyRefused, RowsRefused
 from conduitd.errors import ConduitError, SchemaIncompatible, TransientError
 from conduitd.testing.faults import ContractViolation
-from conduitd.testing.memory_dialect import AddColumn, AlterType, CreateTable, Ddl, MemoryPayload, parse_ddl
-from conduitd.testing.memory_store import Checkpoint, HistoryEntry, MemoryTable, State
-
-if TYPE_CHECKING:
-    from conduitd.testing.memory_destination import MemoryDestination
+from conduitd.testing.memory_dialect import (
+    AddColumn,
+    AlterType,
+    CreateTable,
+    Ddl,
+    MemoryDialect,
+    MemoryPayload,
+    parse_ddl,
+)
+from conduitd.testing.memory_store import Checkpoint, HistoryEntry, MemoryStore, MemoryTable, State
 
 Refuse = Callable[[str, Mapping[str, Any]], str | None]
 """(table, row) -> why the destination refuses the row, or None."""
@@ -68,10 +73,21 @@ def apply_ddl(state: State, ddl: Ddl, name_key: Callable[[str], str]) -> None:
     table.columns[name] = ddl.column
 
 
+class Settings(Protocol):
+    """What a transaction needs of its destination (`MemoryDestination`)."""
+
+    store: MemoryStore
+    capabilities: Capabilities
+    dialect: MemoryDialect
+    refuse: Refuse | None
+    refusal: Refusal
+    screens: bool
+
+
 class MemoryTransaction:
     """See the module docstring; one per transaction."""
 
-    def __init__(self, destination: MemoryDestination, state: State, now: Callable[[], datetime]) -> None:
+    def __init__(self, destination: Settings, state: State, now: Callable[[], datetime]) -> None:
         self.destination = destination
         self.state = state
         self.now = now
