@@ -12,11 +12,19 @@ import orjson
 import yaml
 
 from conduitd.config import Config, ResourceConfig
-from conduitd.core.oserrors import unwritable
 from conduitd.core.schema import Column
 from conduitd.destinations import make_destination
 from conduitd.errors import ConfigError, ExitCode
-from conduitd.runtime.inspection import columns_from_export, compare, describe, sample, source_columns
+from conduitd.oserrors import unwritable
+from conduitd.runtime.inspection import (
+    SchemaDiff,
+    columns_from_export,
+    describe,
+    inspect,
+    sample,
+    sample_batches,
+    source_columns,
+)
 
 
 async def export_schema(config: Config, resource: ResourceConfig, *, fmt: str, output: str | None,
@@ -46,7 +54,7 @@ async def export_schema(config: Config, resource: ResourceConfig, *, fmt: str, o
 async def compare_schema(config: Config, resource: ResourceConfig, *, baseline: str | None, as_json: bool,
                          sample_size: int) -> int:
     destination = make_destination(config.destination(resource.destination))
-    rows = await sample(config, resource, sample_size)
+    batches = await sample_batches(config, resource, sample_size)
     if baseline:
         try:
             document = yaml.safe_load(await asyncio.to_thread(Path(baseline).read_text))
@@ -61,27 +69,34 @@ async def compare_schema(config: Config, resource: ResourceConfig, *, baseline: 
             table = await destination.table_columns(resource.table_name)
         finally:
             await destination.close()
-    diff = compare(destination.dialect, rows, table, resource.unique_key)
+    # The differences, each with what `run` would do about it: the plan `run` uses, as a dry run.
+    diff = await asyncio.to_thread(inspect, destination.dialect, resource, batches, table)
+    sampled = sum(b.rows.num_rows for b in batches)
     if as_json:
-        body = {"resource": resource.name, "against": against, "sampled_rows": rows.num_rows,
+        body = {"resource": resource.name, "against": against, "sampled_rows": sampled,
                 "drifted": diff.drifted, **diff.as_dict()}
         sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        _print_diff(resource, against, rows.num_rows, diff.as_dict(), diff.drifted)
+        _print_diff(resource, against, sampled, diff)
     return int(ExitCode.SCHEMA if diff.drifted else ExitCode.OK)
 
 
-def _print_diff(resource: ResourceConfig, against: str, sampled: int, diff: dict[str, Any], drifted: bool) -> None:
+def _print_diff(resource: ResourceConfig, against: str, sampled: int, diff: SchemaDiff) -> None:
     print(f"{resource.name}: source ({sampled} sampled rows) against {against}")
-    if diff["missing_table"]:
+    if diff.missing_table:
         print("  the table does not exist")
-    rows = ([("added", c["name"], c["type"], "in the source only") for c in diff["added"]]
-            + [("removed", c["name"], c["type"], "in the destination only") for c in diff["removed"]]
-            + [("changed", c["column"], f"{c['destination']} <- {c['source']}", c["problem"])
-               for c in diff["changed"]]
-            + [("unstorable", c["column"], "-", c["problem"]) for c in diff["unstorable"]])
+    rows = ([("added", c.name, c.sql, diff.verdicts[c.name].text) for c in diff.added]
+            + [("removed", c.name, c.sql, diff.verdicts[c.name].text) for c in diff.removed]
+            + [("changed", d.name, f"{d.sql} <- {s.sql}", why) for d, s, why in diff.changed]
+            + [("unstorable", repr(n)[1:-1], "-", why) for n, why in diff.unstorable.items()])
     if rows:
         width = [max(len(r[i]) for r in rows) for i in range(3)]
         for kind, name, kinds, note in rows:
             print(f"  {kind:<{width[0]}}  {name:<{width[1]}}  {kinds:<{width[2]}}  {note}")
-    print("  drift found" if drifted else "  no drift")
+    for ddl in diff.would_apply:
+        print(f"  run would apply: {ddl}")
+    for ddl in diff.migrations:
+        print(f"  run would write to a migration file: {ddl}")
+    if diff.stop is not None:
+        print(f"  run stops (exit 4): {diff.stop}")
+    print("  drift found" if diff.drifted else "  no drift")

@@ -1,7 +1,10 @@
-"""`conduitd validate`: config, rules, connectivity and schema compatibility; writes nothing."""
+"""`conduitd validate`: config, rules, connectivity, the outputs a run writes, and what `run`
+would do with a sample of the source against the table (the same plan, as a dry run); writes
+nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -12,11 +15,18 @@ from conduitd.commands.outputs import output_problems
 from conduitd.config import Config, ResourceConfig
 from conduitd.core.redact import redact
 from conduitd.destinations import Destination, make_destination
-from conduitd.errors import ConduitError, ConfigError, ExitCode
-from conduitd.runtime.inspection import compare, sample
+from conduitd.errors import ConduitError, ExitCode
+from conduitd.runtime.inspection import SchemaDiff, Verdict, inspect, sample_batches
 from conduitd.sources import check_source
 
 SAMPLE_ROWS = 1000
+
+STATUS_OF_EXIT = {ExitCode.CONFIG: "invalid", ExitCode.SCHEMA: "incompatible", ExitCode.UNREACHABLE: "unreachable",
+                  ExitCode.RUNTIME: "failed"}
+EXIT_OF_STATUS = {"invalid": ExitCode.CONFIG, "unreachable": ExitCode.UNREACHABLE, "failed": ExitCode.RUNTIME,
+                  "incompatible": ExitCode.SCHEMA}
+"""The exit code of each status, first the one that wins: in the order `run` meets the problems
+(config and outputs before it reads anything, then connecting, then the data)."""
 
 
 @dataclass
@@ -24,7 +34,7 @@ class Check:
     resource: str
     check: str
     status: str
-    """ok, warning, invalid, incompatible, unreachable"""
+    """ok, warning, invalid, unreachable, failed, incompatible"""
     detail: str
 
 
@@ -34,8 +44,14 @@ async def validate(config: Config, resources: Sequence[str], *, as_json: bool = 
         if not resources or resource.name in resources:
             checks += await _validate_resource(config, resource)
     _report(checks, as_json)
-    codes = {"invalid": ExitCode.CONFIG, "incompatible": ExitCode.SCHEMA, "unreachable": ExitCode.UNREACHABLE}
-    return int(max((codes.get(c.status, ExitCode.OK) for c in checks), default=ExitCode.OK))
+    statuses = {c.status for c in checks}
+    return int(next((code for status, code in EXIT_OF_STATUS.items() if status in statuses), ExitCode.OK))
+
+
+def status_of(exc: ConduitError) -> str:
+    """How `validate` reports an error that would stop `run` with the same exit code (a
+    retriable error outlasts `once_retry_timeout` under `--once`: exit 5)."""
+    return "unreachable" if exc.retriable else STATUS_OF_EXIT.get(exc.exit_code, "failed")
 
 
 async def _validate_resource(config: Config, resource: ResourceConfig) -> list[Check]:
@@ -47,7 +63,10 @@ async def _validate_resource(config: Config, resource: ResourceConfig) -> list[C
     try:
         checks.append(Check(name, "source", "ok", await check_source(source)))
     except ConduitError as exc:
-        checks.append(Check(name, "source", "invalid" if isinstance(exc, ConfigError) else "unreachable", str(exc)))
+        checks.append(Check(name, "source", status_of(exc), str(exc)))
+    outputs = [Check(name, what, "invalid", why) for what, why in output_problems(config, resource)]
+    if any(c.check.startswith("destinations[") for c in outputs):
+        return checks + outputs  # a database file `run` cannot use: opening it would say less
     destination = make_destination(config.destination(resource.destination))
     try:
         await destination.open(read_only=True)
@@ -58,49 +77,60 @@ async def _validate_resource(config: Config, resource: ResourceConfig) -> list[C
         if all(c.status == "ok" for c in checks):
             checks += await _schema_checks(config, resource, destination)
     except ConduitError as exc:
-        checks.append(Check(name, "destination", "unreachable", str(exc)))
+        checks.append(Check(name, "destination", status_of(exc), str(exc)))
     finally:
         await destination.close()
     # After the schema checks (which run only while everything else is ok): a file the run could
     # not write is reported beside them, as `run` would stop on it.
-    return checks + [Check(name, what, "invalid", why) for what, why in output_problems(config, resource)]
+    return checks + outputs
 
 
 async def _schema_checks(config: Config, resource: ResourceConfig, destination: Destination) -> list[Check]:
-    name, policy = resource.name, resource.schema_evolution
-    rows = await sample(config, resource, SAMPLE_ROWS, wait=15.0)
-    if rows.num_rows == 0:
-        return [Check(name, "schema", "warning", "the source has no records to compare yet")]
+    batches = await sample_batches(config, resource, SAMPLE_ROWS, wait=15.0)
+    if not any(b.rows.num_rows for b in batches):
+        return [Check(resource.name, "schema", "warning", "the source has no records to compare yet")]
     table = await destination.table_columns(resource.table_name)
-    diff = compare(destination.dialect, rows, table, resource.unique_key)
-    # A field the destination cannot take as a column is a schema problem even where `run` goes on
-    # (its rows with a value there go to the DLQ).
-    checks = [Check(name, f"schema: {column[:60]!r}", "incompatible", f"{why}: rows with a value there go to the DLQ")
-              for column, why in diff.unstorable.items()]
-    if diff.missing_table:
-        return [*checks, Check(name, "schema", "ok", f"table {resource.table_name!r} does not exist: it will be "
-                                                     f"created with {len(diff.added)} column(s)")]
-    missing_key = [k for k in resource.unique_key if k not in rows.column_names]
-    if missing_key:
-        checks.append(Check(name, "schema: unique_key", "incompatible",
-                            f"unique_key column(s) {missing_key} are not in the source"))
-    for column in diff.added:
-        status = "incompatible" if policy.mode == "strict" else "warning"
-        action = {"auto": "will be added", "manual": "needs a migration (rows go to the DLQ until then)",
-                  "warn": "its values will not be written", "strict": "stops the pipeline"}[policy.mode]
-        checks.append(Check(name, f"schema: {column.name}", status,
-                            f"in the source ({column.sql}), not in the table: {action}"))
-    for column in diff.removed:
-        stop = policy.mode == "strict" or policy.on_column_removed == "fail"
-        checks.append(Check(name, f"schema: {column.name}", "incompatible" if stop else "warning",
-                            f"in the table ({column.sql}), not in the source: "
-                            + ("stops the pipeline" if stop else "rows get NULL")))
-    for column, natural, why in diff.changed:
-        checks.append(Check(name, f"schema: {column.name}", "incompatible",
-                            f"type mismatch: table {column.sql}, source {natural.sql}: {why}"))
+    return schema_checks(resource, await asyncio.to_thread(inspect, destination.dialect, resource, batches, table))
+
+
+def schema_checks(resource: ResourceConfig, diff: SchemaDiff) -> list[Check]:
+    """The dry run's verdict as checks: `incompatible` where `run` would stop (exit 4) or put
+    sampled rows in the DLQ for their schema; `warning` for a change it would apply or log."""
+    name, verdict = resource.name, diff.verdict
+    checks = []
+    if diff.stop is not None:
+        checks.append(Check(name, "schema", "incompatible", f"run stops (exit 4): {diff.stop}"))
+    # Where run stops, what it never reaches is left out: the stop is the one thing to fix first.
+    verdicts = diff.verdicts
+    checks += [Check(name, f"schema: {n[:60]!r}", "incompatible", verdicts[n].text)
+               for n in diff.unstorable if verdicts[n].reached]
+    if diff.missing_table and diff.would_apply:
+        checks.append(Check(name, "schema", "ok", f"table {resource.table_name!r} does not exist: would apply: "
+                                                  f"{diff.would_apply[0]}"))
+    checks += [Check(name, f"schema: {c.name}", _status(verdicts[c.name]),
+                     f"in the source ({c.sql}), not in the table: {verdicts[c.name].text}")
+               for c in diff.added if verdicts[c.name].reached and (verdicts[c.name].problem or not diff.missing_table)]
+    checks += [Check(name, f"schema: {c.name}", _status(verdicts[c.name]),
+                     f"table {c.sql}, source {natural.sql}: {why}")
+               for c, natural, why in diff.changed if verdicts[c.name].reached]
+    checks += [Check(name, f"schema: {c.name}", _status(verdicts[c.name]),
+                     f"in the table ({c.sql}), not in the source: {verdicts[c.name].text}")
+               for c in diff.removed if verdicts[c.name].reached]
+    for (rule, column), count in verdict.dead_lettered.items():
+        if column is None:  # a record with no field the table can take
+            checks.append(Check(name, "schema", "incompatible", f"{count} of {verdict.rows} sampled rows go to "
+                                                               f"the DLQ: {verdict.reasons[(rule, column)]}"))
+    for rule, (count, value) in verdict.quality_stops.items():
+        checks.append(Check(name, f"quality: {rule}", "warning", f"{count} of {verdict.rows} sampled rows break "
+                                                                 f"this rule (e.g. {value[:60]!r}): run stops with "
+                                                                 "exit 3 at the first"))
     if not checks:
-        checks.append(Check(name, "schema", "ok", f"{rows.num_columns} column(s) match the table"))
+        checks.append(Check(name, "schema", "ok", f"{len(verdict.live or {})} column(s) match the table"))
     return checks
+
+
+def _status(verdict: Verdict) -> str:
+    return "incompatible" if verdict.problem else "warning"
 
 
 def _report(checks: Sequence[Check], as_json: bool) -> None:
@@ -113,5 +143,5 @@ def _report(checks: Sequence[Check], as_json: bool) -> None:
     print(f"{'resource':<{widths[0]}}  {'check':<{widths[1]}}  {'status':<{widths[2]}}  detail")
     for c in checks:
         print(f"{c.resource:<{widths[0]}}  {c.check:<{widths[1]}}  {c.status:<{widths[2]}}  {c.detail}")
-    bad = [c for c in checks if c.status in ("invalid", "incompatible", "unreachable")]
+    bad = [c for c in checks if c.status in EXIT_OF_STATUS]
     print("all checks passed" if not bad else f"{len(bad)} problem(s)")
