@@ -83,6 +83,8 @@ async def compare_schema(config: Config, resource: ResourceConfig, *, baseline: 
 
 def _print_diff(resource: ResourceConfig, against: str, sampled: int, diff: SchemaDiff) -> None:
     print(f"{resource.name}: source ({sampled} sampled rows) against {against}")
+    if not sampled:
+        print("  the source has no records to compare yet")
     if diff.missing_table:
         print("  the table does not exist")
     rows = ([("added", c.name, c.sql, diff.verdicts[c.name].text) for c in diff.added]
