@@ -219,6 +219,9 @@ def _shape(value: Decimal) -> tuple[int, int]:
 
 
 def _text(value: Decimal) -> str:
-    """The number as text, without an exponent where that is short enough."""
+    """The number as text without trailing zeros (1.0 -> 1, -0.0 -> -0), and without an exponent
+    where that is short enough."""
     plain = format(value, "f")
+    if "." in plain:
+        plain = plain.rstrip("0").rstrip(".")
     return plain if len(plain) <= 80 else str(value)

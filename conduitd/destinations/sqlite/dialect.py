@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import sqlite3
 import string
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from conduitd.core.schema import Column, create_table_sql
+from conduitd.destinations.base import RowsRefused
 
 
 def quote(identifier: str) -> str:
@@ -81,4 +83,39 @@ class SqliteDialect:
         return not (old.sql in ("INTEGER", "REAL") and new.sql == "TEXT")
 
     def encode(self, rows: pa.Table, columns: Sequence[Column]) -> list[tuple[Any, ...]]:
-        return list(zip(*(rows.column(i).to_pylist() for i in range(rows.num_columns)), strict=True))
+        # A REAL column keeps no negative zero (-0.0 reads back as 0.0, in any form it is sent:
+        # SQLite writes integral reals as integers) and no NaN (it becomes NULL): such a row is
+        # refused when the rows are sent, naming it, so the writer dead-letters it alone.
+        encoded = list(zip(*(rows.column(i).to_pylist() for i in range(rows.num_columns)), strict=True))
+        refused: dict[int, str] = {}
+        for index, column in enumerate(columns):
+            if pa.types.is_floating(column.arrow) and pa.types.is_floating(rows.schema.field(index).type):
+                for row, reason in _not_kept(rows.column(index), column).items():
+                    refused.setdefault(row, reason)
+        return _Encoded(encoded, refused) if refused else encoded
+
+
+def _not_kept(values: pa.ChunkedArray, column: Column) -> dict[int, str]:
+    """Rows whose float a REAL column would alter: -0.0 (read back as 0.0) and NaN (NULL)."""
+    floats = np.asarray(values.fill_null(1.0).to_numpy(), dtype=np.float64)  # null is kept: not asked
+    found = {int(row): f"column {column.name!r}: SQLite cannot keep -0.0 (a negative zero) in a {column.sql} "
+                       "column: it would read back as 0.0"
+             for row in np.flatnonzero((floats == 0) & np.signbit(floats))}
+    found.update({int(row): f"column {column.name!r}: SQLite cannot keep NaN in a {column.sql} column: it "
+                            "would read back as NULL" for row in np.flatnonzero(np.isnan(floats))})
+    return found
+
+
+class _Encoded(list[tuple[Any, ...]]):
+    """Encoded rows, some of which SQLite would store altered: iterating them (as `executemany`
+    does) raises RowsRefused at the first such row, naming it; the rows before it were sent."""
+
+    def __init__(self, rows: list[tuple[Any, ...]], refused: dict[int, str]) -> None:
+        super().__init__(rows)
+        self.refused = refused
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        for index, row in enumerate(super().__iter__()):
+            if index in self.refused:
+                raise RowsRefused(self.refused[index], index)
+            yield row
