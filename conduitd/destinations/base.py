@@ -39,7 +39,8 @@ class Capabilities:
     """DDL commits and rolls back with the batch (PostgreSQL, SQLite)."""
     savepoints: bool
     """`Transaction.savepoint` undoes part of a transaction: a refused row is isolated and the rest
-    of the batch commits. Without it a refused row fails the whole batch, which is retried."""
+    of the batch commits. Without it a refused row fails the whole batch (not retried: it would
+    be refused again)."""
     upsert: bool
     """`write_rows` merges on a unique key (`mode: upsert`)."""
     prepare_ahead: bool

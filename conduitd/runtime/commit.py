@@ -32,7 +32,8 @@ from conduitd.core.records import Batch, SchemaChange
 from conduitd.core.schema import Column
 from conduitd.destinations.base import Capabilities, Destination, RowsRefused, Transaction
 from conduitd.dlq_sinks import DlqSink
-from conduitd.errors import CheckpointConflict, ConduitError
+from conduitd.errors import CheckpointConflict, ConduitError, ConfigError
+from conduitd.oserrors import os_error_text
 from conduitd.runtime.isolate import write_isolating
 from conduitd.runtime.migrations import write_migration
 
@@ -64,6 +65,7 @@ class Committer:
         self._live: dict[str, Column] | None = None
         self._live_known = False  # whether `_live` is the table as the last commit left it
         self._removed_warned: set[str] = set()
+        self._outlived: list[SchemaChange] = []  # see `_apply_schema`
 
     async def prepare(self, batch: Batch, replaying: Sequence[int] = ()) -> Prepared:
         """The batch prepared against the table as last seen, when the destination lets it be
@@ -80,15 +82,28 @@ class Committer:
         position is not the batch's start (another writer owns it), TransientError when a retry
         may succeed, other ConduitErrors when not. Nothing is committed when it raises."""
         resource, batch = self.resource, prepared.batch
+        capabilities = self.destination.capabilities
+        if resource.mode == "upsert" and not capabilities.upsert:
+            raise ConfigError(f"pipeline {resource.name!r}: mode upsert, but destination {resource.destination!r} "
+                              "cannot upsert; use mode append")
+        changes: list[SchemaChange] = []
         try:
+            if not capabilities.transactional_ddl:
+                # DDL would outlive a rolled-back batch, and its history row would not: the schema
+                # changes and their history commit first, on their own.
+                async with self.destination.transaction() as tx:
+                    prepared = await self._as_the_table_is(tx, prepared)
+                    with batch.timings.stage("schema"):
+                        changes = await _apply_schema(tx, resource, prepared, outlived=self._outlived)
+                self._outlived.clear()
             async with self.destination.transaction() as tx:
                 await _remove_replayed(tx, resource, prepared.replaying)
                 prepared = await self._as_the_table_is(tx, prepared)
                 with batch.timings.stage("schema"):
-                    changes = await _apply_schema(tx, resource, prepared)
+                    changes += await _apply_schema(tx, resource, prepared, pending_recorded=bool(changes))
                 with batch.timings.stage("write"):
                     deleted = await _delete_rows(tx, resource, prepared)
-                    refused = await _write_rows(tx, resource, prepared, self.destination.capabilities)
+                    refused = await _write_rows(tx, resource, prepared, capabilities)
                     rejects = prepared.rejects + refused_rejects(prepared, refused)
                     if rejects and self.dlq is None:
                         await tx.write_rejects(resource.dlq_table, resource.name, rejects)
@@ -96,6 +111,12 @@ class Committer:
                 await _advance_checkpoints(tx, resource.name, batch)
                 if rejects and self.dlq is not None:
                     await self.dlq.write(resource.name, rejects)
+        except RowsRefused as refused_step:
+            # Refused rows are isolated where rows are written; a refusal anywhere else (a delete
+            # a foreign key refuses, a DLQ row a constraint refuses) fails the batch.
+            self._live_known = False
+            raise ConduitError(f"pipeline {resource.name!r}: the destination refused a step of the commit "
+                               f"other than writing rows: {refused_step.reason}") from None
         except BaseException:
             self._live_known = False  # read the table again before the next batch is prepared
             raise
@@ -124,7 +145,15 @@ class Committer:
     def _after_commit(self, prepared: Prepared, changes: Sequence[SchemaChange]) -> None:
         pending = [c for c in changes if not c.applied]
         if pending:
-            write_migration(self.resource, pending)
+            try:
+                write_migration(self.resource, pending)
+            except OSError as exc:
+                # The batch is committed and the DDL is in conduitd_schema_history: failing now
+                # would report a committed batch as failed.
+                log.error("schema changes not applied (schema_evolution manual): %s; the migration file "
+                          "could not be written (%s); the statements are in conduitd_schema_history",
+                          "; ".join(sorted({c.ddl for c in pending if c.ddl})), os_error_text(exc),
+                          extra={"pipeline": self.resource.name})
         # DDL changed the table: read it again before the next batch is prepared.
         self._live_known = not any(c.applied for c in changes)
         self._live = prepared.live
@@ -145,18 +174,29 @@ async def _remove_replayed(tx: Transaction, resource: ResourceConfig, replaying:
         raise ConduitError("some DLQ rows being replayed are gone (replayed elsewhere?): nothing was changed")
 
 
-async def _apply_schema(tx: Transaction, resource: ResourceConfig, prepared: Prepared) -> list[SchemaChange]:
+async def _apply_schema(tx: Transaction, resource: ResourceConfig, prepared: Prepared, *,
+                        pending_recorded: bool = False,
+                        outlived: list[SchemaChange] | None = None) -> list[SchemaChange]:
+    """Run the plan's DDL and record its changes in the history; return what was recorded.
+    `pending_recorded`: the changes not applied (manual mode) are in the history already.
+    `outlived`: where DDL is not transactional, the changes whose DDL ran in an attempt that then
+    failed (they stay applied; their history row did not): recorded now, and added to by this
+    attempt until it commits."""
     if prepared.failure is not None:
         raise prepared.failure  # a `fail` rule or a schema that must stop: nothing of this batch commits
+    earlier = list(outlived or ())
     evolution = prepared.evolution
-    if evolution is None or not evolution.changes:
-        return []
-    for change in evolution.changes:
+    planned = list(evolution.changes) if evolution is not None else []
+    for change in planned:
         if change.applied and change.ddl:
             await tx.run_ddl(change.ddl)
             log.info("schema change applied: %s", change.ddl, extra={"pipeline": resource.name})
-    await tx.record_changes(resource.name, evolution.changes)
-    return list(evolution.changes)
+            if outlived is not None:
+                outlived.append(change)
+    changes = earlier + [c for c in planned if c.applied or not pending_recorded]
+    if changes:
+        await tx.record_changes(resource.name, changes)
+    return changes
 
 
 async def _delete_rows(tx: Transaction, resource: ResourceConfig, prepared: Prepared) -> int:
@@ -169,6 +209,8 @@ async def _write_rows(tx: Transaction, resource: ResourceConfig, prepared: Prepa
                       capabilities: Capabilities) -> list[tuple[int, str]]:
     """Write the rows; return the ones the destination refused (row in `prepared.rows`, reason).
     Without savepoints a refused row cannot be taken out of the transaction: the batch fails."""
+    if not prepared.rows.num_rows:
+        return []
     if not capabilities.savepoints:
         try:
             await tx.write_rows(resource.table_name, prepared.rows, prepared.columns, resource.unique_key,

@@ -176,9 +176,6 @@ def test_a_failure_at_the_external_dlq_sink_or_after_it_commits_once_and_dead_le
     asyncio.run(run())
 
 
-@pytest.mark.xfail(strict=True, reason="RowsRefused from a step other than writing rows (a delete refused by a "
-                                       "foreign key, a DLQ row refused by a constraint) leaves Committer.commit "
-                                       "as it is, not as an error of conduitd.errors")
 @pytest.mark.parametrize("step", ["delete_rows", "write_rejects"])
 def test_a_refusal_outside_the_row_writes_fails_the_batch_as_a_conduit_error(step: str) -> None:
     async def run() -> None:

@@ -65,9 +65,6 @@ def test_without_prepare_ahead_the_batch_is_prepared_inside_the_transaction() ->
     asyncio.run(run())
 
 
-@pytest.mark.xfail(strict=True, reason="without savepoints, _write_rows calls write_rows even when the batch has no "
-                                       "row to write: a batch of only rejects fails (here: on a table that does not "
-                                       "exist yet), where the savepoint path writes nothing")
 def test_without_savepoints_a_batch_of_only_rejects_commits_them_to_the_dlq() -> None:
     async def run() -> None:
         d = await opened(APPEND, lacking(savepoints=False))
@@ -77,9 +74,6 @@ def test_without_savepoints_a_batch_of_only_rejects_commits_them_to_the_dlq() ->
     asyncio.run(run())
 
 
-@pytest.mark.xfail(strict=True, reason="the runtime never reads Capabilities.upsert: an upsert pipeline calls "
-                                       "write_rows with a key on a destination that says it cannot upsert (the twin "
-                                       "raises ContractViolation) instead of a ConduitError before anything is written")
 def test_an_upsert_pipeline_on_a_destination_without_upsert_is_refused_clearly() -> None:
     async def run() -> None:
         d = await opened(UPSERT, lacking(upsert=False))
@@ -103,9 +97,6 @@ def test_without_transactional_ddl_a_retry_after_a_failure_does_not_run_the_ddl_
     asyncio.run(run())
 
 
-@pytest.mark.xfail(strict=True, reason="the runtime never reads Capabilities.transactional_ddl: where DDL outlives a "
-                                       "rolled-back batch, its schema-history row is rolled back with the batch and "
-                                       "the retry, seeing the column already there, records nothing")
 def test_without_transactional_ddl_the_history_still_records_the_applied_change() -> None:
     async def run() -> None:
         d = await opened(APPEND, lacking(transactional_ddl=False))

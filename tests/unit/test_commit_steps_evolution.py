@@ -170,9 +170,6 @@ def test_the_plan_and_preparation_are_pure_over_the_dialect(tmp_path: Path) -> N
     assert prepared.rows.column("tags").to_pylist() == ['["a"]']
 
 
-@pytest.mark.xfail(strict=True, reason="Committer.commit writes manual mode's migration file after COMMIT and lets "
-                                       "its OSError out: commit() raises (not even a ConduitError) for a batch that "
-                                       "is committed, against its docstring 'Nothing is committed when it raises'")
 def test_a_migration_file_that_cannot_be_written_does_not_fail_a_committed_batch(tmp_path: Path) -> None:
     async def run() -> None:
         (tmp_path / "migrations").write_text("a file where the directory should be")

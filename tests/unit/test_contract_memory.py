@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from conduitd.destinations.base import Capabilities, Destination
-from conduitd.errors import TransientError
 from conduitd.sources.base import Source
 from conduitd.testing import MemoryDestination, MemoryFeed, MemorySource, MemoryStore
 from conduitd.testing.contract import DestinationContract, Refusal, SecretCase, SourceContract
@@ -75,12 +74,6 @@ class TestMemoryDestinationWithoutTransactionalDdl(TestMemoryDestination):
     capabilities = Capabilities(transactional_ddl=False, savepoints=True, upsert=True, prepare_ahead=True,
                                 atomic_checkpoint=True)
 
-    @pytest.mark.xfail(strict=True, reason="the runtime never reads Capabilities.transactional_ddl: after a failure "
-                                           "that follows the DDL, the retry finds the column and records no history "
-                                           "(see test_commit_steps_capabilities.py)")
-    @pytest.mark.parametrize("error", [TransientError], ids=["exception"])
-    def test_a_failure_between_any_two_steps_loses_and_duplicates_nothing(self, error: type[BaseException]) -> None:
-        super().test_a_failure_between_any_two_steps_loses_and_duplicates_nothing(error)
 
 
 class TestMemoryDestinationRefusingByRule(TestMemoryDestination):
