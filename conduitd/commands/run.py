@@ -9,10 +9,11 @@ import time
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from conduitd.commands.outputs import check_targets
 from conduitd.config import Config
-from conduitd.core.oserrors import check_writable
 from conduitd.errors import ConduitError, ExitCode
 from conduitd.ops.manifest import Manifest
+from conduitd.oserrors import check_writable
 from conduitd.runtime.supervisor import Runtime
 
 log = logging.getLogger("conduitd")
@@ -56,6 +57,7 @@ def _check_outputs(config: Config, resources: Sequence[str]) -> None:
     for resource in config.resources:
         if (not resources or resource.name in resources) and resource.dlq.type == "file" and resource.dlq.path:
             check_writable(resource.dlq.path, f"resources[{resource.name}].dlq.path")
+    check_targets(config, resources)  # a SQLite `path` that is not a database: exit 2, as `validate` says
 
 
 def _exit_code_of(exc: BaseException) -> int:
@@ -77,7 +79,7 @@ async def _manifest_intervals(runtime: Runtime, manifest: Manifest, every: float
 def _summarise(runtime: Runtime, started: float) -> None:
     for status in runtime.statuses():
         log.info("pipeline %s %s: %d records read, %d rows written, %d to the DLQ, %d batches, %.1fs",
-                 status.name, status.state, status.rows_read, status.rows_written, status.rows_rejected,
+                 status.name, status.state, status.rows_read, status.rows_written, status.dlq_rows,
                  status.batches, time.monotonic() - started, extra={"pipeline": status.name})
 
 
@@ -87,7 +89,7 @@ async def _show_progress(runtime: Runtime, started: float) -> None:
         while True:
             await asyncio.sleep(0.5)
             rows = sum(s.rows_read for s in runtime.statuses())
-            rejected = sum(s.rows_rejected for s in runtime.statuses())
+            rejected = sum(s.dlq_rows for s in runtime.statuses())
             rate = rows / max(time.monotonic() - started, 1e-9)
             sys.stderr.write(f"\r{rows:,} records ({rejected:,} to the DLQ), {rate:,.0f} records/s   ")
             sys.stderr.flush()
