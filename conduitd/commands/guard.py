@@ -17,8 +17,8 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec
 
-from conduitd.core.oserrors import os_error_text
 from conduitd.errors import ConduitError, leaves
+from conduitd.oserrors import os_error_text
 
 log = logging.getLogger("conduitd")
 P = ParamSpec("P")
