@@ -51,8 +51,8 @@ from conduitd.config import (
     BatchConfig,
     Config,
     FileSourceConfig,
+    PipelineConfig,
     PostgresDestinationConfig,
-    ResourceConfig,
 )
 from conduitd.core.quality import QualityCheck
 from conduitd.destinations.postgres.copy_binary import encode_copy_binary
@@ -335,7 +335,7 @@ class Bench:
             sources=(FileSourceConfig(name="orders_files", type="file", path=str(data_dir), format="jsonl"),),
             destinations=(PostgresDestinationConfig(name="pg", type="postgres", dsn=self.dsn,
                                                     db_schema=self.schema),),
-            resources=(ResourceConfig(name=table, source="orders_files", destination="pg", table=table,
+            resources=(PipelineConfig(name=table, source="orders_files", destination="pg", table=table,
                                       mode="append", batch=BatchConfig(max_rows=self.batch_rows),
                                       quality_checks=checks),),
         )

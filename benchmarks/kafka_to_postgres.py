@@ -79,8 +79,8 @@ from conduitd.config import (
     BatchConfig,
     Config,
     KafkaSourceConfig,
+    PipelineConfig,
     PostgresDestinationConfig,
-    ResourceConfig,
 )
 from conduitd.runtime.supervisor import Runtime
 
@@ -259,7 +259,7 @@ class KafkaBench(Bench):
                                        client=dict(GROUP_TIMEOUTS)),),
             destinations=(PostgresDestinationConfig(name="pg", type="postgres", dsn=self.dsn,
                                                     db_schema=self.schema),),
-            resources=(ResourceConfig(name=RESOURCE, source="orders_kafka", destination="pg", table="conduitd",
+            resources=(PipelineConfig(name=RESOURCE, source="orders_kafka", destination="pg", table="conduitd",
                                       mode="append", batch=BatchConfig(max_rows=self.batch_rows)),),
         )
 

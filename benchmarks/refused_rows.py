@@ -30,7 +30,7 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import conduitd.runtime.commit as commit_module
-from conduitd.config import PostgresDestinationConfig, ResourceConfig
+from conduitd.config import PipelineConfig, PostgresDestinationConfig
 from conduitd.core.records import Chunk
 from conduitd.core.schema import Column
 from conduitd.destinations.base import RowsRefused, Transaction
@@ -118,7 +118,7 @@ async def run(path: str, rows: pa.Table, batch_rows: int, dsn: str, schema: str)
     commit_module.write_isolating = counting  # type: ignore[assignment]
     destination = PostgresDestination(PostgresDestinationConfig.model_validate(
         {"name": "pg", "type": "postgres", "dsn": dsn, "schema": schema}))
-    resource = ResourceConfig.model_validate({"name": "orders", "source": "s", "destination": "pg"})
+    resource = PipelineConfig.model_validate({"name": "orders", "source": "s", "destination": "pg"})
     await destination.open()
     try:
         await destination.setup(resource)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from conduitd import __version__
-from conduitd.config import Config, ResourceConfig
+from conduitd.config import Config, PipelineConfig
 from conduitd.configfile import load_config
 from conduitd.core.redact import redact
 from conduitd.destinations.base import DlqFilter
@@ -170,7 +170,7 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         telemetry.shutdown()
 
 
-def _one_resource(config: Config, names: Sequence[str]) -> ResourceConfig:
+def _one_resource(config: Config, names: Sequence[str]) -> PipelineConfig:
     if len(names) != 1:
         raise ConfigError("name exactly one resource (RESOURCE or -r RESOURCE)")
     found = [r for r in config.resources if r.name == names[0]]

@@ -353,7 +353,7 @@ class SchemaEvolutionConfig(_Frozen):
     """Where `manual` mode writes the DDL it did not apply."""
 
 
-class ResourceConfig(_Frozen):
+class PipelineConfig(_Frozen):
     """A pipeline: one source, one destination table, and how rows are written."""
 
     name: str = Field(pattern=_NAME)
@@ -394,7 +394,7 @@ class ResourceConfig(_Frozen):
         return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
-    def _upsert_needs_key(self) -> ResourceConfig:
+    def _upsert_needs_key(self) -> PipelineConfig:
         if self.mode == "upsert" and not self.unique_key:
             raise ValueError("mode 'upsert' needs 'unique_key' (a list of columns)")
         repeated = sorted({k for k in self.unique_key if self.unique_key.count(k) > 1})
@@ -419,7 +419,7 @@ class Config(_Frozen):
     service: ServiceConfig = ServiceConfig()
     sources: tuple[SourceConfig, ...]
     destinations: tuple[DestinationConfig, ...]
-    resources: tuple[ResourceConfig, ...]
+    resources: tuple[PipelineConfig, ...]
 
     def source(self, name: str) -> SourceConfig:
         return next(s for s in self.sources if s.name == name)

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, Tag, ValidationError
 
-from conduitd.config import Config, ConnectorConfig, PostgresDestinationConfig, ResourceConfig, client_secrets
+from conduitd.config import Config, ConnectorConfig, PipelineConfig, PostgresDestinationConfig, client_secrets
 from conduitd.configlines import remember_clients
 from conduitd.configyaml import KeyPath, read_yaml
 from conduitd.core.redact import redact
@@ -198,7 +198,7 @@ def _models_in(annotation: Any, tag: object = None) -> list[tuple[type[BaseModel
 
 def _check_references(config: Config, located: _Locator) -> None:
     problems = []
-    sections: tuple[tuple[str, Sequence[ConnectorConfig | ResourceConfig]], ...] = (
+    sections: tuple[tuple[str, Sequence[ConnectorConfig | PipelineConfig]], ...] = (
         ("sources", config.sources), ("destinations", config.destinations), ("resources", config.resources))
     for kind, items in sections:
         if not items:

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from conduitd.config import Config, ResourceConfig
+from conduitd.config import Config, PipelineConfig
 from conduitd.core.arrowutil import concat_tables
 from conduitd.core.decode import decode_jsonl
 from conduitd.core.records import Batch, Origin, Position, Reject
@@ -33,7 +33,7 @@ def _check_filter(where: DlqFilter) -> None:
         raise ConfigError("--since must be before --until")
 
 
-async def list_dlq(config: Config, resource: ResourceConfig, where: DlqFilter, *, as_json: bool) -> int:
+async def list_dlq(config: Config, resource: PipelineConfig, where: DlqFilter, *, as_json: bool) -> int:
     _check_filter(where)
     if resource.dlq.type == "kafka":
         raise ConfigError(f"the DLQ of {resource.name} is the Kafka topic {resource.dlq.topic}: read it with a "
@@ -59,7 +59,7 @@ async def list_dlq(config: Config, resource: ResourceConfig, where: DlqFilter, *
     return 0
 
 
-async def _read_table(config: Config, resource: ResourceConfig, where: DlqFilter) -> list[DlqEntry]:
+async def _read_table(config: Config, resource: PipelineConfig, where: DlqFilter) -> list[DlqEntry]:
     """The DLQ table's rows; none when it does not exist (a read command creates nothing)."""
     destination = make_destination(config.destination(resource.destination))
     await destination.open(read_only=True)
@@ -87,7 +87,7 @@ def _filtered(entries: list[DlqEntry], where: DlqFilter) -> list[DlqEntry]:
     return chosen[:where.limit] if where.limit else chosen
 
 
-async def replay_dlq(config: Config, resource: ResourceConfig, where: DlqFilter) -> int:
+async def replay_dlq(config: Config, resource: PipelineConfig, where: DlqFilter) -> int:
     _check_filter(where)
     if resource.dlq.type != "table":
         raise ConfigError(f"dlq replay works on a DLQ table; {resource.name}'s DLQ is a {resource.dlq.type} "
@@ -118,7 +118,7 @@ async def replay_dlq(config: Config, resource: ResourceConfig, where: DlqFilter)
     return 0
 
 
-def _rejected_as_repeat(resource: ResourceConfig, entry: DlqEntry) -> bool:
+def _rejected_as_repeat(resource: PipelineConfig, entry: DlqEntry) -> bool:
     """Rejected by a `unique` rule (named in today's config, or by its default name)."""
     unique = {c.rule for c in resource.quality_checks if c.check == "unique"}
     return entry.rule in unique or entry.rule.startswith("unique:")
@@ -128,7 +128,7 @@ def _at(position: Position) -> Callable[[int], Position]:
     return lambda _: position
 
 
-async def _replay(destination: Destination, resource: ResourceConfig, entries: Sequence[DlqEntry]) -> tuple[int, int]:
+async def _replay(destination: Destination, resource: PipelineConfig, entries: Sequence[DlqEntry]) -> tuple[int, int]:
     tables: list[pa.Table] = []
     origins: list[Origin] = []
     rejects: list[Reject] = []

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from conduitd.config import Config, DestinationConfig, DlqConfig, ResourceConfig, SqliteDestinationConfig
+from conduitd.config import Config, DestinationConfig, DlqConfig, PipelineConfig, SqliteDestinationConfig
 from conduitd.errors import ConfigError
 from conduitd.oserrors import os_error_text, writable_problem
 
@@ -30,7 +30,7 @@ NO_FILES = frozenset({"proc", "sysfs", "cgroup", "cgroup2", "devpts", "securityf
 (root passes every permission check there, and the create then fails)."""
 
 
-def output_problems(config: Config, resource: ResourceConfig) -> list[tuple[str, str]]:
+def output_problems(config: Config, resource: PipelineConfig) -> list[tuple[str, str]]:
     """(what, why) for each output of `resource` that `run` could not write: the manifest, its
     DLQ (a file, or a Kafka producer's `client` properties) and its SQLite database."""
     outputs: list[tuple[str, str]] = []

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import yaml
 
-from conduitd.config import Config, ResourceConfig
+from conduitd.config import Config, PipelineConfig
 from conduitd.core.schema import Column
 from conduitd.destinations import make_destination
 from conduitd.errors import ConfigError, ExitCode
@@ -27,7 +27,7 @@ from conduitd.runtime.inspection import (
 )
 
 
-async def export_schema(config: Config, resource: ResourceConfig, *, fmt: str, output: str | None,
+async def export_schema(config: Config, resource: PipelineConfig, *, fmt: str, output: str | None,
                         sample_size: int) -> int:
     destination = make_destination(config.destination(resource.destination))
     rows = await sample(config, resource, sample_size)
@@ -51,7 +51,7 @@ async def export_schema(config: Config, resource: ResourceConfig, *, fmt: str, o
     return 0
 
 
-async def compare_schema(config: Config, resource: ResourceConfig, *, baseline: str | None, as_json: bool,
+async def compare_schema(config: Config, resource: PipelineConfig, *, baseline: str | None, as_json: bool,
                          sample_size: int) -> int:
     destination = make_destination(config.destination(resource.destination))
     batches = await sample_batches(config, resource, sample_size)
@@ -81,7 +81,7 @@ async def compare_schema(config: Config, resource: ResourceConfig, *, baseline: 
     return int(ExitCode.SCHEMA if diff.drifted else ExitCode.OK)
 
 
-def _print_diff(resource: ResourceConfig, against: str, sampled: int, diff: SchemaDiff) -> None:
+def _print_diff(resource: PipelineConfig, against: str, sampled: int, diff: SchemaDiff) -> None:
     print(f"{resource.name}: source ({sampled} sampled rows) against {against}")
     if not sampled:
         print("  the source has no records to compare yet")

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import orjson
 
 from conduitd.commands.outputs import output_problems
-from conduitd.config import Config, ResourceConfig
+from conduitd.config import Config, PipelineConfig
 from conduitd.core.redact import redact
 from conduitd.destinations import Destination, make_destination
 from conduitd.errors import ConduitError, ExitCode
@@ -54,7 +54,7 @@ def status_of(exc: ConduitError) -> str:
     return "unreachable" if exc.retriable else STATUS_OF_EXIT.get(exc.exit_code, "failed")
 
 
-async def _validate_resource(config: Config, resource: ResourceConfig) -> list[Check]:
+async def _validate_resource(config: Config, resource: PipelineConfig) -> list[Check]:
     name = resource.name
     checks = [Check(name, "config", "ok", f"{resource.source} -> {resource.destination}.{resource.table_name} "
                                           f"({resource.mode})"),
@@ -85,7 +85,7 @@ async def _validate_resource(config: Config, resource: ResourceConfig) -> list[C
     return checks + outputs
 
 
-async def _schema_checks(config: Config, resource: ResourceConfig, destination: Destination) -> list[Check]:
+async def _schema_checks(config: Config, resource: PipelineConfig, destination: Destination) -> list[Check]:
     batches = await sample_batches(config, resource, SAMPLE_ROWS, wait=15.0)
     if not any(b.rows.num_rows for b in batches):
         return [Check(resource.name, "schema", "warning", "the source has no records to compare yet")]
@@ -93,7 +93,7 @@ async def _schema_checks(config: Config, resource: ResourceConfig, destination: 
     return schema_checks(resource, await asyncio.to_thread(inspect, destination.dialect, resource, batches, table))
 
 
-def schema_checks(resource: ResourceConfig, diff: SchemaDiff) -> list[Check]:
+def schema_checks(resource: PipelineConfig, diff: SchemaDiff) -> list[Check]:
     """The dry run's verdict as checks: `incompatible` where `run` would stop (exit 4) or put
     sampled rows in the DLQ for their schema; `warning` for a change it would apply or log."""
     name, verdict = resource.name, diff.verdict

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conduitd.config import ResourceConfig
+from conduitd.config import PipelineConfig
 from conduitd.core.dialect import Dialect
 from conduitd.core.records import SchemaChange
 from conduitd.core.schema import Column, cast_column, column_slots, refine_types
@@ -40,7 +40,7 @@ class Evolution:
     """Columns whose values are not written (warn mode)."""
 
 
-def plan(tx: Dialect, resource: ResourceConfig, rows: pa.Table, live: dict[str, Column] | None,
+def plan(tx: Dialect, resource: PipelineConfig, rows: pa.Table, live: dict[str, Column] | None,
          *, warned: set[str]) -> Evolution:
     """Compare and decide per policy (pure). The changes marked applied are the DDL the commit runs;
     manual mode writes the others to a migration file. Raises SchemaIncompatible to stop.
@@ -129,7 +129,7 @@ def ambiguous_fields(rows: pa.Table) -> tuple[pa.Table, dict[str, str]]:
     return rows.select(unique), reasons
 
 
-def _add(tx: Dialect, resource: ResourceConfig, evolution: Evolution, columns: list[Column]) -> None:
+def _add(tx: Dialect, resource: PipelineConfig, evolution: Evolution, columns: list[Column]) -> None:
     table, mode = resource.table_name, resource.schema_evolution.mode
     for column in columns:
         ddl = tx.add_column_ddl(table, column)
@@ -148,7 +148,7 @@ def _add(tx: Dialect, resource: ResourceConfig, evolution: Evolution, columns: l
             evolution.dropped.append(column.name)
 
 
-def _widen(tx: Dialect, resource: ResourceConfig, evolution: Evolution, old: Column, new: Column) -> None:
+def _widen(tx: Dialect, resource: PipelineConfig, evolution: Evolution, old: Column, new: Column) -> None:
     table, policy = resource.table_name, resource.schema_evolution
     ddl = tx.widen_column_ddl(table, new)
     what = f"column {old.name!r} of {table!r} needs {new.sql} instead of {old.sql}"
@@ -164,7 +164,7 @@ def _widen(tx: Dialect, resource: ResourceConfig, evolution: Evolution, old: Col
                 policy.mode, policy.on_type_change, extra={"pipeline": resource.name})
 
 
-def _removed(resource: ResourceConfig, removed: Sequence[str], warned: set[str]) -> None:
+def _removed(resource: PipelineConfig, removed: Sequence[str], warned: set[str]) -> None:
     policy = resource.schema_evolution
     what = f"table {resource.table_name!r} has column(s) {', '.join(map(repr, removed))} the data lacks"
     if policy.mode == "strict" or policy.on_column_removed == "fail":
@@ -174,7 +174,7 @@ def _removed(resource: ResourceConfig, removed: Sequence[str], warned: set[str])
     warned.update(removed)
 
 
-def widen_for(tx: Dialect, resource: ResourceConfig, evolution: Evolution, rows: pa.Table,
+def widen_for(tx: Dialect, resource: PipelineConfig, evolution: Evolution, rows: pa.Table,
               failed_columns: set[str]) -> bool:
     """Some values did not cast to their column: where a widening of that column holds them all,
     apply the policy to it. True when a column changed (the batch is then cast again)."""

@@ -18,7 +18,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conduitd.config import ResourceConfig
+from conduitd.config import PipelineConfig
 from conduitd.core import quality
 from conduitd.core.dialect import Dialect
 from conduitd.core.evolution import Evolution, ambiguous_fields, held_rows, plan, widen_for
@@ -53,7 +53,7 @@ class Prepared:
     """DLQ rows these records came from (dlq replay): removed in the same transaction."""
 
 
-def prepare(dialect: Dialect, resource: ResourceConfig, batch: Batch, live: dict[str, Column] | None,
+def prepare(dialect: Dialect, resource: PipelineConfig, batch: Batch, live: dict[str, Column] | None,
             *, removed_warned: set[str]) -> Prepared:
     """See the module docstring; a rule that says `fail` or a schema that must stop becomes
     `Prepared.failure` rather than an exception, so the batches before it still commit."""
@@ -68,7 +68,7 @@ def prepare(dialect: Dialect, resource: ResourceConfig, batch: Batch, live: dict
     return prepared
 
 
-def _prepare_rows(prepared: Prepared, dialect: Dialect, resource: ResourceConfig, removed_warned: set[str]) -> None:
+def _prepare_rows(prepared: Prepared, dialect: Dialect, resource: PipelineConfig, removed_warned: set[str]) -> None:
     batch = prepared.batch
     key = resource.unique_key
     rows, ambiguous = ambiguous_fields(batch.rows)
@@ -122,7 +122,7 @@ def _prepare_rows(prepared: Prepared, dialect: Dialect, resource: ResourceConfig
     prepared.payload = dialect.encode(rows, prepared.columns) if rows.num_rows else None
 
 
-def _apply_quality(prepared: Prepared, resource: ResourceConfig, rows: pa.Table, source_rows: np.ndarray,
+def _apply_quality(prepared: Prepared, resource: PipelineConfig, rows: pa.Table, source_rows: np.ndarray,
                    deletes: np.ndarray) -> np.ndarray:
     """Rows to keep after the rules (deletes are not judged: they carry only a key)."""
     keep = np.ones(rows.num_rows, dtype=bool)
@@ -146,7 +146,7 @@ def _apply_quality(prepared: Prepared, resource: ResourceConfig, rows: pa.Table,
     return keep
 
 
-def _soft_deletes(rows: pa.Table, resource: ResourceConfig) -> np.ndarray:
+def _soft_deletes(rows: pa.Table, resource: PipelineConfig) -> np.ndarray:
     """Rows whose soft-delete flag is true. Only upserts delete: in append mode the flag is plain
     data. (Tombstones come as `Batch.deletes`, beside the rows: no field of the data is a marker.)"""
     deletes = np.zeros(rows.num_rows, dtype=bool)

@@ -25,7 +25,7 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from conduitd.config import ResourceConfig
+from conduitd.config import PipelineConfig
 from conduitd.core.dialect import Dialect
 from conduitd.core.records import Position, Reject, SchemaChange
 from conduitd.core.schema import Column
@@ -172,11 +172,11 @@ class Destination(Protocol):
     async def ping(self) -> None:
         """Raise DependencyUnreachable unless the destination answers now."""
 
-    async def write_problems(self, resource: ResourceConfig) -> list[str]:
+    async def write_problems(self, resource: PipelineConfig) -> list[str]:
         """What would keep `run` from creating or writing the pipeline's tables (privileges),
         found without writing anything; [] when nothing."""
 
-    async def setup(self, resource: ResourceConfig) -> None:
+    async def setup(self, resource: PipelineConfig) -> None:
         """Create what a pipeline needs besides its table (the DLQ table)."""
 
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
@@ -192,5 +192,5 @@ class Destination(Protocol):
     async def table_columns(self, table: str) -> dict[str, Column] | None:
         """The live table's columns (outside any batch), or None when it does not exist."""
 
-    async def read_dlq(self, resource: ResourceConfig, where: DlqFilter) -> list[DlqEntry]:
+    async def read_dlq(self, resource: PipelineConfig, where: DlqFilter) -> list[DlqEntry]:
         """DLQ rows of the resource, oldest first."""

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from conduitd.config import ResourceConfig
+from conduitd.config import PipelineConfig
 from conduitd.core.prepare import Prepared, prepare, refused_rejects
 from conduitd.core.quality import Violation
 from conduitd.core.records import Batch, SchemaChange
@@ -58,7 +58,7 @@ class CommitResult:
 class Committer:
     """Prepares and commits the batches of one pipeline into its destination, one at a time."""
 
-    def __init__(self, destination: Destination, resource: ResourceConfig, dlq: DlqSink | None = None) -> None:
+    def __init__(self, destination: Destination, resource: PipelineConfig, dlq: DlqSink | None = None) -> None:
         self.destination = destination
         self.resource = resource
         self.dlq = dlq
@@ -159,7 +159,7 @@ class Committer:
         self._live = prepared.live
 
 
-async def commit_batch(destination: Destination, resource: ResourceConfig, batch: Batch,
+async def commit_batch(destination: Destination, resource: PipelineConfig, batch: Batch,
                        dlq: DlqSink | None = None, replaying: Sequence[int] = ()) -> CommitResult:
     """Prepare and commit one batch (dlq replay, tests, benchmarks)."""
     committer = Committer(destination, resource, dlq)
@@ -169,12 +169,12 @@ async def commit_batch(destination: Destination, resource: ResourceConfig, batch
 # -- the steps ---------------------------------------------------------------------------------
 
 
-async def _remove_replayed(tx: Transaction, resource: ResourceConfig, replaying: Sequence[int]) -> None:
+async def _remove_replayed(tx: Transaction, resource: PipelineConfig, replaying: Sequence[int]) -> None:
     if replaying and await tx.delete_rejects(resource.dlq_table, replaying) != len(replaying):
         raise ConduitError("some DLQ rows being replayed are gone (replayed elsewhere?): nothing was changed")
 
 
-async def _apply_schema(tx: Transaction, resource: ResourceConfig, prepared: Prepared, *,
+async def _apply_schema(tx: Transaction, resource: PipelineConfig, prepared: Prepared, *,
                         pending_recorded: bool = False,
                         outlived: list[SchemaChange] | None = None) -> list[SchemaChange]:
     """Run the plan's DDL and record its changes in the history; return what was recorded.
@@ -199,13 +199,13 @@ async def _apply_schema(tx: Transaction, resource: ResourceConfig, prepared: Pre
     return changes
 
 
-async def _delete_rows(tx: Transaction, resource: ResourceConfig, prepared: Prepared) -> int:
+async def _delete_rows(tx: Transaction, resource: PipelineConfig, prepared: Prepared) -> int:
     if not prepared.deletes.num_rows:
         return 0
     return await tx.delete_rows(resource.table_name, prepared.deletes)
 
 
-async def _write_rows(tx: Transaction, resource: ResourceConfig, prepared: Prepared,
+async def _write_rows(tx: Transaction, resource: PipelineConfig, prepared: Prepared,
                       capabilities: Capabilities) -> list[tuple[int, str]]:
     """Write the rows; return the ones the destination refused (row in `prepared.rows`, reason).
     Without savepoints a refused row cannot be taken out of the transaction: the batch fails."""

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from conduitd.config import ResourceConfig
+from conduitd.config import PipelineConfig
 from conduitd.core.dialect import Dialect
 from conduitd.core.prepare import prepare
 from conduitd.core.records import Batch, SchemaChange
@@ -59,7 +59,7 @@ class DryRun:
     """What `run` stops on (SchemaIncompatible, exit 4), with its message; nothing after it is judged."""
 
 
-def dry_run(dialect: Dialect, resource: ResourceConfig, batches: Sequence[Batch],
+def dry_run(dialect: Dialect, resource: PipelineConfig, batches: Sequence[Batch],
             live: dict[str, Column] | None) -> DryRun:
     """Prepare `batches` in order as `run` would, each against the table as the previous ones
     would have left it."""

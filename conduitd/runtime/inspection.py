@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from conduitd.config import Config, KafkaSourceConfig, ResourceConfig, SchemaEvolutionConfig, SourceConfig
+from conduitd.config import Config, KafkaSourceConfig, PipelineConfig, SchemaEvolutionConfig, SourceConfig
 from conduitd.core.arrowutil import concat_tables
 from conduitd.core.dialect import Dialect
 from conduitd.core.evolution import ambiguous_fields
@@ -35,7 +35,7 @@ class _FromTheStart:
         return None
 
 
-async def _read(config: Config, resource: ResourceConfig, rows: int, wait: float) -> list[Chunk]:
+async def _read(config: Config, resource: PipelineConfig, rows: int, wait: float) -> list[Chunk]:
     """The source's first chunks, cut to `rows` rows in all, decoded as a pipeline decodes them
     (nothing is committed; a Kafka source reads with a throwaway consumer group so running
     daemons are not disturbed)."""
@@ -75,7 +75,7 @@ def _head(chunk: Chunk, rows: int) -> Chunk:
         deletes=None if chunk.deletes is None else chunk.deletes[:rows])
 
 
-async def sample(config: Config, resource: ResourceConfig, rows: int, wait: float = 30.0) -> pa.Table:
+async def sample(config: Config, resource: PipelineConfig, rows: int, wait: float = 30.0) -> pa.Table:
     """Up to `rows` records of the resource's source as one table, each column with the type a new
     table would give it (deletes left out: a tombstone's row holds only a key)."""
     tables = []
@@ -89,7 +89,7 @@ async def sample(config: Config, resource: ResourceConfig, rows: int, wait: floa
     return refine_types(repeated[0] if repeated else concat_tables(tables))
 
 
-async def sample_batches(config: Config, resource: ResourceConfig, rows: int, wait: float = 30.0) -> list[Batch]:
+async def sample_batches(config: Config, resource: PipelineConfig, rows: int, wait: float = 30.0) -> list[Batch]:
     """Up to `rows` records of the resource's source, cut into batches as `run` cuts them
     (`resource.batch`; the sample is read before the batches are cut, so `max_wait` plays no part)."""
     queue = ChunkQueue()
@@ -184,13 +184,13 @@ def source_columns(dialect: Dialect, rows: pa.Table) -> list[Column]:
 def compare(dialect: Dialect, rows: pa.Table, table: Mapping[str, Column] | None,
             key: Sequence[str] = ()) -> SchemaDiff:
     """`inspect` of one batch of `rows` under the default policy (`schema_evolution: auto`)."""
-    resource = ResourceConfig.model_validate({"name": "inspect", "source": "-", "destination": "-",
+    resource = PipelineConfig.model_validate({"name": "inspect", "source": "-", "destination": "-",
                                               "unique_key": list(key)})
     batch = Batch(rows, (), {}, {}, 0, (Origin(0, "sample", None),))
     return inspect(dialect, resource, [batch], None if table is None else dict(table))
 
 
-def inspect(dialect: Dialect, resource: ResourceConfig, batches: Sequence[Batch],
+def inspect(dialect: Dialect, resource: PipelineConfig, batches: Sequence[Batch],
             table: dict[str, Column] | None) -> SchemaDiff:
     """What differs between `batches` and `table`, and what `run` would do about each difference.
 

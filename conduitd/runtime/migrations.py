@@ -8,13 +8,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from conduitd.config import ResourceConfig
+from conduitd.config import PipelineConfig
 from conduitd.core.records import SchemaChange
 
 log = logging.getLogger(__name__)
 
 
-def write_migration(resource: ResourceConfig, changes: Sequence[SchemaChange]) -> None:
+def write_migration(resource: PipelineConfig, changes: Sequence[SchemaChange]) -> None:
     """Manual mode: append the DDL that was not applied to a migration file, and log it."""
     directory = Path(resource.schema_evolution.migrations_dir)
     directory.mkdir(parents=True, exist_ok=True)

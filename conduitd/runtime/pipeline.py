@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from conduitd.config import Config, ResourceConfig
+from conduitd.config import Config, PipelineConfig
 from conduitd.core.prepare import Prepared
 from conduitd.core.records import Position
 from conduitd.destinations import Destination, make_destination
@@ -41,7 +41,7 @@ class Stopping(Exception):
 class Pipeline:
     """See the module docstring. Also the `Checkpoints` a source asks when partitions move."""
 
-    def __init__(self, config: Config, resource: ResourceConfig, metrics: Metrics, *, once: bool) -> None:
+    def __init__(self, config: Config, resource: PipelineConfig, metrics: Metrics, *, once: bool) -> None:
         self.resource = resource
         self.service = config.service
         self.destination: Destination = make_destination(config.destination(resource.destination))

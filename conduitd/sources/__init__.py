@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from conduitd.config import ResourceConfig, ServiceConfig, SourceConfig
+from conduitd.config import PipelineConfig, ServiceConfig, SourceConfig
 from conduitd.registry import SourceOptions, build, load, missing_driver
 from conduitd.sources.base import Checkpoints, Source
 
 
-def open_source(config: SourceConfig, resource: ResourceConfig, service: ServiceConfig, *, once: bool) -> Source:
+def open_source(config: SourceConfig, resource: PipelineConfig, service: ServiceConfig, *, once: bool) -> Source:
     """The source for `config`, feeding `resource`; `once` makes it stop where the data stood at
     start. Drivers are imported only when used."""
     upsert = resource.mode == "upsert"

@@ -38,7 +38,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from conduitd.config import ResourceConfig
+from conduitd.config import PipelineConfig
 from conduitd.core.records import Chunk, Position, position_text
 from conduitd.destinations.base import Destination, DlqFilter
 from conduitd.destinations.sql import HISTORY
@@ -166,7 +166,7 @@ class DestinationContract(_Contract):
         finally:
             await destination.close()
 
-    async def observe(self, destination: Destination, resource: ResourceConfig) -> scenario.Outcome:
+    async def observe(self, destination: Destination, resource: PipelineConfig) -> scenario.Outcome:
         return await scenario.observe(destination, resource, self.read_rows, self.schema_history)
 
     # -- the tests -------------------------------------------------------------------------------
@@ -211,7 +211,7 @@ class DestinationContract(_Contract):
 
     def test_the_compare_and_set_refuses_a_stale_start_and_the_whole_batch_with_it(self) -> None:
         async def work() -> None:
-            resource = ResourceConfig(name="stale", source="s", destination="d", table="stale")
+            resource = PipelineConfig(name="stale", source="s", destination="d", table="stale")
             b = scenario.batch
             c = scenario.chunk
             async with self.opened() as destination:
@@ -296,7 +296,7 @@ class DestinationContract(_Contract):
         self.run(work)
 
     async def _refusal(self, destination: Destination, case: Refusal) -> None:
-        resource = ResourceConfig(name="refusal", source="s", destination="d", table=case.table)
+        resource = PipelineConfig(name="refusal", source="s", destination="d", table=case.table)
         await destination.setup(resource)
         committer = Committer(destination, resource)
         first, end = len(case.before), len(case.before) + len(case.rows)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from conduitd.config import ResourceConfig
+from conduitd.config import PipelineConfig
 from conduitd.core.dialect import Dialect
 from conduitd.core.records import Position, Reject, SchemaChange
 from conduitd.core.schema import Column
@@ -210,10 +210,10 @@ class FaultyDestination:
     async def ping(self) -> None:
         await self.inner.ping()
 
-    async def write_problems(self, resource: ResourceConfig) -> list[str]:
+    async def write_problems(self, resource: PipelineConfig) -> list[str]:
         return await self.inner.write_problems(resource)
 
-    async def setup(self, resource: ResourceConfig) -> None:
+    async def setup(self, resource: PipelineConfig) -> None:
         await self.inner.setup(resource)
 
     async def load_checkpoints(self, pipeline: str) -> dict[str, Position]:
@@ -228,5 +228,5 @@ class FaultyDestination:
     async def table_columns(self, table: str) -> dict[str, Column] | None:
         return await self.inner.table_columns(table)
 
-    async def read_dlq(self, resource: ResourceConfig, where: DlqFilter) -> list[DlqEntry]:
+    async def read_dlq(self, resource: PipelineConfig, where: DlqFilter) -> list[DlqEntry]:
         return await self.inner.read_dlq(resource, where)

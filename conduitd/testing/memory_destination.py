@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from conduitd.config import ResourceConfig
+from conduitd.config import PipelineConfig
 from conduitd.core.records import Position
 from conduitd.core.schema import Column
 from conduitd.destinations.base import Capabilities, CheckpointRow, DlqEntry, DlqFilter, Transaction
@@ -87,10 +87,10 @@ class MemoryDestination:
         if not self._open:
             raise RuntimeError("the memory destination is not open")
 
-    async def write_problems(self, resource: ResourceConfig) -> list[str]:
+    async def write_problems(self, resource: PipelineConfig) -> list[str]:
         return []
 
-    async def setup(self, resource: ResourceConfig) -> None:
+    async def setup(self, resource: PipelineConfig) -> None:
         self._check_open()
         if resource.dlq.type == "table":
             async with self.store.writing():
@@ -149,7 +149,7 @@ class MemoryDestination:
         self._check_open()
         return self.store.columns(table)
 
-    async def read_dlq(self, resource: ResourceConfig, where: DlqFilter) -> list[DlqEntry]:
+    async def read_dlq(self, resource: PipelineConfig, where: DlqFilter) -> list[DlqEntry]:
         self._check_open()
         found = [e for e in self.store.dlq(resource.dlq_table) if e.pipeline == resource.name
                  and (where.rule is None or e.rule == where.rule)

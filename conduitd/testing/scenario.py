@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from conduitd.config import ResourceConfig
+from conduitd.config import PipelineConfig
 from conduitd.core.records import Batch, Chunk, Position, Reject, position_text
 from conduitd.destinations.base import Destination, DlqFilter
 from conduitd.runtime.batching import build_batch
@@ -46,10 +46,10 @@ def malformed(partition: str, offset: int, payload: str) -> Reject:
     return Reject(partition, {"offset": offset}, "not valid JSON", payload)
 
 
-def scenario_resource(name: str, upsert: bool = True) -> ResourceConfig:
+def scenario_resource(name: str, upsert: bool = True) -> PipelineConfig:
     if not upsert:
-        return ResourceConfig(name=name, source="s", destination="d", table=name)
-    return ResourceConfig(name=name, source="s", destination="d", table=name, mode="upsert", unique_key=("id",))
+        return PipelineConfig(name=name, source="s", destination="d", table=name)
+    return PipelineConfig(name=name, source="s", destination="d", table=name, mode="upsert", unique_key=("id",))
 
 
 def first_batch() -> Batch:
@@ -97,7 +97,7 @@ ReadRows = Callable[[str], Awaitable[list[dict[str, Any]]]]
 ReadHistory = Callable[[str], Awaitable[list[tuple[str, str | None]] | None]]
 
 
-async def observe(destination: Destination, resource: ResourceConfig, read_rows: ReadRows,
+async def observe(destination: Destination, resource: PipelineConfig, read_rows: ReadRows,
                   read_history: ReadHistory) -> Outcome:
     columns = await destination.table_columns(resource.table_name)
     rows = await read_rows(resource.table_name) if columns is not None else []

@@ -80,7 +80,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from conduitd.config import DestinationConfig, ResourceConfig
+from conduitd.config import DestinationConfig, PipelineConfig
 from conduitd.core.records import Position, Reject, SchemaChange
 from conduitd.core.schema import Column
 from conduitd.destinations.base import Capabilities, CheckpointRow, DlqEntry, DlqFilter
@@ -207,10 +207,10 @@ class JsonlDestination:
     async def ping(self) -> None:
         return None
 
-    async def write_problems(self, resource: ResourceConfig) -> list[str]:
+    async def write_problems(self, resource: PipelineConfig) -> list[str]:
         return [] if os.access(self.directory.parent, os.W_OK) else [f"{self.directory} is not writable"]
 
-    async def setup(self, resource: ResourceConfig) -> None:
+    async def setup(self, resource: PipelineConfig) -> None:
         return None
 
     @contextlib.asynccontextmanager
@@ -239,7 +239,7 @@ class JsonlDestination:
     async def table_columns(self, table: str) -> dict[str, Column] | None:
         return await JsonlTransaction(self.state).table_columns(table)
 
-    async def read_dlq(self, resource: ResourceConfig, where: DlqFilter) -> list[DlqEntry]:
+    async def read_dlq(self, resource: PipelineConfig, where: DlqFilter) -> list[DlqEntry]:
         return []
 
 

@@ -11,7 +11,7 @@ import asyncpg
 import pyarrow as pa
 import pytest
 
-from conduitd.config import PostgresDestinationConfig, ResourceConfig
+from conduitd.config import PipelineConfig, PostgresDestinationConfig
 from conduitd.core.records import Batch, Chunk, Reject
 from conduitd.core.schema import Column
 from conduitd.destinations.postgres import PostgresDestination, describe_dsn
@@ -30,8 +30,8 @@ def destination(dsn: str, schema: str) -> PostgresDestination:
         {"name": "pg", "type": "postgres", "dsn": dsn, "schema": schema}))
 
 
-def resource(**extra: Any) -> ResourceConfig:
-    return ResourceConfig.model_validate({"name": "orders", "source": "s", "destination": "pg", **extra})
+def resource(**extra: Any) -> PipelineConfig:
+    return PipelineConfig.model_validate({"name": "orders", "source": "s", "destination": "pg", **extra})
 
 
 def batch(rows: list[dict[str, Any]], start: int | None, end: int, partition: str = "p",
@@ -41,7 +41,7 @@ def batch(rows: list[dict[str, Any]], start: int | None, end: int, partition: st
     return build_batch([Chunk(partition, start_pos, {"offset": end}, table, rejects, 1)])
 
 
-async def commit(dest: Any, res: ResourceConfig, b: Batch) -> Any:
+async def commit(dest: Any, res: PipelineConfig, b: Batch) -> Any:
     """Prepare and commit one batch, as the pipeline does."""
     return await commit_batch(dest, res, b)
 

@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import conduitd.runtime.commit as commit_module
-from conduitd.config import PostgresDestinationConfig, ResourceConfig, SqliteDestinationConfig
+from conduitd.config import PipelineConfig, PostgresDestinationConfig, SqliteDestinationConfig
 from conduitd.core.records import Batch, Chunk
 from conduitd.destinations.postgres import PostgresDestination
 from conduitd.destinations.postgres.errors import translate
@@ -37,8 +37,8 @@ SQLITE_TABLE = (f"CREATE TABLE {TABLE} (id INTEGER PRIMARY KEY, v INTEGER CONSTR
                 "name TEXT NOT NULL CONSTRAINT name_short CHECK (length(name) <= 8))")
 
 
-def resource(**extra: Any) -> ResourceConfig:
-    return ResourceConfig.model_validate({"name": "orders", "source": "s", "destination": "d", **extra})
+def resource(**extra: Any) -> PipelineConfig:
+    return PipelineConfig.model_validate({"name": "orders", "source": "s", "destination": "d", **extra})
 
 
 def one_batch(rows: pa.Table) -> Batch:

@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from conduitd.config import ResourceConfig, SqliteDestinationConfig
+from conduitd.config import PipelineConfig, SqliteDestinationConfig
 from conduitd.core.records import Batch, Chunk
 from conduitd.destinations.sqlite import SqliteDestination
 from conduitd.errors import CheckpointConflict
@@ -22,7 +22,7 @@ def batch(rows: list[dict[str, Any]], start: int | None, end: int) -> Batch:
                               pa.Table.from_pylist(rows), (), 1)])
 
 
-async def commit(dest: Any, res: ResourceConfig, b: Batch) -> Any:
+async def commit(dest: Any, res: PipelineConfig, b: Batch) -> Any:
     """Prepare and commit one batch, as the pipeline does."""
     return await commit_batch(dest, res, b)
 
@@ -45,7 +45,7 @@ def query(tmp_path: Path, sql: str) -> list[tuple[Any, ...]]:
 
 
 async def test_upsert_last_row_wins_and_checkpoints_chain(dest: Any, tmp_path: Path) -> None:
-    res = ResourceConfig(name="r", source="s", destination="db", table="t", mode="upsert", unique_key=("id",))
+    res = PipelineConfig(name="r", source="s", destination="db", table="t", mode="upsert", unique_key=("id",))
     await dest.setup(res)
     await commit(dest, res, batch([{"id": 1, "v": "a"}, {"id": 1, "v": "b"}, {"id": 2, "v": "c"}], None, 3))
     await commit(dest, res, batch([{"id": 2, "v": "d", "new": 1.5}], 3, 4))
@@ -61,7 +61,7 @@ async def test_refused_rows_are_isolated_into_the_dlq(dest: Any, tmp_path: Path)
     db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
     db.commit()
     db.close()
-    res = ResourceConfig(name="r", source="s", destination="db", table="t")
+    res = PipelineConfig(name="r", source="s", destination="db", table="t")
     await dest.setup(res)
     result = await commit(dest, res, batch(
         [{"id": 1, "name": "a"}, {"id": 2, "name": None}, {"id": 1, "name": "dup"}, {"id": 3, "name": "c"}], None, 4))

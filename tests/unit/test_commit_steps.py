@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conduitd.config import ResourceConfig
+from conduitd.config import PipelineConfig
 from conduitd.core.records import Batch
 from conduitd.destinations.base import DlqFilter, RowsRefused
 from conduitd.errors import ConduitError, TransientError
@@ -22,7 +22,7 @@ from conduitd.testing import ANY, Crash, MemoryDestination, MemoryDlqSink, Memor
 from conduitd.testing.memory_source import Record, Tombstone, decode
 from conduitd.testing.scenario import batch, chunk, malformed
 
-RESOURCE = ResourceConfig(name="orders", source="s", destination="d", table="orders", mode="upsert",
+RESOURCE = PipelineConfig(name="orders", source="s", destination="d", table="orders", mode="upsert",
                           unique_key=("id",))
 REFUSED = "refuse me"
 ERRORS: list[type[BaseException]] = [TransientError, Crash, asyncio.CancelledError]

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from conduitd.config import ResourceConfig
+from conduitd.config import PipelineConfig
 from conduitd.destinations.base import Capabilities
 from conduitd.errors import ConduitError
 from conduitd.runtime.commit import Committer
@@ -18,22 +18,22 @@ from conduitd.testing import MemoryDestination
 from conduitd.testing.memory_destination import CAPABILITIES
 from conduitd.testing.scenario import batch, chunk, malformed
 
-APPEND = ResourceConfig(name="events", source="s", destination="d", table="events")
-UPSERT = ResourceConfig(name="events", source="s", destination="d", table="events", mode="upsert", unique_key=("id",))
+APPEND = PipelineConfig(name="events", source="s", destination="d", table="events")
+UPSERT = PipelineConfig(name="events", source="s", destination="d", table="events", mode="upsert", unique_key=("id",))
 
 
 def lacking(**flags: bool) -> Capabilities:
     return dataclasses.replace(CAPABILITIES, **flags)
 
 
-async def opened(resource: ResourceConfig, capabilities: Capabilities, **options: Any) -> MemoryDestination:
+async def opened(resource: PipelineConfig, capabilities: Capabilities, **options: Any) -> MemoryDestination:
     d = MemoryDestination(capabilities=capabilities, **options)
     await d.open()
     await d.setup(resource)
     return d
 
 
-async def commit(d: MemoryDestination, resource: ResourceConfig, start: int | None, end: int,
+async def commit(d: MemoryDestination, resource: PipelineConfig, start: int | None, end: int,
                  rows: list[dict[str, Any]], bad: int = 0) -> None:
     rejects = [malformed("p", (start or 0) + len(rows) + i, "not json") for i in range(bad)]
     b = batch(chunk("p", None if start is None else {"offset": start}, {"offset": end}, rows, rejects))

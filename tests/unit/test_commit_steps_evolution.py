@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from conduitd.config import ResourceConfig
+from conduitd.config import PipelineConfig
 from conduitd.core.evolution import plan
 from conduitd.core.prepare import prepare
 from conduitd.errors import SchemaIncompatible
@@ -21,8 +21,8 @@ from conduitd.testing import Crash, MemoryDestination, MemoryDialect, MemoryStor
 from conduitd.testing.scenario import batch, chunk
 
 
-def resource(tmp_path: Path, mode: str = "auto", **extra: Any) -> ResourceConfig:
-    return ResourceConfig.model_validate({
+def resource(tmp_path: Path, mode: str = "auto", **extra: Any) -> PipelineConfig:
+    return PipelineConfig.model_validate({
         "name": "events", "source": "s", "destination": "d", "table": "events",
         "schema_evolution": {"mode": mode, "migrations_dir": str(tmp_path / "migrations"), **extra}})
 
@@ -30,13 +30,13 @@ def resource(tmp_path: Path, mode: str = "auto", **extra: Any) -> ResourceConfig
 class Run:
     """One pipeline committing batches p:0.. into a memory destination, as the pipeline does."""
 
-    def __init__(self, res: ResourceConfig, destination: MemoryDestination) -> None:
+    def __init__(self, res: PipelineConfig, destination: MemoryDestination) -> None:
         self.res, self.destination = res, destination
         self.committer = Committer(destination, res)
         self.offset = 0
 
     @classmethod
-    async def open(cls, res: ResourceConfig, **options: Any) -> Run:
+    async def open(cls, res: PipelineConfig, **options: Any) -> Run:
         destination = MemoryDestination(**options)
         await destination.open()
         await destination.setup(res)

@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from conduitd.config import Config, FileSourceConfig, ResourceConfig, SqliteDestinationConfig
+from conduitd.config import Config, FileSourceConfig, PipelineConfig, SqliteDestinationConfig
 from conduitd.core.records import Chunk, Position
 from conduitd.destinations.base import Capabilities, RowsRefused
 from conduitd.errors import ConduitError, TransientError, leaves
@@ -103,7 +103,7 @@ def test_the_memory_source_waits_for_records_in_daemon_mode_and_resyncs_from_the
 
 # -- the destination and the faults -------------------------------------------------------------------
 
-APPEND = ResourceConfig(name="events", source="s", destination="d", table="events")
+APPEND = PipelineConfig(name="events", source="s", destination="d", table="events")
 
 
 async def opened(**options: Any) -> MemoryDestination:
@@ -167,7 +167,7 @@ def test_faults_count_the_steps_and_fire_once() -> None:
 
 # -- a pipeline over the twins, crashed and run again ---------------------------------------------------
 
-RESOURCE = ResourceConfig.model_validate({"name": "events", "source": "s", "destination": "d", "table": "events",
+RESOURCE = PipelineConfig.model_validate({"name": "events", "source": "s", "destination": "d", "table": "events",
                                           "mode": "upsert", "unique_key": ["id"],
                                           "batch": {"max_rows": 3, "max_wait": "1s"}})
 CONFIG = Config(sources=(FileSourceConfig(name="s", type="file", path="unused"),),

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from conduitd.config import ResourceConfig
+from conduitd.config import PipelineConfig
 from conduitd.core.records import Batch, Origin
 from conduitd.core.schema import Column
 from conduitd.destinations.postgres.ddl import column_from_catalog
@@ -20,8 +20,8 @@ from conduitd.runtime.inspection import inspect
 PG = PostgresDialect("s")
 
 
-def resource(**extra: Any) -> ResourceConfig:
-    return ResourceConfig.model_validate({"name": "ev", "source": "s", "destination": "d", **extra})
+def resource(**extra: Any) -> PipelineConfig:
+    return PipelineConfig.model_validate({"name": "ev", "source": "s", "destination": "d", **extra})
 
 
 def batch(**columns: list[Any]) -> Batch:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conduitd.config import BatchConfig, ResourceConfig
+from conduitd.config import BatchConfig, PipelineConfig
 from conduitd.core.dialect import Dialect
 from conduitd.core.evolution import refused_names
 from conduitd.core.prepare import Prepared, prepare
@@ -28,8 +28,8 @@ DIALECTS: dict[str, Dialect] = {"postgres": PostgresDialect("s"), "sqlite": Sqli
 SYSTEM = ["xmin", "xmax", "cmin", "cmax", "ctid", "tableoid"]
 
 
-def resource(**extra: Any) -> ResourceConfig:
-    return ResourceConfig.model_validate({"name": "ev", "source": "s", "destination": "d", **extra})
+def resource(**extra: Any) -> PipelineConfig:
+    return PipelineConfig.model_validate({"name": "ev", "source": "s", "destination": "d", **extra})
 
 
 def batch(rows: pa.Table, deletes: list[bool] | None = None) -> Batch:

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
-from conduitd.config import PostgresDestinationConfig, ResourceConfig
+from conduitd.config import PipelineConfig, PostgresDestinationConfig
 from conduitd.core.dsn import DsnError, parse_dsn
 from conduitd.core.records import Position
 from conduitd.core.schema import Column
@@ -95,7 +95,7 @@ class PostgresDestination:
             except (TimeoutError, OSError, asyncpg.InterfaceError):
                 driver.conn.terminate()
 
-    async def write_problems(self, resource: ResourceConfig) -> list[str]:
+    async def write_problems(self, resource: PipelineConfig) -> list[str]:
         tables = [CHECKPOINTS, HISTORY, resource.table_name]
         if resource.dlq.type == "table":
             tables.append(resource.dlq_table)
@@ -107,7 +107,7 @@ class PostgresDestination:
     async def ping(self) -> None:
         await self.driver.fetch("SELECT 1")
 
-    async def setup(self, resource: ResourceConfig) -> None:
+    async def setup(self, resource: PipelineConfig) -> None:
         if resource.dlq.type == "table":
             await self.books.create_dlq_table(resource.dlq_table)
 
@@ -154,5 +154,5 @@ class PostgresDestination:
         except Exception as exc:
             raise translate(exc) from exc
 
-    async def read_dlq(self, resource: ResourceConfig, where: DlqFilter) -> list[DlqEntry]:
+    async def read_dlq(self, resource: PipelineConfig, where: DlqFilter) -> list[DlqEntry]:
         return await self.books.read_dlq(resource.dlq_table, resource.name, where)

@@ -14,7 +14,7 @@ import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from conduitd.config import ResourceConfig, SqliteDestinationConfig
+from conduitd.config import PipelineConfig, SqliteDestinationConfig
 from conduitd.core.records import Position
 from conduitd.core.schema import Column
 from conduitd.destinations.base import Capabilities, CheckpointRow, DlqEntry, DlqFilter
@@ -96,13 +96,13 @@ class SqliteDestination:
     async def close(self) -> None:
         await self.driver.stop()
 
-    async def write_problems(self, resource: ResourceConfig) -> list[str]:
+    async def write_problems(self, resource: PipelineConfig) -> list[str]:
         return []  # a file: whether it can be written is checked with the run's other outputs
 
     async def ping(self) -> None:
         await self.driver.fetch("SELECT 1")
 
-    async def setup(self, resource: ResourceConfig) -> None:
+    async def setup(self, resource: PipelineConfig) -> None:
         if resource.dlq.type == "table":
             await self.books.create_dlq_table(resource.dlq_table)
 
@@ -134,7 +134,7 @@ class SqliteDestination:
     async def table_columns(self, table: str) -> dict[str, Column] | None:
         return await table_columns(self.driver, table)
 
-    async def read_dlq(self, resource: ResourceConfig, where: DlqFilter) -> list[DlqEntry]:
+    async def read_dlq(self, resource: PipelineConfig, where: DlqFilter) -> list[DlqEntry]:
         return await self.books.read_dlq(resource.dlq_table, resource.name, where)
 
 
