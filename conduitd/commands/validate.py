@@ -16,6 +16,7 @@ from conduitd.config import Config, PipelineConfig
 from conduitd.core.redact import redact
 from conduitd.destinations import Destination, make_destination
 from conduitd.errors import ConduitError, ExitCode
+from conduitd.runtime.commit import capability_problem
 from conduitd.runtime.inspection import SchemaDiff, Verdict, inspect, sample_batches
 from conduitd.sources import check_source
 
@@ -72,6 +73,9 @@ async def _validate_resource(config: Config, resource: PipelineConfig) -> list[C
         await destination.open(read_only=True)
         await destination.ping()
         checks.append(Check(name, "destination", "ok", "reachable"))
+        problem = capability_problem(resource, destination.capabilities)
+        if problem is not None:
+            checks.append(Check(name, "destination", "invalid", problem))
         checks += [Check(name, "destination", "invalid", problem)
                    for problem in await destination.write_problems(resource)]
         if all(c.status == "ok" for c in checks):

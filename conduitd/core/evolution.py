@@ -13,16 +13,19 @@ import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conduitd.config import PipelineConfig
 from conduitd.core.dialect import Dialect
 from conduitd.core.records import SchemaChange
 from conduitd.core.schema import Column, cast_column, column_slots, refine_types
 from conduitd.errors import SchemaIncompatible
+
+if TYPE_CHECKING:
+    from conduitd.config import PipelineConfig
 
 log = logging.getLogger(__name__)
 

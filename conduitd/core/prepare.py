@@ -12,19 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from conduitd.config import PipelineConfig
 from conduitd.core import quality
 from conduitd.core.dialect import Dialect
 from conduitd.core.evolution import Evolution, ambiguous_fields, held_rows, plan, widen_for
 from conduitd.core.records import Batch, Reject
 from conduitd.core.schema import Column, conform
 from conduitd.errors import ConduitError, QualityFailure, SchemaIncompatible
+
+if TYPE_CHECKING:
+    from conduitd.config import PipelineConfig
 
 
 @dataclass

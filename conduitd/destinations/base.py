@@ -47,7 +47,11 @@ class Capabilities:
     """A batch may be prepared (rules, casts, encoding) in a worker thread while the previous one
     commits; False: prepared inside the transaction (SQLite: one thread holds the connection)."""
     atomic_checkpoint: bool
-    """Positions commit in the same transaction as the rows (effectively-once)."""
+    """Positions commit in the same transaction as the rows (effectively-once). False: a crash
+    between the two repeats the batch (at least once); the pipeline says so when it starts."""
+    deletes: bool = True
+    """`delete_rows` removes rows (deletes of `mode: upsert`). False: a batch with deletes is a
+    config error before anything is written, never deletes silently dropped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +123,8 @@ class Transaction(Protocol):
 
     def savepoint(self) -> AbstractAsyncContextManager[None]:
         """A savepoint around a block: leaving it normally or with RowsPartlyRefused keeps what
-        the block did; any other exception undoes it (then propagates)."""
+        the block did; RowsRefused undoes it (then propagates). Any other exception propagates
+        untouched: it ends the whole transaction, which rolls back."""
 
     async def write_rows(self, table: str, rows: pa.Table, columns: Sequence[Column], key: Sequence[str],
                          payload: object | None = None) -> None:

@@ -83,12 +83,12 @@ class Committer:
         may succeed, other ConduitErrors when not. Nothing is committed when it raises."""
         resource, batch = self.resource, prepared.batch
         capabilities = self.destination.capabilities
-        if resource.mode == "upsert" and not capabilities.upsert:
-            raise ConfigError(f"pipeline {resource.name!r}: mode upsert, but destination {resource.destination!r} "
-                              "cannot upsert; use mode append")
+        problem = capability_problem(resource, capabilities)
+        if problem is not None:
+            raise ConfigError(problem)
         changes: list[SchemaChange] = []
         try:
-            if not capabilities.transactional_ddl:
+            if not capabilities.transactional_ddl and _may_change_schema(prepared):
                 # DDL would outlive a rolled-back batch, and its history row would not: the schema
                 # changes and their history commit first, on their own.
                 async with self.destination.transaction() as tx:
@@ -102,7 +102,7 @@ class Committer:
                 with batch.timings.stage("schema"):
                     changes += await _apply_schema(tx, resource, prepared, pending_recorded=bool(changes))
                 with batch.timings.stage("write"):
-                    deleted = await _delete_rows(tx, resource, prepared)
+                    deleted = await _delete_rows(tx, resource, prepared, capabilities)
                     refused = await _write_rows(tx, resource, prepared, capabilities)
                     rejects = prepared.rejects + refused_rejects(prepared, refused)
                     if rejects and self.dlq is None:
@@ -127,6 +127,23 @@ class Committer:
             dlq_rows=len(rejects), changes=tuple(changes), rows_deleted=deleted,
             dlq_rows_by_rule=dict(Counter(r.rule for r in rejects)), quality=dict(prepared.quality_counts),
             warned=tuple(prepared.warned))
+
+    async def committed_already(self, prepared: Prepared) -> CommitResult | None:
+        """After a lost connection: whether the batch was committed before the connection
+        dropped (the stored positions are its end). Then its result, as far as it is known
+        without its transaction (the refused rows and the changes are in the table's DLQ and
+        history); None: it was not, commit it."""
+        batch = prepared.batch
+        stored = await self.destination.load_checkpoints(self.resource.name)
+        if not batch.end or any(stored.get(p) != end for p, end in batch.end.items()):
+            return None
+        log.warning("the batch was committed before the connection dropped; not writing it again",
+                    extra={"pipeline": self.resource.name})
+        self._live_known = False
+        rejects = prepared.rejects if prepared.known else list(batch.rejects)
+        written = prepared.rows.num_rows if prepared.known else batch.rows.num_rows
+        return CommitResult(rows_written=written, dlq_rows=len(rejects),
+                            dlq_rows_by_rule=dict(Counter(r.rule for r in rejects)))
 
     async def _prepare(self, batch: Batch, live: dict[str, Column] | None) -> Prepared:
         return await asyncio.to_thread(prepare, self.destination.dialect, self.resource, batch, live,
@@ -166,6 +183,19 @@ async def commit_batch(destination: Destination, resource: PipelineConfig, batch
     return await committer.commit(await committer.prepare(batch, replaying))
 
 
+def capability_problem(resource: PipelineConfig, capabilities: Capabilities) -> str | None:
+    """Why the pipeline cannot run on a destination with these capabilities (for `validate` too)."""
+    if resource.mode == "upsert" and not capabilities.upsert:
+        return (f"pipeline {resource.name!r}: mode upsert, but destination {resource.destination!r} "
+                "cannot upsert; use mode append")
+    return None
+
+
+def _may_change_schema(prepared: Prepared) -> bool:
+    """Whether the batch may bring schema changes (it is prepared in the commit, or planned some)."""
+    return not prepared.known or bool(prepared.evolution and prepared.evolution.changes)
+
+
 # -- the steps ---------------------------------------------------------------------------------
 
 
@@ -199,9 +229,13 @@ async def _apply_schema(tx: Transaction, resource: PipelineConfig, prepared: Pre
     return changes
 
 
-async def _delete_rows(tx: Transaction, resource: PipelineConfig, prepared: Prepared) -> int:
+async def _delete_rows(tx: Transaction, resource: PipelineConfig, prepared: Prepared,
+                       capabilities: Capabilities) -> int:
     if not prepared.deletes.num_rows:
         return 0
+    if not capabilities.deletes:  # never dropped without a word
+        raise ConfigError(f"pipeline {resource.name!r}: the batch deletes rows, but destination "
+                          f"{resource.destination!r} cannot delete")
     return await tx.delete_rows(resource.table_name, prepared.deletes)
 
 

@@ -69,6 +69,10 @@ class Pipeline:
                 self._set_state("stopped", ready=False)
                 return
             self._set_state("running", ready=True)
+            if not self.destination.capabilities.atomic_checkpoint:
+                log.warning("destination %s does not store positions in the same transaction as rows: "
+                            "a crash between the two repeats a batch (at least once)", self.resource.destination,
+                            extra=self._extra)
             log.info("pipeline %s started: %s -> %s.%s", name, self.resource.source, self.resource.destination,
                      self.resource.table_name, extra=self._extra)
             queue = ChunkQueue(max_records=2 * self.resource.batch.max_rows)  # read ahead about two batches
@@ -159,20 +163,15 @@ class Pipeline:
             raise
 
     async def _commit(self, prepared: Prepared) -> CommitResult:
-        batch = prepared.batch
-        if self._reconnect:
-            await self._connect()
-            # The connection may have dropped after COMMIT reached the server: if the stored
-            # positions are already the batch's end, the batch is in, and writing it again
-            # would duplicate it (the compare-and-set would refuse it anyway).
-            stored = await self.destination.load_checkpoints(self.resource.name)
-            if batch.end and all(stored.get(p) == end for p, end in batch.end.items()):
-                log.warning("the batch was committed before the connection dropped; not writing it again",
-                            extra=self._extra)
-                self._reconnect = False
-                return CommitResult(batch.rows.num_rows, len(batch.rejects))
-            self._reconnect = False
         try:
+            if self._reconnect:
+                await self._connect()
+                # The connection may have dropped after COMMIT reached the server: writing the
+                # batch again would duplicate it (the compare-and-set would refuse it anyway).
+                done = await self.committer.committed_already(prepared)
+                self._reconnect = False
+                if done is not None:
+                    return done
             return await self.committer.commit(prepared)
         except ConduitError as exc:
             self._reconnect = exc.retriable

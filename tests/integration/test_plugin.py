@@ -187,7 +187,7 @@ class JsonlTransaction:
 
 class JsonlDestination:
     capabilities = Capabilities(transactional_ddl=True, savepoints=False, upsert=False, prepare_ahead=True,
-                                atomic_checkpoint=False)
+                                atomic_checkpoint=False, deletes=False)
 
     def __init__(self, config: JsonlConfig) -> None:
         self.config = config

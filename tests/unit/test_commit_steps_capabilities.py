@@ -12,7 +12,7 @@ import pytest
 
 from conduitd.config import PipelineConfig
 from conduitd.destinations.base import Capabilities
-from conduitd.errors import ConduitError
+from conduitd.errors import ConduitError, ConfigError
 from conduitd.runtime.commit import Committer
 from conduitd.testing import MemoryDestination
 from conduitd.testing.memory_destination import CAPABILITIES
@@ -106,4 +106,30 @@ def test_without_transactional_ddl_the_history_still_records_the_applied_change(
             await commit(d, APPEND, 1, 2, [{"id": 2, "note": "x"}])
         await commit(d, APPEND, 1, 2, [{"id": 2, "note": "x"}])
         assert [(c.kind, c.column) for c in d.store.history()] == [("create", None), ("add", "note")]
+    asyncio.run(run())
+
+
+def test_deletes_on_a_destination_that_cannot_delete_are_a_config_error_never_dropped() -> None:
+    async def run() -> None:
+        d = await opened(UPSERT, lacking(deletes=False))
+        await commit(d, UPSERT, None, 1, [{"id": 1}])
+        before = d.store.snapshot()
+        b = batch(chunk("p", {"offset": 1}, {"offset": 2}, [{"id": 1}], deletes=[True]))
+        committer = Committer(d, UPSERT)
+        with pytest.raises(ConfigError, match="cannot delete"):
+            await committer.commit(await committer.prepare(b))
+        assert d.store.snapshot() == before
+    asyncio.run(run())
+
+
+def test_without_transactional_ddl_a_batch_without_schema_changes_is_one_transaction() -> None:
+    async def run() -> None:
+        d = await opened(APPEND, lacking(transactional_ddl=False, prepare_ahead=True))
+        committer = Committer(d, APPEND)
+        for start, end in ((None, 1), (1, 2), (2, 3)):  # the table created, then known
+            d.faults.trace.clear()
+            await committer.commit(await committer.prepare(batch(chunk("p", start and {"offset": start},
+                                                                       {"offset": end}, [{"id": end}]))))
+        assert d.faults.trace.count("begin") == 1
+        assert d.store.rows("events") == [{"id": 1}, {"id": 2}, {"id": 3}]
     asyncio.run(run())

@@ -34,11 +34,25 @@ def modules() -> dict[str, Path]:
     return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
-def imports(name: str, path: Path, known: dict[str, Path]) -> Iterator[str]:
-    """Every module `name` imports, at any depth of its code (type-checking imports included);
-    `from package import module` counts as importing that module."""
+def _type_checking_only(tree: ast.Module) -> set[ast.AST]:
+    """The nodes under `if TYPE_CHECKING:` (imported for annotations, never run)."""
+    skipped: set[ast.AST] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.body:
+                skipped.update(ast.walk(child))
+    return skipped
+
+
+def imports(name: str, path: Path, known: dict[str, Path], *, typing: bool = True) -> Iterator[str]:
+    """Every module `name` imports, at any depth of its code (type-checking imports too unless
+    `typing` is False); `from package import module` counts as importing that module."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    skipped = set() if typing else _type_checking_only(tree)
+    for node in ast.walk(tree):
+        if node in skipped:
+            continue
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -63,6 +77,40 @@ def graph() -> dict[str, set[str]]:
 def test_the_core_imports_no_layer_above_it_and_no_io() -> None:
     wrong = [f"{name} imports {target}" for name, targets in graph().items() if name.startswith("conduitd.core")
              for target in sorted(targets) if within(target, CORE_FORBIDS)]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_running_the_core_loads_only_the_core_and_the_error_tree() -> None:
+    """What importing a core module runs, followed through every module it imports (type-checking
+    imports aside): the core, `conduitd.errors` and the packages above them, nothing else of
+    conduitd (the config, for one, fetches secrets from the environment and files)."""
+    known = modules()
+    allowed = ("conduitd.core", "conduitd.errors")
+    wrong = []
+    for start in (n for n in known if n.startswith("conduitd.core")):
+        todo, seen = [start], {start}
+        while todo:
+            name = todo.pop()
+            for target in imports(name, known[name], known, typing=False):
+                if target in known and target not in seen:
+                    if not within(target, allowed) and target not in ("conduitd",):
+                        wrong.append(f"{start} runs {name}, which imports {target}")
+                    seen.add(target)
+                    todo.append(target)
+    assert not wrong, "\n".join(sorted(set(wrong)))
+
+
+ABOVE = {  # a layer, and the layers above it that it may not import
+    "conduitd.ops": ("conduitd.runtime", "conduitd.commands", "conduitd.cli", "conduitd.sources",
+                     "conduitd.destinations"),
+    "conduitd.runtime": ("conduitd.commands", "conduitd.cli"),
+    "conduitd.commands": ("conduitd.cli",),
+}
+
+
+def test_no_layer_imports_one_above_it() -> None:
+    wrong = [f"{name} imports {target}" for name, targets in graph().items() for layer, above in ABOVE.items()
+             if within(name, (layer,)) for target in sorted(targets) if within(target, above)]
     assert not wrong, "\n".join(wrong)
 
 

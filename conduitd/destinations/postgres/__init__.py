@@ -17,16 +17,15 @@ import asyncpg
 
 from conduitd.config import PipelineConfig, PostgresDestinationConfig
 from conduitd.core.dsn import DsnError, parse_dsn
-from conduitd.core.records import Position
 from conduitd.core.schema import Column
-from conduitd.destinations.base import Capabilities, CheckpointRow, DlqEntry, DlqFilter
+from conduitd.destinations.base import Capabilities
 from conduitd.destinations.postgres import ddl
 from conduitd.destinations.postgres.dialect import PostgresDialect
 from conduitd.destinations.postgres.driver import PostgresDriver
 from conduitd.destinations.postgres.errors import translate, unreachable
 from conduitd.destinations.postgres.privileges import write_problems
 from conduitd.destinations.postgres.transaction import PostgresTransaction
-from conduitd.destinations.sql import CHECKPOINTS, HISTORY, Bookkeeping
+from conduitd.destinations.sql import CHECKPOINTS, HISTORY, Bookkeeping, SqlDestination
 
 CAPABILITIES = Capabilities(transactional_ddl=True, savepoints=True, upsert=True, prepare_ahead=True,
                             atomic_checkpoint=True)
@@ -40,7 +39,7 @@ def describe_dsn(dsn: str) -> str:
         return "(a DSN that cannot be parsed)"
 
 
-class PostgresDestination:
+class PostgresDestination(SqlDestination):
     """See the module docstring."""
 
     capabilities = CAPABILITIES
@@ -59,8 +58,7 @@ class PostgresDestination:
             raise RuntimeError("the PostgreSQL destination is not open")
         return self._driver
 
-    @property
-    def books(self) -> Bookkeeping:
+    def bookkeeping(self) -> Bookkeeping:
         return Bookkeeping(self.driver)
 
     @property
@@ -85,7 +83,7 @@ class PostgresDestination:
             # Only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when
             # the schema is there, which a role confined to its schema does not have.
             await self.driver.create_if_missing(f"CREATE SCHEMA IF NOT EXISTS {ddl.quote(self.schema)}")
-        await self.books.create_tables()
+        await self.bookkeeping().create_tables()
 
     async def close(self) -> None:
         driver, self._driver = self._driver, None
@@ -104,13 +102,6 @@ class PostgresDestination:
         except Exception as exc:
             raise translate(exc) from exc
 
-    async def ping(self) -> None:
-        await self.driver.fetch("SELECT 1")
-
-    async def setup(self, resource: PipelineConfig) -> None:
-        if resource.dlq.type == "table":
-            await self.books.create_dlq_table(resource.dlq_table)
-
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTransaction]:
         conn = self.conn
@@ -125,7 +116,7 @@ class PostgresDestination:
             # apart any more and the whole batch would fail on every run: check them at each
             # statement, so a refused row is found and dead-lettered like any other.
             await self.driver.run("SET CONSTRAINTS ALL IMMEDIATE")
-            yield PostgresTransaction(self.books, self.driver)
+            yield PostgresTransaction(self.bookkeeping(), self.driver)
             await begun.commit()
         except BaseException as exc:
             await asyncio.shield(self._rollback(begun))
@@ -139,20 +130,8 @@ class PostgresDestination:
         with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
             await begun.rollback()
 
-    async def load_checkpoints(self, pipeline: str) -> dict[str, Position]:
-        return await self.books.load_checkpoints(pipeline)
-
-    async def list_checkpoints(self, pipeline: str | None = None) -> list[CheckpointRow]:
-        return await self.books.list_checkpoints(pipeline)
-
-    async def reset_checkpoints(self, pipeline: str, partition: str | None = None) -> int:
-        return await self.books.reset_checkpoints(pipeline, partition)
-
     async def table_columns(self, table: str) -> dict[str, Column] | None:
         try:
             return await ddl.table_columns(self.conn, self.schema, table)
         except Exception as exc:
             raise translate(exc) from exc
-
-    async def read_dlq(self, resource: PipelineConfig, where: DlqFilter) -> list[DlqEntry]:
-        return await self.books.read_dlq(resource.dlq_table, resource.name, where)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import asyncpg
@@ -50,6 +50,9 @@ class PostgresDriver:
 
     def timestamp_param(self, value: datetime) -> Any:
         return value
+
+    def now(self) -> Any:
+        return datetime.now(UTC)
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         try:

@@ -4,7 +4,8 @@ and their statements, written once over a small driver adapter (`SqlDriver`), an
 its fast paths (bulk writes, deletes, screening refused rows)."""
 
 from conduitd.destinations.sql.bookkeeping import CHECKPOINTS, HISTORY, Bookkeeping
+from conduitd.destinations.sql.destination import SqlDestination
 from conduitd.destinations.sql.driver import BookkeepingTypes, SqlDriver
 from conduitd.destinations.sql.transaction import SqlTransaction
 
-__all__ = ["CHECKPOINTS", "HISTORY", "Bookkeeping", "BookkeepingTypes", "SqlDriver", "SqlTransaction"]
+__all__ = ["CHECKPOINTS", "HISTORY", "Bookkeeping", "BookkeepingTypes", "SqlDestination", "SqlDriver", "SqlTransaction"]

@@ -58,14 +58,16 @@ class Bookkeeping:
     async def compare_and_set(self, pipeline: str, partition: str, expected: Position, new: Position) -> bool:
         """Store `new` if the stored position is `expected` (None: no row yet)."""
         t, table = self.driver.types, self.driver.table(CHECKPOINTS)
-        p = self._params(4)
+        p = self._params(5)
+        now = self.driver.now()
         if expected is None:
             sql = (f"INSERT INTO {table} (pipeline, partition, position, updated_at) "
-                   f"VALUES ({p[0]}, {p[1]}, {t.json_param.format(p[2])}, {t.now}) ON CONFLICT DO NOTHING")
-            return await self.driver.execute(sql, (pipeline, partition, position_text(new))) == 1
-        sql = (f"UPDATE {table} SET position = {t.json_param.format(p[0])}, updated_at = {t.now} "
-               f"WHERE pipeline = {p[1]} AND partition = {p[2]} AND position = {t.json_param.format(p[3])}")
-        changed = await self.driver.execute(sql, (position_text(new), pipeline, partition, position_text(expected)))
+                   f"VALUES ({p[0]}, {p[1]}, {t.json_param.format(p[2])}, {p[3]}) ON CONFLICT DO NOTHING")
+            return await self.driver.execute(sql, (pipeline, partition, position_text(new), now)) == 1
+        sql = (f"UPDATE {table} SET position = {t.json_param.format(p[0])}, updated_at = {p[1]} "
+               f"WHERE pipeline = {p[2]} AND partition = {p[3]} AND position = {t.json_param.format(p[4])}")
+        changed = await self.driver.execute(sql, (position_text(new), now, pipeline, partition,
+                                                  position_text(expected)))
         return changed == 1
 
     async def load_checkpoints(self, pipeline: str) -> dict[str, Position]:

@@ -47,6 +47,9 @@ class SqlDriver(Protocol):
     def timestamp_param(self, value: datetime) -> Any:
         """A time as a parameter compared with a DLQ row's created_at."""
 
+    def now(self) -> Any:
+        """The current time as a parameter for a checkpoint's updated_at."""
+
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; return the number of rows it changed."""
 

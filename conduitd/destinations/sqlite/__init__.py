@@ -15,10 +15,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from conduitd.config import PipelineConfig, SqliteDestinationConfig
-from conduitd.core.records import Position
 from conduitd.core.schema import Column
-from conduitd.destinations.base import Capabilities, CheckpointRow, DlqEntry, DlqFilter
-from conduitd.destinations.sql import CHECKPOINTS, Bookkeeping
+from conduitd.destinations.base import Capabilities
+from conduitd.destinations.sql import CHECKPOINTS, Bookkeeping, SqlDestination
 from conduitd.destinations.sqlite.dialect import SqliteDialect, quote
 from conduitd.destinations.sqlite.driver import SqliteDriver
 from conduitd.destinations.sqlite.transaction import SqliteTransaction, table_columns
@@ -34,7 +33,7 @@ def _on_read_only_file_system(path: str) -> bool:
         return False
 
 
-class SqliteDestination:
+class SqliteDestination(SqlDestination):
     """See the module docstring."""
 
     capabilities = CAPABILITIES
@@ -96,15 +95,11 @@ class SqliteDestination:
     async def close(self) -> None:
         await self.driver.stop()
 
+    def bookkeeping(self) -> Bookkeeping:
+        return self.books
+
     async def write_problems(self, resource: PipelineConfig) -> list[str]:
         return []  # a file: whether it can be written is checked with the run's other outputs
-
-    async def ping(self) -> None:
-        await self.driver.fetch("SELECT 1")
-
-    async def setup(self, resource: PipelineConfig) -> None:
-        if resource.dlq.type == "table":
-            await self.books.create_dlq_table(resource.dlq_table)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqliteTransaction]:
@@ -122,20 +117,8 @@ class SqliteDestination:
         if self.driver.conn.in_transaction:
             self.driver.conn.execute("ROLLBACK")
 
-    async def load_checkpoints(self, pipeline: str) -> dict[str, Position]:
-        return await self.books.load_checkpoints(pipeline)
-
-    async def list_checkpoints(self, pipeline: str | None = None) -> list[CheckpointRow]:
-        return await self.books.list_checkpoints(pipeline)
-
-    async def reset_checkpoints(self, pipeline: str, partition: str | None = None) -> int:
-        return await self.books.reset_checkpoints(pipeline, partition)
-
     async def table_columns(self, table: str) -> dict[str, Column] | None:
         return await table_columns(self.driver, table)
-
-    async def read_dlq(self, resource: PipelineConfig, where: DlqFilter) -> list[DlqEntry]:
-        return await self.books.read_dlq(resource.dlq_table, resource.name, where)
 
 
 __all__ = ["SqliteDestination", "SqliteDialect", "quote"]

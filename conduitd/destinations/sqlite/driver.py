@@ -8,9 +8,10 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from conduitd.destinations.base import RowsRefused
 from conduitd.destinations.sql import BookkeepingTypes
 from conduitd.destinations.sqlite.dialect import quote
 from conduitd.destinations.sqlite.errors import translate
@@ -63,8 +64,10 @@ class SqliteDriver:
             raise RuntimeError("the SQLite destination is not open")
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-        except (sqlite3.IntegrityError, sqlite3.DataError):
-            raise  # refused values: the writer isolates the rows
+        except (sqlite3.IntegrityError, sqlite3.DataError) as exc:
+            # Refused values (a constraint, a trigger's RAISE): where rows are written, the
+            # writer isolates them; at any other step the commit fails the batch.
+            raise RowsRefused(f"SQLite refused the row: {exc}") from None
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
 
@@ -80,14 +83,16 @@ class SqliteDriver:
         return value
 
     def timestamp_param(self, value: datetime) -> Any:
-        return value.strftime("%Y-%m-%d %H:%M:%S")  # as datetime('now') writes created_at
+        # As datetime('now') writes created_at: UTC (a naive time is taken as local time).
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+    def now(self) -> Any:
+        return datetime.now().astimezone().isoformat()  # as conduitd has always written updated_at
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        def run() -> int:
-            before = self.conn.total_changes
-            self.conn.execute(sql, params)
-            return self.conn.total_changes - before
-        return await self.call(run)
+        # The statement's own rows (`rowcount`), not `total_changes`, which counts what
+        # triggers wrote too: an audit trigger on the checkpoints must not fail the compare-and-set.
+        return await self.call(lambda: self.conn.execute(sql, params).rowcount)
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         await self.call(self.conn.executemany, sql, rows)

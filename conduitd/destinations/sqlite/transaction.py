@@ -3,7 +3,6 @@ deletes, DDL and table introspection; the bookkeeping steps are shared (`SqlTran
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -73,8 +72,8 @@ class SqliteTransaction(SqlTransaction):
             self.sqlite.conn.executemany(sql, counted())
         try:
             await self.sqlite.call(insert)
-        except (sqlite3.IntegrityError, sqlite3.DataError) as exc:
-            raise RowsRefused(f"SQLite refused the row: {exc}", sent - 1 if sent else None) from None
+        except RowsRefused as refused:
+            raise RowsRefused(refused.reason, sent - 1 if sent else None) from None
 
     async def screen_rows(self, table: str, rows: pa.Table, columns: Sequence[Column],
                           key: Sequence[str]) -> list[tuple[int, str]]:
@@ -85,7 +84,5 @@ class SqliteTransaction(SqlTransaction):
         values = list(zip(*(keys.column(i).to_pylist() for i in range(keys.num_columns)), strict=True))
 
         def delete() -> int:
-            before = self.sqlite.conn.total_changes
-            self.sqlite.conn.executemany(f"DELETE FROM {quote(table)} WHERE {match}", values)
-            return self.sqlite.conn.total_changes - before
+            return self.sqlite.conn.executemany(f"DELETE FROM {quote(table)} WHERE {match}", values).rowcount
         return await self.sqlite.call(delete)

@@ -1,0 +1,35 @@
+"""The `Destination` methods every SQL destination answers from the shared bookkeeping alone."""
+
+from __future__ import annotations
+
+from conduitd.config import PipelineConfig
+from conduitd.core.records import Position
+from conduitd.destinations.base import CheckpointRow, DlqEntry, DlqFilter
+from conduitd.destinations.sql.bookkeeping import Bookkeeping
+
+
+class SqlDestination:
+    """A base for SQL destinations: they give `bookkeeping()` (over their open connection) and
+    inherit the DLQ table's setup, checkpoints, DLQ reads and the ping."""
+
+    def bookkeeping(self) -> Bookkeeping:
+        raise NotImplementedError
+
+    async def ping(self) -> None:
+        await self.bookkeeping().driver.fetch("SELECT 1")
+
+    async def setup(self, resource: PipelineConfig) -> None:
+        if resource.dlq.type == "table":
+            await self.bookkeeping().create_dlq_table(resource.dlq_table)
+
+    async def load_checkpoints(self, pipeline: str) -> dict[str, Position]:
+        return await self.bookkeeping().load_checkpoints(pipeline)
+
+    async def list_checkpoints(self, pipeline: str | None = None) -> list[CheckpointRow]:
+        return await self.bookkeeping().list_checkpoints(pipeline)
+
+    async def reset_checkpoints(self, pipeline: str, partition: str | None = None) -> int:
+        return await self.bookkeeping().reset_checkpoints(pipeline, partition)
+
+    async def read_dlq(self, resource: PipelineConfig, where: DlqFilter) -> list[DlqEntry]:
+        return await self.bookkeeping().read_dlq(resource.dlq_table, resource.name, where)
