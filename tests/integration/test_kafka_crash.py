@@ -28,11 +28,11 @@ from tests.helpers.kafka_checks import checkpoints, count_rows, record_checkpoin
 SEED = 20260511
 N = 500_000
 PARTITIONS = 6
-KILLS = 10
+KILLS = 6
 PIPELINE = "events"
 MAX_KILL_DELAY = 0.3
 """Seconds after this incarnation's first commit that a kill may wait: the daemon commits 100k+
-rows/s here once it has its partitions, so a longer window would finish the load before the tenth
+rows/s here once it has its partitions, so a longer window would finish the load before the last
 kill (each incarnation loads some 10-60k rows, and the last one still has work to drain)."""
 
 
