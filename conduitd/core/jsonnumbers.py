@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
@@ -40,6 +41,9 @@ digits); integers are found by value instead (from 2**53, which 16 digits reach)
 _SHAPES = bytes.maketrans(b"0123456789.eE+-", b"00000000000ee--")
 _SHAPES = bytes(c if c in b"0e-" else 32 for c in _SHAPES)  # everything else a space
 _HITS = (b"0" * _LONG, b"e000", b"e-000")
+_BEFORE = frozenset(b":,[ \t\r\n")
+_AFTER = frozenset(b",}] \t\r\n")
+_NUMBER = re.compile(rb"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 
 
 class Exact(NamedTuple):
@@ -134,7 +138,11 @@ def _rows_of_unheld_tokens(block: bytes) -> list[int]:
                 start -= 1
             while end < len(shapes) and shapes[end] != 32:
                 end += 1
-            found.add((start, end))
+            # A JSON number stands between a ':', ',' or '[' and a ',', '}' or ']' (spaces aside);
+            # anything else is inside a string (a UUID's "-7e6265"): no number.
+            if (start == 0 or block[start - 1] in _BEFORE) and (end == len(block) or block[end] in _AFTER) \
+                    and _NUMBER.fullmatch(block, start, end):
+                found.add((start, end))
             at = shapes.find(hit, end)
     if not found:
         return []
