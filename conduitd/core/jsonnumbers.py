@@ -12,10 +12,11 @@ from the text instead:
 - a record with such a number inside an array or an object (read as doubles) is refused, with
   the reason, for the DLQ.
 
-Finding them costs one `bytes.translate` and a few `find`s over the block: only fractions of 18
-or more digits or numbers with a three-digit exponent are looked at (a double prints in at most
-17 digits), and values from 2**53 in double fields, nested ones too (by value, vectorised). Only
-their lines are parsed again.
+Finding them costs one `bytes.translate` and a few `find`s over the block, for fractions of 18 or
+more digits (a double prints in at most 17), and a vectorised look at the values of double
+fields, nested ones too: from 2**53, infinite (an exponent too large) or below the smallest normal
+double, zero included (an exponent too small: `1e-400` reads as 0). Only their lines are parsed
+again.
 Numbers of 16 or 17 digits that are not the shortest text of their double are not seen: they read
 back with their last digit changed (0.12345678901234567 reads back as 0.12345678901234566).
 """
@@ -40,7 +41,8 @@ _LONG = 19
 digits); integers are found by value instead (from 2**53, which 16 digits reach)."""
 _SHAPES = bytes.maketrans(b"0123456789.eE+-", b"00000000000ee--")
 _SHAPES = bytes(c if c in b"0e-" else 32 for c in _SHAPES)  # everything else a space
-_HITS = (b"0" * _LONG, b"e000", b"e-000")
+_HITS = (b"0" * _LONG,)
+_SMALLEST_NORMAL = 2.2250738585072014e-308
 _BEFORE = frozenset(b":,[ \t\r\n")
 _AFTER = frozenset(b",}] \t\r\n")
 _NUMBER = re.compile(rb"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
@@ -107,11 +109,13 @@ def _has_float(kind: pa.DataType) -> bool:
 
 
 def _big(array: pa.Array) -> np.ndarray:
-    """Rows holding a double of 2**53 or more anywhere in them (nested too)."""
+    """Rows holding a double a number may not have been read exactly into, anywhere in them
+    (nested too): from 2**53, infinite, or below the smallest normal double (zero included)."""
     kind = array.type
     if pa.types.is_floating(kind):
-        big = pc.greater_equal(pc.abs(array), float(_EXACT_IN_DOUBLE)).fill_null(False)
-        return np.asarray(big.to_numpy(zero_copy_only=False), dtype=bool)
+        size = pc.abs(array)  # inf from 1e400; 0 or a subnormal from 1e-400: their text says which
+        suspect = pc.or_(pc.greater_equal(size, float(_EXACT_IN_DOUBLE)), pc.less(size, _SMALLEST_NORMAL))
+        return np.asarray(suspect.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
     mask = np.zeros(len(array), dtype=bool)
     if pa.types.is_struct(kind):
         for i in range(kind.num_fields):
@@ -133,11 +137,9 @@ def _rows_of_unheld_tokens(block: bytes) -> list[int]:
     for hit in _HITS:
         at = shapes.find(hit)
         while at >= 0:
-            start, end = at, at + len(hit)
-            while start > 0 and shapes[start - 1] != 32:
-                start -= 1
-            while end < len(shapes) and shapes[end] != 32:
-                end += 1
+            start = shapes.rfind(b" ", 0, at) + 1  # the token around the hit (C-speed searches:
+            end = shapes.find(b" ", at + len(hit))  # UUIDs in strings make many hits)
+            end = len(shapes) if end < 0 else end
             # A JSON number stands between a ':', ',' or '[' and a ',', '}' or ']' (spaces aside);
             # anything else is inside a string (a UUID's "-7e6265"): no number.
             if (start == 0 or block[start - 1] in _BEFORE) and (end == len(block) or block[end] in _AFTER) \

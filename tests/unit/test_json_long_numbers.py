@@ -114,5 +114,9 @@ def test_number_like_runs_inside_strings_cost_no_second_parse() -> None:
     lines = [b'{"u":"51431193-e6c3-4339-9a2b-8f1ff1fd42a2","v":"ab-7e6265cd","w":"x9e338y","n":1.5}',
              b'{"u":"0038e741-e840-450e-821a-123456789012345678","n":2}']
     assert _rows_of_unheld_tokens(b"\n".join(lines) + b"\n") == []
-    found = [b'{"n":1e400}', b'{"n": -2.5e-400}', b'{"a":[1, 12345678901234567890123]}', b'{"n":1.5}']
-    assert _rows_of_unheld_tokens(b"\n".join(found) + b"\n") == [0, 1, 2]
+    found = [b'{"n":1.5}', b'{"n": 1.2345678901234567891}', b'{"a":[1, 12345678901234567890123]}']
+    assert _rows_of_unheld_tokens(b"\n".join(found) + b"\n") == [1, 2]
+    # Exponents too large or too small are found by value (inf; 0 or subnormal), not by text.
+    rows, rejects, _ = decode_jsonl_lines(b'{"n":1e-400}\n{"n":0.0}\n{"n":1.5}\n', "p", at)
+    assert not rejects and [Decimal(str(v)) for v in rows.column("n").to_pylist()] == [
+        Decimal("1e-400"), Decimal("0.0"), Decimal("1.5")]
