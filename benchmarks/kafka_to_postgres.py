@@ -91,7 +91,7 @@ CEILING = "copy_binary_preencoded"
 # What the tests use (tests/helpers/kafka.py, KAFKA.md): group joins take 24-45 s with the defaults.
 GROUP_TIMEOUTS = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
 QUIX_VENV_PYTHON = Path.home() / ".cache" / "conduitd-bench-quix" / "bin" / "python"
-RESOURCE = "orders"  # conduitd's pipeline name, as stored in its checkpoints
+PIPELINE = "orders"  # conduitd's pipeline name, as stored in its checkpoints
 
 
 @dataclass
@@ -259,7 +259,7 @@ class KafkaBench(Bench):
                                        client=dict(GROUP_TIMEOUTS)),),
             destinations=(PostgresDestinationConfig(name="pg", type="postgres", dsn=self.dsn,
                                                     db_schema=self.schema),),
-            resources=(PipelineConfig(name=RESOURCE, source="orders_kafka", destination="pg", table="conduitd",
+            resources=(PipelineConfig(name=PIPELINE, source="orders_kafka", destination="pg", table="conduitd",
                                       mode="append", batch=BatchConfig(max_rows=self.batch_rows)),),
         )
 
@@ -419,7 +419,7 @@ class KafkaBench(Bench):
         if outcome.path == "conduitd":
             rows = await self.admin(
                 f"SELECT partition, position::text AS position FROM {self.q('conduitd_checkpoints')} "
-                "WHERE pipeline = $1", RESOURCE)
+                "WHERE pipeline = $1", PIPELINE)
             stored = {r["partition"]: orjson.loads(r["position"]) for r in rows}
             wanted = {f"{self.topic}:{p}": {"offset": n} for p, n in enumerate(self.partition_counts)}
             checks["checkpoints"] = {k.rpartition(":")[2]: v.get("offset") for k, v in sorted(stored.items())}

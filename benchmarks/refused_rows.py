@@ -118,15 +118,15 @@ async def run(path: str, rows: pa.Table, batch_rows: int, dsn: str, schema: str)
     commit_module.write_isolating = counting  # type: ignore[assignment]
     destination = PostgresDestination(PostgresDestinationConfig.model_validate(
         {"name": "pg", "type": "postgres", "dsn": dsn, "schema": schema}))
-    resource = PipelineConfig.model_validate({"name": "orders", "source": "s", "destination": "pg"})
+    pipeline = PipelineConfig.model_validate({"name": "orders", "source": "s", "destination": "pg"})
     await destination.open()
     try:
-        await destination.setup(resource)
+        await destination.setup(pipeline)
         pids = [destination.conn.get_server_pid()]  # the destination's own backend, no one else's
         before = {pid: backend_cpu(pid) for pid in pids}
         wall, cpu = time.perf_counter(), time.process_time()
         rejected = 0
-        committer = Committer(destination, resource)
+        committer = Committer(destination, pipeline)
         for start in range(0, rows.num_rows, batch_rows):
             part = rows.slice(start, batch_rows)
             prior = None if start == 0 else {"offset": start}

@@ -1,12 +1,12 @@
 """The `conduitd` command (alias `conduit`): the only place that configures logging and exits.
 
-    conduitd [run] -c FILE [--once] [-r RESOURCE ...]
-    conduitd validate -c FILE [-r RESOURCE ...] [--json]
-    conduitd schema RESOURCE -c FILE [--format json|yaml] [-o FILE] [--sample-size N]
-    conduitd schema-compare RESOURCE -c FILE [--baseline FILE] [--json]
-    conduitd dlq list|replay -c FILE -r RESOURCE [--rule R] [--since T] [--until T] [--limit N]
-    conduitd checkpoints show -c FILE [-r RESOURCE] [--json]
-    conduitd checkpoints reset -c FILE -r RESOURCE [--partition P]
+    conduitd [run] -c FILE [--once] [-p PIPELINE ...]
+    conduitd validate -c FILE [-p PIPELINE ...] [--json]
+    conduitd schema PIPELINE -c FILE [--format json|yaml] [-o FILE] [--sample-size N]
+    conduitd schema-compare PIPELINE -c FILE [--baseline FILE] [--json]
+    conduitd dlq list|replay -c FILE -p PIPELINE [--rule R] [--since T] [--until T] [--limit N]
+    conduitd checkpoints show -c FILE [-p PIPELINE] [--json]
+    conduitd checkpoints reset -c FILE -p PIPELINE [--partition P]
     conduitd connectors [--json]
 """
 
@@ -42,8 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     def with_config(p: argparse.ArgumentParser) -> None:
         p.add_argument("-c", "--config", required=True, help="the YAML config file")
-        p.add_argument("-r", "--resource", action="append", default=[],
-                       help="only this resource (pipeline); may be repeated")
+        p.add_argument("-p", "--pipeline", "-r", "--resource", dest="pipeline", action="append", default=[],
+                       metavar="PIPELINE",
+                       help="only this pipeline (an entry of `resources:`); may be repeated; -r/--resource is "
+                            "the same option under its earlier name")
 
     run = commands.add_parser("run", help="run the pipelines (the default command)")
     with_config(run)
@@ -53,17 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(validate)
     validate.add_argument("--json", action="store_true", help="JSON output")
 
-    def with_one_resource(p: argparse.ArgumentParser) -> None:
-        p.add_argument("resource_name", metavar="RESOURCE", nargs="?", help="the resource (or -r RESOURCE)")
+    def with_one_pipeline(p: argparse.ArgumentParser) -> None:
+        p.add_argument("pipeline_name", metavar="PIPELINE", nargs="?", help="the pipeline (or -p PIPELINE)")
         with_config(p)
         p.add_argument("--sample-size", type=int, default=1000, help="records to sample (default 1000)")
 
-    schema = commands.add_parser("schema", help="infer a resource's source schema and export it")
-    with_one_resource(schema)
+    schema = commands.add_parser("schema", help="infer a pipeline's source schema and export it")
+    with_one_pipeline(schema)
     schema.add_argument("--format", choices=("json", "yaml"), default="json")
     schema.add_argument("-o", "--output", help="write to this file instead of standard output")
     compare = commands.add_parser("schema-compare", help="drift between the source and its table; exit 4 on drift")
-    with_one_resource(compare)
+    with_one_pipeline(compare)
     compare.add_argument("--baseline", help="compare with a schema file written by `conduitd schema`")
     compare.add_argument("--json", action="store_true", help="JSON output")
     dlq = commands.add_parser("dlq", help="list or replay rejected records")
@@ -115,10 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return _run_async(commands.list_connectors(as_json=args.json))
         config = load_config(args.config)
-        unknown = [r for r in args.resource if r not in {x.name for x in config.resources}]
+        unknown = [r for r in args.pipeline if r not in {x.name for x in config.resources}]
         if unknown:
             names = ", ".join(x.name for x in config.resources)
-            raise ConfigError(f"{args.config}: no resource named {', '.join(unknown)} (defined: {names})")
+            raise ConfigError(f"{args.config}: no pipeline named {', '.join(unknown)} (defined: {names})")
         configure(config.service.log_format, config.service.log_level)
         return _dispatch(args, config)
     except ConduitError as exc:
@@ -142,40 +144,40 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
     from conduitd import commands
 
     if args.command == "validate":
-        return _run_async(commands.validate(config, args.resource, as_json=args.json))
+        return _run_async(commands.validate(config, args.pipeline, as_json=args.json))
     if args.command in ("schema", "schema-compare"):
-        resource = _one_resource(config, [args.resource_name] if args.resource_name else args.resource)
+        pipeline = _one_pipeline(config, [args.pipeline_name] if args.pipeline_name else args.pipeline)
         if args.command == "schema":
-            return _run_async(commands.export_schema(config, resource, fmt=args.format, output=args.output,
+            return _run_async(commands.export_schema(config, pipeline, fmt=args.format, output=args.output,
                                                      sample_size=args.sample_size))
-        return _run_async(commands.compare_schema(config, resource, baseline=args.baseline, as_json=args.json,
+        return _run_async(commands.compare_schema(config, pipeline, baseline=args.baseline, as_json=args.json,
                                                   sample_size=args.sample_size))
     if args.command == "dlq":
-        resource = _one_resource(config, args.resource)
+        pipeline = _one_pipeline(config, args.pipeline)
         where = DlqFilter(args.rule, args.since, args.until, args.limit)
         if args.action == "list":
-            return _run_async(commands.list_dlq(config, resource, where, as_json=args.json))
-        return _run_async(commands.replay_dlq(config, resource, where))
+            return _run_async(commands.list_dlq(config, pipeline, where, as_json=args.json))
+        return _run_async(commands.replay_dlq(config, pipeline, where))
     if args.command == "checkpoints":
         if args.action == "show":
-            return _run_async(commands.show_checkpoints(config, args.resource, as_json=args.json))
-        if len(args.resource) != 1:
-            raise ConfigError("checkpoints reset needs exactly one -r RESOURCE")
-        return _run_async(commands.reset_checkpoints(config, args.resource[0], args.partition))
+            return _run_async(commands.show_checkpoints(config, args.pipeline, as_json=args.json))
+        if len(args.pipeline) != 1:
+            raise ConfigError("checkpoints reset needs exactly one -p PIPELINE")
+        return _run_async(commands.reset_checkpoints(config, args.pipeline[0], args.partition))
     gc.set_threshold(100_000, 50, 100)  # decode-heavy loops allocate many short-lived objects
     telemetry.configure_from_environment()
     try:
-        return _run_async(commands.run(config, args.resource, once=args.once))
+        return _run_async(commands.run(config, args.pipeline, once=args.once))
     finally:
         telemetry.shutdown()
 
 
-def _one_resource(config: Config, names: Sequence[str]) -> PipelineConfig:
+def _one_pipeline(config: Config, names: Sequence[str]) -> PipelineConfig:
     if len(names) != 1:
-        raise ConfigError("name exactly one resource (RESOURCE or -r RESOURCE)")
+        raise ConfigError("name exactly one pipeline (PIPELINE or -p PIPELINE)")
     found = [r for r in config.resources if r.name == names[0]]
     if not found:
-        raise ConfigError(f"no resource named {names[0]!r} (defined: {', '.join(r.name for r in config.resources)})")
+        raise ConfigError(f"no pipeline named {names[0]!r} (defined: {', '.join(r.name for r in config.resources)})")
     return found[0]
 
 

@@ -121,6 +121,61 @@ def client_secrets(client: dict[str, str | int | float | bool]) -> list[str]:
     return [str(v) for k, v in client.items() if _SECRET_PROPERTY.search(k.lower())]
 
 
+RETRY_GROUP = "conduitd.retry"
+"""Entry-point group of retry policies from packages: the name is what `service.retry.policy` says."""
+
+
+class RetryConfig(_Frozen):
+    """`service.retry`: how retriable failures (an unreachable dependency, a transient error) are
+    retried; the runtime turns it into a `RetryPolicy` value."""
+
+    first_wait: PositiveDuration = 0.2
+    """Pause after the first failure; it doubles after each further one."""
+    max_wait: PositiveDuration | None = None
+    """Longest pause (default: `service.retry_max_wait`, the same setting under its earlier name)."""
+    jitter: float = Field(0.5, ge=0.0, le=1.0)
+    """Each pause is scaled by a random factor in [1 - jitter, 1 + jitter]."""
+    give_up_after: PositiveDuration | None = None
+    """In daemon mode, stop retrying after this long and fail the pipeline (default: retry while the
+    daemon runs). Under --once, `service.once_retry_timeout` applies (the smaller of the two)."""
+    retry_on: tuple[Literal["unreachable", "transient"], ...] = ("unreachable", "transient")
+    """Which retriable errors are retried: `unreachable` (a server or port not answering),
+    `transient` (a dropped connection, a serialization failure, a busy database). An error left
+    out fails the pipeline at once. Errors that no retry can cure (config, quality, schema,
+    checkpoint conflicts) are never retried."""
+    policy: NonEmpty | None = None
+    """A retry policy from an installed package (entry-point group `conduitd.retry`): its factory
+    receives the policy these keys describe and `options`, and returns the policy to follow."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Settings for `policy`, passed to it as they are."""
+
+    @field_validator("retry_on")
+    @classmethod
+    def _some_and_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("each kind of error once")
+        return value
+
+    @field_validator("policy")
+    @classmethod
+    def _installed(cls, value: str | None) -> str | None:
+        if value is not None:
+            import importlib.metadata
+
+            known = sorted(p.name for p in importlib.metadata.entry_points(group=RETRY_GROUP))
+            if value not in known:
+                raise ValueError(f"no retry policy {value[:40]!r} is installed "
+                                 f"(known: {', '.join(known) or 'none'}; packages add them through the "
+                                 f"entry-point group {RETRY_GROUP})")
+        return value
+
+    @model_validator(mode="after")
+    def _options_need_a_policy(self) -> RetryConfig:
+        if self.options and self.policy is None:
+            raise ValueError("options are settings for a `policy`; name the policy or drop them")
+        return self
+
+
 class ServiceConfig(_Frozen):
     """Settings of the daemon process itself."""
 
@@ -137,9 +192,17 @@ class ServiceConfig(_Frozen):
     """Longest pause between two retries of a retriable failure (backoff doubles up to this)."""
     once_retry_timeout: Duration = 30.0
     """Under --once, how long an unreachable dependency is retried before exiting with code 5."""
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    """Backoff, deadline, which errors are retried, and an optional policy from a package."""
     manifest_path: NonEmpty | None = None
     """Append a JSON record per --once run (and per `manifest_interval` in daemon mode) to this file."""
     manifest_interval: PositiveDuration = 300.0
+
+    @model_validator(mode="after")
+    def _one_longest_wait(self) -> ServiceConfig:
+        if "retry_max_wait" in self.model_fields_set and self.retry.max_wait is not None:
+            raise ValueError("retry_max_wait and retry.max_wait are one setting: keep one of them")
+        return self
 
 
 class ConnectorConfig(_Frozen):
@@ -360,7 +423,7 @@ class PipelineConfig(_Frozen):
     source: str
     destination: str
     table: Identifier | None = None
-    """Destination table; defaults to the resource name."""
+    """Destination table; defaults to the pipeline's name."""
     mode: Literal["append", "upsert"] = "append"
     unique_key: tuple[Identifier, ...] = ()
     """Columns identifying a row for `upsert`; within one batch the last row per key wins."""

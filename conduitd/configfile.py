@@ -210,9 +210,9 @@ def _check_references(config: Config, located: _Locator) -> None:
             seen.add(item.name)
     source_names = [s.name for s in config.sources]
     destination_names = [d.name for d in config.destinations]
-    for index, resource in enumerate(config.resources):
-        for key, value, names in (("source", resource.source, source_names),
-                                  ("destination", resource.destination, destination_names)):
+    for index, pipeline in enumerate(config.resources):
+        for key, value, names in (("source", pipeline.source, source_names),
+                                  ("destination", pipeline.destination, destination_names)):
             if value not in names:
                 hint = difflib.get_close_matches(value, names, n=1)
                 extra = f"; did you mean '{hint[0]}'?" if hint else f"; defined: {', '.join(names)}"
@@ -226,28 +226,28 @@ def _check_tables(config: Config, located: _Locator) -> None:
     same destination, a `conduitd_` bookkeeping name; and names PostgreSQL would truncate."""
     problems = []
     dlq_tables: dict[tuple[str, str], str] = {}
-    for resource in config.resources:
-        if resource.dlq.type == "table":
-            dlq_tables.setdefault((resource.destination, resource.dlq_table.casefold()), resource.name)
-    for index, resource in enumerate(config.resources):
+    for pipeline in config.resources:
+        if pipeline.dlq.type == "table":
+            dlq_tables.setdefault((pipeline.destination, pipeline.dlq_table.casefold()), pipeline.name)
+    for index, pipeline in enumerate(config.resources):
         at: KeyPath = ("resources", index)
-        names = [((*at, "table"), resource.table_name, "table")]
-        if resource.dlq.type == "table":
-            names.append(((*at, "dlq", "table"), resource.dlq_table, "DLQ table"))
+        names = [((*at, "table"), pipeline.table_name, "table")]
+        if pipeline.dlq.type == "table":
+            names.append(((*at, "dlq", "table"), pipeline.dlq_table, "DLQ table"))
         for path, name, what in names:
             if name.casefold().startswith(RESERVED_PREFIX):
                 problems.append(located.at(path, f"{what} {name!r}: names starting with {RESERVED_PREFIX!r} are "
                                                  "reserved for conduitd's own tables (checkpoints, schema history)"))
-        owner = dlq_tables.get((resource.destination, resource.table_name.casefold()))
+        owner = dlq_tables.get((pipeline.destination, pipeline.table_name.casefold()))
         if owner is not None:
-            whose = "its own" if owner == resource.name else f"resource {owner!r}'s"
-            problems.append(located.at((*at, "table"), f"table {resource.table_name!r} is {whose} DLQ table: "
+            whose = "its own" if owner == pipeline.name else f"pipeline {owner!r}'s"
+            problems.append(located.at((*at, "table"), f"table {pipeline.table_name!r} is {whose} DLQ table: "
                                                        "name one of them differently"))
-        destination = next((d for d in config.destinations if d.name == resource.destination), None)
+        destination = next((d for d in config.destinations if d.name == pipeline.destination), None)
         if isinstance(destination, PostgresDestinationConfig):
-            columns = [((*at, "unique_key", i), c, "column") for i, c in enumerate(resource.unique_key)]
-            if resource.deletes.soft_delete_column:
-                columns.append(((*at, "deletes", "soft_delete_column"), resource.deletes.soft_delete_column, "column"))
+            columns = [((*at, "unique_key", i), c, "column") for i, c in enumerate(pipeline.unique_key)]
+            if pipeline.deletes.soft_delete_column:
+                columns.append(((*at, "deletes", "soft_delete_column"), pipeline.deletes.soft_delete_column, "column"))
             for path, name, what in [*names, *columns]:
                 if len(name.encode()) > _PG_NAME_BYTES:
                     problems.append(located.at(path, f"{what} name is longer than PostgreSQL's {_PG_NAME_BYTES}-byte "

@@ -10,15 +10,15 @@ from conduitd.config import Config
 from conduitd.destinations import make_destination
 
 
-async def show_checkpoints(config: Config, resources: Sequence[str], *, as_json: bool) -> int:
+async def show_checkpoints(config: Config, only: Sequence[str], *, as_json: bool) -> int:
     rows = []
-    for resource in config.resources:
-        if resources and resource.name not in resources:
+    for pipeline in config.resources:
+        if only and pipeline.name not in only:
             continue
-        destination = make_destination(config.destination(resource.destination))
+        destination = make_destination(config.destination(pipeline.destination))
         await destination.open(read_only=True)
         try:
-            rows += await destination.list_checkpoints(resource.name)
+            rows += await destination.list_checkpoints(pipeline.name)
         finally:
             await destination.close()
     if as_json:
@@ -33,13 +33,13 @@ async def show_checkpoints(config: Config, resources: Sequence[str], *, as_json:
     return 0
 
 
-async def reset_checkpoints(config: Config, resource_name: str, partition: str | None) -> int:
-    resource = next(r for r in config.resources if r.name == resource_name)
-    destination = make_destination(config.destination(resource.destination))
+async def reset_checkpoints(config: Config, pipeline_name: str, partition: str | None) -> int:
+    pipeline = next(r for r in config.resources if r.name == pipeline_name)
+    destination = make_destination(config.destination(pipeline.destination))
     await destination.open()
     try:
-        count = await destination.reset_checkpoints(resource.name, partition)
+        count = await destination.reset_checkpoints(pipeline.name, partition)
     finally:
         await destination.close()
-    print(f"removed {count} checkpoint(s) of {resource.name}; the next run starts those partitions over")
+    print(f"removed {count} checkpoint(s) of {pipeline.name}; the next run starts those partitions over")
     return 0

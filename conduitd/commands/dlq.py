@@ -33,17 +33,17 @@ def _check_filter(where: DlqFilter) -> None:
         raise ConfigError("--since must be before --until")
 
 
-async def list_dlq(config: Config, resource: PipelineConfig, where: DlqFilter, *, as_json: bool) -> int:
+async def list_dlq(config: Config, pipeline: PipelineConfig, where: DlqFilter, *, as_json: bool) -> int:
     _check_filter(where)
-    if resource.dlq.type == "kafka":
-        raise ConfigError(f"the DLQ of {resource.name} is the Kafka topic {resource.dlq.topic}: read it with a "
+    if pipeline.dlq.type == "kafka":
+        raise ConfigError(f"the DLQ of {pipeline.name} is the Kafka topic {pipeline.dlq.topic}: read it with a "
                           "Kafka consumer (each entry's key is its id)")
-    if resource.dlq.type == "file":
-        assert resource.dlq.path
-        entries = [_from_file(item) for item in await asyncio.to_thread(read_file, resource.dlq.path)]
+    if pipeline.dlq.type == "file":
+        assert pipeline.dlq.path
+        entries = [_from_file(item) for item in await asyncio.to_thread(read_file, pipeline.dlq.path)]
         entries = _filtered(entries, where)
     else:
-        entries = await _read_table(config, resource, where)
+        entries = await _read_table(config, pipeline, where)
     if as_json:
         body = [{"id": e.id, "pipeline": e.pipeline, "partition": e.partition, "position": e.position,
                  "rule": e.rule, "reason": e.reason, "column": e.column, "value": e.value,
@@ -55,18 +55,18 @@ async def list_dlq(config: Config, resource: PipelineConfig, where: DlqFilter, *
         where_from = f"{e.partition} {orjson.dumps(e.position).decode()}"
         value = (e.value or "-")[:40]
         print(f"{e.id}\t{created}\t{e.rule}\t{e.column or '-'}\t{value}\t{where_from}\t{e.reason[:100]}")
-    print(f"{len(entries)} DLQ row(s) of {resource.name}", file=sys.stderr)
+    print(f"{len(entries)} DLQ row(s) of {pipeline.name}", file=sys.stderr)
     return 0
 
 
-async def _read_table(config: Config, resource: PipelineConfig, where: DlqFilter) -> list[DlqEntry]:
+async def _read_table(config: Config, pipeline: PipelineConfig, where: DlqFilter) -> list[DlqEntry]:
     """The DLQ table's rows; none when it does not exist (a read command creates nothing)."""
-    destination = make_destination(config.destination(resource.destination))
+    destination = make_destination(config.destination(pipeline.destination))
     await destination.open(read_only=True)
     try:
-        if await destination.table_columns(resource.dlq_table) is None:
+        if await destination.table_columns(pipeline.dlq_table) is None:
             return []
-        return await destination.read_dlq(resource, where)
+        return await destination.read_dlq(pipeline, where)
     finally:
         await destination.close()
 
@@ -87,40 +87,40 @@ def _filtered(entries: list[DlqEntry], where: DlqFilter) -> list[DlqEntry]:
     return chosen[:where.limit] if where.limit else chosen
 
 
-async def replay_dlq(config: Config, resource: PipelineConfig, where: DlqFilter) -> int:
+async def replay_dlq(config: Config, pipeline: PipelineConfig, where: DlqFilter) -> int:
     _check_filter(where)
-    if resource.dlq.type != "table":
-        raise ConfigError(f"dlq replay works on a DLQ table; {resource.name}'s DLQ is a {resource.dlq.type} "
+    if pipeline.dlq.type != "table":
+        raise ConfigError(f"dlq replay works on a DLQ table; {pipeline.name}'s DLQ is a {pipeline.dlq.type} "
                           "(its entries cannot leave it in the same transaction as the rows)")
-    destination = make_destination(config.destination(resource.destination))
+    destination = make_destination(config.destination(pipeline.destination))
     await destination.open()
     moved = still = 0
     held: list[DlqEntry] = []
     try:
-        await destination.setup(resource)
-        entries = await destination.read_dlq(resource, where)
+        await destination.setup(pipeline)
+        entries = await destination.read_dlq(pipeline, where)
         if where.rule is None:
-            held = [e for e in entries if _rejected_as_repeat(resource, e)]
-            entries = [e for e in entries if not _rejected_as_repeat(resource, e)]
+            held = [e for e in entries if _rejected_as_repeat(pipeline, e)]
+            entries = [e for e in entries if not _rejected_as_repeat(pipeline, e)]
         for first in range(0, len(entries), REPLAY_BATCH):
             part = entries[first:first + REPLAY_BATCH]
-            written, rejected = await _replay(destination, resource, part)
+            written, rejected = await _replay(destination, pipeline, part)
             moved, still = moved + written, still + rejected
     finally:
         await destination.close()
-    print(f"replayed {len(entries)} DLQ row(s) of {resource.name}: {moved} now in {resource.table_name}, "
-          f"{still} still rejected (kept in {resource.dlq_table} with the current reason)")
+    print(f"replayed {len(entries)} DLQ row(s) of {pipeline.name}: {moved} now in {pipeline.table_name}, "
+          f"{still} still rejected (kept in {pipeline.dlq_table} with the current reason)")
     if held:
         rules = ", ".join(sorted({e.rule for e in held}))
-        print(f"left {len(held)} row(s) rejected by a `unique` rule in {resource.dlq_table} ({rules}): each repeats "
-              f"a value its batch wrote to {resource.table_name}, so replaying it would store that value twice; "
+        print(f"left {len(held)} row(s) rejected by a `unique` rule in {pipeline.dlq_table} ({rules}): each repeats "
+              f"a value its batch wrote to {pipeline.table_name}, so replaying it would store that value twice; "
               "name the rule with --rule to replay them anyway")
     return 0
 
 
-def _rejected_as_repeat(resource: PipelineConfig, entry: DlqEntry) -> bool:
+def _rejected_as_repeat(pipeline: PipelineConfig, entry: DlqEntry) -> bool:
     """Rejected by a `unique` rule (named in today's config, or by its default name)."""
-    unique = {c.rule for c in resource.quality_checks if c.check == "unique"}
+    unique = {c.rule for c in pipeline.quality_checks if c.check == "unique"}
     return entry.rule in unique or entry.rule.startswith("unique:")
 
 
@@ -128,7 +128,7 @@ def _at(position: Position) -> Callable[[int], Position]:
     return lambda _: position
 
 
-async def _replay(destination: Destination, resource: PipelineConfig, entries: Sequence[DlqEntry]) -> tuple[int, int]:
+async def _replay(destination: Destination, pipeline: PipelineConfig, entries: Sequence[DlqEntry]) -> tuple[int, int]:
     tables: list[pa.Table] = []
     origins: list[Origin] = []
     rejects: list[Reject] = []
@@ -144,5 +144,5 @@ async def _replay(destination: Destination, resource: PipelineConfig, entries: S
     batch = Batch(rows=concat_tables(tables), rejects=tuple(rejects), start={}, end={}, nbytes=0,
                   origins=tuple(origins))
     # The same commit as `run`'s, which also removes the replayed DLQ rows in its transaction.
-    result = await commit_batch(destination, resource, batch, replaying=[int(e.id) for e in entries])
+    result = await commit_batch(destination, pipeline, batch, replaying=[int(e.id) for e in entries])
     return result.rows_written, result.dlq_rows

@@ -30,24 +30,24 @@ NO_FILES = frozenset({"proc", "sysfs", "cgroup", "cgroup2", "devpts", "securityf
 (root passes every permission check there, and the create then fails)."""
 
 
-def output_problems(config: Config, resource: PipelineConfig) -> list[tuple[str, str]]:
-    """(what, why) for each output of `resource` that `run` could not write: the manifest, its
+def output_problems(config: Config, pipeline: PipelineConfig) -> list[tuple[str, str]]:
+    """(what, why) for each output of `pipeline` that `run` could not write: the manifest, its
     DLQ (a file, or a Kafka producer's `client` properties) and its SQLite database."""
     outputs: list[tuple[str, str]] = []
     if config.service.manifest_path:
         outputs.append(("service.manifest_path", config.service.manifest_path))
-    if resource.dlq.type == "file" and resource.dlq.path:
-        outputs.append((f"resources[{resource.name}].dlq.path", resource.dlq.path))
+    if pipeline.dlq.type == "file" and pipeline.dlq.path:
+        outputs.append((f"resources[{pipeline.name}].dlq.path", pipeline.dlq.path))
     problems = []
     for what, path in outputs:
         why = path_problem(path)
         if why is not None:
             problems.append((what, f"{path!r} cannot be written: {why}"))
-    if resource.dlq.type == "kafka":
-        why = kafka_dlq_problem(resource.dlq)
+    if pipeline.dlq.type == "kafka":
+        why = kafka_dlq_problem(pipeline.dlq)
         if why is not None:
-            problems.append((f"resources[{resource.name}].dlq.client", why))
-    return problems + target_problems(config.destination(resource.destination))
+            problems.append((f"resources[{pipeline.name}].dlq.client", why))
+    return problems + target_problems(config.destination(pipeline.destination))
 
 
 def target_problems(destination: DestinationConfig) -> list[tuple[str, str]]:
@@ -67,13 +67,13 @@ def target_problems(destination: DestinationConfig) -> list[tuple[str, str]]:
     return [] if why is None else [(what, f"{path!r} cannot be written: {why}")]
 
 
-def check_targets(config: Config, resources: Sequence[str]) -> None:
+def check_targets(config: Config, only: Sequence[str]) -> None:
     """For `run`, before anything is read: raise ConfigError for a SQLite `path` that is a file
     but not a SQLite database (SQLite would refuse it only once the pipeline started)."""
-    for resource in config.resources:
-        if resources and resource.name not in resources:
+    for pipeline in config.resources:
+        if only and pipeline.name not in only:
             continue
-        destination = config.destination(resource.destination)
+        destination = config.destination(pipeline.destination)
         if isinstance(destination, SqliteDestinationConfig) and destination.path not in ("", ":memory:") \
                 and not destination.path.startswith("file:"):
             why = sqlite_file_problem(destination.path)

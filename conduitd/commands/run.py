@@ -20,9 +20,9 @@ log = logging.getLogger("conduitd")
 CommandCoro = Coroutine[Any, Any, int]
 
 
-async def run(config: Config, resources: Sequence[str], *, once: bool) -> int:
-    _check_outputs(config, resources)
-    runtime = Runtime(config, resources, once=once)
+async def run(config: Config, only: Sequence[str], *, once: bool) -> int:
+    _check_outputs(config, only)
+    runtime = Runtime(config, only, once=once)
     started = time.monotonic()
     path = config.service.manifest_path
     manifest = Manifest(path, mode="once" if once else "daemon", metrics=runtime.metrics) if path else None
@@ -48,16 +48,16 @@ async def run(config: Config, resources: Sequence[str], *, once: bool) -> int:
     return code
 
 
-def _check_outputs(config: Config, resources: Sequence[str]) -> None:
+def _check_outputs(config: Config, only: Sequence[str]) -> None:
     """Files the run will append to must be writable before anything is read: found out after a
     commit, the data is in but the run ends in an error (and a daemon would die at its first
     interval)."""
     if config.service.manifest_path:
         check_writable(config.service.manifest_path, "service.manifest_path")
-    for resource in config.resources:
-        if (not resources or resource.name in resources) and resource.dlq.type == "file" and resource.dlq.path:
-            check_writable(resource.dlq.path, f"resources[{resource.name}].dlq.path")
-    check_targets(config, resources)  # a SQLite `path` that is not a database: exit 2, as `validate` says
+    for pipeline in config.resources:
+        if (not only or pipeline.name in only) and pipeline.dlq.type == "file" and pipeline.dlq.path:
+            check_writable(pipeline.dlq.path, f"resources[{pipeline.name}].dlq.path")
+    check_targets(config, only)  # a SQLite `path` that is not a database: exit 2, as `validate` says
 
 
 def _exit_code_of(exc: BaseException) -> int:

@@ -27,12 +27,12 @@ from conduitd.runtime.inspection import (
 )
 
 
-async def export_schema(config: Config, resource: PipelineConfig, *, fmt: str, output: str | None,
+async def export_schema(config: Config, pipeline: PipelineConfig, *, fmt: str, output: str | None,
                         sample_size: int) -> int:
-    destination = make_destination(config.destination(resource.destination))
-    rows = await sample(config, resource, sample_size)
+    destination = make_destination(config.destination(pipeline.destination))
+    rows = await sample(config, pipeline, sample_size)
     document: dict[str, Any] = {
-        "resource": resource.name, "source": resource.source, "table": resource.table_name,
+        "pipeline": pipeline.name, "source": pipeline.source, "table": pipeline.table_name,
         "sampled_rows": rows.num_rows,
         "columns": [{**describe(c), "nullable": bool(rows.column(c.name).null_count) or rows.num_rows == 0}
                     for c in source_columns(destination.dialect, rows)],
@@ -44,17 +44,17 @@ async def export_schema(config: Config, resource: PipelineConfig, *, fmt: str, o
             await asyncio.to_thread(Path(output).write_text, text)
         except OSError as exc:
             raise unwritable(output, "-o", exc) from None
-        print(f"wrote the schema of {resource.name} ({len(document['columns'])} columns, "
+        print(f"wrote the schema of {pipeline.name} ({len(document['columns'])} columns, "
               f"{rows.num_rows} sampled rows) to {output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
 
 
-async def compare_schema(config: Config, resource: PipelineConfig, *, baseline: str | None, as_json: bool,
+async def compare_schema(config: Config, pipeline: PipelineConfig, *, baseline: str | None, as_json: bool,
                          sample_size: int) -> int:
-    destination = make_destination(config.destination(resource.destination))
-    batches = await sample_batches(config, resource, sample_size)
+    destination = make_destination(config.destination(pipeline.destination))
+    batches = await sample_batches(config, pipeline, sample_size)
     if baseline:
         try:
             document = yaml.safe_load(await asyncio.to_thread(Path(baseline).read_text))
@@ -63,26 +63,26 @@ async def compare_schema(config: Config, resource: PipelineConfig, *, baseline: 
         against = f"baseline {baseline}"
         table: dict[str, Column] | None = columns_from_export(document, destination.dialect)
     else:
-        against = f"table {resource.table_name}"
+        against = f"table {pipeline.table_name}"
         await destination.open(read_only=True)
         try:
-            table = await destination.table_columns(resource.table_name)
+            table = await destination.table_columns(pipeline.table_name)
         finally:
             await destination.close()
     # The differences, each with what `run` would do about it: the plan `run` uses, as a dry run.
-    diff = await asyncio.to_thread(inspect, destination.dialect, resource, batches, table)
+    diff = await asyncio.to_thread(inspect, destination.dialect, pipeline, batches, table)
     sampled = sum(b.rows.num_rows for b in batches)
     if as_json:
-        body = {"resource": resource.name, "against": against, "sampled_rows": sampled,
+        body = {"pipeline": pipeline.name, "against": against, "sampled_rows": sampled,
                 "drifted": diff.drifted, **diff.as_dict()}
         sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        _print_diff(resource, against, sampled, diff)
+        _print_diff(pipeline, against, sampled, diff)
     return int(ExitCode.SCHEMA if diff.drifted else ExitCode.OK)
 
 
-def _print_diff(resource: PipelineConfig, against: str, sampled: int, diff: SchemaDiff) -> None:
-    print(f"{resource.name}: source ({sampled} sampled rows) against {against}")
+def _print_diff(pipeline: PipelineConfig, against: str, sampled: int, diff: SchemaDiff) -> None:
+    print(f"{pipeline.name}: source ({sampled} sampled rows) against {against}")
     if not sampled:
         print("  the source has no records to compare yet")
     if diff.missing_table:

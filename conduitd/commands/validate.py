@@ -18,6 +18,7 @@ from conduitd.destinations import Destination, make_destination
 from conduitd.errors import ConduitError, ExitCode
 from conduitd.runtime.commit import capability_problem
 from conduitd.runtime.inspection import SchemaDiff, Verdict, inspect, sample_batches
+from conduitd.runtime.retry import RetryPolicy
 from conduitd.sources import check_source
 
 SAMPLE_ROWS = 1000
@@ -32,18 +33,18 @@ EXIT_OF_STATUS = {"invalid": ExitCode.CONFIG, "unreachable": ExitCode.UNREACHABL
 
 @dataclass
 class Check:
-    resource: str
+    pipeline: str
     check: str
     status: str
     """ok, warning, invalid, unreachable, failed, incompatible"""
     detail: str
 
 
-async def validate(config: Config, resources: Sequence[str], *, as_json: bool = False) -> int:
+async def validate(config: Config, only: Sequence[str], *, as_json: bool = False) -> int:
     checks: list[Check] = []
-    for resource in config.resources:
-        if not resources or resource.name in resources:
-            checks += await _validate_resource(config, resource)
+    for pipeline in config.resources:
+        if not only or pipeline.name in only:
+            checks += await _validate_pipeline(config, pipeline)
     _report(checks, as_json)
     statuses = {c.status for c in checks}
     return int(next((code for status, code in EXIT_OF_STATUS.items() if status in statuses), ExitCode.OK))
@@ -55,31 +56,37 @@ def status_of(exc: ConduitError) -> str:
     return "unreachable" if exc.retriable else STATUS_OF_EXIT.get(exc.exit_code, "failed")
 
 
-async def _validate_resource(config: Config, resource: PipelineConfig) -> list[Check]:
-    name = resource.name
-    checks = [Check(name, "config", "ok", f"{resource.source} -> {resource.destination}.{resource.table_name} "
-                                          f"({resource.mode})"),
-              Check(name, "quality rules", "ok", f"{len(resource.quality_checks)} rule(s) valid")]
-    source = config.source(resource.source)
+async def _validate_pipeline(config: Config, pipeline: PipelineConfig) -> list[Check]:
+    name = pipeline.name
+    checks = [Check(name, "config", "ok", f"{pipeline.source} -> {pipeline.destination}.{pipeline.table_name} "
+                                          f"({pipeline.mode})"),
+              Check(name, "quality rules", "ok", f"{len(pipeline.quality_checks)} rule(s) valid")]
+    if config.service.retry.policy is not None:
+        try:
+            RetryPolicy.for_service(config.service, once=False)
+            checks.append(Check(name, "retry policy", "ok", f"{config.service.retry.policy} (from a package)"))
+        except ConduitError as exc:
+            checks.append(Check(name, "retry policy", status_of(exc), str(exc)))
+    source = config.source(pipeline.source)
     try:
         checks.append(Check(name, "source", "ok", await check_source(source)))
     except ConduitError as exc:
         checks.append(Check(name, "source", status_of(exc), str(exc)))
-    outputs = [Check(name, what, "invalid", why) for what, why in output_problems(config, resource)]
+    outputs = [Check(name, what, "invalid", why) for what, why in output_problems(config, pipeline)]
     if any(c.check.startswith("destinations[") for c in outputs):
         return checks + outputs  # a database file `run` cannot use: opening it would say less
-    destination = make_destination(config.destination(resource.destination))
+    destination = make_destination(config.destination(pipeline.destination))
     try:
         await destination.open(read_only=True)
         await destination.ping()
         checks.append(Check(name, "destination", "ok", "reachable"))
-        problem = capability_problem(resource, destination.capabilities)
+        problem = capability_problem(pipeline, destination.capabilities)
         if problem is not None:
             checks.append(Check(name, "destination", "invalid", problem))
         checks += [Check(name, "destination", "invalid", problem)
-                   for problem in await destination.write_problems(resource)]
+                   for problem in await destination.write_problems(pipeline)]
         if all(c.status == "ok" for c in checks):
-            checks += await _schema_checks(config, resource, destination)
+            checks += await _schema_checks(config, pipeline, destination)
     except ConduitError as exc:
         checks.append(Check(name, "destination", status_of(exc), str(exc)))
     finally:
@@ -89,18 +96,18 @@ async def _validate_resource(config: Config, resource: PipelineConfig) -> list[C
     return checks + outputs
 
 
-async def _schema_checks(config: Config, resource: PipelineConfig, destination: Destination) -> list[Check]:
-    batches = await sample_batches(config, resource, SAMPLE_ROWS, wait=15.0)
+async def _schema_checks(config: Config, pipeline: PipelineConfig, destination: Destination) -> list[Check]:
+    batches = await sample_batches(config, pipeline, SAMPLE_ROWS, wait=15.0)
     if not any(b.rows.num_rows for b in batches):
-        return [Check(resource.name, "schema", "warning", "the source has no records to compare yet")]
-    table = await destination.table_columns(resource.table_name)
-    return schema_checks(resource, await asyncio.to_thread(inspect, destination.dialect, resource, batches, table))
+        return [Check(pipeline.name, "schema", "warning", "the source has no records to compare yet")]
+    table = await destination.table_columns(pipeline.table_name)
+    return schema_checks(pipeline, await asyncio.to_thread(inspect, destination.dialect, pipeline, batches, table))
 
 
-def schema_checks(resource: PipelineConfig, diff: SchemaDiff) -> list[Check]:
+def schema_checks(pipeline: PipelineConfig, diff: SchemaDiff) -> list[Check]:
     """The dry run's verdict as checks: `incompatible` where `run` would stop (exit 4) or put
     sampled rows in the DLQ for their schema; `warning` for a change it would apply or log."""
-    name, verdict = resource.name, diff.verdict
+    name, verdict = pipeline.name, diff.verdict
     checks = []
     if diff.stop is not None:
         checks.append(Check(name, "schema", "incompatible", f"run stops (exit 4): {diff.stop}"))
@@ -109,7 +116,7 @@ def schema_checks(resource: PipelineConfig, diff: SchemaDiff) -> list[Check]:
     checks += [Check(name, f"schema: {n[:60]!r}", "incompatible", verdicts[n].text)
                for n in diff.unstorable if verdicts[n].reached]
     if diff.missing_table and diff.would_apply:
-        checks.append(Check(name, "schema", "ok", f"table {resource.table_name!r} does not exist: would apply: "
+        checks.append(Check(name, "schema", "ok", f"table {pipeline.table_name!r} does not exist: would apply: "
                                                   f"{diff.would_apply[0]}"))
     checks += [Check(name, f"schema: {c.name}", _status(verdicts[c.name]),
                      f"in the source ({c.sql}), not in the table: {verdicts[c.name].text}")
@@ -138,14 +145,14 @@ def _status(verdict: Verdict) -> str:
 
 
 def _report(checks: Sequence[Check], as_json: bool) -> None:
-    checks = [Check(c.resource, c.check, c.status, redact(c.detail)) for c in checks]  # no secret in any output
+    checks = [Check(c.pipeline, c.check, c.status, redact(c.detail)) for c in checks]  # no secret in any output
     if as_json:
         sys.stdout.write(orjson.dumps([asdict(c) for c in checks], option=orjson.OPT_INDENT_2).decode() + "\n")
         return
-    widths = [max(len(getattr(c, f)) for c in [*checks, Check("resource", "check", "status", "")])
-              for f in ("resource", "check", "status")]
-    print(f"{'resource':<{widths[0]}}  {'check':<{widths[1]}}  {'status':<{widths[2]}}  detail")
+    widths = [max(len(getattr(c, f)) for c in [*checks, Check("pipeline", "check", "status", "")])
+              for f in ("pipeline", "check", "status")]
+    print(f"{'pipeline':<{widths[0]}}  {'check':<{widths[1]}}  {'status':<{widths[2]}}  detail")
     for c in checks:
-        print(f"{c.resource:<{widths[0]}}  {c.check:<{widths[1]}}  {c.status:<{widths[2]}}  {c.detail}")
+        print(f"{c.pipeline:<{widths[0]}}  {c.check:<{widths[1]}}  {c.status:<{widths[2]}}  {c.detail}")
     bad = [c for c in checks if c.status in EXIT_OF_STATUS]
     print("all checks passed" if not bad else f"{len(bad)} problem(s)")

@@ -2,7 +2,7 @@
 
 Differences: a column the table lacks (added), a table column the batch lacks (removed), and a
 column whose values need a wider type than the table's (int -> bigint -> numeric, int -> double,
-real -> double). What happens is the resource's `schema_evolution` policy; the outcome is the
+real -> double). What happens is the pipeline's `schema_evolution` policy; the outcome is the
 columns to cast the batch to, the columns to leave out, the rows that must wait in the DLQ, and
 the changes to record in `conduitd_schema_history`.
 """
@@ -43,13 +43,13 @@ class Evolution:
     """Columns whose values are not written (warn mode)."""
 
 
-def plan(tx: Dialect, resource: PipelineConfig, rows: pa.Table, live: dict[str, Column] | None,
+def plan(tx: Dialect, pipeline: PipelineConfig, rows: pa.Table, live: dict[str, Column] | None,
          *, warned: set[str]) -> Evolution:
     """Compare and decide per policy (pure). The changes marked applied are the DDL the commit runs;
     manual mode writes the others to a migration file. Raises SchemaIncompatible to stop.
     `rows` has unique column names (see `ambiguous_fields`)."""
-    table = resource.table_name
-    key = resource.unique_key
+    table = pipeline.table_name
+    key = pipeline.unique_key
     missing_key = [k for k in key if k not in rows.column_names and (live is None or k not in live)]
     if missing_key:
         raise SchemaIncompatible(f"table {table!r}: unique_key column(s) {missing_key} are not in the data")
@@ -72,15 +72,15 @@ def plan(tx: Dialect, resource: PipelineConfig, rows: pa.Table, live: dict[str, 
                          [SchemaChange(table, "create", None, None, None, ddl, applied=True)], held=held)
     evolution = Evolution(dict(live), held=held)
     added = [n for n in rows.column_names if n not in live and n not in held]
-    if added and resource.schema_evolution.mode == "auto":
+    if added and pipeline.schema_evolution.mode == "auto":
         held.update(over_column_limit(tx, added, column_slots(live), key))
         added = [n for n in added if n not in held]
     if added:
         refined = refine_types(rows.select(added))
-        _add(tx, resource, evolution, [tx.column_for(f.name, f.type) for f in refined.schema])
+        _add(tx, pipeline, evolution, [tx.column_for(f.name, f.type) for f in refined.schema])
     removed = [n for n in live if n not in rows.column_names and n not in warned]
     if removed:
-        _removed(resource, removed, warned)
+        _removed(pipeline, removed, warned)
     return evolution
 
 
@@ -132,8 +132,8 @@ def ambiguous_fields(rows: pa.Table) -> tuple[pa.Table, dict[str, str]]:
     return rows.select(unique), reasons
 
 
-def _add(tx: Dialect, resource: PipelineConfig, evolution: Evolution, columns: list[Column]) -> None:
-    table, mode = resource.table_name, resource.schema_evolution.mode
+def _add(tx: Dialect, pipeline: PipelineConfig, evolution: Evolution, columns: list[Column]) -> None:
+    table, mode = pipeline.table_name, pipeline.schema_evolution.mode
     for column in columns:
         ddl = tx.add_column_ddl(table, column)
         if mode == "strict":
@@ -143,16 +143,16 @@ def _add(tx: Dialect, resource: PipelineConfig, evolution: Evolution, columns: l
             evolution.changes.append(SchemaChange(table, "add", column.name, None, column.sql, ddl, applied=True))
         elif mode == "manual":
             evolution.held[column.name] = (f"column {column.name!r} is not in table {table!r} yet: apply the "
-                                           f"migration in {resource.schema_evolution.migrations_dir} ({ddl})")
+                                           f"migration in {pipeline.schema_evolution.migrations_dir} ({ddl})")
             evolution.changes.append(SchemaChange(table, "add", column.name, None, column.sql, ddl, applied=False))
         else:
             log.warning("table %s has no column %r: its values are not written (schema_evolution warn; %s)",
-                        table, column.name, ddl, extra={"pipeline": resource.name})
+                        table, column.name, ddl, extra={"pipeline": pipeline.name})
             evolution.dropped.append(column.name)
 
 
-def _widen(tx: Dialect, resource: PipelineConfig, evolution: Evolution, old: Column, new: Column) -> None:
-    table, policy = resource.table_name, resource.schema_evolution
+def _widen(tx: Dialect, pipeline: PipelineConfig, evolution: Evolution, old: Column, new: Column) -> None:
+    table, policy = pipeline.table_name, pipeline.schema_evolution
     ddl = tx.widen_column_ddl(table, new)
     what = f"column {old.name!r} of {table!r} needs {new.sql} instead of {old.sql}"
     if policy.mode == "strict" or policy.on_type_change == "fail":
@@ -164,20 +164,20 @@ def _widen(tx: Dialect, resource: PipelineConfig, evolution: Evolution, old: Col
     if policy.mode == "manual":
         evolution.changes.append(SchemaChange(table, "widen", old.name, old.sql, new.sql, ddl, applied=False))
     log.warning("%s: rows that do not fit go to the DLQ (schema_evolution %s, on_type_change %s)", what,
-                policy.mode, policy.on_type_change, extra={"pipeline": resource.name})
+                policy.mode, policy.on_type_change, extra={"pipeline": pipeline.name})
 
 
-def _removed(resource: PipelineConfig, removed: Sequence[str], warned: set[str]) -> None:
-    policy = resource.schema_evolution
-    what = f"table {resource.table_name!r} has column(s) {', '.join(map(repr, removed))} the data lacks"
+def _removed(pipeline: PipelineConfig, removed: Sequence[str], warned: set[str]) -> None:
+    policy = pipeline.schema_evolution
+    what = f"table {pipeline.table_name!r} has column(s) {', '.join(map(repr, removed))} the data lacks"
     if policy.mode == "strict" or policy.on_column_removed == "fail":
         raise SchemaIncompatible(f"{what} (schema_evolution {policy.mode}, on_column_removed "
                                  f"{policy.on_column_removed})")
-    log.warning("%s: rows get NULL there (logged once per column)", what, extra={"pipeline": resource.name})
+    log.warning("%s: rows get NULL there (logged once per column)", what, extra={"pipeline": pipeline.name})
     warned.update(removed)
 
 
-def widen_for(tx: Dialect, resource: PipelineConfig, evolution: Evolution, rows: pa.Table,
+def widen_for(tx: Dialect, pipeline: PipelineConfig, evolution: Evolution, rows: pa.Table,
               failed_columns: set[str]) -> bool:
     """Some values did not cast to their column: where a widening of that column holds them all,
     apply the policy to it. True when a column changed (the batch is then cast again)."""
@@ -189,7 +189,7 @@ def widen_for(tx: Dialect, resource: PipelineConfig, evolution: Evolution, rows:
         wider = _widening(tx, column, rows.column(name))
         if wider is not None:
             before = evolution.columns[name]
-            _widen(tx, resource, evolution, column, wider)
+            _widen(tx, pipeline, evolution, column, wider)
             changed = changed or evolution.columns[name] is not before
     return changed
 

@@ -56,7 +56,7 @@ class Prepared:
     """DLQ rows these records came from (dlq replay): removed in the same transaction."""
 
 
-def prepare(dialect: Dialect, resource: PipelineConfig, batch: Batch, live: dict[str, Column] | None,
+def prepare(dialect: Dialect, pipeline: PipelineConfig, batch: Batch, live: dict[str, Column] | None,
             *, removed_warned: set[str]) -> Prepared:
     """See the module docstring; a rule that says `fail` or a schema that must stop becomes
     `Prepared.failure` rather than an exception, so the batches before it still commit."""
@@ -65,15 +65,15 @@ def prepare(dialect: Dialect, resource: PipelineConfig, batch: Batch, live: dict
         return prepared
     try:
         with batch.timings.stage("quality"):
-            _prepare_rows(prepared, dialect, resource, removed_warned)
+            _prepare_rows(prepared, dialect, pipeline, removed_warned)
     except (QualityFailure, SchemaIncompatible) as stop:
         prepared.failure = stop
     return prepared
 
 
-def _prepare_rows(prepared: Prepared, dialect: Dialect, resource: PipelineConfig, removed_warned: set[str]) -> None:
+def _prepare_rows(prepared: Prepared, dialect: Dialect, pipeline: PipelineConfig, removed_warned: set[str]) -> None:
     batch = prepared.batch
-    key = resource.unique_key
+    key = pipeline.unique_key
     rows, ambiguous = ambiguous_fields(batch.rows)
     deletes = batch.delete_mask()
     source_rows = np.arange(rows.num_rows)
@@ -85,9 +85,9 @@ def _prepare_rows(prepared: Prepared, dialect: Dialect, resource: PipelineConfig
         rows, source_rows, deletes = rows.filter(pa.array(deletes)), source_rows[deletes], deletes[deletes]
         if rows.num_rows == 0:
             return
-    deletes = deletes | _soft_deletes(rows, resource)
-    keep = _apply_quality(prepared, resource, rows, source_rows, deletes)
-    evolution = plan(dialect, resource, rows, prepared.live, warned=removed_warned)
+    deletes = deletes | _soft_deletes(rows, pipeline)
+    keep = _apply_quality(prepared, pipeline, rows, source_rows, deletes)
+    evolution = plan(dialect, pipeline, rows, prepared.live, warned=removed_warned)
     prepared.evolution = evolution
     held = held_rows(rows, evolution.held) & ~deletes
     for row in np.flatnonzero(held & keep):
@@ -100,7 +100,7 @@ def _prepare_rows(prepared: Prepared, dialect: Dialect, resource: PipelineConfig
         rows, source_rows, deletes = rows.filter(pa.array(keep)), source_rows[keep], deletes[keep]
     writable = {n: c for n, c in evolution.columns.items() if n not in evolution.dropped}
     candidate, failures, kept = conform(rows, writable)
-    if failures and widen_for(dialect, resource, evolution, rows, {f.column for f in failures}):
+    if failures and widen_for(dialect, pipeline, evolution, rows, {f.column for f in failures}):
         writable = {n: c for n, c in evolution.columns.items() if n not in evolution.dropped}
         candidate, failures, kept = conform(rows, writable)
     for failure in failures:
@@ -112,7 +112,7 @@ def _prepare_rows(prepared: Prepared, dialect: Dialect, resource: PipelineConfig
         # written, and must not vanish.
         for row in source_rows[~deletes]:
             prepared.rejects.append(_reject(batch, int(row), f"no field of the record can be stored in table "
-                                            f"{resource.table_name!r}", "schema"))
+                                            f"{pipeline.table_name!r}", "schema"))
         rows, source_rows, deletes = pa.table({}), source_rows[:0], deletes[:0]
     if key and rows.num_rows:
         rows, order = _last_per_key(rows, key)
@@ -125,20 +125,20 @@ def _prepare_rows(prepared: Prepared, dialect: Dialect, resource: PipelineConfig
     prepared.payload = dialect.encode(rows, prepared.columns) if rows.num_rows else None
 
 
-def _apply_quality(prepared: Prepared, resource: PipelineConfig, rows: pa.Table, source_rows: np.ndarray,
+def _apply_quality(prepared: Prepared, pipeline: PipelineConfig, rows: pa.Table, source_rows: np.ndarray,
                    deletes: np.ndarray) -> np.ndarray:
     """Rows to keep after the rules (deletes are not judged: they carry only a key)."""
     keep = np.ones(rows.num_rows, dtype=bool)
-    if not resource.quality_checks or rows.num_rows == 0:
+    if not pipeline.quality_checks or rows.num_rows == 0:
         return keep
     judged = np.flatnonzero(~deletes)
     subject = rows.take(pa.array(judged)) if len(judged) < rows.num_rows else rows
-    verdict = quality.evaluate(subject, resource.quality_checks)
+    verdict = quality.evaluate(subject, pipeline.quality_checks)
     prepared.quality_counts = verdict.counts
     if verdict.failure is not None:
         v = verdict.failure
         raise QualityFailure(f"quality rule {v.rule!r} (action fail) rejected column {v.column!r}, value "
-                             f"{v.value!r} in a batch of {resource.name!r}; nothing of the batch was written")
+                             f"{v.value!r} in a batch of {pipeline.name!r}; nothing of the batch was written")
     for v in verdict.rejected:
         row = int(judged[v.row])
         keep[row] = False
@@ -149,12 +149,12 @@ def _apply_quality(prepared: Prepared, resource: PipelineConfig, rows: pa.Table,
     return keep
 
 
-def _soft_deletes(rows: pa.Table, resource: PipelineConfig) -> np.ndarray:
+def _soft_deletes(rows: pa.Table, pipeline: PipelineConfig) -> np.ndarray:
     """Rows whose soft-delete flag is true. Only upserts delete: in append mode the flag is plain
     data. (Tombstones come as `Batch.deletes`, beside the rows: no field of the data is a marker.)"""
     deletes = np.zeros(rows.num_rows, dtype=bool)
-    flag = resource.deletes.soft_delete_column
-    if resource.mode == "upsert" and flag and flag in rows.column_names:
+    flag = pipeline.deletes.soft_delete_column
+    if pipeline.mode == "upsert" and flag and flag in rows.column_names:
         column = rows.column(flag)
         if pa.types.is_boolean(column.type) or pa.types.is_integer(column.type):
             truthy = pc.equal(column.cast(pa.bool_()), True)

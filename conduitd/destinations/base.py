@@ -177,11 +177,11 @@ class Destination(Protocol):
     async def ping(self) -> None:
         """Raise DependencyUnreachable unless the destination answers now."""
 
-    async def write_problems(self, resource: PipelineConfig) -> list[str]:
+    async def write_problems(self, pipeline: PipelineConfig) -> list[str]:
         """What would keep `run` from creating or writing the pipeline's tables (privileges),
         found without writing anything; [] when nothing."""
 
-    async def setup(self, resource: PipelineConfig) -> None:
+    async def setup(self, pipeline: PipelineConfig) -> None:
         """Create what a pipeline needs besides its table (the DLQ table)."""
 
     def transaction(self) -> AbstractAsyncContextManager[Transaction]:
@@ -197,5 +197,5 @@ class Destination(Protocol):
     async def table_columns(self, table: str) -> dict[str, Column] | None:
         """The live table's columns (outside any batch), or None when it does not exist."""
 
-    async def read_dlq(self, resource: PipelineConfig, where: DlqFilter) -> list[DlqEntry]:
-        """DLQ rows of the resource, oldest first."""
+    async def read_dlq(self, pipeline: PipelineConfig, where: DlqFilter) -> list[DlqEntry]:
+        """DLQ rows of the pipeline, oldest first."""

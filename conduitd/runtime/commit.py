@@ -58,9 +58,9 @@ class CommitResult:
 class Committer:
     """Prepares and commits the batches of one pipeline into its destination, one at a time."""
 
-    def __init__(self, destination: Destination, resource: PipelineConfig, dlq: DlqSink | None = None) -> None:
+    def __init__(self, destination: Destination, pipeline: PipelineConfig, dlq: DlqSink | None = None) -> None:
         self.destination = destination
-        self.resource = resource
+        self.pipeline = pipeline
         self.dlq = dlq
         self._live: dict[str, Column] | None = None
         self._live_known = False  # whether `_live` is the table as the last commit left it
@@ -81,9 +81,9 @@ class Committer:
         """Run the protocol of the module docstring; raises CheckpointConflict when a stored
         position is not the batch's start (another writer owns it), TransientError when a retry
         may succeed, other ConduitErrors when not. Nothing is committed when it raises."""
-        resource, batch = self.resource, prepared.batch
+        pipeline, batch = self.pipeline, prepared.batch
         capabilities = self.destination.capabilities
-        problem = capability_problem(resource, capabilities)
+        problem = capability_problem(pipeline, capabilities)
         if problem is not None:
             raise ConfigError(problem)
         changes: list[SchemaChange] = []
@@ -94,28 +94,28 @@ class Committer:
                 async with self.destination.transaction() as tx:
                     prepared = await self._as_the_table_is(tx, prepared)
                     with batch.timings.stage("schema"):
-                        changes = await _apply_schema(tx, resource, prepared, outlived=self._outlived)
+                        changes = await _apply_schema(tx, pipeline, prepared, outlived=self._outlived)
                 self._outlived.clear()
             async with self.destination.transaction() as tx:
-                await _remove_replayed(tx, resource, prepared.replaying)
+                await _remove_replayed(tx, pipeline, prepared.replaying)
                 prepared = await self._as_the_table_is(tx, prepared)
                 with batch.timings.stage("schema"):
-                    changes += await _apply_schema(tx, resource, prepared, pending_recorded=bool(changes))
+                    changes += await _apply_schema(tx, pipeline, prepared, pending_recorded=bool(changes))
                 with batch.timings.stage("write"):
-                    deleted = await _delete_rows(tx, resource, prepared, capabilities)
-                    refused = await _write_rows(tx, resource, prepared, capabilities)
+                    deleted = await _delete_rows(tx, pipeline, prepared, capabilities)
+                    refused = await _write_rows(tx, pipeline, prepared, capabilities)
                     rejects = prepared.rejects + refused_rejects(prepared, refused)
                     if rejects and self.dlq is None:
-                        await tx.write_rejects(resource.dlq_table, resource.name, rejects)
+                        await tx.write_rejects(pipeline.dlq_table, pipeline.name, rejects)
                 batch.timings.begin("commit")
-                await _advance_checkpoints(tx, resource.name, batch)
+                await _advance_checkpoints(tx, pipeline.name, batch)
                 if rejects and self.dlq is not None:
-                    await self.dlq.write(resource.name, rejects)
+                    await self.dlq.write(pipeline.name, rejects)
         except RowsRefused as refused_step:
             # Refused rows are isolated where rows are written; a refusal anywhere else (a delete
             # a foreign key refuses, a DLQ row a constraint refuses) fails the batch.
             self._live_known = False
-            raise ConduitError(f"pipeline {resource.name!r}: the destination refused a step of the commit "
+            raise ConduitError(f"pipeline {pipeline.name!r}: the destination refused a step of the commit "
                                f"other than writing rows: {refused_step.reason}") from None
         except BaseException:
             self._live_known = False  # read the table again before the next batch is prepared
@@ -134,11 +134,11 @@ class Committer:
         without its transaction (the refused rows and the changes are in the table's DLQ and
         history); None: it was not, commit it."""
         batch = prepared.batch
-        stored = await self.destination.load_checkpoints(self.resource.name)
+        stored = await self.destination.load_checkpoints(self.pipeline.name)
         if not batch.end or any(stored.get(p) != end for p, end in batch.end.items()):
             return None
         log.warning("the batch was committed before the connection dropped; not writing it again",
-                    extra={"pipeline": self.resource.name})
+                    extra={"pipeline": self.pipeline.name})
         self._live_known = False
         rejects = prepared.rejects if prepared.known else list(batch.rejects)
         written = prepared.rows.num_rows if prepared.known else batch.rows.num_rows
@@ -146,13 +146,13 @@ class Committer:
                             dlq_rows_by_rule=dict(Counter(r.rule for r in rejects)))
 
     async def _prepare(self, batch: Batch, live: dict[str, Column] | None) -> Prepared:
-        return await asyncio.to_thread(prepare, self.destination.dialect, self.resource, batch, live,
+        return await asyncio.to_thread(prepare, self.destination.dialect, self.pipeline, batch, live,
                                        removed_warned=self._removed_warned)
 
     async def _as_the_table_is(self, tx: Transaction, prepared: Prepared) -> Prepared:
         """The batch was prepared against the table as last seen; if it changed since (another
         writer's DDL, or this pipeline's previous batch), prepare it again against the table now."""
-        live = await tx.table_columns(self.resource.table_name)
+        live = await tx.table_columns(self.pipeline.table_name)
         if prepared.known and live == prepared.live:
             return prepared
         again = await self._prepare(prepared.batch, live)
@@ -163,30 +163,30 @@ class Committer:
         pending = [c for c in changes if not c.applied]
         if pending:
             try:
-                write_migration(self.resource, pending)
+                write_migration(self.pipeline, pending)
             except OSError as exc:
                 # The batch is committed and the DDL is in conduitd_schema_history: failing now
                 # would report a committed batch as failed.
                 log.error("schema changes not applied (schema_evolution manual): %s; the migration file "
                           "could not be written (%s); the statements are in conduitd_schema_history",
                           "; ".join(sorted({c.ddl for c in pending if c.ddl})), os_error_text(exc),
-                          extra={"pipeline": self.resource.name})
+                          extra={"pipeline": self.pipeline.name})
         # DDL changed the table: read it again before the next batch is prepared.
         self._live_known = not any(c.applied for c in changes)
         self._live = prepared.live
 
 
-async def commit_batch(destination: Destination, resource: PipelineConfig, batch: Batch,
+async def commit_batch(destination: Destination, pipeline: PipelineConfig, batch: Batch,
                        dlq: DlqSink | None = None, replaying: Sequence[int] = ()) -> CommitResult:
     """Prepare and commit one batch (dlq replay, tests, benchmarks)."""
-    committer = Committer(destination, resource, dlq)
+    committer = Committer(destination, pipeline, dlq)
     return await committer.commit(await committer.prepare(batch, replaying))
 
 
-def capability_problem(resource: PipelineConfig, capabilities: Capabilities) -> str | None:
+def capability_problem(pipeline: PipelineConfig, capabilities: Capabilities) -> str | None:
     """Why the pipeline cannot run on a destination with these capabilities (for `validate` too)."""
-    if resource.mode == "upsert" and not capabilities.upsert:
-        return (f"pipeline {resource.name!r}: mode upsert, but destination {resource.destination!r} "
+    if pipeline.mode == "upsert" and not capabilities.upsert:
+        return (f"pipeline {pipeline.name!r}: mode upsert, but destination {pipeline.destination!r} "
                 "cannot upsert; use mode append")
     return None
 
@@ -199,12 +199,12 @@ def _may_change_schema(prepared: Prepared) -> bool:
 # -- the steps ---------------------------------------------------------------------------------
 
 
-async def _remove_replayed(tx: Transaction, resource: PipelineConfig, replaying: Sequence[int]) -> None:
-    if replaying and await tx.delete_rejects(resource.dlq_table, replaying) != len(replaying):
+async def _remove_replayed(tx: Transaction, pipeline: PipelineConfig, replaying: Sequence[int]) -> None:
+    if replaying and await tx.delete_rejects(pipeline.dlq_table, replaying) != len(replaying):
         raise ConduitError("some DLQ rows being replayed are gone (replayed elsewhere?): nothing was changed")
 
 
-async def _apply_schema(tx: Transaction, resource: PipelineConfig, prepared: Prepared, *,
+async def _apply_schema(tx: Transaction, pipeline: PipelineConfig, prepared: Prepared, *,
                         pending_recorded: bool = False,
                         outlived: list[SchemaChange] | None = None) -> list[SchemaChange]:
     """Run the plan's DDL and record its changes in the history; return what was recorded.
@@ -220,26 +220,26 @@ async def _apply_schema(tx: Transaction, resource: PipelineConfig, prepared: Pre
     for change in planned:
         if change.applied and change.ddl:
             await tx.run_ddl(change.ddl)
-            log.info("schema change applied: %s", change.ddl, extra={"pipeline": resource.name})
+            log.info("schema change applied: %s", change.ddl, extra={"pipeline": pipeline.name})
             if outlived is not None:
                 outlived.append(change)
     changes = earlier + [c for c in planned if c.applied or not pending_recorded]
     if changes:
-        await tx.record_changes(resource.name, changes)
+        await tx.record_changes(pipeline.name, changes)
     return changes
 
 
-async def _delete_rows(tx: Transaction, resource: PipelineConfig, prepared: Prepared,
+async def _delete_rows(tx: Transaction, pipeline: PipelineConfig, prepared: Prepared,
                        capabilities: Capabilities) -> int:
     if not prepared.deletes.num_rows:
         return 0
     if not capabilities.deletes:  # never dropped without a word
-        raise ConfigError(f"pipeline {resource.name!r}: the batch deletes rows, but destination "
-                          f"{resource.destination!r} cannot delete")
-    return await tx.delete_rows(resource.table_name, prepared.deletes)
+        raise ConfigError(f"pipeline {pipeline.name!r}: the batch deletes rows, but destination "
+                          f"{pipeline.destination!r} cannot delete")
+    return await tx.delete_rows(pipeline.table_name, prepared.deletes)
 
 
-async def _write_rows(tx: Transaction, resource: PipelineConfig, prepared: Prepared,
+async def _write_rows(tx: Transaction, pipeline: PipelineConfig, prepared: Prepared,
                       capabilities: Capabilities) -> list[tuple[int, str]]:
     """Write the rows; return the ones the destination refused (row in `prepared.rows`, reason).
     Without savepoints a refused row cannot be taken out of the transaction: the batch fails."""
@@ -247,14 +247,14 @@ async def _write_rows(tx: Transaction, resource: PipelineConfig, prepared: Prepa
         return []
     if not capabilities.savepoints:
         try:
-            await tx.write_rows(resource.table_name, prepared.rows, prepared.columns, resource.unique_key,
+            await tx.write_rows(pipeline.table_name, prepared.rows, prepared.columns, pipeline.unique_key,
                                 prepared.payload)
         except RowsRefused as refused:
             raise ConduitError(f"the destination refused a row of the batch and cannot isolate it "
                                f"(it has no savepoints): {refused.reason}") from None
         return []
-    isolation = await write_isolating(tx, resource.table_name, prepared.rows, prepared.columns,
-                                      resource.unique_key, prepared.payload)
+    isolation = await write_isolating(tx, pipeline.table_name, prepared.rows, prepared.columns,
+                                      pipeline.unique_key, prepared.payload)
     return isolation.refused
 
 

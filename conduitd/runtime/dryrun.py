@@ -59,14 +59,14 @@ class DryRun:
     """What `run` stops on (SchemaIncompatible, exit 4), with its message; nothing after it is judged."""
 
 
-def dry_run(dialect: Dialect, resource: PipelineConfig, batches: Sequence[Batch],
+def dry_run(dialect: Dialect, pipeline: PipelineConfig, batches: Sequence[Batch],
             live: dict[str, Column] | None) -> DryRun:
     """Prepare `batches` in order as `run` would, each against the table as the previous ones
     would have left it."""
     verdict = DryRun(live=live, columns=live, rows=sum(b.rows.num_rows for b in batches))
-    stops = {c.rule for c in resource.quality_checks if c.action == "fail"}
-    judged = resource.model_copy(update={"quality_checks": tuple(
-        c.model_copy(update={"action": "dlq"}) if c.action == "fail" else c for c in resource.quality_checks)})
+    stops = {c.rule for c in pipeline.quality_checks if c.action == "fail"}
+    judged = pipeline.model_copy(update={"quality_checks": tuple(
+        c.model_copy(update={"action": "dlq"}) if c.action == "fail" else c for c in pipeline.quality_checks)})
     warned: set[str] = set()
     seen: set[tuple[str, str | None, str | None, bool]] = set()
     table = live

@@ -35,18 +35,18 @@ class _FromTheStart:
         return None
 
 
-async def _read(config: Config, resource: PipelineConfig, rows: int, wait: float) -> list[Chunk]:
+async def _read(config: Config, pipeline: PipelineConfig, rows: int, wait: float) -> list[Chunk]:
     """The source's first chunks, cut to `rows` rows in all, decoded as a pipeline decodes them
     (nothing is committed; a Kafka source reads with a throwaway consumer group so running
     daemons are not disturbed)."""
-    source_config: SourceConfig = config.source(resource.source)
+    source_config: SourceConfig = config.source(pipeline.source)
     if isinstance(source_config, KafkaSourceConfig):
         # Brokers that do not answer are DependencyUnreachable, as in `validate`: a sample that
         # merely timed out would pass for an empty source (no columns, no drift to see).
         await check_source(source_config)
         source_config = source_config.model_copy(
             update={"group_id": f"{source_config.group_id}-inspect-{uuid.uuid4().hex[:8]}", "start": "earliest"})
-    source = open_source(source_config, resource, config.service, once=True)
+    source = open_source(source_config, pipeline, config.service, once=True)
     chunks: list[Chunk] = []
     count = 0
     stop = asyncio.Event()
@@ -75,11 +75,11 @@ def _head(chunk: Chunk, rows: int) -> Chunk:
         deletes=None if chunk.deletes is None else chunk.deletes[:rows])
 
 
-async def sample(config: Config, resource: PipelineConfig, rows: int, wait: float = 30.0) -> pa.Table:
-    """Up to `rows` records of the resource's source as one table, each column with the type a new
+async def sample(config: Config, pipeline: PipelineConfig, rows: int, wait: float = 30.0) -> pa.Table:
+    """Up to `rows` records of the pipeline's source as one table, each column with the type a new
     table would give it (deletes left out: a tombstone's row holds only a key)."""
     tables = []
-    for chunk in await _read(config, resource, rows, wait):
+    for chunk in await _read(config, pipeline, rows, wait):
         decoded = chunk.rows
         if chunk.deletes is not None:
             decoded = decoded.filter(pa.array(~np.asarray(chunk.deletes, dtype=bool)))
@@ -89,14 +89,14 @@ async def sample(config: Config, resource: PipelineConfig, rows: int, wait: floa
     return refine_types(repeated[0] if repeated else concat_tables(tables))
 
 
-async def sample_batches(config: Config, resource: PipelineConfig, rows: int, wait: float = 30.0) -> list[Batch]:
-    """Up to `rows` records of the resource's source, cut into batches as `run` cuts them
-    (`resource.batch`; the sample is read before the batches are cut, so `max_wait` plays no part)."""
+async def sample_batches(config: Config, pipeline: PipelineConfig, rows: int, wait: float = 30.0) -> list[Batch]:
+    """Up to `rows` records of the pipeline's source, cut into batches as `run` cuts them
+    (`pipeline.batch`; the sample is read before the batches are cut, so `max_wait` plays no part)."""
     queue = ChunkQueue()
-    for chunk in await _read(config, resource, rows, wait):
+    for chunk in await _read(config, pipeline, rows, wait):
         queue.put_nowait(chunk)
     queue.put_nowait(END)
-    return [batch async for batch in cut_batches(queue, resource.batch)]
+    return [batch async for batch in cut_batches(queue, pipeline.batch)]
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ class SchemaDiff:
     about it (its verdict: `conduitd.runtime.dryrun`)."""
 
     verdict: DryRun
-    """The dry run under the resource's policy, whole."""
+    """The dry run under the pipeline's policy, whole."""
     added: list[Column] = field(default_factory=list)
     """In the source, not in the destination."""
     removed: list[Column] = field(default_factory=list)
@@ -184,24 +184,24 @@ def source_columns(dialect: Dialect, rows: pa.Table) -> list[Column]:
 def compare(dialect: Dialect, rows: pa.Table, table: Mapping[str, Column] | None,
             key: Sequence[str] = ()) -> SchemaDiff:
     """`inspect` of one batch of `rows` under the default policy (`schema_evolution: auto`)."""
-    resource = PipelineConfig.model_validate({"name": "inspect", "source": "-", "destination": "-",
+    pipeline = PipelineConfig.model_validate({"name": "inspect", "source": "-", "destination": "-",
                                               "unique_key": list(key)})
     batch = Batch(rows, (), {}, {}, 0, (Origin(0, "sample", None),))
-    return inspect(dialect, resource, [batch], None if table is None else dict(table))
+    return inspect(dialect, pipeline, [batch], None if table is None else dict(table))
 
 
-def inspect(dialect: Dialect, resource: PipelineConfig, batches: Sequence[Batch],
+def inspect(dialect: Dialect, pipeline: PipelineConfig, batches: Sequence[Batch],
             table: dict[str, Column] | None) -> SchemaDiff:
     """What differs between `batches` and `table`, and what `run` would do about each difference.
 
-    Two dry runs of the same plan: one under the resource's own `schema_evolution` (the verdict),
+    Two dry runs of the same plan: one under the pipeline's own `schema_evolution` (the verdict),
     one under the most permissive policy, without repeated fields (the list of differences: a
     policy that stops, or a repeated field that sends every row of its batch to the DLQ, would hide
     the differences after it)."""
-    verdict = dry_run(dialect, resource, batches, table)
-    permissive = resource.model_copy(update={"schema_evolution": SchemaEvolutionConfig(
+    verdict = dry_run(dialect, pipeline, batches, table)
+    permissive = pipeline.model_copy(update={"schema_evolution": SchemaEvolutionConfig(
         mode="auto", on_type_change="widen", on_column_removed="warn",
-        migrations_dir=resource.schema_evolution.migrations_dir)})
+        migrations_dir=pipeline.schema_evolution.migrations_dir)})
     ambiguous: dict[str, str] = {}
     plain = []
     for batch in batches:

@@ -14,11 +14,11 @@ from conduitd.core.records import SchemaChange
 log = logging.getLogger(__name__)
 
 
-def write_migration(resource: PipelineConfig, changes: Sequence[SchemaChange]) -> None:
+def write_migration(pipeline: PipelineConfig, changes: Sequence[SchemaChange]) -> None:
     """Manual mode: append the DDL that was not applied to a migration file, and log it."""
-    directory = Path(resource.schema_evolution.migrations_dir)
+    directory = Path(pipeline.schema_evolution.migrations_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{time.strftime('%Y%m%d%H%M%S')}_{resource.name}.sql"
+    path = directory / f"{time.strftime('%Y%m%d%H%M%S')}_{pipeline.name}.sql"
     statements = sorted({c.ddl for c in changes if c.ddl})
     existing = path.read_text() if path.exists() else ""
     with path.open("a") as handle:
@@ -26,4 +26,4 @@ def write_migration(resource: PipelineConfig, changes: Sequence[SchemaChange]) -
             if statement not in existing:
                 handle.write(statement + ";\n")
     log.warning("schema changes not applied (schema_evolution manual): %s; written to %s",
-                "; ".join(statements), path, extra={"pipeline": resource.name})
+                "; ".join(statements), path, extra={"pipeline": pipeline.name})

@@ -41,25 +41,25 @@ class Stopping(Exception):
 class Pipeline:
     """See the module docstring. Also the `Checkpoints` a source asks when partitions move."""
 
-    def __init__(self, config: Config, resource: PipelineConfig, metrics: Metrics, *, once: bool) -> None:
-        self.resource = resource
+    def __init__(self, config: Config, pipeline: PipelineConfig, metrics: Metrics, *, once: bool) -> None:
+        self.pipeline = pipeline
         self.service = config.service
-        self.destination: Destination = make_destination(config.destination(resource.destination))
-        self.source: Source = open_source(config.source(resource.source), resource, config.service, once=once)
+        self.destination: Destination = make_destination(config.destination(pipeline.destination))
+        self.source: Source = open_source(config.source(pipeline.source), pipeline, config.service, once=once)
         self.metrics = metrics
         self.once = once
-        self.status = PipelineStatus(resource.name, resource.source, resource.destination, resource.table_name)
-        self._extra = {"pipeline": resource.name}
+        self.status = PipelineStatus(pipeline.name, pipeline.source, pipeline.destination, pipeline.table_name)
+        self._extra = {"pipeline": pipeline.name}
         self._reconnect = False
         self._commit_lock = asyncio.Lock()  # one transaction at a time; also guards the connection
-        self.dlq: DlqSink | None = open_sink(resource.dlq)
-        self.committer = Committer(self.destination, resource, self.dlq)
+        self.dlq: DlqSink | None = open_sink(pipeline.dlq)
+        self.committer = Committer(self.destination, pipeline, self.dlq)
         self._stop = asyncio.Event()
         self.retry = RetryPolicy.for_service(config.service, once=once)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until the source is done (--once) or `stop` is set, committing what was read."""
-        name = self.resource.name
+        name = self.pipeline.name
         self._stop = stop
         try:
             try:
@@ -71,11 +71,11 @@ class Pipeline:
             self._set_state("running", ready=True)
             if not self.destination.capabilities.atomic_checkpoint:
                 log.warning("destination %s does not store positions in the same transaction as rows: "
-                            "a crash between the two repeats a batch (at least once)", self.resource.destination,
+                            "a crash between the two repeats a batch (at least once)", self.pipeline.destination,
                             extra=self._extra)
-            log.info("pipeline %s started: %s -> %s.%s", name, self.resource.source, self.resource.destination,
-                     self.resource.table_name, extra=self._extra)
-            queue = ChunkQueue(max_records=2 * self.resource.batch.max_rows)  # read ahead about two batches
+            log.info("pipeline %s started: %s -> %s.%s", name, self.pipeline.source, self.pipeline.destination,
+                     self.pipeline.table_name, extra=self._extra)
+            queue = ChunkQueue(max_records=2 * self.pipeline.batch.max_rows)  # read ahead about two batches
             prepared: PreparedQueue = asyncio.Queue(maxsize=1)
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._read(queue, stop))
@@ -118,7 +118,7 @@ class Pipeline:
 
     async def _prepare(self, queue: ChunkQueue, prepared: PreparedQueue) -> None:
         """Cut batches and prepare each (rules, casts, encoding) while the previous one commits."""
-        async for batch in cut_batches(queue, self.resource.batch):
+        async for batch in cut_batches(queue, self.pipeline.batch):
             await prepared.put(await self.committer.prepare(batch))
         await prepared.put(None)
 
@@ -137,11 +137,11 @@ class Pipeline:
                 if not await self.source.resync():
                     raise
                 log.warning("%s; resuming from the committed positions", conflict, extra=self._extra)
-                self.metrics.conflicts.labels(self.resource.name).inc()
+                self.metrics.conflicts.labels(self.pipeline.name).inc()
                 continue
             await self.source.acknowledge(batch.end)
             self._account(ready, result, time.perf_counter() - started)
-            telemetry.record_batch(self.resource.name, batch.timings, {
+            telemetry.record_batch(self.pipeline.name, batch.timings, {
                 "conduitd.records": batch.records, "conduitd.rows_written": result.rows_written,
                 "conduitd.dlq_rows": result.dlq_rows, "conduitd.partitions": len(batch.end)})
 
@@ -150,14 +150,14 @@ class Pipeline:
     async def _connect(self) -> None:
         await self.destination.close()
         await self.destination.open()
-        await self.destination.setup(self.resource)
+        await self.destination.setup(self.pipeline)
 
     async def _load_checkpoints(self) -> dict[str, Position]:
         if self._reconnect:
             await self._connect()
             self._reconnect = False
         try:
-            return await self.destination.load_checkpoints(self.resource.name)
+            return await self.destination.load_checkpoints(self.pipeline.name)
         except ConduitError as exc:
             self._reconnect = exc.retriable
             raise
@@ -180,7 +180,7 @@ class Pipeline:
     # -- status ------------------------------------------------------------------------------
 
     def _account(self, prepared: Prepared, result: CommitResult, seconds: float) -> None:
-        name = self.resource.name
+        name = self.pipeline.name
         batch = prepared.batch
         status = self.status
         status.rows_read += batch.records
@@ -223,14 +223,14 @@ class Pipeline:
         self.status.lag = self.source.lag()
         for partition, units in self.status.lag.items():
             for unit, value in units.items():
-                self.metrics.lag.labels(self.resource.name, partition, unit).set(value)
+                self.metrics.lag.labels(self.pipeline.name, partition, unit).set(value)
         problem = self.source.problem()
         self.status.problem = problem
-        self.metrics.source_problem.labels(self.resource.name).set(1 if problem else 0)
+        self.metrics.source_problem.labels(self.pipeline.name).set(1 if problem else 0)
         if self.status.state == "running":
             self.status.ready = problem is None
             self.status.last_error = problem or self.status.last_error
-            self.metrics.ready.labels(self.resource.name).set(0 if problem else 1)
+            self.metrics.ready.labels(self.pipeline.name).set(0 if problem else 1)
 
     async def _unless_stopped(self, work: Awaitable[T]) -> T:
         """`work`'s result, or Stopping once a stop is requested first (`work` is cancelled)."""
@@ -250,7 +250,7 @@ class Pipeline:
     def _set_state(self, state: str, *, ready: bool) -> None:
         self.status.state = state
         self.status.ready = ready
-        self.metrics.ready.labels(self.resource.name).set(1 if ready else 0)
+        self.metrics.ready.labels(self.pipeline.name).set(1 if ready else 0)
 
     async def _retrying(self, what: str, action: Callable[[], Awaitable[T]], *, holds_records: bool = True) -> T:
         """Run `action`, retrying what `self.retry` says is retriable, with its waits. Work that
@@ -270,7 +270,7 @@ class Pipeline:
                 failures += 1
                 self._set_state("retrying", ready=False)
                 self.status.last_error = str(exc)
-                self.metrics.retries.labels(self.resource.name).inc()
+                self.metrics.retries.labels(self.pipeline.name).inc()
                 wait = self.retry.wait(failures, now - first_failure)
                 if wait is None:
                     raise DependencyUnreachable(f"{what} failed for {now - first_failure:.0f}s: {exc}") from None

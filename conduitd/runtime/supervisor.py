@@ -26,11 +26,11 @@ log = logging.getLogger(__name__)
 class Runtime:
     """Runs the selected pipelines of a config until done (--once) or stopped."""
 
-    def __init__(self, config: Config, resources: Sequence[str] = (), *, once: bool = False) -> None:
+    def __init__(self, config: Config, only: Sequence[str] = (), *, once: bool = False) -> None:
         self.config = config
         self.once = once
         self.metrics = Metrics()
-        chosen = [r for r in config.resources if not resources or r.name in resources]
+        chosen = [r for r in config.resources if not only or r.name in only]
         self.pipelines = [Pipeline(config, r, self.metrics, once=once) for r in chosen]
         self.stop = asyncio.Event()
         self.health: HealthServer | None = None
@@ -54,7 +54,7 @@ class Runtime:
             await self.health.start()
         try:
             async with asyncio.TaskGroup() as tasks:
-                runs = [tasks.create_task(p.run(self.stop), name=f"pipeline {p.resource.name}")
+                runs = [tasks.create_task(p.run(self.stop), name=f"pipeline {p.pipeline.name}")
                         for p in self.pipelines]
                 tasks.create_task(self._enforce_drain_deadline(runs))
                 if self.notifier.enabled:

@@ -7,13 +7,13 @@ from conduitd.registry import SourceOptions, build, load, missing_driver
 from conduitd.sources.base import Checkpoints, Source
 
 
-def open_source(config: SourceConfig, resource: PipelineConfig, service: ServiceConfig, *, once: bool) -> Source:
-    """The source for `config`, feeding `resource`; `once` makes it stop where the data stood at
+def open_source(config: SourceConfig, pipeline: PipelineConfig, service: ServiceConfig, *, once: bool) -> Source:
+    """The source for `config`, feeding `pipeline`; `once` makes it stop where the data stood at
     start. Drivers are imported only when used."""
-    upsert = resource.mode == "upsert"
-    options = SourceOptions(once=once, max_rows=resource.batch.max_rows,
-                            key_columns=resource.unique_key if upsert else (),
-                            tombstones=upsert and resource.deletes.tombstone,
+    upsert = pipeline.mode == "upsert"
+    options = SourceOptions(once=once, max_rows=pipeline.batch.max_rows,
+                            key_columns=pipeline.unique_key if upsert else (),
+                            tombstones=upsert and pipeline.deletes.tombstone,
                             unreachable_after=service.once_retry_timeout)
     source: Source = build("source", config, options)
     return source

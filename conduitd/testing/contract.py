@@ -166,8 +166,8 @@ class DestinationContract(_Contract):
         finally:
             await destination.close()
 
-    async def observe(self, destination: Destination, resource: PipelineConfig) -> scenario.Outcome:
-        return await scenario.observe(destination, resource, self.read_rows, self.schema_history)
+    async def observe(self, destination: Destination, pipeline: PipelineConfig) -> scenario.Outcome:
+        return await scenario.observe(destination, pipeline, self.read_rows, self.schema_history)
 
     # -- the tests -------------------------------------------------------------------------------
 
@@ -188,12 +188,12 @@ class DestinationContract(_Contract):
         async def work() -> None:
             async with self.opened() as destination:
                 upsert = destination.capabilities.upsert
-                resource = scenario.scenario_resource("resume", upsert)
-                other = scenario.scenario_resource("other", upsert)
-                for res in (resource, other):
+                pipeline = scenario.scenario_pipeline("resume", upsert)
+                other = scenario.scenario_pipeline("other", upsert)
+                for res in (pipeline, other):
                     await destination.setup(res)
                     committer = Committer(destination, res)
-                    for b in (scenario.first_batch(), scenario.second_batch(upsert)) if res is resource else \
+                    for b in (scenario.first_batch(), scenario.second_batch(upsert)) if res is pipeline else \
                             (scenario.first_batch(),):
                         await committer.commit(await committer.prepare(b))
             async with self.opened() as again:
@@ -211,12 +211,12 @@ class DestinationContract(_Contract):
 
     def test_the_compare_and_set_refuses_a_stale_start_and_the_whole_batch_with_it(self) -> None:
         async def work() -> None:
-            resource = PipelineConfig(name="stale", source="s", destination="d", table="stale")
+            pipeline = PipelineConfig(name="stale", source="s", destination="d", table="stale")
             b = scenario.batch
             c = scenario.chunk
             async with self.opened() as destination:
-                await destination.setup(resource)
-                committer = Committer(destination, resource)
+                await destination.setup(pipeline)
+                committer = Committer(destination, pipeline)
                 await committer.commit(await committer.prepare(b(c("p0", None, {"offset": 1}, [{"id": 1}]))))
                 stale = [b(c("p0", None, {"offset": 2}, [{"id": 2}])),
                          b(c("p0", {"offset": 0}, {"offset": 2}, [{"id": 2}])),
@@ -243,11 +243,11 @@ class DestinationContract(_Contract):
 
     async def _steps_of_the_second_batch(self, destination: FaultyDestination, faults: Faults) -> list[str]:
         upsert = destination.capabilities.upsert
-        resource = scenario.scenario_resource("steps", upsert)
-        await destination.setup(resource)
-        committer = Committer(destination, resource)
+        pipeline = scenario.scenario_pipeline("steps", upsert)
+        await destination.setup(pipeline)
+        committer = Committer(destination, pipeline)
         await committer.commit(await committer.prepare(scenario.first_batch()))
-        replay = [int(e.id) for e in await destination.read_dlq(resource, DlqFilter())]
+        replay = [int(e.id) for e in await destination.read_dlq(pipeline, DlqFilter())]
         faults.clear()
         await committer.commit(await committer.prepare(scenario.second_batch(upsert), replay))
         trace = list(faults.trace)
@@ -257,34 +257,34 @@ class DestinationContract(_Contract):
     async def _fail_at(self, destination: FaultyDestination, faults: Faults, call: int, step: str,
                        error: type[BaseException]) -> None:
         upsert = destination.capabilities.upsert
-        resource = scenario.scenario_resource(f"fail_{call}", upsert)
-        await destination.setup(resource)
-        committer = Committer(destination, resource)
+        pipeline = scenario.scenario_pipeline(f"fail_{call}", upsert)
+        await destination.setup(pipeline)
+        committer = Committer(destination, pipeline)
         await committer.commit(await committer.prepare(scenario.first_batch()))
-        first = await self.observe(destination, resource)
+        first = await self.observe(destination, pipeline)
         assert _comparable(first, scenario.EXPECTED_AFTER_FIRST) == scenario.EXPECTED_AFTER_FIRST
-        replay = [int(e.id) for e in await destination.read_dlq(resource, DlqFilter())]
+        replay = [int(e.id) for e in await destination.read_dlq(pipeline, DlqFilter())]
         prepared = await committer.prepare(scenario.second_batch(upsert), replay)
         faults.clear()
         faults.arm(ANY, call=call, error=error)
         with pytest.raises((ConduitError, Crash)):
             await committer.commit(prepared)
         assert [s for s, _ in faults.fired] == [step], f"no failure at step {call} ({step}): {faults.trace}"
-        failed = await self.observe(destination, resource)
+        failed = await self.observe(destination, pipeline)
         if not destination.capabilities.transactional_ddl:
             # The schema changes commit on their own before the batch (DDL would outlive its
             # rollback): the columns and their history may be there already.
             failed = dataclasses.replace(failed, columns=first.columns, history=first.history)
         assert failed == first, f"a failure at step {call} ({step}) left changes"
         await committer.commit(prepared)  # the retry, as the pipeline makes it: the same prepared batch
-        second = await self.observe(destination, resource)
+        second = await self.observe(destination, pipeline)
         expected = scenario.EXPECTED_AFTER_SECOND if upsert else scenario.EXPECTED_AFTER_SECOND_APPENDED
         assert _comparable(second, expected) == expected, f"after a failure at step {call} ({step}) and a retry"
         assert second.checkpoints == {"p0": '{"offset":5}', "p1": '{"offset":4}'}
         # Once committed, the batch is refused (its replayed DLQ rows are gone, its start is stale).
         with pytest.raises(ConduitError):
             await committer.commit(prepared)
-        assert await self.observe(destination, resource) == second
+        assert await self.observe(destination, pipeline) == second
 
     def test_a_refused_row_goes_to_the_dlq_and_the_rest_commits(self) -> None:
         async def work() -> None:
@@ -296,9 +296,9 @@ class DestinationContract(_Contract):
         self.run(work)
 
     async def _refusal(self, destination: Destination, case: Refusal) -> None:
-        resource = PipelineConfig(name="refusal", source="s", destination="d", table=case.table)
-        await destination.setup(resource)
-        committer = Committer(destination, resource)
+        pipeline = PipelineConfig(name="refusal", source="s", destination="d", table=case.table)
+        await destination.setup(pipeline)
+        committer = Committer(destination, pipeline)
         first, end = len(case.before), len(case.before) + len(case.rows)
         await committer.commit(await committer.prepare(
             scenario.batch(scenario.chunk("p0", None, {"offset": first}, case.before))))
@@ -312,7 +312,7 @@ class DestinationContract(_Contract):
             assert sorted(r["id"] for r in await self.read_rows(case.table)) == before_ids
             return
         await committer.commit(await committer.prepare(refusing))
-        entries = await destination.read_dlq(resource, DlqFilter())
+        entries = await destination.read_dlq(pipeline, DlqFilter())
         if not entries:
             pytest.skip("the destination wrote the row the default refusal() expects refused (a repeated primary "
                         "key): override refusal() with a row it refuses")

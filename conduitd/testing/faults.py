@@ -210,11 +210,11 @@ class FaultyDestination:
     async def ping(self) -> None:
         await self.inner.ping()
 
-    async def write_problems(self, resource: PipelineConfig) -> list[str]:
-        return await self.inner.write_problems(resource)
+    async def write_problems(self, pipeline: PipelineConfig) -> list[str]:
+        return await self.inner.write_problems(pipeline)
 
-    async def setup(self, resource: PipelineConfig) -> None:
-        await self.inner.setup(resource)
+    async def setup(self, pipeline: PipelineConfig) -> None:
+        await self.inner.setup(pipeline)
 
     async def load_checkpoints(self, pipeline: str) -> dict[str, Position]:
         return await self.inner.load_checkpoints(pipeline)
@@ -228,5 +228,5 @@ class FaultyDestination:
     async def table_columns(self, table: str) -> dict[str, Column] | None:
         return await self.inner.table_columns(table)
 
-    async def read_dlq(self, resource: PipelineConfig, where: DlqFilter) -> list[DlqEntry]:
-        return await self.inner.read_dlq(resource, where)
+    async def read_dlq(self, pipeline: PipelineConfig, where: DlqFilter) -> list[DlqEntry]:
+        return await self.inner.read_dlq(pipeline, where)

@@ -87,14 +87,14 @@ class MemoryDestination:
         if not self._open:
             raise RuntimeError("the memory destination is not open")
 
-    async def write_problems(self, resource: PipelineConfig) -> list[str]:
+    async def write_problems(self, pipeline: PipelineConfig) -> list[str]:
         return []
 
-    async def setup(self, resource: PipelineConfig) -> None:
+    async def setup(self, pipeline: PipelineConfig) -> None:
         self._check_open()
-        if resource.dlq.type == "table":
+        if pipeline.dlq.type == "table":
             async with self.store.writing():
-                self.store.state.dlq.setdefault(resource.dlq_table, [])
+                self.store.state.dlq.setdefault(pipeline.dlq_table, [])
 
     # -- the transaction ---------------------------------------------------------------------------
 
@@ -149,9 +149,9 @@ class MemoryDestination:
         self._check_open()
         return self.store.columns(table)
 
-    async def read_dlq(self, resource: PipelineConfig, where: DlqFilter) -> list[DlqEntry]:
+    async def read_dlq(self, pipeline: PipelineConfig, where: DlqFilter) -> list[DlqEntry]:
         self._check_open()
-        found = [e for e in self.store.dlq(resource.dlq_table) if e.pipeline == resource.name
+        found = [e for e in self.store.dlq(pipeline.dlq_table) if e.pipeline == pipeline.name
                  and (where.rule is None or e.rule == where.rule)
                  and (where.since is None or (isinstance(e.created_at, datetime) and e.created_at >= where.since))
                  and (where.until is None or (isinstance(e.created_at, datetime) and e.created_at < where.until))]

@@ -46,7 +46,7 @@ def malformed(partition: str, offset: int, payload: str) -> Reject:
     return Reject(partition, {"offset": offset}, "not valid JSON", payload)
 
 
-def scenario_resource(name: str, upsert: bool = True) -> PipelineConfig:
+def scenario_pipeline(name: str, upsert: bool = True) -> PipelineConfig:
     if not upsert:
         return PipelineConfig(name=name, source="s", destination="d", table=name)
     return PipelineConfig(name=name, source="s", destination="d", table=name, mode="upsert", unique_key=("id",))
@@ -97,13 +97,13 @@ ReadRows = Callable[[str], Awaitable[list[dict[str, Any]]]]
 ReadHistory = Callable[[str], Awaitable[list[tuple[str, str | None]] | None]]
 
 
-async def observe(destination: Destination, resource: PipelineConfig, read_rows: ReadRows,
+async def observe(destination: Destination, pipeline: PipelineConfig, read_rows: ReadRows,
                   read_history: ReadHistory) -> Outcome:
-    columns = await destination.table_columns(resource.table_name)
-    rows = await read_rows(resource.table_name) if columns is not None else []
-    entries = await destination.read_dlq(resource, DlqFilter())
-    history = await read_history(resource.name)
-    checkpoints = await destination.load_checkpoints(resource.name)
+    columns = await destination.table_columns(pipeline.table_name)
+    rows = await read_rows(pipeline.table_name) if columns is not None else []
+    entries = await destination.read_dlq(pipeline, DlqFilter())
+    history = await read_history(pipeline.name)
+    checkpoints = await destination.load_checkpoints(pipeline.name)
     return Outcome(
         tuple(sorted((r["id"], r["name"], _number(r.get("score"))) for r in rows)),
         tuple((e.partition, position_text(e.position), e.rule, e.payload) for e in entries),

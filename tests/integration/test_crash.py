@@ -40,12 +40,12 @@ def log_tail(log: Path, lines: int = 40) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def make_config(tmp_path: Path, dsn: str, schema: str, data_dir: Path, **resource: Any) -> Path:
+def make_config(tmp_path: Path, dsn: str, schema: str, data_dir: Path, **pipeline: Any) -> Path:
     return write_config(tmp_path / "conduitd.yaml", {
         "service": {"log_format": "json", "drain_timeout": "30s"},
         "sources": [{"name": "events", "type": "file", "path": str(data_dir / "*.jsonl"), "poll_interval": "0.2s"}],
         "destinations": [{"name": "pg", "type": "postgres", "dsn": dsn, "schema": schema}],
-        "resources": [{"name": PIPELINE, "source": "events", "destination": "pg", "table": "events", **resource}],
+        "resources": [{"name": PIPELINE, "source": "events", "destination": "pg", "table": "events", **pipeline}],
     })
 
 

@@ -27,7 +27,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Db:
 
 
 def config_for(tmp_path: Path, db: Db, evolution: dict[str, Any] | None = None, *, name: str = "events",
-               service: dict[str, Any] | None = None, **resource: Any) -> Path:
+               service: dict[str, Any] | None = None, **pipeline: Any) -> Path:
     (tmp_path / "in").mkdir(exist_ok=True)
     return write_config(tmp_path / "conduitd.yaml", {
         "service": service or {},
@@ -35,7 +35,7 @@ def config_for(tmp_path: Path, db: Db, evolution: dict[str, Any] | None = None, 
         "destinations": [db.destination],
         "resources": [{"name": name, "source": "files", "destination": "db",
                        "schema_evolution": {"migrations_dir": str(tmp_path / "migrations"), **(evolution or {})},
-                       **resource}],
+                       **pipeline}],
     })
 
 
@@ -345,7 +345,7 @@ def test_validate_exit_codes(tmp_path: Path, pg: Db) -> None:
     mismatch = conduitd("validate", "-c", str(config), "--json")
     assert mismatch.returncode == 4, mismatch.stdout + mismatch.stderr
     failing = [c for c in json.loads(mismatch.stdout) if c["status"] != "ok"]
-    assert [(c["resource"], c["check"], c["status"]) for c in failing] == [("events", "schema: n", "incompatible")]
+    assert [(c["pipeline"], c["check"], c["status"]) for c in failing] == [("events", "schema: n", "incompatible")]
     assert "bigint" in failing[0]["detail"]
     assert pg.table("events") == [{"id": 1, "n": 10}]  # validate writes nothing
     assert len(pg.checkpoints()) == 1

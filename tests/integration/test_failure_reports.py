@@ -33,15 +33,15 @@ def write_input(directory: Path, ids: range, bad: int = 0) -> None:
 
 def make_config(tmp_path: Path, destination: dict[str, Any], *, service: dict[str, Any] | None = None,
                 dlq: dict[str, Any] | None = None) -> Path:
-    resource: dict[str, Any] = {"name": "events", "source": "s", "destination": "d", "table": "events",
+    pipeline: dict[str, Any] = {"name": "events", "source": "s", "destination": "d", "table": "events",
                                 "batch": {"max_wait": "0.1s"}}
     if dlq is not None:
-        resource["dlq"] = dlq
+        pipeline["dlq"] = dlq
     return write_config(tmp_path / "c.yaml", {
         "service": {"log_format": "json", "once_retry_timeout": "1s", **(service or {})},
         "sources": [{"name": "s", "type": "file", "path": str(tmp_path / "in" / "*.jsonl"), "poll_interval": "0.1s"}],
         "destinations": [{"name": "d", **destination}],
-        "resources": [resource],
+        "resources": [pipeline],
     })
 
 

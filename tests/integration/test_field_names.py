@@ -32,14 +32,14 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Db:
     return postgres(request) if request.param == "postgres" else sqlite(tmp_path)
 
 
-def config_for(tmp_path: Path, db: Db, pattern: str = "*.jsonl", **resource: Any) -> Path:
+def config_for(tmp_path: Path, db: Db, pattern: str = "*.jsonl", **pipeline: Any) -> Path:
     (tmp_path / "in").mkdir(exist_ok=True)
     return write_config(tmp_path / "conduitd.yaml", {
         "service": {"once_retry_timeout": "2s"},
         "sources": [{"name": "files", "type": "file", "path": str(tmp_path / "in" / pattern)}],
         "destinations": [db.destination],
         "resources": [{"name": "events", "source": "files", "destination": "db",
-                       "batch": {"max_rows": 100000}, **resource}],
+                       "batch": {"max_rows": 100000}, **pipeline}],
     })
 
 

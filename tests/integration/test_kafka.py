@@ -19,13 +19,13 @@ def event(i: int) -> dict[str, Any]:
             "tags": {"k": i % 7}, "ok": i % 3 == 0}
 
 
-def config(tmp_path: Path, bootstrap: str, topic: str, dsn: str, schema: str, **resource: Any) -> Path:
+def config(tmp_path: Path, bootstrap: str, topic: str, dsn: str, schema: str, **pipeline: Any) -> Path:
     return write_config(tmp_path / "c.yaml", {
         "service": {"log_format": "json", "once_retry_timeout": "20s"},
-        "sources": [kafka_source(bootstrap, topic, f"g-{topic}", **resource.pop("source", {}))],
+        "sources": [kafka_source(bootstrap, topic, f"g-{topic}", **pipeline.pop("source", {}))],
         "destinations": [{"name": "pg", "type": "postgres", "dsn": dsn, "schema": schema}],
         "resources": [{"name": "events", "source": "k", "destination": "pg", "table": "events",
-                       "batch": {"max_rows": 20000, "max_wait": "0.5s"}, **resource}],
+                       "batch": {"max_rows": 20000, "max_wait": "0.5s"}, **pipeline}],
     })
 
 

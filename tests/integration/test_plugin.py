@@ -35,6 +35,10 @@ version = "0.3.1"
 
 [project.entry-points."conduitd.destinations"]
 jsonl = "conduitd_jsonl_demo:CONNECTOR"
+
+[project.entry-points."conduitd.retry"]
+journal = "conduitd_jsonl_demo:journal_policy"
+broken = "conduitd_jsonl_demo:broken_policy"
 """
 
 BACKEND = '''\
@@ -72,6 +76,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import os
 from collections.abc import AsyncIterator, Sequence
@@ -85,6 +90,7 @@ from conduitd.core.records import Position, Reject, SchemaChange
 from conduitd.core.schema import Column
 from conduitd.destinations.base import Capabilities, CheckpointRow, DlqEntry, DlqFilter
 from conduitd.registry import Connector
+from conduitd.runtime.retry import RetryPolicy
 
 
 class JsonlConfig(DestinationConfig):
@@ -207,10 +213,10 @@ class JsonlDestination:
     async def ping(self) -> None:
         return None
 
-    async def write_problems(self, resource: PipelineConfig) -> list[str]:
+    async def write_problems(self, pipeline: PipelineConfig) -> list[str]:
         return [] if os.access(self.directory.parent, os.W_OK) else [f"{self.directory} is not writable"]
 
-    async def setup(self, resource: PipelineConfig) -> None:
+    async def setup(self, pipeline: PipelineConfig) -> None:
         return None
 
     @contextlib.asynccontextmanager
@@ -239,12 +245,30 @@ class JsonlDestination:
     async def table_columns(self, table: str) -> dict[str, Column] | None:
         return await JsonlTransaction(self.state).table_columns(table)
 
-    async def read_dlq(self, resource: PipelineConfig, where: DlqFilter) -> list[DlqEntry]:
+    async def read_dlq(self, pipeline: PipelineConfig, where: DlqFilter) -> list[DlqEntry]:
         return []
 
 
 CONNECTOR = Connector(type="jsonl", kind="destination", config_model=JsonlConfig, factory=JsonlDestination,
                       capabilities=JsonlDestination.capabilities, description="tables as JSON-lines files")
+
+
+def journal_policy(configured: RetryPolicy, options: dict[str, Any]) -> RetryPolicy:
+    """The configured policy, with every judgement written to `options["journal"]` and its first
+    wait from `options["first_wait"]`."""
+    journal, judge = Path(options["journal"]), configured.is_retriable
+
+    def is_retriable(exc: BaseException) -> bool:
+        verdict = judge(exc)
+        with journal.open("a") as handle:
+            handle.write(f"{type(exc).__name__} {verdict} {configured.give_up_after}\\n")
+        return verdict
+
+    return dataclasses.replace(configured, is_retriable=is_retriable, first_wait=float(options["first_wait"]))
+
+
+def broken_policy(configured: RetryPolicy, options: dict[str, Any]) -> RetryPolicy:
+    raise ValueError("needs a 'budget' option")
 '''
 
 
@@ -329,3 +353,69 @@ def test_a_pipeline_writes_through_the_plugin(installed: Path, tmp_path: Path) -
                            text=True, timeout=120, check=False)
     assert again.returncode == 0, again.stderr
     assert len((tmp_path / "out" / "people.jsonl").read_text().splitlines()) == 2  # resumed after it
+
+
+def retrying_config(tmp_path: Path, retry: str) -> Path:
+    """files -> a PostgreSQL that nothing listens for (port 1): connecting is retried until
+    `once_retry_timeout`, each failure judged by the configured retry policy."""
+    data = tmp_path / "in"
+    data.mkdir(exist_ok=True)
+    (data / "a.jsonl").write_text('{"id": 1}\n')
+    path = tmp_path / "conduitd.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        service:
+          once_retry_timeout: 1s
+          retry: {retry}
+        sources:
+          - {{name: files, type: file, path: "{data}/*.jsonl"}}
+        destinations:
+          - {{name: pg, type: postgres, dsn: "postgresql://nobody@127.0.0.1:1/none"}}
+        resources:
+          - {{name: people, source: files, destination: pg}}
+        """))
+    return path
+
+
+def test_a_retry_policy_from_a_package_judges_every_failure(installed: Path, tmp_path: Path) -> None:
+    journal = tmp_path / "journal.txt"
+    path = retrying_config(tmp_path, f'{{policy: journal, options: {{journal: "{journal}", first_wait: 0.05}}}}')
+    result = subprocess.run([sys.executable, "-m", "conduitd", "--once", "-c", str(path)], capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 5, result.stderr
+    lines = journal.read_text().splitlines()
+    assert len(lines) >= 2, lines  # retried: the waits are the plugin's 0.05 s, not the default
+    assert set(lines) == {"DependencyUnreachable True 1.0"}, lines
+
+
+def test_a_retry_policy_narrowed_in_the_config_gives_up_at_once(installed: Path, tmp_path: Path) -> None:
+    journal = tmp_path / "journal.txt"
+    path = retrying_config(tmp_path, f'{{retry_on: [transient], policy: journal, '
+                                     f'options: {{journal: "{journal}", first_wait: 0.05}}}}')
+    result = subprocess.run([sys.executable, "-m", "conduitd", "--once", "-c", str(path)], capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 5, result.stderr
+    assert journal.read_text().splitlines() == ["DependencyUnreachable False 1.0"]  # judged once, not retried
+
+
+@pytest.mark.parametrize(("policy", "exit_code", "message"), [
+    ("broken", 2, "service.retry.policy: retry policy 'broken' failed: ValueError: needs a 'budget' option"),
+    ("absent", 2, "service.retry.policy: no retry policy 'absent' is installed (known: broken, journal;"),
+])
+def test_a_retry_policy_that_fails_or_is_missing_is_a_config_error(
+        installed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], policy: str, exit_code: int,
+        message: str) -> None:
+    path = retrying_config(tmp_path, f"{{policy: {policy}}}")
+    assert main(["--once", "-c", str(path)]) == exit_code
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert "Traceback" not in err
+
+
+def test_validate_reports_a_failing_retry_policy_as_run_would(
+        installed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = retrying_config(tmp_path, "{policy: broken}")
+    assert main(["validate", "--json", "-c", str(path)]) == 2
+    checks = json.loads(capsys.readouterr().out)
+    assert [c for c in checks if c["check"] == "retry policy"] == [
+        {"pipeline": "people", "check": "retry policy", "status": "invalid",
+         "detail": "service.retry.policy: retry policy 'broken' failed: ValueError: needs a 'budget' option"}]

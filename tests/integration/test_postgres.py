@@ -30,7 +30,7 @@ def destination(dsn: str, schema: str) -> PostgresDestination:
         {"name": "pg", "type": "postgres", "dsn": dsn, "schema": schema}))
 
 
-def resource(**extra: Any) -> PipelineConfig:
+def pipeline(**extra: Any) -> PipelineConfig:
     return PipelineConfig.model_validate({"name": "orders", "source": "s", "destination": "pg", **extra})
 
 
@@ -59,7 +59,7 @@ async def rows_of(pg: asyncpg.Connection, schema: str, table: str, order: str = 
 
 
 async def test_append_writes_rows_and_checkpoint_in_one_transaction(dest: Any, pg: Any, pg_schema: str) -> None:
-    res = resource()
+    res = pipeline()
     await dest.setup(res)
     await commit(dest, res, batch([{"id": 1, "name": "a"}, {"id": 2, "name": "b"}], None, 20))
     await commit(dest, res, batch([{"id": 3, "name": "c"}], 20, 30))
@@ -69,7 +69,7 @@ async def test_append_writes_rows_and_checkpoint_in_one_transaction(dest: Any, p
 
 
 async def test_upsert_merges_by_key_and_the_last_row_in_a_batch_wins(dest: Any, pg: Any, pg_schema: str) -> None:
-    res = resource(mode="upsert", unique_key=["id"])
+    res = pipeline(mode="upsert", unique_key=["id"])
     await dest.setup(res)
     await commit(dest, res, batch([{"id": 1, "v": "a"}, {"id": 2, "v": "b"}, {"id": 1, "v": "a2"}], None, 3))
     await commit(dest, res, batch([{"id": 2, "v": "b2"}, {"id": 3, "v": "c"}], 3, 5))
@@ -78,7 +78,7 @@ async def test_upsert_merges_by_key_and_the_last_row_in_a_batch_wins(dest: Any, 
 
 
 async def test_upsert_with_a_composite_key(dest: Any, pg: Any, pg_schema: str) -> None:
-    res = resource(mode="upsert", unique_key=["tenant", "id"])
+    res = pipeline(mode="upsert", unique_key=["tenant", "id"])
     await dest.setup(res)
     await commit(dest, res, batch([{"tenant": "x", "id": 1, "v": 1}, {"tenant": "y", "id": 1, "v": 2}], None, 1))
     await commit(dest, res, batch([{"tenant": "x", "id": 1, "v": 3}], 1, 2))
@@ -88,7 +88,7 @@ async def test_upsert_with_a_composite_key(dest: Any, pg: Any, pg_schema: str) -
 
 async def test_compare_and_set_refuses_a_stale_start_and_rolls_everything_back(
         dest: Any, pg: Any, pg_schema: str) -> None:
-    res = resource()
+    res = pipeline()
     await dest.setup(res)
     await commit(dest, res, batch([{"id": 1}], None, 10))
     stale = batch([{"id": 1}], None, 10, rejects=(Reject("p", {"offset": 5}, "bad", "x"),))
@@ -103,7 +103,7 @@ async def test_compare_and_set_refuses_a_stale_start_and_rolls_everything_back(
 
 
 async def test_auto_created_column_types(dest: Any, pg: Any, pg_schema: str) -> None:
-    res = resource()
+    res = pipeline()
     await dest.setup(res)
     rows = [{"i": 1, "f": 1.5, "s": "x", "b": True, "ts": "2026-01-01T00:00:00Z", "naive": "2026-01-01 00:00:00",
              "doc": {"a": [1, 2]}, "tags": ["a"], "nothing": None}]
@@ -122,7 +122,7 @@ async def test_auto_created_column_types(dest: Any, pg: Any, pg_schema: str) -> 
 async def test_refused_rows_are_isolated_and_the_rest_commits(dest: Any, pg: Any, pg_schema: str) -> None:
     await pg.execute(f'CREATE TABLE "{pg_schema}".orders (id bigint PRIMARY KEY, n smallint CHECK (n >= 0), '
                      "amount numeric(6,2) NOT NULL)")
-    res = resource(schema_evolution={"on_type_change": "warn"})  # no widening: the server refuses
+    res = pipeline(schema_evolution={"on_type_change": "warn"})  # no widening: the server refuses
     await dest.setup(res)
     rows = [{"id": 1, "n": 1, "amount": 1.5}, {"id": 2, "n": 99999, "amount": 2.0},
             {"id": 3, "n": -5, "amount": 3.0}, {"id": 4, "n": 4, "amount": None},
@@ -141,7 +141,7 @@ async def test_refused_rows_are_isolated_and_the_rest_commits(dest: Any, pg: Any
 
 
 async def test_values_that_do_not_cast_go_to_the_dlq_with_column_and_value(dest: Any, pg: Any, pg_schema: str) -> None:
-    res = resource()
+    res = pipeline()
     await dest.setup(res)
     await commit(dest, res, batch([{"id": 1}], None, 1))
     await commit(dest, res, batch([{"id": "2"}, {"id": "two"}], 1, 3))
@@ -151,7 +151,7 @@ async def test_values_that_do_not_cast_go_to_the_dlq_with_column_and_value(dest:
 
 
 async def test_new_columns_are_added_as_nullable(dest: Any, pg: Any, pg_schema: str) -> None:
-    res = resource()
+    res = pipeline()
     await dest.setup(res)
     await commit(dest, res, batch([{"id": 1}], None, 1))
     result = await commit(dest, res, batch([{"id": 2, "extra": "x"}], 1, 2))
@@ -162,7 +162,7 @@ async def test_new_columns_are_added_as_nullable(dest: Any, pg: Any, pg_schema: 
 async def test_identifiers_from_data_are_quoted(dest: Any, pg: Any, pg_schema: str) -> None:
     await pg.execute(f'CREATE TABLE "{pg_schema}".victim (x int)')
     evil = 'a"; DROP TABLE victim; --'
-    res = resource(table='t"; DROP TABLE victim; --')
+    res = pipeline(table='t"; DROP TABLE victim; --')
     await dest.setup(res)
     await commit(dest, res, batch([{evil: 1, "spaced name": "s", "ünï": "u"}], None, 1))
     names = [r["column_name"] for r in await pg.fetch(
@@ -173,7 +173,7 @@ async def test_identifiers_from_data_are_quoted(dest: Any, pg: Any, pg_schema: s
 
 
 async def test_upsert_key_missing_from_the_data_is_a_schema_error(dest: Any, pg_schema: str) -> None:
-    res = resource(mode="upsert", unique_key=["order_id"])
+    res = pipeline(mode="upsert", unique_key=["order_id"])
     await dest.setup(res)
     with pytest.raises(SchemaIncompatible, match="order_id"):
         await commit(dest, res, batch([{"id": 1}], None, 1))
@@ -181,7 +181,7 @@ async def test_upsert_key_missing_from_the_data_is_a_schema_error(dest: Any, pg_
 
 async def test_decode_rejects_and_empty_batches_still_advance_the_checkpoint(
         dest: Any, pg: Any, pg_schema: str) -> None:
-    res = resource()
+    res = pipeline()
     await dest.setup(res)
     bad = Reject("p", {"offset": 4}, "not valid JSON", "{oops")
     await commit(dest, res, batch([], None, 4, rejects=(bad,)))
@@ -204,7 +204,7 @@ async def test_a_table_created_concurrently_by_another_replica_is_a_retriable_er
 
     from conduitd.errors import TransientError
 
-    res = resource()
+    res = pipeline()
     await dest.setup(res)
     other = pg  # another replica, mid-way through creating the same table
     transaction = other.transaction()
@@ -230,7 +230,7 @@ async def test_replicas_setting_up_a_new_schema_at_the_same_moment_all_start(pg_
         try:
             async def start(replica: PostgresDestination) -> None:
                 await replica.open()
-                await replica.setup(resource(dlq={"table": "orders_dlq"}))
+                await replica.setup(pipeline(dlq={"table": "orders_dlq"}))
 
             await asyncio.gather(*(start(r) for r in replicas))
             tables = {r["relname"] for r in await pg.fetch(

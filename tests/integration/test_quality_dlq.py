@@ -24,14 +24,14 @@ def offsets(positions: dict[str, Any]) -> dict[str, int]:
     return {partition: position["offset"] for partition, position in positions.items()}
 
 
-def write_config_for(tmp_path: Path, db: Db, rules: list[dict[str, Any]], **resource: Any) -> Path:
+def write_config_for(tmp_path: Path, db: Db, rules: list[dict[str, Any]], **pipeline: Any) -> Path:
     (tmp_path / "in").mkdir(exist_ok=True)
     return write_config(tmp_path / "conduitd.yaml", {
         "service": {"manifest_path": str(tmp_path / "manifest.jsonl")},
         "sources": [{"name": "files", "type": "file", "path": str(tmp_path / "in" / "*.jsonl")}],
         "destinations": [db.destination],
         "resources": [{"name": "people", "source": "files", "destination": "db", "quality_checks": rules,
-                       **resource}],
+                       **pipeline}],
     })
 
 

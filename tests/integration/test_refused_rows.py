@@ -37,7 +37,7 @@ SQLITE_TABLE = (f"CREATE TABLE {TABLE} (id INTEGER PRIMARY KEY, v INTEGER CONSTR
                 "name TEXT NOT NULL CONSTRAINT name_short CHECK (length(name) <= 8))")
 
 
-def resource(**extra: Any) -> PipelineConfig:
+def pipeline(**extra: Any) -> PipelineConfig:
     return PipelineConfig.model_validate({"name": "orders", "source": "s", "destination": "d", **extra})
 
 
@@ -107,7 +107,7 @@ async def test_refused_rows_cost_attempts_in_proportion_to_their_number_postgres
     if cause == "check_behind_a_trigger":
         await pg.execute(NO_OP_TRIGGER.format(schema))
     rows = pa.table({"id": np.arange(ROWS), "v": v, "name": pa.array(names.tolist(), pa.string())})
-    res = resource()
+    res = pipeline()
     d = await pg_destination(pg_dsn, pg_schema)
     try:
         await d.setup(res)
@@ -143,7 +143,7 @@ async def test_refused_rows_cost_attempts_in_proportion_to_their_number_sqlite(
     db.commit()
     db.close()
     rows = pa.table({"id": np.arange(ROWS), "v": v, "name": pa.array(["new"] * ROWS)})
-    res = resource()
+    res = pipeline()
     d = SqliteDestination(SqliteDestinationConfig.model_validate({"name": "d", "type": "sqlite", "path": str(path)}))
     await d.open()
     try:
@@ -177,7 +177,7 @@ async def test_an_upsert_whose_merge_refuses_rows_narrows_only_near_them(
     v = np.ones(n, dtype=np.int64)
     v[bad] = -1
     rows = pa.table({"id": np.arange(n), "v": v, "name": pa.array(["new"] * n)})
-    res = resource(mode="upsert", unique_key=["id"])
+    res = pipeline(mode="upsert", unique_key=["id"])
     d = await pg_destination(pg_dsn, pg_schema)
     try:
         await d.setup(res)
@@ -235,7 +235,7 @@ async def _generated_postgres(faults: list[set[str]], trigger: bool, dsn: str, s
             await conn.execute(NO_OP_TRIGGER.format(f'"{schema}"'))
         await conn.executemany(f'INSERT INTO "{schema}".{TABLE} VALUES ($1, 7, $2, -1)',
                                [(i, "old") for i in existing])
-        res = resource()
+        res = pipeline()
         d = await pg_destination(dsn, schema)
         try:
             await d.setup(res)
@@ -263,7 +263,7 @@ async def _generated_sqlite(faults: list[set[str]], tmp_path: Path) -> None:
     db.executemany(f"INSERT INTO {TABLE} VALUES (?, 7, 'old', -1)", [(i,) for i in existing])
     db.commit()
     db.close()
-    res = resource()
+    res = pipeline()
     d = SqliteDestination(SqliteDestinationConfig.model_validate({"name": "d", "type": "sqlite", "path": str(path)}))
     await d.open()
     try:
@@ -323,7 +323,7 @@ async def test_a_screen_that_fails_itself_leaves_the_rows_to_the_write_attempts(
     n = 2_000
     values = [0 if i % 97 == 5 else (-1 if i % 89 == 3 else 1) for i in range(n)]
     rows = pa.table({"id": pa.array(range(n), pa.int64()), weird: pa.array(values, pa.int64())})
-    res = resource()
+    res = pipeline()
     d = await pg_destination(pg_dsn, pg_schema)
     try:
         await d.setup(res)
@@ -360,7 +360,7 @@ async def _csv_lines(lines: list[tuple[int, bool]], dsn: str, schema: str) -> No
                          "note": pa.array(["x" + "\n" * breaks for breaks, _ in lines]),
                          "v": pa.array([-1 if bad else 1 for _, bad in lines], pa.int64()),
                          "at": pa.array(["10.0.0.1"] * len(lines))})
-        res = resource()
+        res = pipeline()
         d = await pg_destination(dsn, schema)
         try:
             await d.setup(res)
@@ -384,7 +384,7 @@ async def test_an_upsert_leaves_a_not_null_column_it_lacks_to_the_table(
     await pg.execute(f'CREATE TABLE "{pg_schema}".{TABLE} (id bigint PRIMARY KEY, name varchar(8), '
                      "created text NOT NULL DEFAULT 'by default'); "
                      f"INSERT INTO \"{pg_schema}\".{TABLE} VALUES (1, 'old', 'kept')")
-    res = resource(mode="upsert", unique_key=["id"])
+    res = pipeline(mode="upsert", unique_key=["id"])
     d = await pg_destination(pg_dsn, pg_schema)
     try:
         await d.setup(res)

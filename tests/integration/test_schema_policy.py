@@ -54,21 +54,21 @@ def drop(db: Db) -> None:
         db.execute(f'DROP SCHEMA "{db.schema}" CASCADE')
 
 
-def config_for(tmp: Path, db: Db, evolution: dict[str, Any], **resource: Any) -> Path:
+def config_for(tmp: Path, db: Db, evolution: dict[str, Any], **pipeline: Any) -> Path:
     (tmp / "in").mkdir(exist_ok=True)
     return write_config(tmp / "conduitd.yaml", {
         "sources": [{"name": "files", "type": "file", "path": str(tmp / "in" / "*.jsonl")}],
         "destinations": [db.destination],
         "resources": [{"name": "events", "source": "files", "destination": "db",
-                       "schema_evolution": {"migrations_dir": str(tmp / "migrations"), **evolution}, **resource}],
+                       "schema_evolution": {"migrations_dir": str(tmp / "migrations"), **evolution}, **pipeline}],
     })
 
 
 def agree(cli: Cli, tmp: Path, db: Db, records: list[dict[str, Any]], evolution: dict[str, Any],
-          columns: dict[str, str] | None, **resource: Any) -> None:
+          columns: dict[str, str] | None, **pipeline: Any) -> None:
     """Run the three commands on `records` (the table made first with `columns`, unless None)
     and check that what validate and schema-compare said is what run did."""
-    config = config_for(tmp, db, evolution, **resource)
+    config = config_for(tmp, db, evolution, **pipeline)
     if columns is not None:
         db.execute(f"CREATE TABLE {db.name('events')} ("
                    + ", ".join(f'"{n}" {t}' for n, t in columns.items()) + ")")

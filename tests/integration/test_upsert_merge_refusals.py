@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conduitd.runtime.commit import commit_batch
-from tests.integration.test_refused_rows import attempts, one_batch, pg_destination, resource
+from tests.integration.test_refused_rows import attempts, one_batch, pg_destination, pipeline
 
 __all__ = ["attempts"]  # the fixture, used by name
 
@@ -33,7 +33,7 @@ def quote(name: str) -> str:
 
 
 async def upsert(dsn: str, schema: str, table: str, rows: pa.Table) -> tuple[int, int]:
-    res = resource(name=table, mode="upsert", unique_key=["id"])
+    res = pipeline(name=table, mode="upsert", unique_key=["id"])
     d = await pg_destination(dsn, schema)
     try:
         await d.setup(res)

@@ -22,7 +22,7 @@ from conduitd.testing import ANY, Crash, MemoryDestination, MemoryDlqSink, Memor
 from conduitd.testing.memory_source import Record, Tombstone, decode
 from conduitd.testing.scenario import batch, chunk, malformed
 
-RESOURCE = PipelineConfig(name="orders", source="s", destination="d", table="orders", mode="upsert",
+PIPELINE = PipelineConfig(name="orders", source="s", destination="d", table="orders", mode="upsert",
                           unique_key=("id",))
 REFUSED = "refuse me"
 ERRORS: list[type[BaseException]] = [TransientError, Crash, asyncio.CancelledError]
@@ -57,25 +57,25 @@ def destination(state: State | None = None, **options: Any) -> MemoryDestination
 async def opened(**options: Any) -> MemoryDestination:
     d = destination(**options)
     await d.open()
-    await d.setup(RESOURCE)
+    await d.setup(PIPELINE)
     return d
 
 
 async def committed_first(**options: Any) -> MemoryDestination:
     d = await opened(**options)
-    committer = Committer(d, RESOURCE)
+    committer = Committer(d, PIPELINE)
     await committer.commit(await committer.prepare(first_batch()))
     return d
 
 
 async def replayed(d: MemoryDestination) -> list[int]:
-    return [int(e.id) for e in await d.read_dlq(RESOURCE, DlqFilter())]
+    return [int(e.id) for e in await d.read_dlq(PIPELINE, DlqFilter())]
 
 
 async def reference(sink: MemoryDlqSink | None = None) -> tuple[State, list[str]]:
     """The second batch committed by a run that never fails: the state, and the steps it ran."""
     d = await committed_first()
-    committer = Committer(d, RESOURCE, sink)
+    committer = Committer(d, PIPELINE, sink)
     d.faults.clear()
     await committer.commit(await committer.prepare(second_batch(), await replayed(d)))
     return d.store.snapshot(), list(d.faults.trace)
@@ -129,7 +129,7 @@ def test_a_failure_at_a_step_leaves_nothing_committed_and_the_retry_commits_once
         expected, _ = await reference()
         d = await committed_first()
         before = d.store.snapshot()
-        committer = Committer(d, RESOURCE)
+        committer = Committer(d, PIPELINE)
         prepared = await committer.prepare(second_batch(), await replayed(d))
         d.faults.arm(step, call=call, error=error)
         with pytest.raises(error):
@@ -158,7 +158,7 @@ def test_a_failure_at_the_external_dlq_sink_or_after_it_commits_once_and_dead_le
         d = await committed_first()
         before = d.store.snapshot()
         sink = MemoryDlqSink()
-        committer = Committer(d, RESOURCE, sink)
+        committer = Committer(d, PIPELINE, sink)
         prepared = await committer.prepare(second_batch(), await replayed(d))
         if failure == "COMMIT":
             d.faults.arm("commit", error=Crash)
@@ -181,7 +181,7 @@ def test_a_refusal_outside_the_row_writes_fails_the_batch_as_a_conduit_error(ste
     async def run() -> None:
         d = await committed_first()
         before = d.store.snapshot()
-        committer = Committer(d, RESOURCE)
+        committer = Committer(d, PIPELINE)
         prepared = await committer.prepare(second_batch(), await replayed(d))
         d.faults.arm(step, error=RowsRefused("update or delete violates foreign key constraint"))
         try:
@@ -221,14 +221,14 @@ def test_generated_batches_failed_at_any_step_commit_exactly_once(
     async def run() -> None:
         options = {"refusal": mode, "screens": screens}
         d = await opened(**options)
-        committer = Committer(d, RESOURCE)
+        committer = Committer(d, PIPELINE)
         first = generated(before, {})
         await committer.commit(await committer.prepare(first))
         start = {p: int(end["offset"]) for p, end in first.end.items()}
         second = generated(records, start)
         clean = destination(d.store.state, **options)  # a run that never fails, from the same state
         await clean.open()
-        clean_committer = Committer(clean, RESOURCE)
+        clean_committer = Committer(clean, PIPELINE)
         await clean_committer.commit(await clean_committer.prepare(second))
         trace = clean.faults.trace
         call = data.draw(st.integers(1, len(trace)), label="failing step")

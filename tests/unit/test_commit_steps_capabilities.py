@@ -26,18 +26,18 @@ def lacking(**flags: bool) -> Capabilities:
     return dataclasses.replace(CAPABILITIES, **flags)
 
 
-async def opened(resource: PipelineConfig, capabilities: Capabilities, **options: Any) -> MemoryDestination:
+async def opened(pipeline: PipelineConfig, capabilities: Capabilities, **options: Any) -> MemoryDestination:
     d = MemoryDestination(capabilities=capabilities, **options)
     await d.open()
-    await d.setup(resource)
+    await d.setup(pipeline)
     return d
 
 
-async def commit(d: MemoryDestination, resource: PipelineConfig, start: int | None, end: int,
+async def commit(d: MemoryDestination, pipeline: PipelineConfig, start: int | None, end: int,
                  rows: list[dict[str, Any]], bad: int = 0) -> None:
     rejects = [malformed("p", (start or 0) + len(rows) + i, "not json") for i in range(bad)]
     b = batch(chunk("p", None if start is None else {"offset": start}, {"offset": end}, rows, rejects))
-    committer = Committer(d, resource)
+    committer = Committer(d, pipeline)
     await committer.commit(await committer.prepare(b))
 
 

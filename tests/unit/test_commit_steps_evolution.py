@@ -21,7 +21,7 @@ from conduitd.testing import Crash, MemoryDestination, MemoryDialect, MemoryStor
 from conduitd.testing.scenario import batch, chunk
 
 
-def resource(tmp_path: Path, mode: str = "auto", **extra: Any) -> PipelineConfig:
+def pipeline(tmp_path: Path, mode: str = "auto", **extra: Any) -> PipelineConfig:
     return PipelineConfig.model_validate({
         "name": "events", "source": "s", "destination": "d", "table": "events",
         "schema_evolution": {"mode": mode, "migrations_dir": str(tmp_path / "migrations"), **extra}})
@@ -62,7 +62,7 @@ class Run:
 
 def test_auto_adds_columns_and_widens_with_ddl_in_the_batch_and_history(tmp_path: Path) -> None:
     async def run() -> None:
-        r = await Run.open(resource(tmp_path))
+        r = await Run.open(pipeline(tmp_path))
         await r.commit([{"id": 1, "n": 2}])
         await r.commit([{"id": 2, "n": 2.5, "note": "x"}])
         columns = r.store.columns("events") or {}
@@ -75,7 +75,7 @@ def test_auto_adds_columns_and_widens_with_ddl_in_the_batch_and_history(tmp_path
 
 def test_manual_holds_rows_in_the_dlq_and_writes_the_migration_only_after_commit(tmp_path: Path) -> None:
     async def run() -> None:
-        r = await Run.open(resource(tmp_path, "manual"))
+        r = await Run.open(pipeline(tmp_path, "manual"))
         await r.commit([{"id": 1}])
         migrations = tmp_path / "migrations"
         r.destination.faults.arm("commit", error=Crash)
@@ -93,7 +93,7 @@ def test_manual_holds_rows_in_the_dlq_and_writes_the_migration_only_after_commit
 
 def test_strict_stops_and_commits_nothing_of_the_batch(tmp_path: Path) -> None:
     async def run() -> None:
-        r = await Run.open(resource(tmp_path, "strict"))
+        r = await Run.open(pipeline(tmp_path, "strict"))
         await r.commit([{"id": 1}])
         before = r.store.snapshot()
         with pytest.raises(SchemaIncompatible, match="no column 'note'"):
@@ -104,7 +104,7 @@ def test_strict_stops_and_commits_nothing_of_the_batch(tmp_path: Path) -> None:
 
 def test_warn_writes_what_fits_and_leaves_the_table_alone(tmp_path: Path) -> None:
     async def run() -> None:
-        r = await Run.open(resource(tmp_path, "warn"))
+        r = await Run.open(pipeline(tmp_path, "warn"))
         await r.commit([{"id": 1}])
         await r.commit([{"id": 2, "note": "x"}])
         assert r.store.rows("events") == [{"id": 1}, {"id": 2}]
@@ -120,7 +120,7 @@ def test_warn_writes_what_fits_and_leaves_the_table_alone(tmp_path: Path) -> Non
 def test_names_and_columns_the_dialect_cannot_take_hold_their_rows_in_the_dlq(
         tmp_path: Path, dialect: MemoryDialect, rows: list[dict[str, Any]], held: str) -> None:
     async def run() -> None:
-        r = await Run.open(resource(tmp_path), dialect=dialect)
+        r = await Run.open(pipeline(tmp_path), dialect=dialect)
         await r.commit(rows)
         assert r.store.rows("events") == []
         assert r.dlq() == [("schema", held)]
@@ -131,7 +131,7 @@ def test_names_and_columns_the_dialect_cannot_take_hold_their_rows_in_the_dlq(
 def test_a_field_name_made_of_sql_is_one_column_of_exactly_that_name(tmp_path: Path) -> None:
     name = 'a"; DROP TABLE events; --'
     async def run() -> None:
-        r = await Run.open(resource(tmp_path))
+        r = await Run.open(pipeline(tmp_path))
         await r.commit([{"id": 1}])
         await r.commit([{"id": 2, name: "x"}])
         assert list(r.store.columns("events") or {}) == ["id", name]
@@ -141,7 +141,7 @@ def test_a_field_name_made_of_sql_is_one_column_of_exactly_that_name(tmp_path: P
 
 def test_a_batch_prepared_ahead_against_a_table_another_writer_changed_is_prepared_again(tmp_path: Path) -> None:
     async def run() -> None:
-        res = resource(tmp_path)
+        res = pipeline(tmp_path)
         r = await Run.open(res)
         await r.commit([{"id": 1}])
         await r.commit([{"id": 2}])  # no DDL: the table is known, the next batch is prepared ahead
@@ -159,7 +159,7 @@ def test_a_batch_prepared_ahead_against_a_table_another_writer_changed_is_prepar
 
 def test_the_plan_and_preparation_are_pure_over_the_dialect(tmp_path: Path) -> None:
     dialect = MemoryDialect()
-    res = resource(tmp_path)
+    res = pipeline(tmp_path)
     rows = pa.table({"id": [1], "at": ["2024-01-02T03:04:05Z"], "tags": [["a"]]})
     evolution = plan(dialect, res, rows, None, warned=set())
     assert [c.kind for c in evolution.changes] == ["create"]
@@ -173,7 +173,7 @@ def test_the_plan_and_preparation_are_pure_over_the_dialect(tmp_path: Path) -> N
 def test_a_migration_file_that_cannot_be_written_does_not_fail_a_committed_batch(tmp_path: Path) -> None:
     async def run() -> None:
         (tmp_path / "migrations").write_text("a file where the directory should be")
-        r = await Run.open(resource(tmp_path, "manual"))
+        r = await Run.open(pipeline(tmp_path, "manual"))
         await r.commit([{"id": 1}])
         try:
             result = await r.commit([{"id": 2, "note": "x"}])

@@ -167,12 +167,12 @@ def test_faults_count_the_steps_and_fire_once() -> None:
 
 # -- a pipeline over the twins, crashed and run again ---------------------------------------------------
 
-RESOURCE = PipelineConfig.model_validate({"name": "events", "source": "s", "destination": "d", "table": "events",
+PIPELINE = PipelineConfig.model_validate({"name": "events", "source": "s", "destination": "d", "table": "events",
                                           "mode": "upsert", "unique_key": ["id"],
                                           "batch": {"max_rows": 3, "max_wait": "1s"}})
 CONFIG = Config(sources=(FileSourceConfig(name="s", type="file", path="unused"),),
                 destinations=(SqliteDestinationConfig(name="d", type="sqlite", path="unused"),),
-                resources=(RESOURCE,))
+                resources=(PIPELINE,))
 
 
 def records(partition: int) -> list[Record]:
@@ -183,9 +183,9 @@ async def run_pipeline(monkeypatch: pytest.MonkeyPatch, store: MemoryStore, feed
                        source: dict[str, Any] | None = None, destination: dict[str, Any] | None = None) -> None:
     monkeypatch.setattr(pipeline_module, "make_destination", lambda config: MemoryDestination(store, **(destination
                                                                                                         or {})))
-    monkeypatch.setattr(pipeline_module, "open_source", lambda config, resource, service, once: MemorySource(
-        feed, once=once, max_rows=resource.batch.max_rows, **(source or {})))
-    await pipeline_module.Pipeline(CONFIG, RESOURCE, Metrics(), once=True).run(asyncio.Event())
+    monkeypatch.setattr(pipeline_module, "open_source", lambda config, pipeline, service, once: MemorySource(
+        feed, once=once, max_rows=pipeline.batch.max_rows, **(source or {})))
+    await pipeline_module.Pipeline(CONFIG, PIPELINE, Metrics(), once=True).run(asyncio.Event())
 
 
 def test_a_pipeline_crashed_at_chosen_points_and_run_again_holds_every_record_once(

@@ -46,13 +46,13 @@ def error_of(path: Path, environ: dict[str, str] | None = None) -> str:
 
 def test_a_good_config_parses_into_frozen_models(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, GOOD), {})
-    resource = config.resources[0]
-    assert resource.mode == "upsert" and resource.unique_key == ("id",)
-    assert resource.batch.max_bytes == 8 * 1024 * 1024
-    assert resource.batch.max_wait == pytest.approx(0.25)
-    assert resource.dlq_table == "orders_dlq"
+    pipeline = config.resources[0]
+    assert pipeline.mode == "upsert" and pipeline.unique_key == ("id",)
+    assert pipeline.batch.max_bytes == 8 * 1024 * 1024
+    assert pipeline.batch.max_wait == pytest.approx(0.25)
+    assert pipeline.dlq_table == "orders_dlq"
     with pytest.raises(ValueError, match="frozen"):
-        resource.mode = "append"  # type: ignore[misc]
+        pipeline.mode = "append"  # type: ignore[misc]
 
 
 def test_unknown_key_names_file_line_path_and_suggests(tmp_path: Path) -> None:
@@ -103,8 +103,8 @@ def test_dollar_dollar_is_a_literal_dollar(tmp_path: Path) -> None:
 
 def test_seed_aliases_write_mode_merge_and_primary_keys(tmp_path: Path) -> None:
     text = GOOD.replace("    mode: upsert\n    unique_key: [id]\n", "    write_mode: merge\n    primary_keys: [a, b]\n")
-    resource = load_config(write(tmp_path, text), {}).resources[0]
-    assert resource.mode == "upsert" and resource.unique_key == ("a", "b")
+    pipeline = load_config(write(tmp_path, text), {}).resources[0]
+    assert pipeline.mode == "upsert" and pipeline.unique_key == ("a", "b")
 
 
 def test_upsert_without_unique_key_is_an_error(tmp_path: Path) -> None:

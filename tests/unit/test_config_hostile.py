@@ -161,7 +161,7 @@ def test_nonsense_values_name_the_key_and_line(tmp_path: Path, old: str, new: st
 
 def test_a_table_named_like_another_pipelines_dlq_table_is_refused(tmp_path: Path) -> None:
     text = GOOD + "  - {name: audit, source: files, destination: wh, table: orders_dlq}\n"
-    assert "resources[1].table: table 'orders_dlq' is resource 'orders''s DLQ table" in error_of(write(tmp_path, text))
+    assert "resources[1].table: table 'orders_dlq' is pipeline 'orders''s DLQ table" in error_of(write(tmp_path, text))
 
 
 @pytest.mark.parametrize("value", ["${A:-${B}}", "${A", "${}", "x${A:-b", "${A}${", "${1A}", "${A:x}"])
@@ -182,8 +182,8 @@ def test_wellformed_variables_expand(tmp_path: Path, value: str, expanded: str) 
 def test_strings_for_numbers_and_booleans_still_work_for_variables(tmp_path: Path) -> None:
     text = GOOD.replace("max_rows: 1000", "max_rows: '${ROWS}'").replace(
         "    unique_key: [id]", "    unique_key: [id]\n    deletes: {tombstone: '${TOMB}'}")
-    resource = load_config(write(tmp_path, text), {"ROWS": "7", "TOMB": "false"}).resources[0]
-    assert resource.batch.max_rows == 7 and resource.deletes.tombstone is False
+    pipeline = load_config(write(tmp_path, text), {"ROWS": "7", "TOMB": "false"}).resources[0]
+    assert pipeline.batch.max_rows == 7 and pipeline.deletes.tombstone is False
 
 
 def test_a_bad_dsn_is_named_without_its_value(tmp_path: Path) -> None:

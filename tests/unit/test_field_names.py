@@ -28,7 +28,7 @@ DIALECTS: dict[str, Dialect] = {"postgres": PostgresDialect("s"), "sqlite": Sqli
 SYSTEM = ["xmin", "xmax", "cmin", "cmax", "ctid", "tableoid"]
 
 
-def resource(**extra: Any) -> PipelineConfig:
+def pipeline(**extra: Any) -> PipelineConfig:
     return PipelineConfig.model_validate({"name": "ev", "source": "s", "destination": "d", **extra})
 
 
@@ -39,7 +39,7 @@ def batch(rows: pa.Table, deletes: list[bool] | None = None) -> Batch:
 
 def prepared(dialect: Dialect, rows: pa.Table, live: dict[str, Column] | None = None, deletes: list[bool] | None = None,
              **extra: Any) -> Prepared:
-    result = prepare(dialect, resource(**extra), batch(rows, deletes), live, removed_warned=set())
+    result = prepare(dialect, pipeline(**extra), batch(rows, deletes), live, removed_warned=set())
     assert result.failure is None, result.failure
     return result
 
@@ -218,7 +218,7 @@ def test_every_record_is_written_or_dead_lettered_whatever_its_field_names(
     columns = [pa.array(range(len(values)), pa.int64())]
     columns += [pa.array([row[i] for row in values], pa.int64()) for i in range(len(names))]
     rows = pa.Table.from_arrays(columns, names=all_names)
-    result = prepare(dialect, resource(), batch(rows), None, removed_warned=set())
+    result = prepare(dialect, pipeline(), batch(rows), None, removed_warned=set())
     assert result.failure is None
     written, rejected = placed(result)
     assert sorted(written + rejected) == list(range(len(values)))  # each record exactly once

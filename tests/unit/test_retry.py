@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+from pydantic import ValidationError
+
 from conduitd.config import ServiceConfig
-from conduitd.errors import CheckpointConflict, ConfigError, TransientError
+from conduitd.errors import CheckpointConflict, ConfigError, DependencyUnreachable, TransientError
 from conduitd.runtime.retry import RetryPolicy
 
 
@@ -41,3 +44,35 @@ def test_what_is_retriable_is_the_error_trees_judgement_or_the_policys_own() -> 
     assert not default.is_retriable(RuntimeError("x"))
     stricter = RetryPolicy(is_retriable=lambda exc: False)
     assert not stricter.is_retriable(TransientError("x"))
+
+
+def test_service_retry_sets_backoff_deadline_and_what_is_retried() -> None:
+    service = ServiceConfig.model_validate({"retry": {"first_wait": "1s", "max_wait": "4s", "jitter": 0,
+                                                      "give_up_after": "2m", "retry_on": ["unreachable"]},
+                                            "once_retry_timeout": "9s"})
+    daemon = RetryPolicy.for_service(service, once=False)
+    assert [daemon.wait(n, 0.0) for n in range(1, 5)] == [1.0, 2.0, 4.0, 4.0]
+    assert daemon.give_up_after == 120.0
+    assert RetryPolicy.for_service(service, once=True).give_up_after == 9.0  # the smaller deadline
+    assert daemon.is_retriable(DependencyUnreachable("x"))
+    assert not daemon.is_retriable(TransientError("x"))  # left out of retry_on: fails at once
+    assert not daemon.is_retriable(ConfigError("x"))
+
+
+def test_the_earlier_name_of_the_longest_wait_still_works_but_not_beside_the_new_one() -> None:
+    assert RetryPolicy.for_service(ServiceConfig.model_validate({"retry_max_wait": "7s"}), once=False).max_wait == 7.0
+    with pytest.raises(ValidationError, match="one setting"):
+        ServiceConfig.model_validate({"retry_max_wait": "7s", "retry": {"max_wait": "8s"}})
+
+
+@pytest.mark.parametrize(("retry", "message"), [
+    ({"retry_on": ["sometimes"]}, "unreachable"),
+    ({"retry_on": ["transient", "transient"]}, "each kind of error once"),
+    ({"jitter": 1.5}, "less than or equal to 1"),
+    ({"policy": "no-such-policy"}, "no retry policy 'no-such-policy' is installed"),
+    ({"options": {"a": 1}}, "name the policy"),
+    ({"first_wait": "0s"}, "at least 10ms"),
+])
+def test_nonsense_retry_settings_are_refused(retry: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ServiceConfig.model_validate({"retry": retry})

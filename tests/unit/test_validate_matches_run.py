@@ -29,14 +29,14 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Iterator[Cli]:
 
 
 def config_for(tmp: Path, *, service: dict[str, Any] | None = None, database: Path | None = None,
-               records: list[dict[str, Any]] | None = None, **resource: Any) -> Path:
+               records: list[dict[str, Any]] | None = None, **pipeline: Any) -> Path:
     (tmp / "in").mkdir(exist_ok=True)
     (tmp / "in" / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records or [{"id": 1}]))
     return write_config(tmp / "conduitd.yaml", {
         "service": service or {},
         "sources": [{"name": "files", "type": "file", "path": str(tmp / "in" / "*.jsonl")}],
         "destinations": [{"name": "db", "type": "sqlite", "path": str(database or tmp / "dest.db")}],
-        "resources": [{"name": "events", "source": "files", "destination": "db", **resource}],
+        "resources": [{"name": "events", "source": "files", "destination": "db", **pipeline}],
     })
 
 

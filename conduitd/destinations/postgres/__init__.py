@@ -93,10 +93,10 @@ class PostgresDestination(SqlDestination):
             except (TimeoutError, OSError, asyncpg.InterfaceError):
                 driver.conn.terminate()
 
-    async def write_problems(self, resource: PipelineConfig) -> list[str]:
-        tables = [CHECKPOINTS, HISTORY, resource.table_name]
-        if resource.dlq.type == "table":
-            tables.append(resource.dlq_table)
+    async def write_problems(self, pipeline: PipelineConfig) -> list[str]:
+        tables = [CHECKPOINTS, HISTORY, pipeline.table_name]
+        if pipeline.dlq.type == "table":
+            tables.append(pipeline.dlq_table)
         try:
             return await write_problems(self.conn, self.schema, tables)
         except Exception as exc:

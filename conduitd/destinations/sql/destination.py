@@ -18,9 +18,9 @@ class SqlDestination:
     async def ping(self) -> None:
         await self.bookkeeping().driver.fetch("SELECT 1")
 
-    async def setup(self, resource: PipelineConfig) -> None:
-        if resource.dlq.type == "table":
-            await self.bookkeeping().create_dlq_table(resource.dlq_table)
+    async def setup(self, pipeline: PipelineConfig) -> None:
+        if pipeline.dlq.type == "table":
+            await self.bookkeeping().create_dlq_table(pipeline.dlq_table)
 
     async def load_checkpoints(self, pipeline: str) -> dict[str, Position]:
         return await self.bookkeeping().load_checkpoints(pipeline)
@@ -31,5 +31,5 @@ class SqlDestination:
     async def reset_checkpoints(self, pipeline: str, partition: str | None = None) -> int:
         return await self.bookkeeping().reset_checkpoints(pipeline, partition)
 
-    async def read_dlq(self, resource: PipelineConfig, where: DlqFilter) -> list[DlqEntry]:
-        return await self.bookkeeping().read_dlq(resource.dlq_table, resource.name, where)
+    async def read_dlq(self, pipeline: PipelineConfig, where: DlqFilter) -> list[DlqEntry]:
+        return await self.bookkeeping().read_dlq(pipeline.dlq_table, pipeline.name, where)

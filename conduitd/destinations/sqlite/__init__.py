@@ -98,7 +98,7 @@ class SqliteDestination(SqlDestination):
     def bookkeeping(self) -> Bookkeeping:
         return self.books
 
-    async def write_problems(self, resource: PipelineConfig) -> list[str]:
+    async def write_problems(self, pipeline: PipelineConfig) -> list[str]:
         return []  # a file: whether it can be written is checked with the run's other outputs
 
     @asynccontextmanager
