@@ -46,7 +46,7 @@ from conduitd.errors import CheckpointConflict, ConduitError, TransientError, de
 from conduitd.runtime.commit import Committer
 from conduitd.sources.base import Source
 from conduitd.testing import scenario
-from conduitd.testing.faults import ANY, Crash, Faults, FaultyDestination
+from conduitd.testing.faults import ANY, Crash, ErrorSpec, Faults, FaultyDestination
 
 T = TypeVar("T")
 
@@ -71,6 +71,15 @@ class SecretCase:
 
     make: Callable[[], Destination]
     secret: str
+
+
+def cancel_the_task() -> BaseException:
+    """A cancellation as `task.cancel()` from outside delivers it: the running task is cancelled
+    (so its next suspension, e.g. in the ROLLBACK, is cancelled again) and CancelledError raised."""
+    task = asyncio.current_task()
+    assert task is not None
+    task.cancel()
+    return asyncio.CancelledError()
 
 
 class _Logs(logging.Handler):
@@ -231,8 +240,9 @@ class DestinationContract(_Contract):
                 assert await destination.load_checkpoints("stale") == {"p0": {"offset": 2}}
         self.run(work)
 
-    @pytest.mark.parametrize("error", [TransientError, Crash], ids=["exception", "crash"])
-    def test_a_failure_between_any_two_steps_loses_and_duplicates_nothing(self, error: type[BaseException]) -> None:
+    @pytest.mark.parametrize("error", [TransientError, Crash, cancel_the_task],
+                             ids=["exception", "crash", "cancellation"])
+    def test_a_failure_between_any_two_steps_loses_and_duplicates_nothing(self, error: ErrorSpec) -> None:
         async def work() -> None:
             faults = Faults()
             async with self.opened(faults) as destination:
@@ -255,7 +265,7 @@ class DestinationContract(_Contract):
         return trace
 
     async def _fail_at(self, destination: FaultyDestination, faults: Faults, call: int, step: str,
-                       error: type[BaseException]) -> None:
+                       error: ErrorSpec) -> None:
         upsert = destination.capabilities.upsert
         pipeline = scenario.scenario_pipeline(f"fail_{call}", upsert)
         await destination.setup(pipeline)
@@ -267,8 +277,9 @@ class DestinationContract(_Contract):
         prepared = await committer.prepare(scenario.second_batch(upsert), replay)
         faults.clear()
         faults.arm(ANY, call=call, error=error)
-        with pytest.raises((ConduitError, Crash)):
-            await committer.commit(prepared)
+        attempt = asyncio.ensure_future(committer.commit(prepared))  # a task of its own: it may be cancelled
+        with pytest.raises((ConduitError, Crash, asyncio.CancelledError)):
+            await attempt
         assert [s for s, _ in faults.fired] == [step], f"no failure at step {call} ({step}): {faults.trace}"
         failed = await self.observe(destination, pipeline)
         if not destination.capabilities.transactional_ddl:

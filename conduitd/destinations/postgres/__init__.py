@@ -25,6 +25,7 @@ from conduitd.destinations.postgres.driver import PostgresDriver
 from conduitd.destinations.postgres.errors import translate, unreachable
 from conduitd.destinations.postgres.privileges import write_problems
 from conduitd.destinations.postgres.transaction import PostgresTransaction
+from conduitd.destinations.rollback import finish
 from conduitd.destinations.sql import CHECKPOINTS, HISTORY, Bookkeeping, SqlDestination
 
 CAPABILITIES = Capabilities(transactional_ddl=True, savepoints=True, upsert=True, prepare_ahead=True,
@@ -119,7 +120,7 @@ class PostgresDestination(SqlDestination):
             yield PostgresTransaction(self.bookkeeping(), self.driver)
             await begun.commit()
         except BaseException as exc:
-            await asyncio.shield(self._rollback(begun))
+            await finish(self._rollback(begun))
             if isinstance(exc, Exception):
                 raise translate(exc) from exc
             raise

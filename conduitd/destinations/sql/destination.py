@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import abc
+
 from conduitd.config import PipelineConfig
 from conduitd.core.records import Position
 from conduitd.destinations.base import CheckpointRow, DlqEntry, DlqFilter
 from conduitd.destinations.sql.bookkeeping import Bookkeeping
 
 
-class SqlDestination:
+class SqlDestination(abc.ABC):
     """A base for SQL destinations: they give `bookkeeping()` (over their open connection) and
     inherit the DLQ table's setup, checkpoints, DLQ reads and the ping."""
 
+    @abc.abstractmethod
     def bookkeeping(self) -> Bookkeeping:
-        raise NotImplementedError
+        """The shared bookkeeping statements over this destination's open connection."""
 
     async def ping(self) -> None:
         await self.bookkeeping().driver.fetch("SELECT 1")

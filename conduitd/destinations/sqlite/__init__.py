@@ -7,7 +7,6 @@ batch. Types: see `dialect`.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import urllib.parse
@@ -17,6 +16,7 @@ from contextlib import asynccontextmanager
 from conduitd.config import PipelineConfig, SqliteDestinationConfig
 from conduitd.core.schema import Column
 from conduitd.destinations.base import Capabilities
+from conduitd.destinations.rollback import finish
 from conduitd.destinations.sql import CHECKPOINTS, Bookkeeping, SqlDestination
 from conduitd.destinations.sqlite.dialect import SqliteDialect, quote
 from conduitd.destinations.sqlite.driver import SqliteDriver
@@ -108,7 +108,7 @@ class SqliteDestination(SqlDestination):
             yield SqliteTransaction(self.books, self.driver, self.dialect)
             await self.driver.run("COMMIT")
         except BaseException:
-            await asyncio.shield(self.driver.call(self._rollback))
+            await finish(self.driver.call(self._rollback))
             raise
 
     def _rollback(self) -> None:
