@@ -5,7 +5,7 @@ and reset. Table layouts are the ones conduitd has always created, so existing d
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -20,6 +20,8 @@ _IDS_PER_STATEMENT = 500  # DLQ ids removed by one DELETE (SQLite allows 32,766 
 
 
 def _when(value: Any) -> datetime | None:
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)  # MySQL's DATETIME, written in UTC (its session's time zone)
     return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
@@ -34,38 +36,45 @@ class Bookkeeping:
 
     # -- tables --------------------------------------------------------------------------------
 
+    def _name(self, column: str) -> str:
+        """A bookkeeping column's name, quoted (`partition` and `change` are reserved in MySQL)."""
+        q = self.driver.types.quote
+        return f"{q}{column}{q}"
+
     async def create_tables(self) -> None:
         t = self.driver.types
+        part, change = self._name("partition"), self._name("change")
         await self.driver.create_missing({
             CHECKPOINTS: f"CREATE TABLE IF NOT EXISTS {self.driver.table(CHECKPOINTS)} ("
-            f"pipeline text NOT NULL, partition text NOT NULL, position {t.json} NOT NULL, "
-            f"updated_at {t.timestamp} NOT NULL DEFAULT {t.now}, PRIMARY KEY (pipeline, partition))",
+            f"pipeline {t.pipeline_text} NOT NULL, {part} {t.partition_text} NOT NULL, position {t.json} NOT NULL, "
+            f"updated_at {t.timestamp} NOT NULL DEFAULT {t.now}, PRIMARY KEY (pipeline, {part})){t.table_options}",
             HISTORY: f"CREATE TABLE IF NOT EXISTS {self.driver.table(HISTORY)} ("
-            f"id {t.serial_key}, applied_at {t.timestamp} NOT NULL DEFAULT {t.now}, pipeline text NOT NULL, "
-            "table_name text NOT NULL, change text NOT NULL, column_name text, old_definition text, "
-            f"new_definition text, ddl text, applied {t.boolean} NOT NULL)"})
+            f"id {t.serial_key}, applied_at {t.timestamp} NOT NULL DEFAULT {t.now}, pipeline {t.text} NOT NULL, "
+            f"table_name {t.text} NOT NULL, {change} {t.text} NOT NULL, column_name {t.text}, "
+            f"old_definition {t.text}, new_definition {t.text}, ddl {t.text}, applied {t.boolean} NOT NULL)"
+            f"{t.table_options}"})
 
     async def create_dlq_table(self, name: str) -> None:
         t = self.driver.types
         await self.driver.create_missing({name: (
             f"CREATE TABLE IF NOT EXISTS {self.driver.table(name)} ("
-            f"id {t.serial_key}, pipeline text NOT NULL, partition text, position {t.json}, "
-            "rule text NOT NULL, reason text NOT NULL, column_name text, value text, payload text, "
-            f"created_at {t.timestamp} NOT NULL DEFAULT {t.created_now})")})
+            f"id {t.serial_key}, pipeline {t.text} NOT NULL, {self._name('partition')} {t.text}, position {t.json}, "
+            f"rule {t.text} NOT NULL, reason {t.text} NOT NULL, column_name {t.text}, value {t.text}, "
+            f"payload {t.text}, created_at {t.timestamp} NOT NULL DEFAULT {t.created_now}){t.table_options}")})
 
     # -- checkpoints ---------------------------------------------------------------------------
 
     async def compare_and_set(self, pipeline: str, partition: str, expected: Position, new: Position) -> bool:
         """Store `new` if the stored position is `expected` (None: no row yet)."""
-        t, table = self.driver.types, self.driver.table(CHECKPOINTS)
+        t, table, part = self.driver.types, self.driver.table(CHECKPOINTS), self._name("partition")
         p = self._params(5)
         now = self.driver.now()
         if expected is None:
-            sql = (f"INSERT INTO {table} (pipeline, partition, position, updated_at) "
-                   f"VALUES ({p[0]}, {p[1]}, {t.json_param.format(p[2])}, {p[3]}) ON CONFLICT DO NOTHING")
+            sql = (f"INSERT INTO {table} (pipeline, {part}, position, updated_at) "
+                   f"VALUES ({p[0]}, {p[1]}, {t.json_param.format(p[2])}, {p[3]}) {t.keep_existing}")
             return await self.driver.execute(sql, (pipeline, partition, position_text(new), now)) == 1
         sql = (f"UPDATE {table} SET position = {t.json_param.format(p[0])}, updated_at = {p[1]} "
-               f"WHERE pipeline = {p[2]} AND partition = {p[3]} AND position = {t.json_param.format(p[4])}")
+               f"WHERE pipeline = {p[2]} AND {part} = {p[3]} AND position = {t.json_param.format(p[4])}")
         changed = await self.driver.execute(sql, (position_text(new), now, pipeline, partition,
                                                   position_text(expected)))
         return changed == 1
@@ -76,25 +85,26 @@ class Bookkeeping:
     async def list_checkpoints(self, pipeline: str | None = None) -> list[CheckpointRow]:
         if not await self.driver.table_exists(CHECKPOINTS):
             return []  # nothing was ever committed here
-        position = self.driver.types.json_text.format("position")
-        sql = f"SELECT pipeline, partition, {position}, updated_at FROM {self.driver.table(CHECKPOINTS)}"
-        rows = await (self.driver.fetch(f"{sql} WHERE pipeline = {self.driver.param(1)} ORDER BY partition",
+        position, part = self.driver.types.json_text.format("position"), self._name("partition")
+        sql = f"SELECT pipeline, {part}, {position}, updated_at FROM {self.driver.table(CHECKPOINTS)}"
+        rows = await (self.driver.fetch(f"{sql} WHERE pipeline = {self.driver.param(1)} ORDER BY {part}",
                                         (pipeline,))
-                      if pipeline else self.driver.fetch(f"{sql} ORDER BY pipeline, partition"))
+                      if pipeline else self.driver.fetch(f"{sql} ORDER BY pipeline, {part}"))
         return [CheckpointRow(r[0], r[1], orjson.loads(r[2]), _when(r[3])) for r in rows]
 
     async def reset_checkpoints(self, pipeline: str, partition: str | None = None) -> int:
         sql = f"DELETE FROM {self.driver.table(CHECKPOINTS)} WHERE pipeline = {self.driver.param(1)}"
         if partition is None:
             return await self.driver.execute(sql, (pipeline,))
-        return await self.driver.execute(f"{sql} AND partition = {self.driver.param(2)}", (pipeline, partition))
+        return await self.driver.execute(f"{sql} AND {self._name('partition')} = {self.driver.param(2)}",
+                                         (pipeline, partition))
 
     # -- the DLQ table -------------------------------------------------------------------------
 
     async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> None:
         text = self.driver.text
         p = self._params(8)
-        sql = (f"INSERT INTO {self.driver.table(dlq_table)} (pipeline, partition, position, rule, reason, "
+        sql = (f"INSERT INTO {self.driver.table(dlq_table)} (pipeline, {self._name('partition')}, position, rule, reason, "
                f"column_name, value, payload) VALUES ({p[0]}, {p[1]}, {self.driver.types.json_param.format(p[2])}, "
                f"{', '.join(p[3:])})")
         await self.driver.executemany(sql, [
@@ -114,7 +124,8 @@ class Bookkeeping:
     async def read_dlq(self, dlq_table: str, pipeline: str, where: DlqFilter) -> list[DlqEntry]:
         position = self.driver.types.json_text.format("position")
         params: list[Any] = [pipeline]
-        sql = (f"SELECT id, pipeline, partition, {position}, rule, reason, column_name, value, payload, created_at "
+        sql = (f"SELECT id, pipeline, {self._name('partition')}, {position}, rule, reason, column_name, value, payload, "
+               "created_at "
                f"FROM {self.driver.table(dlq_table)} WHERE pipeline = {self.driver.param(1)}")
         for condition, value in (("rule = {}", where.rule),
                                  ("created_at >= {}", where.since and self.driver.timestamp_param(where.since)),
@@ -131,6 +142,7 @@ class Bookkeeping:
     async def record_changes(self, pipeline: str, changes: Sequence[SchemaChange]) -> None:
         p = ", ".join(self._params(8))
         await self.driver.executemany(
-            f"INSERT INTO {self.driver.table(HISTORY)} (pipeline, table_name, change, column_name, old_definition, "
+            f"INSERT INTO {self.driver.table(HISTORY)} (pipeline, table_name, {self._name('change')}, column_name, "
+            "old_definition, "
             f"new_definition, ddl, applied) VALUES ({p})",
             [(pipeline, c.table, c.kind, c.column, c.old, c.new, c.ddl, c.applied) for c in changes])

@@ -27,6 +27,19 @@ class BookkeepingTypes:
     serial_key: str
     """An auto-numbered primary key column type."""
     boolean: str
+    text: str = "text"
+    """Column type of a text of any length (MySQL's TEXT stops at 64 KiB: LONGTEXT)."""
+    pipeline_text: str = "text"
+    """Column type of the checkpoints' `pipeline`, part of their primary key (MySQL: a bounded VARCHAR)."""
+    partition_text: str = "text"
+    """Column type of the checkpoints' `partition`, part of their primary key."""
+    keep_existing: str = "ON CONFLICT DO NOTHING"
+    """What ends an INSERT that leaves an existing row with the same key alone, changing no row
+    (MySQL: ON DUPLICATE KEY UPDATE of a column to itself)."""
+    quote: str = '"'
+    """The identifier quote (MySQL: a backtick): `partition` and `change` are reserved words there."""
+    table_options: str = ""
+    """Text after a CREATE TABLE's column list (MySQL: engine, character set, collation)."""
 
 
 class SqlDriver(Protocol):
@@ -36,7 +49,7 @@ class SqlDriver(Protocol):
     types: BookkeepingTypes
 
     def param(self, n: int) -> str:
-        """The placeholder of the n-th parameter, from 1 ("?"; "$1")."""
+        """The placeholder of the n-th parameter, from 1 ("?"; "$1"; "%s")."""
 
     def table(self, name: str) -> str:
         """The quoted (and schema-qualified) name of a table."""
