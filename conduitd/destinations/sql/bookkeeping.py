@@ -104,9 +104,9 @@ class Bookkeeping:
     async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> None:
         text = self.driver.text
         p = self._params(8)
-        sql = (f"INSERT INTO {self.driver.table(dlq_table)} (pipeline, {self._name('partition')}, position, rule, reason, "
-               f"column_name, value, payload) VALUES ({p[0]}, {p[1]}, {self.driver.types.json_param.format(p[2])}, "
-               f"{', '.join(p[3:])})")
+        sql = (f"INSERT INTO {self.driver.table(dlq_table)} (pipeline, {self._name('partition')}, position, rule, "
+               f"reason, column_name, value, payload) VALUES ({p[0]}, {p[1]}, "
+               f"{self.driver.types.json_param.format(p[2])}, {', '.join(p[3:])})")
         await self.driver.executemany(sql, [
             (pipeline, r.partition, position_text(r.position), r.rule, text(r.reason), text(r.column),
              text(r.value), text(r.payload)) for r in rejects])
@@ -124,9 +124,8 @@ class Bookkeeping:
     async def read_dlq(self, dlq_table: str, pipeline: str, where: DlqFilter) -> list[DlqEntry]:
         position = self.driver.types.json_text.format("position")
         params: list[Any] = [pipeline]
-        sql = (f"SELECT id, pipeline, {self._name('partition')}, {position}, rule, reason, column_name, value, payload, "
-               "created_at "
-               f"FROM {self.driver.table(dlq_table)} WHERE pipeline = {self.driver.param(1)}")
+        sql = (f"SELECT id, pipeline, {self._name('partition')}, {position}, rule, reason, column_name, value, "
+               f"payload, created_at FROM {self.driver.table(dlq_table)} WHERE pipeline = {self.driver.param(1)}")
         for condition, value in (("rule = {}", where.rule),
                                  ("created_at >= {}", where.since and self.driver.timestamp_param(where.since)),
                                  ("created_at < {}", where.until and self.driver.timestamp_param(where.until))):
