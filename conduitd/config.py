@@ -306,6 +306,74 @@ class KafkaSourceConfig(SourceConfig):
         return self
 
 
+class PostgresSourceConfig(SourceConfig):
+    """A PostgreSQL database whose tables are read by polling (`source_table` or `query` per
+    pipeline). Connection as a `dsn` or the seed tool's fields."""
+
+    name: str = Field(pattern=_NAME)
+    type: Literal["postgres"]
+    dsn: SecretText | None = None
+    """postgresql://user:password@host:port/db; or leave it out and give the fields below."""
+    connection_string: SecretText | None = None
+    """The seed tool's name for `dsn`."""
+    host: NonEmpty | None = None
+    port: int | None = Field(None, ge=1, le=65535)
+    database: NonEmpty | None = None
+    user: NonEmpty | None = None
+    password: SecretText | None = None
+    """Kept out of the DSN: `{from: env, name: PGPASSWORD}`, `{from: file, path: ...}`, or text."""
+    db_schema: Identifier = Field("public", alias="schema")
+    """Schema of a `source_table` that names none."""
+    poll_interval: PositiveDuration = 1.0
+    """Daemon mode: pause after a poll that found nothing new."""
+    connect_timeout: PositiveDuration = 10.0
+
+    @model_validator(mode="after")
+    def _one_way_to_connect(self) -> PostgresSourceConfig:
+        dsn = self.dsn or self.connection_string
+        if self.dsn is not None and self.connection_string is not None:
+            raise ValueError("set 'dsn' or 'connection_string', not both")
+        fields = [k for k in ("host", "port", "database", "user") if getattr(self, k) is not None]
+        if dsn is not None and fields:
+            raise ValueError(f"set either a DSN or the fields {', '.join(fields)}, not both")
+        if dsn is not None:
+            try:
+                params = parse_dsn(dsn.get_secret_value())
+            except DsnError as exc:
+                raise ValueError(str(exc)) from None
+            remember([dsn.get_secret_value(), *params.secrets()])
+            if self.password is not None and params.password is not None:
+                raise ValueError("the DSN has a password and 'password' is set: keep one")
+        return self
+
+    @property
+    def connect_params(self) -> ConnectParams:
+        dsn = self.dsn or self.connection_string
+        if dsn is not None:
+            params = parse_dsn(dsn.get_secret_value())
+        else:
+            params = ConnectParams(hosts=(self.host or "127.0.0.1",), ports=(self.port or 5432,), user=self.user,
+                                   database=self.database)
+        if self.password is not None:
+            params = dataclasses.replace(params, password=self.password.get_secret_value())
+        return params
+
+
+class IncrementalConfig(_Frozen):
+    """How a database-table source finds new rows: by a cursor column that only grows."""
+
+    column: Identifier
+    """The cursor column (a timestamp or a number; `cursor`: any type with an order)."""
+    strategy: Literal["timestamp", "sequential", "cursor"] | None = None
+    """timestamp: set from the writing transaction's clock (DEFAULT now()); polls stop short of the
+    oldest running write transaction's start. sequential: from a sequence (serial, identity); a
+    poll reads past a value only once every transaction running when it was seen has ended.
+    cursor: any growing column, no guard against late commits. Default: timestamp for timestamp
+    columns, sequential for integers."""
+    initial_value: str | int | float | None = None
+    """Read only rows whose cursor is above this (in the column's own text form)."""
+
+
 class SqliteDestinationConfig(DestinationConfig):
     """A SQLite database file: the embedded default destination."""
 
@@ -433,14 +501,26 @@ class PipelineConfig(_Frozen):
     quality_checks: tuple[QualityCheck, ...] = ()
     """Data-quality rules, applied to every batch before it is written (see the README)."""
     schema_evolution: SchemaEvolutionConfig = SchemaEvolutionConfig()
+    source_table: Identifier | None = None
+    """Database sources: the table to read (`schema.table` allowed); the destination `table`
+    defaults to its name."""
+    query: NonEmpty | None = None
+    """Database sources: a SELECT to read instead of a table (wrapped as a subquery, read only)."""
+    incremental: IncrementalConfig | None = None
+    """Database sources: the cursor of new rows; without it a table is read whole, once per run
+    (--once) or per the source's `poll_interval`."""
 
     @model_validator(mode="before")
     @classmethod
     def _seed_aliases(cls, data: Any) -> Any:
-        """Accept the seed tool's `write_mode: merge` and `primary_keys`."""
+        """Accept the seed tool's `write_mode: merge`, `primary_keys` and `incremental_column`."""
         if not isinstance(data, dict):
             return data
         data = dict(data)
+        if "incremental_column" in data:
+            if "incremental" in data:
+                raise ValueError("set 'incremental' or its short form 'incremental_column', not both")
+            data["incremental"] = {"column": data.pop("incremental_column")}
         if "write_mode" in data:
             write_mode = data.pop("write_mode")
             mapped = {"merge": "upsert", "upsert": "upsert", "append": "append"}.get(str(write_mode))
@@ -465,9 +545,19 @@ class PipelineConfig(_Frozen):
             raise ValueError(f"unique_key names {', '.join(map(repr, repeated))} more than once")
         return self
 
+    @model_validator(mode="after")
+    def _one_thing_to_read(self) -> PipelineConfig:
+        if self.source_table is not None and self.query is not None:
+            raise ValueError("set 'source_table' or 'query', not both")
+        return self
+
     @property
     def table_name(self) -> str:
-        return self.table or self.name
+        if self.table:
+            return self.table
+        if self.source_table is not None:
+            return self.source_table.partition(".")[2] or self.source_table
+        return self.name
 
     @property
     def dlq_table(self) -> str:

@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Discriminator, Tag, create_model, field_validator, model_validator
 
 from conduitd import __version__
-from conduitd.config import Config, DestinationConfig, DlqConfig, SourceConfig
+from conduitd.config import Config, DestinationConfig, DlqConfig, PipelineConfig, SourceConfig
 from conduitd.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,8 @@ GROUPS: dict[Kind, str] = {"source": "conduitd.sources", "destination": "conduit
 """Entry-point groups third-party packages register in (DLQ sinks are built-in only)."""
 _BASES: dict[Kind, type[BaseModel]] = {"source": SourceConfig, "destination": DestinationConfig, "dlq": DlqConfig}
 _BUILTINS: dict[Kind, dict[str, str]] = {
-    "source": {"file": "conduitd.sources.builtins:FILE", "kafka": "conduitd.sources.builtins:KAFKA"},
+    "source": {"file": "conduitd.sources.builtins:FILE", "kafka": "conduitd.sources.builtins:KAFKA",
+               "postgres": "conduitd.sources.builtins:POSTGRES"},
     "destination": {"sqlite": "conduitd.destinations.builtins:SQLITE",
                     "postgres": "conduitd.destinations.builtins:POSTGRES"},
     "dlq": {"table": "conduitd.dlq_sinks:TABLE", "file": "conduitd.dlq_sinks:FILE",
@@ -92,6 +93,8 @@ class SourceOptions:
     tombstones: bool = False
     unreachable_after: float = 30.0
     """Under --once, how long an unreachable server is retried."""
+    pipeline: PipelineConfig | None = None
+    """The pipeline the source feeds (its `source_table`, `query`, `incremental`...)."""
 
 
 @dataclass(frozen=True)

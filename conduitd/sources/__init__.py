@@ -14,7 +14,7 @@ def open_source(config: SourceConfig, pipeline: PipelineConfig, service: Service
     options = SourceOptions(once=once, max_rows=pipeline.batch.max_rows,
                             key_columns=pipeline.unique_key if upsert else (),
                             tombstones=upsert and pipeline.deletes.tombstone,
-                            unreachable_after=service.once_retry_timeout)
+                            unreachable_after=service.once_retry_timeout, pipeline=pipeline)
     source: Source = build("source", config, options)
     return source
 

@@ -3,7 +3,8 @@ makes. Importing this module imports no driver; each factory imports its source 
 
 from __future__ import annotations
 
-from conduitd.config import FileSourceConfig, KafkaSourceConfig
+from conduitd.config import FileSourceConfig, KafkaSourceConfig, PostgresSourceConfig
+from conduitd.errors import ConfigError
 from conduitd.registry import Connector, SourceOptions
 from conduitd.sources.base import Source
 
@@ -39,3 +40,28 @@ FILE = Connector(type="file", kind="source", config_model=FileSourceConfig, fact
 KAFKA = Connector(type="kafka", kind="source", config_model=KafkaSourceConfig, factory=_kafka_source,
                   check=_check_kafka, capabilities=("deletes", "scale_out"), requires=("confluent_kafka",),
                   extra="kafka", description="Kafka topics read by a consumer group")
+
+
+def _postgres_source(config: PostgresSourceConfig, options: SourceOptions) -> Source:
+    from conduitd.sources.tables.postgres import PostgresTableSource
+
+    if options.pipeline is None:
+        raise ConfigError(f"source {config.name!r}: a database source reads for one pipeline")
+    return PostgresTableSource(config, options.pipeline, once=options.once, max_rows=options.max_rows,
+                               unreachable_after=options.unreachable_after)
+
+
+async def _check_postgres(config: PostgresSourceConfig) -> str:
+    from conduitd.sources.tables.postgres import connect
+
+    conn = await connect(config)
+    try:
+        version = await conn.fetchval("SELECT current_setting('server_version')")
+    finally:
+        await conn.close()
+    return f"PostgreSQL {version} at {config.connect_params.where()}"
+
+
+POSTGRES = Connector(type="postgres", kind="source", config_model=PostgresSourceConfig, factory=_postgres_source,
+                     check=_check_postgres, capabilities=("deletes",), requires=("asyncpg",), extra="postgres",
+                     description="PostgreSQL tables or queries, polled with a cursor safe against late commits")

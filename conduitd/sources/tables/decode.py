@@ -1,0 +1,105 @@
+"""The text COPY writes (CSV) into Arrow with the catalog's types, exactly; a value the type
+cannot hold (a numeric NaN, an infinite timestamp) makes its row a reject with the reason, never a
+failed poll or a silently changed value."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+from conduitd.core.records import Position, Reject
+
+PositionAt = Callable[[list[str]], Position]
+"""The position after a row, from its hidden cursor and key texts (for a reject's DLQ entry)."""
+
+
+def _options(names: Sequence[str], types: dict[str, pa.DataType]) -> tuple[pcsv.ReadOptions, pcsv.ParseOptions,
+                                                                               pcsv.ConvertOptions]:
+    return (pcsv.ReadOptions(column_names=list(names), use_threads=False, block_size=64 << 20),
+            pcsv.ParseOptions(newlines_in_values=True),
+            pcsv.ConvertOptions(column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False,
+                                null_values=[""], true_values=["t"], false_values=["f"]))
+
+
+def _read(data: bytes, names: Sequence[str], types: dict[str, pa.DataType]) -> pa.Table:
+    read, parse, convert = _options(names, types)
+    return pcsv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    rows: pa.Table
+    """The rows that fit their types, without the hidden columns."""
+    rejects: list[Reject]
+    last: list[str] | None
+    """The hidden texts (cursor, key) of the last row read, kept or not; None when none was read."""
+    count: int
+    """Rows read, rejects included."""
+
+
+def decode_copy(data: bytes, columns: dict[str, pa.DataType], hidden: Sequence[str], partition: str,
+                position_at: PositionAt) -> Decoded:
+    """The rows of COPY's CSV `data`: `columns` with their types (binary arrives as hex text),
+    then the `hidden` text columns of the cursor and key."""
+    names = [*columns, *hidden]
+    direct = {n: (pa.string() if pa.types.is_binary(t) else t) for n, t in columns.items()}
+    direct.update(dict.fromkeys(hidden, pa.string()))
+    if not data:
+        return Decoded(pa.table({n: pa.array([], type=t) for n, t in columns.items()}), [], None, 0)
+    try:
+        table = _read(data, names, direct)
+        last = [table.column(h)[table.num_rows - 1].as_py() for h in hidden]
+        return Decoded(_unhex(table.drop_columns(list(hidden)), columns), [], last, table.num_rows)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass  # a value the type cannot hold: find its rows
+    text = _read(data, names, dict.fromkeys(names, pa.string()))
+    bad: dict[int, str] = {}
+    for name, kind in direct.items():
+        column = text.column(name)
+        try:
+            _cast(column, kind)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            for index, value in enumerate(column.to_pylist()):
+                if index in bad or value is None:
+                    continue
+                try:
+                    _cast(pa.array([value], pa.string()), kind)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    bad[index] = f"column {name!r}: value {value[:80]!r} does not fit {kind} ({str(exc)[:120]})"
+    kept = text.take(pa.array([i for i in range(text.num_rows) if i not in bad], pa.int64()))
+    table = pa.table({n: _cast(kept.column(n), direct[n]) for n in columns})
+    hidden_rows = [text.column(h).to_pylist() for h in hidden]
+    rejects = [Reject(partition, position_at([str(col[i]) for col in hidden_rows]), reason,
+                      _payload(text.drop_columns(list(hidden)), i), rule="decode")
+               for i, reason in sorted(bad.items())]
+    last = [str(col[-1]) for col in hidden_rows]
+    return Decoded(_unhex(table, columns), rejects, last, text.num_rows)
+
+
+def _cast(text: pa.Array | pa.ChunkedArray, kind: pa.DataType) -> pa.Array | pa.ChunkedArray:
+    """Text as COPY writes it cast to `kind` (booleans are `t` and `f`)."""
+    if pa.types.is_boolean(kind):
+        valid = pc.is_in(text, pa.array(["t", "f"]))
+        if not pc.all(pc.or_kleene(valid, pc.is_null(text))).as_py():
+            raise pa.ArrowInvalid("a boolean is t or f")
+        return pc.equal(text, "t")
+    return pc.cast(text, kind)
+
+
+def _unhex(table: pa.Table, wanted: dict[str, pa.DataType]) -> pa.Table:
+    for name, kind in wanted.items():
+        if pa.types.is_binary(kind):
+            values = [None if v is None else bytes.fromhex(v) for v in table.column(name).to_pylist()]
+            table = table.set_column(table.schema.get_field_index(name), name, pa.array(values, pa.binary()))
+    return table
+
+
+def _payload(text: pa.Table, index: int) -> str:
+    import orjson
+
+    return orjson.dumps(text.slice(index, 1).to_pylist()[0]).decode()

@@ -1,0 +1,281 @@
+"""The PostgreSQL table source (`type: postgres`): a pipeline's `source_table` or `query`, read by
+polling with a keyset cursor (`cursor`), bounded against late commits (`watermark`), fetched in
+bulk with `COPY (SELECT ...) TO STDOUT` and parsed into Arrow with the catalog's types (`decode`).
+
+A partition is the relation (`schema.table`, or `query`). The session is read only, in UTC, with
+ISO dates. A lost connection is retried with backoff (readiness red, `problem` says why); under
+--once, for `unreachable_after` seconds, then the run ends with exit code 5."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import asyncpg
+
+from conduitd.config import IncrementalConfig, PipelineConfig, PostgresSourceConfig
+from conduitd.core.records import Chunk, Position
+from conduitd.core.timings import Timings
+from conduitd.errors import ConduitError, ConfigError, DependencyUnreachable
+from conduitd.sources.base import Checkpoints
+from conduitd.sources.tables.catalog import COLUMNS_SQL, PRIMARY_KEY_SQL, SourceColumn, quote, relation
+from conduitd.sources.tables.cursor import Plan, next_pass
+from conduitd.sources.tables.decode import decode_copy
+from conduitd.sources.tables.watermark import Holder, SequenceWatermark, parse_snapshot, timestamp_bound
+
+log = logging.getLogger(__name__)
+
+_LOST = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+         asyncpg.InternalClientError, asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
+         asyncpg.CrashShutdownError)
+_SHORT_NAMES = {"int2": "smallint", "int4": "integer", "int8": "bigint", "float4": "real",
+                "float8": "double precision", "bool": "boolean", "timestamptz": "timestamp with time zone",
+                "timestamp": "timestamp without time zone", "varchar": "character varying", "bpchar": "character"}
+_HELD_WARNING = 60.0
+"""Seconds a running write transaction may hold the bound back before it is logged."""
+
+
+async def connect(config: PostgresSourceConfig) -> asyncpg.Connection:
+    params = config.connect_params
+    try:
+        return await asyncpg.connect(
+            **params.connect_kwargs(), timeout=params.connect_timeout or config.connect_timeout,
+            server_settings={"application_name": "conduitd source", "TimeZone": "UTC", "DateStyle": "ISO, YMD",
+                             "IntervalStyle": "iso_8601", "extra_float_digits": "1",
+                             "default_transaction_read_only": "on"})
+    except asyncpg.InvalidAuthorizationSpecificationError as exc:
+        raise ConfigError(f"source {config.name!r}: PostgreSQL at {params.where()} refused the login: {exc}") from None
+    except asyncpg.InvalidPasswordError:
+        raise ConfigError(f"source {config.name!r}: PostgreSQL at {params.where()} refused the password "
+                          f"of user {params.user!r}") from None
+    except (*_LOST, ValueError, asyncpg.PostgresError) as exc:
+        raise DependencyUnreachable(f"source {config.name!r}: cannot connect to PostgreSQL at {params.where()}: "
+                                    f"{str(exc) or type(exc).__name__}") from None
+
+
+async def plan_for(conn: asyncpg.Connection, config: PostgresSourceConfig, pipeline: PipelineConfig) -> Plan:
+    """What `pipeline` reads from this database: its columns, key and cursor, checked."""
+    where = f"pipeline {pipeline.name!r}"
+    if pipeline.source_table is not None:
+        schema, table = relation(pipeline.source_table, config.db_schema)
+        name = f"{quote(schema)}.{quote(table)}"
+        try:
+            rows = await conn.fetch(COLUMNS_SQL, name)
+        except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+            raise ConfigError(f"{where}: source table {schema}.{table} does not exist") from None
+        columns = [SourceColumn(r[0], r[1], r[2]) for r in rows]
+        key_names = [r[0] for r in await conn.fetch(PRIMARY_KEY_SQL, name)] or list(pipeline.unique_key)
+        source = name
+    elif pipeline.query is not None:
+        query = pipeline.query.strip().rstrip(";").strip()
+        source = f"({query})"
+        try:
+            async with conn.transaction(readonly=True):  # outside one, asyncpg leaves the next BEGIN refused
+                statement = await conn.prepare(f"SELECT * FROM {source} AS conduitd_src LIMIT 0")
+        except asyncpg.PostgresError as exc:
+            raise ConfigError(f"{where}: the query cannot run: {exc}") from None
+        columns = [SourceColumn(a.name, _SHORT_NAMES.get(a.type.name, a.type.name),
+                                "A" if a.type.kind == "array" else "") for a in statement.get_attributes()]
+        key_names = list(pipeline.unique_key)
+    else:
+        raise ConfigError(f"{where}: a database source needs 'source_table' or 'query'")
+    by_name = {c.name: c for c in columns}
+    if len(by_name) != len(columns):
+        raise ConfigError(f"{where}: the source has two columns of one name")
+    if not key_names:
+        raise ConfigError(f"{where}: the source has no primary key: set 'unique_key' to the columns that "
+                          "identify a row (they order the reads)")
+    missing = [k for k in key_names if k not in by_name]
+    if missing:
+        raise ConfigError(f"{where}: key column(s) {', '.join(map(repr, missing))} are not in the source")
+    incremental = pipeline.incremental
+    cursor = strategy = None
+    initial = None
+    if incremental is not None:
+        if incremental.column not in by_name:
+            raise ConfigError(f"{where}: incremental column {incremental.column!r} is not in the source "
+                              f"(columns: {', '.join(by_name)})")
+        cursor = by_name[incremental.column]
+        strategy = _strategy(incremental, cursor, where)
+        initial = None if incremental.initial_value is None else str(incremental.initial_value)
+    key = [by_name[k] for k in key_names if cursor is None or k != cursor.name] or [by_name[key_names[0]]]
+    return Plan(source, columns, key, cursor, strategy, initial)
+
+
+def _strategy(incremental: IncrementalConfig, cursor: SourceColumn, where: str) -> str:
+    sql = cursor.sql_type
+    chosen = incremental.strategy
+    if chosen is None:
+        if sql.startswith("timestamp"):
+            return "timestamp"
+        if sql in ("smallint", "integer", "bigint"):
+            return "sequential"
+        raise ConfigError(f"{where}: incremental column {cursor.name!r} is {sql}: set incremental.strategy "
+                          "(cursor, for any growing column without a guard against late commits)")
+    if chosen == "timestamp" and not sql.startswith("timestamp"):
+        raise ConfigError(f"{where}: strategy timestamp needs a timestamp column; {cursor.name!r} is {sql}")
+    if chosen == "sequential" and sql not in ("smallint", "integer", "bigint", "numeric"):
+        raise ConfigError(f"{where}: strategy sequential needs an integer column; {cursor.name!r} is {sql}")
+    return chosen
+
+
+class PostgresTableSource:
+    """See the module docstring."""
+
+    def __init__(self, config: PostgresSourceConfig, pipeline: PipelineConfig, *, once: bool, max_rows: int,
+                 unreachable_after: float) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self.once = once
+        self.max_rows = max_rows
+        self.unreachable_after = unreachable_after
+        self.epoch = 0
+        self._conn: asyncpg.Connection | None = None
+        self._problem: str | None = None
+        self._holder = Holder()
+        self._warned_holder: int | None = None
+        self._sequence = SequenceWatermark()
+        self._cursor_age: dict[str, float] = {}
+        self.partition = pipeline.source_table or "query"
+        if pipeline.source_table is not None:
+            self.partition = ".".join(relation(pipeline.source_table, config.db_schema))
+
+    def lag(self) -> dict[str, dict[str, float]]:
+        units: dict[str, float] = {}
+        if self.partition in self._cursor_age:
+            units["seconds"] = self._cursor_age[self.partition]
+        units["watermark_held_seconds"] = self._holder.age if self._holder.pid is not None else 0.0
+        return {self.partition: units}
+
+    def problem(self) -> str | None:
+        return self._problem
+
+    async def acknowledge(self, positions: Mapping[str, Position]) -> None:
+        return None
+
+    async def resync(self) -> bool:
+        self.epoch += 1  # what was read is dropped; the next poll starts from the committed position
+        return True
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await asyncio.wait_for(conn.close(), 5)
+            except (TimeoutError, OSError, asyncpg.InterfaceError):
+                conn.terminate()
+
+    async def chunks(self, checkpoints: Checkpoints, stop: asyncio.Event) -> AsyncIterator[Chunk]:
+        epoch = self.epoch
+        position: dict[str, Any] | None = (await checkpoints.committed()).get(self.partition)
+        plan: Plan | None = None
+        failing_since: float | None = None
+        while not stop.is_set():
+            if self.epoch != epoch:  # resync: start again from what is committed
+                epoch = self.epoch
+                position = (await checkpoints.committed()).get(self.partition)
+            try:
+                conn = await self._connection()
+                if plan is None:
+                    plan = await plan_for(conn, self.config, self.pipeline)
+                chunk, caught_up = await self._poll(conn, plan, position, epoch)
+                self._problem, failing_since = None, None
+            except (DependencyUnreachable, *_LOST) as exc:
+                failing_since = failing_since or time.monotonic()
+                await self.close()
+                self._problem = f"source {self.config.name!r}: {exc if isinstance(exc, ConduitError) else _lost(exc)}"
+                if self.once and time.monotonic() - failing_since > self.unreachable_after:
+                    raise DependencyUnreachable(self._problem) from None
+                log.warning("%s; retrying", self._problem)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), min(5.0, self.config.poll_interval))
+                continue
+            except asyncpg.PostgresError as exc:
+                raise ConduitError(f"source {self.config.name!r}, pipeline {self.pipeline.name!r}: "
+                                   f"PostgreSQL {getattr(exc, 'sqlstate', '')}: {exc}") from None
+            if chunk is not None:
+                position = chunk.end
+                yield chunk
+            if caught_up:
+                if self.once:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.config.poll_interval)
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await connect(self.config)
+        return self._conn
+
+    async def _poll(self, conn: asyncpg.Connection, plan: Plan, position: dict[str, Any] | None,
+                    epoch: int) -> tuple[Chunk | None, bool]:
+        """The next chunk after `position` (None when there is none) and whether the poll caught up.
+        A whole-table read walks pass after pass: its chunk that reaches the end says `done`."""
+        reading = next_pass(position) if plan.cursor is None else position
+        timings = Timings()
+        timings.begin("poll")
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            bound = await self._bound(conn, plan)
+            if plan.cursor is not None and plan.strategy == "sequential" and bound is None:
+                return None, True  # every value seen may still be joined by a running transaction's
+            sql, args = plan.select(reading, bound, self.max_rows)
+            buffer = bytearray()
+
+            async def collect(data: bytes) -> None:
+                buffer.extend(data)
+
+            await conn.copy_from_query(sql, *args, output=collect, format="csv")
+        timings.end("poll")
+        timings.begin("decode")
+        columns = {c.name: c.arrow for c in plan.columns}
+        decoded = await asyncio.to_thread(decode_copy, bytes(buffer), columns, plan.hidden_names, self.partition,
+                                          lambda texts: plan.position_after(texts, reading))
+        timings.end("decode")
+        caught_up = decoded.count < self.max_rows
+        if decoded.last is None:
+            if reading is not None and plan.cursor is None:  # an empty pass (or its end): say it is done
+                done = {**reading, "done": True}
+                return Chunk(self.partition, position, done, decoded.rows, epoch=epoch, timings=timings), True
+            return None, caught_up
+        end = plan.position_after(decoded.last, reading)
+        if plan.cursor is None and caught_up:
+            end["done"] = True
+        if plan.cursor is not None and plan.strategy == "timestamp":
+            self._note_cursor_age(decoded.rows, plan.cursor.name)
+        return Chunk(self.partition, position, end, decoded.rows, tuple(decoded.rejects), nbytes=len(buffer),
+                     epoch=epoch, timings=timings), caught_up
+
+    async def _bound(self, conn: asyncpg.Connection, plan: Plan) -> str | None:
+        if plan.cursor is None or plan.strategy == "cursor":
+            return None
+        if plan.strategy == "timestamp":
+            bound, self._holder = await timestamp_bound(conn)
+            self._warn_about_holder()
+            return bound
+        xmin, running = parse_snapshot(await conn.fetchval("SELECT pg_current_snapshot()::text"))
+        largest = await conn.fetchval(f"SELECT max(conduitd_src.{quote(plan.cursor.name)})::text "
+                                      f"FROM {plan.source} AS conduitd_src")
+        return self._sequence.observe(largest, xmin, running)
+
+    def _warn_about_holder(self) -> None:
+        holder = self._holder
+        if holder.pid is not None and holder.age > _HELD_WARNING and self._warned_holder != holder.pid:
+            self._warned_holder = holder.pid
+            log.warning("pipeline %s: the transaction of PostgreSQL session %s (xid %s), open for %.0f s, holds the "
+                        "read back: rows after its start are read once it ends", self.pipeline.name, holder.pid,
+                        holder.xid, holder.age, extra={"pipeline": self.pipeline.name})
+
+    def _note_cursor_age(self, rows: Any, column: str) -> None:
+        values = rows.column(column)
+        if len(values) and values[len(values) - 1].is_valid:
+            last = values[len(values) - 1].as_py()
+            if hasattr(last, "timestamp"):
+                self._cursor_age[self.partition] = max(0.0, time.time() - last.timestamp())
+
+
+def _lost(exc: BaseException) -> str:
+    return f"connection lost: {str(exc) or type(exc).__name__}"
