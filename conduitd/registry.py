@@ -43,7 +43,8 @@ _BUILTINS: dict[Kind, dict[str, str]] = {
     "source": {"file": "conduitd.sources.builtins:FILE", "kafka": "conduitd.sources.builtins:KAFKA",
                "postgres": "conduitd.sources.builtins:POSTGRES"},
     "destination": {"sqlite": "conduitd.destinations.builtins:SQLITE",
-                    "postgres": "conduitd.destinations.builtins:POSTGRES"},
+                    "postgres": "conduitd.destinations.builtins:POSTGRES",
+                    "mysql": "conduitd.destinations.mysql.connector:MYSQL"},
     "dlq": {"table": "conduitd.dlq_sinks:TABLE", "file": "conduitd.dlq_sinks:FILE",
             "kafka": "conduitd.dlq_sinks:KAFKA"},
 }

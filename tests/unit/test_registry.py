@@ -78,7 +78,7 @@ def test_unknown_type_suggests_and_lists_the_installed_types(tmp_path: Path) -> 
     path = write(tmp_path, "postgress", "    dsn: postgresql://db/x")
     message = error_of(path)
     assert f"{path}:7: destinations[0].type: unknown destination type; did you mean 'postgres'?" in message
-    assert "installed destination types: sqlite, postgres" in message
+    assert "installed destination types: sqlite, postgres, mysql" in message
     path = write(tmp_path, "kafka", "    brokers: b:1")
     assert "destinations[0].type: a source type, not a destination type" in error_of(path)
 
@@ -94,7 +94,7 @@ def test_plugin_config_gets_unknown_keys_did_you_mean_and_lines(tmp_path: Path, 
     destination = config.destination("out")
     assert isinstance(destination, FakeConfig) and destination.directory == "out"
     assert make_destination(destination) == ("built", destination)  # type: ignore[comparison-overlap]
-    assert "installed destination types: sqlite, postgres, broken, fake" in error_of(write(tmp_path, "nope", ""))
+    assert "installed destination types: sqlite, postgres, mysql, broken, fake" in error_of(write(tmp_path, "nope", ""))
 
 
 def test_a_plugin_that_cannot_load_fails_only_the_configs_that_use_it(tmp_path: Path, plugins: None) -> None:
