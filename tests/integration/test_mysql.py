@@ -110,3 +110,36 @@ def test_a_wrong_password_stops_with_a_message_that_never_shows_it(cli: Cli, tmp
     assert "1045" in out + err  # access denied
     assert "MySQL" in out + err and "root" in out + err
     assert secret not in out + err
+
+
+def test_a_transaction_cancelled_mid_statement_rolls_back_and_the_next_one_connects_again(
+        mysql_database: str) -> None:
+    from conduitd.destinations.mysql.transaction import MysqlTransaction
+    from tests.integration.test_contract_mysql import destination, mysql_dsn
+
+    async def work() -> None:
+        dest: Any = destination(mysql_dsn(mysql_database))
+        await dest.open()
+        try:
+            await dest.driver.run(f"CREATE TABLE {quoted(mysql_database)}.t (id BIGINT PRIMARY KEY)")
+
+            inserted = asyncio.Event()
+
+            async def cut_off() -> None:
+                async with dest.transaction() as tx:
+                    assert isinstance(tx, MysqlTransaction)
+                    await dest.driver.run(f"INSERT INTO {quoted(mysql_database)}.t VALUES (1)")
+                    inserted.set()  # this task's next suspension is awaiting the reply below
+                    await dest.driver.fetch("SELECT SLEEP(30)")  # cancelled while the server runs it
+
+            task = asyncio.ensure_future(cut_off())
+            await inserted.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            async with dest.transaction():
+                await dest.driver.run(f"INSERT INTO {quoted(mysql_database)}.t VALUES (2)")
+            assert [r[0] for r in await dest.driver.fetch(f"SELECT id FROM {quoted(mysql_database)}.t")] == [2]
+        finally:
+            await dest.close()
+    asyncio.run(work())

@@ -10,12 +10,15 @@ is translated here (see `errors`). The session is set once per connection:
     utf8mb4               every Unicode character
 
 A statement interrupted half-way (a cancelled task) leaves the protocol mid-reply: the
-connection is then dropped (the server rolls back what was open) and made again before the next
-transaction or bookkeeping call, never inside a transaction.
+connection is then dropped and made again before the next transaction or bookkeeping call, never
+inside a transaction. The server notices a dropped client only when the statement ends, and holds
+its locks until then: the new connection kills the old one's session first (KILL CONNECTION
+rolls back what it had open), so the next batch does not wait on the locks of the last.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -26,6 +29,7 @@ from conduitd.destinations.sql import BookkeepingTypes
 from conduitd.errors import TransientError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 SQL_MODE = "STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION"
 
 
@@ -49,6 +53,7 @@ class MysqlDriver:
         self._conn: Any = None
         self.in_transaction = False
         self._busy = False  # a statement was sent and its reply not read yet
+        self._orphan: int | None = None  # the server session of a dropped connection, to kill
 
     # -- the connection --------------------------------------------------------------------------
 
@@ -60,6 +65,13 @@ class MysqlDriver:
             raise TransientError("MySQL connection lost inside the transaction")
         self.drop()
         self._conn = await self._connect()
+        orphan, self._orphan = self._orphan, None
+        if orphan is not None:
+            try:
+                async with self._conn.cursor() as cursor:
+                    await cursor.execute(f"KILL CONNECTION {int(orphan)}")
+            except Exception:  # noqa: BLE001 - it ended by itself meanwhile (unknown thread id: the server answered)
+                log.debug("the session of a dropped MySQL connection had ended already")
         return self._conn
 
     @property
@@ -71,6 +83,10 @@ class MysqlDriver:
         """Close the connection without a word to the server (which rolls back what is open)."""
         conn, self._conn, self._busy = self._conn, None, False
         if conn is not None:
+            try:
+                self._orphan = int(conn.thread_id())
+            except (AttributeError, TypeError, IndexError):
+                self._orphan = None
             conn.close()
 
     async def close(self) -> None:
