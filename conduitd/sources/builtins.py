@@ -43,12 +43,12 @@ KAFKA = Connector(type="kafka", kind="source", config_model=KafkaSourceConfig, f
 
 
 def _postgres_source(config: PostgresSourceConfig, options: SourceOptions) -> Source:
-    from conduitd.sources.tables.postgres import PostgresTableSource
+    from conduitd.sources.tables.postgres import postgres_source
 
     if options.pipeline is None:
         raise ConfigError(f"source {config.name!r}: a database source reads for one pipeline")
-    return PostgresTableSource(config, options.pipeline, once=options.once, max_rows=options.max_rows,
-                               unreachable_after=options.unreachable_after)
+    return postgres_source(config, options.pipeline, once=options.once, max_rows=options.max_rows,
+                           unreachable_after=options.unreachable_after)
 
 
 async def _check_postgres(config: PostgresSourceConfig) -> str:

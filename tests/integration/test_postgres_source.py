@@ -7,12 +7,51 @@ import asyncio
 import sys
 import textwrap
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+
+
+@pytest.fixture(scope="module")
+def source_dsn(pg_dsn: str) -> Iterator[str]:
+    """A database of this module's own: the late-commit bound looks at every write transaction of
+    its database, so other tests' transactions (a parallel run) must not be in it."""
+    name = f"conduitd_src_{uuid.uuid4().hex[:8]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    yield pg_dsn.rsplit("/", 1)[0] + "/" + name
+    asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def pg(source_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(source_dsn)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def pg_schema(pg: asyncpg.Connection) -> AsyncIterator[str]:
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    await pg.execute(f'CREATE SCHEMA "{name}"')
+    yield name
+    await pg.execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
+@pytest.fixture
+def db_dsn(source_dsn: str) -> str:
+    return source_dsn
 
 
 def write_config(tmp_path: Path, dsn: str, schema: str, pipeline: str, *, source: str = "") -> Path:
@@ -46,11 +85,11 @@ async def rows(pg: asyncpg.Connection, schema: str, table: str, order: str = "id
 
 
 async def test_a_late_commit_is_read_once_it_commits_timestamp_cursor(
-        pg: asyncpg.Connection, pg_dsn: str, pg_schema: str, tmp_path: Path) -> None:
+        pg: asyncpg.Connection, db_dsn: str, pg_schema: str, tmp_path: Path) -> None:
     await pg.execute(f'CREATE TABLE "{pg_schema}".src (id int PRIMARY KEY, ts timestamptz NOT NULL DEFAULT now(), '
                      f'v text)')
     await pg.execute(f"INSERT INTO \"{pg_schema}\".src VALUES (1, now() - interval '1 hour', 'before')")
-    config = write_config(tmp_path, pg_dsn, pg_schema, """\
+    config = write_config(tmp_path, db_dsn, pg_schema, """\
         - name: copy
           source: db
           destination: wh
@@ -58,7 +97,7 @@ async def test_a_late_commit_is_read_once_it_commits_timestamp_cursor(
           table: dst
           incremental: {column: ts}
         """)
-    late = await asyncpg.connect(pg_dsn)
+    late = await asyncpg.connect(db_dsn)
     try:
         tx = late.transaction()
         await tx.start()
@@ -77,14 +116,14 @@ async def test_a_late_commit_is_read_once_it_commits_timestamp_cursor(
 
 
 async def test_a_late_commit_is_read_once_it_commits_sequential_cursor(
-        pg: asyncpg.Connection, pg_dsn: str, pg_schema: str, tmp_path: Path) -> None:
+        pg: asyncpg.Connection, db_dsn: str, pg_schema: str, tmp_path: Path) -> None:
     await pg.execute(f'CREATE TABLE "{pg_schema}".src (id bigserial PRIMARY KEY, v text)')
     await pg.execute(f"INSERT INTO \"{pg_schema}\".src (v) VALUES ('first')")
-    config = write_config(tmp_path, pg_dsn, pg_schema, """\
+    config = write_config(tmp_path, db_dsn, pg_schema, """\
         - {name: copy, source: db, destination: wh, source_table: src, table: dst, incremental_column: id}
         """)
     assert await once(config) == 0
-    late = await asyncpg.connect(pg_dsn)
+    late = await asyncpg.connect(db_dsn)
     try:
         tx = late.transaction()
         await tx.start()
@@ -100,10 +139,10 @@ async def test_a_late_commit_is_read_once_it_commits_sequential_cursor(
 
 
 async def test_five_thousand_rows_of_one_timestamp_arrive_once_in_batches_of_a_thousand(
-        pg: asyncpg.Connection, pg_dsn: str, pg_schema: str, tmp_path: Path) -> None:
+        pg: asyncpg.Connection, db_dsn: str, pg_schema: str, tmp_path: Path) -> None:
     await pg.execute(f'CREATE TABLE "{pg_schema}".src (id int PRIMARY KEY, ts timestamptz NOT NULL)')
     await pg.execute(f"INSERT INTO \"{pg_schema}\".src SELECT g, now() FROM generate_series(1, 5000) g")
-    config = write_config(tmp_path, pg_dsn, pg_schema, """\
+    config = write_config(tmp_path, db_dsn, pg_schema, """\
         - name: copy
           source: db
           destination: wh
@@ -120,7 +159,7 @@ async def test_five_thousand_rows_of_one_timestamp_arrive_once_in_batches_of_a_t
 
 
 async def test_catalog_types_reach_the_destination_exactly(
-        pg: asyncpg.Connection, pg_dsn: str, pg_schema: str, tmp_path: Path) -> None:
+        pg: asyncpg.Connection, db_dsn: str, pg_schema: str, tmp_path: Path) -> None:
     s = f'"{pg_schema}"'
     await pg.execute(f"CREATE TYPE {s}.mood AS ENUM ('sad', 'ok')")
     await pg.execute(f"""CREATE TABLE {s}.src (id int PRIMARY KEY, price numeric(12,2), big numeric(60,10),
@@ -133,7 +172,7 @@ async def test_catalog_types_reach_the_destination_exactly(
          '\\x00ff10', 'ok', '{{1,2,3}}', E'two\\nlines, "quoted"', true, 0.1),
         (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '', false, NULL),
         (3, 'NaN', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'nan price', NULL, NULL)""")
-    config = write_config(tmp_path, pg_dsn, pg_schema, """\
+    config = write_config(tmp_path, db_dsn, pg_schema, """\
         - {name: copy, source: db, destination: wh, source_table: src, table: dst}
         """)
     assert await once(config) == 0
@@ -162,10 +201,10 @@ async def test_catalog_types_reach_the_destination_exactly(
 
 
 async def test_a_whole_table_is_read_once_per_run_and_upsert_absorbs_the_rereads(
-        pg: asyncpg.Connection, pg_dsn: str, pg_schema: str, tmp_path: Path) -> None:
+        pg: asyncpg.Connection, db_dsn: str, pg_schema: str, tmp_path: Path) -> None:
     await pg.execute(f'CREATE TABLE "{pg_schema}".src (k text, n int, v text, PRIMARY KEY (k, n))')
     await pg.execute(f"INSERT INTO \"{pg_schema}\".src SELECT 'k' || (g % 7), g, 'v' FROM generate_series(1, 2500) g")
-    config = write_config(tmp_path, pg_dsn, pg_schema, """\
+    config = write_config(tmp_path, db_dsn, pg_schema, """\
         - name: copy
           source: db
           destination: wh
@@ -184,10 +223,10 @@ async def test_a_whole_table_is_read_once_per_run_and_upsert_absorbs_the_rereads
 
 
 async def test_a_query_with_a_unique_key_is_read_incrementally(
-        pg: asyncpg.Connection, pg_dsn: str, pg_schema: str, tmp_path: Path) -> None:
+        pg: asyncpg.Connection, db_dsn: str, pg_schema: str, tmp_path: Path) -> None:
     await pg.execute(f'CREATE TABLE "{pg_schema}".src (id int PRIMARY KEY, amount int)')
     await pg.execute(f'INSERT INTO "{pg_schema}".src SELECT g, g * 10 FROM generate_series(1, 30) g')
-    config = write_config(tmp_path, pg_dsn, pg_schema, f"""\
+    config = write_config(tmp_path, db_dsn, pg_schema, f"""\
         - name: copy
           source: db
           destination: wh
@@ -208,20 +247,20 @@ async def test_a_query_with_a_unique_key_is_read_incrementally(
     ("- {name: copy, source: db, destination: wh, source_table: nokey, unique_key: [id], incremental_column: v}",
      "set incremental.strategy"),
 ])
-async def test_what_cannot_be_read_is_a_config_error(pg: asyncpg.Connection, pg_dsn: str, pg_schema: str,
+async def test_what_cannot_be_read_is_a_config_error(pg: asyncpg.Connection, db_dsn: str, pg_schema: str,
                                                       tmp_path: Path, pipeline: str, message: str) -> None:
     await pg.execute(f'CREATE TABLE "{pg_schema}".nokey (id int, v text)')
-    config = write_config(tmp_path, pg_dsn, pg_schema, pipeline + "\n")
+    config = write_config(tmp_path, db_dsn, pg_schema, pipeline + "\n")
     code, err = await run(config)
     assert code == 2, err
     assert message in err, err
     assert "Traceback" not in err
 
 
-async def test_a_wrong_password_is_refused_without_showing_it(pg_dsn: str, pg_schema: str, tmp_path: Path) -> None:
-    config = write_config(tmp_path, pg_dsn, pg_schema, "- {name: copy, source: db, destination: wh, "
+async def test_a_wrong_password_is_refused_without_showing_it(db_dsn: str, pg_schema: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path, db_dsn, pg_schema, "- {name: copy, source: db, destination: wh, "
                           "source_table: src}\n", source=", password: 'Sw0rdfish-secret'")
-    text = config.read_text().replace(f'dsn: "{pg_dsn}", schema: {pg_schema}, password',
+    text = config.read_text().replace(f'dsn: "{db_dsn}", schema: {pg_schema}, password',
                                       f'host: 127.0.0.1, database: conduitd_test, user: nobody_here, '
                                       f'schema: {pg_schema}, password', 1)
     config.write_text(text)

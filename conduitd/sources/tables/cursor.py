@@ -1,10 +1,11 @@
-"""Positions of a database-table partition and the keyset SQL that reads after them.
+"""Positions of a database-table partition, and the `Plan` of what a pipeline reads.
 
 Incremental: `{"cursor": text, "key": [text, ...]}`, the last row's cursor value and primary key
 in PostgreSQL's own text forms (cast back on the server, so nothing is rounded); rows are read with
 `(cursor, key...) > (last...) ORDER BY cursor, key... LIMIT n`, so rows sharing one cursor value
 are never split badly. Whole-table reads: `{"pass": n, "key": [...] | null, "done": bool}`, the
-table walked in key order once per pass."""
+table walked in key order once per pass. Each database writes its own keyset SQL from the plan
+(`postgres_sql`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from conduitd.sources.tables.catalog import SourceColumn, quote
+from conduitd.sources.tables.catalog import SourceColumn
 
 
 @dataclass(frozen=True)
@@ -27,50 +28,6 @@ class Plan:
     strategy: str | None
     """timestamp, sequential, cursor; None for whole-table reads."""
     initial: str | None = None
-
-    def select(self, after: dict[str, Any] | None, bound: str | None, limit: int) -> tuple[str, list[str]]:
-        """(SQL, arguments) of the next rows after position `after` below `bound`."""
-        def ref(column: SourceColumn) -> str:
-            return f"conduitd_src.{quote(column.name)}"
-
-        hidden = [f"({ref(c)})::text AS conduitd_hidden_{i}"
-                  for i, c in enumerate(([self.cursor] if self.cursor else []) + list(self.key))]
-        exprs = [c.select(ref(c)) for c in self.columns] + hidden
-        where: list[str] = []
-        args: list[str] = []
-
-        def arg(value: str, column: SourceColumn) -> str:
-            args.append(value)
-            return f"(${len(args)}::text)::{column.sql_type}"
-
-        order = ([self.cursor] if self.cursor else []) + list(self.key)
-        if self.cursor is not None:
-            where.append(f"{ref(self.cursor)} IS NOT NULL")
-            last = (after or {}).get("cursor")
-            last_key = (after or {}).get("key")
-            if last is not None and last_key is not None:
-                left = ", ".join(ref(c) for c in order)
-                right = ", ".join(arg(v, c) for v, c in zip([last, *last_key], order, strict=True))
-                where.append(f"({left}) > ({right})")
-            elif last is not None or self.initial is not None:
-                start = str(last if last is not None else self.initial)
-                where.append(f"{ref(self.cursor)} > {arg(start, self.cursor)}")
-            if bound is not None:
-                if self.strategy == "timestamp":
-                    where.append(f"{ref(self.cursor)} < (${len(args) + 1}::text)::timestamptz")
-                else:
-                    where.append(f"{ref(self.cursor)} <= (${len(args) + 1}::text)::{self.cursor.sql_type}")
-                args.append(bound)
-        else:
-            last_key = (after or {}).get("key")
-            if last_key is not None:
-                left = ", ".join(ref(c) for c in order)
-                right = ", ".join(arg(v, c) for v, c in zip(last_key, order, strict=True))
-                where.append(f"({left}) > ({right})")
-        sql = (f"SELECT {', '.join(exprs)} FROM {self.source} AS conduitd_src"
-               + (f" WHERE {' AND '.join(where)}" if where else "")
-               + f" ORDER BY {', '.join(ref(c) for c in order)} LIMIT {int(limit)}")
-        return sql, args
 
     @property
     def hidden_names(self) -> list[str]:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from conduitd.core.records import Position, Reject
+from conduitd.sources.tables.poller import Read
 
 PositionAt = Callable[[list[str]], Position]
 """The position after a row, from its hidden cursor and key texts (for a reject's DLQ entry)."""
@@ -31,30 +31,19 @@ def _read(data: bytes, names: Sequence[str], types: dict[str, pa.DataType]) -> p
     return pcsv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
 
 
-@dataclass(frozen=True)
-class Decoded:
-    rows: pa.Table
-    """The rows that fit their types, without the hidden columns."""
-    rejects: list[Reject]
-    last: list[str] | None
-    """The hidden texts (cursor, key) of the last row read, kept or not; None when none was read."""
-    count: int
-    """Rows read, rejects included."""
-
-
 def decode_copy(data: bytes, columns: dict[str, pa.DataType], hidden: Sequence[str], partition: str,
-                position_at: PositionAt) -> Decoded:
+                position_at: PositionAt) -> Read:
     """The rows of COPY's CSV `data`: `columns` with their types (binary arrives as hex text),
     then the `hidden` text columns of the cursor and key."""
     names = [*columns, *hidden]
     direct = {n: (pa.string() if pa.types.is_binary(t) else t) for n, t in columns.items()}
     direct.update(dict.fromkeys(hidden, pa.string()))
     if not data:
-        return Decoded(pa.table({n: pa.array([], type=t) for n, t in columns.items()}), [], None, 0)
+        return Read(pa.table({n: pa.array([], type=t) for n, t in columns.items()}), [], None, 0)
     try:
         table = _read(data, names, direct)
         last = [table.column(h)[table.num_rows - 1].as_py() for h in hidden]
-        return Decoded(_unhex(table.drop_columns(list(hidden)), columns), [], last, table.num_rows)
+        return Read(_unhex(table.drop_columns(list(hidden)), columns), [], last, table.num_rows, len(data))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass  # a value the type cannot hold: find its rows
     text = _read(data, names, dict.fromkeys(names, pa.string()))
@@ -78,7 +67,7 @@ def decode_copy(data: bytes, columns: dict[str, pa.DataType], hidden: Sequence[s
                       _payload(text.drop_columns(list(hidden)), i), rule="decode")
                for i, reason in sorted(bad.items())]
     last = [str(col[-1]) for col in hidden_rows]
-    return Decoded(_unhex(table, columns), rejects, last, text.num_rows)
+    return Read(_unhex(table, columns), rejects, last, text.num_rows, len(data))
 
 
 def _cast(text: pa.Array | pa.ChunkedArray, kind: pa.DataType) -> pa.Array | pa.ChunkedArray:

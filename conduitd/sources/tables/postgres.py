@@ -9,22 +9,20 @@ ISO dates. A lost connection is retried with backoff (readiness red, `problem` s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import asyncpg
+import pyarrow as pa
 
 from conduitd.config import IncrementalConfig, PipelineConfig, PostgresSourceConfig
-from conduitd.core.records import Chunk, Position
-from conduitd.core.timings import Timings
 from conduitd.errors import ConduitError, ConfigError, DependencyUnreachable
-from conduitd.sources.base import Checkpoints
 from conduitd.sources.tables.catalog import COLUMNS_SQL, PRIMARY_KEY_SQL, SourceColumn, quote, relation
-from conduitd.sources.tables.cursor import Plan, next_pass
+from conduitd.sources.tables.cursor import Plan
 from conduitd.sources.tables.decode import decode_copy
+from conduitd.sources.tables.poller import PollingSource, Read
+from conduitd.sources.tables.postgres_sql import select_sql
 from conduitd.sources.tables.watermark import Holder, SequenceWatermark, parse_snapshot, timestamp_bound
 
 log = logging.getLogger(__name__)
@@ -123,43 +121,24 @@ def _strategy(incremental: IncrementalConfig, cursor: SourceColumn, where: str) 
     return chosen
 
 
-class PostgresTableSource:
-    """See the module docstring."""
+class PostgresReader:
+    """The PostgreSQL side of a polling source (`poller.TableReader`)."""
 
-    def __init__(self, config: PostgresSourceConfig, pipeline: PipelineConfig, *, once: bool, max_rows: int,
-                 unreachable_after: float) -> None:
+    errors: tuple[type[BaseException], ...] = (*_LOST, asyncpg.PostgresError)
+
+    def __init__(self, config: PostgresSourceConfig, pipeline: PipelineConfig) -> None:
         self.config = config
         self.pipeline = pipeline
-        self.once = once
-        self.max_rows = max_rows
-        self.unreachable_after = unreachable_after
-        self.epoch = 0
+        self.where = f"PostgreSQL at {config.connect_params.where()}"
         self._conn: asyncpg.Connection | None = None
-        self._problem: str | None = None
         self._holder = Holder()
         self._warned_holder: int | None = None
         self._sequence = SequenceWatermark()
-        self._cursor_age: dict[str, float] = {}
-        self.partition = pipeline.source_table or "query"
-        if pipeline.source_table is not None:
-            self.partition = ".".join(relation(pipeline.source_table, config.db_schema))
+        self._cursor_age: float | None = None
 
-    def lag(self) -> dict[str, dict[str, float]]:
-        units: dict[str, float] = {}
-        if self.partition in self._cursor_age:
-            units["seconds"] = self._cursor_age[self.partition]
-        units["watermark_held_seconds"] = self._holder.age if self._holder.pid is not None else 0.0
-        return {self.partition: units}
-
-    def problem(self) -> str | None:
-        return self._problem
-
-    async def acknowledge(self, positions: Mapping[str, Position]) -> None:
-        return None
-
-    async def resync(self) -> bool:
-        self.epoch += 1  # what was read is dropped; the next poll starts from the committed position
-        return True
+    async def connect(self) -> None:
+        await self.close()
+        self._conn = await connect(self.config)
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -169,85 +148,48 @@ class PostgresTableSource:
             except (TimeoutError, OSError, asyncpg.InterfaceError):
                 conn.terminate()
 
-    async def chunks(self, checkpoints: Checkpoints, stop: asyncio.Event) -> AsyncIterator[Chunk]:
-        epoch = self.epoch
-        position: dict[str, Any] | None = (await checkpoints.committed()).get(self.partition)
-        plan: Plan | None = None
-        failing_since: float | None = None
-        while not stop.is_set():
-            if self.epoch != epoch:  # resync: start again from what is committed
-                epoch = self.epoch
-                position = (await checkpoints.committed()).get(self.partition)
-            try:
-                conn = await self._connection()
-                if plan is None:
-                    plan = await plan_for(conn, self.config, self.pipeline)
-                chunk, caught_up = await self._poll(conn, plan, position, epoch)
-                self._problem, failing_since = None, None
-            except (DependencyUnreachable, *_LOST) as exc:
-                failing_since = failing_since or time.monotonic()
-                await self.close()
-                self._problem = f"source {self.config.name!r}: {exc if isinstance(exc, ConduitError) else _lost(exc)}"
-                if self.once and time.monotonic() - failing_since > self.unreachable_after:
-                    raise DependencyUnreachable(self._problem) from None
-                log.warning("%s; retrying", self._problem)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), min(5.0, self.config.poll_interval))
-                continue
-            except asyncpg.PostgresError as exc:
-                raise ConduitError(f"source {self.config.name!r}, pipeline {self.pipeline.name!r}: "
-                                   f"PostgreSQL {getattr(exc, 'sqlstate', '')}: {exc}") from None
-            if chunk is not None:
-                position = chunk.end
-                yield chunk
-            if caught_up:
-                if self.once:
-                    return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.config.poll_interval)
-
-    async def _connection(self) -> asyncpg.Connection:
-        if self._conn is None or self._conn.is_closed():
-            self._conn = await connect(self.config)
+    @property
+    def conn(self) -> asyncpg.Connection:
+        if self._conn is None:
+            raise asyncpg.InterfaceError("not connected")
         return self._conn
 
-    async def _poll(self, conn: asyncpg.Connection, plan: Plan, position: dict[str, Any] | None,
-                    epoch: int) -> tuple[Chunk | None, bool]:
-        """The next chunk after `position` (None when there is none) and whether the poll caught up.
-        A whole-table read walks pass after pass: its chunk that reaches the end says `done`."""
-        reading = next_pass(position) if plan.cursor is None else position
-        timings = Timings()
-        timings.begin("poll")
+    async def plan(self) -> Plan:
+        return await plan_for(self.conn, self.config, self.pipeline)
+
+    def lost(self, exc: BaseException) -> bool:
+        return isinstance(exc, _LOST)
+
+    def failure(self, exc: BaseException) -> ConduitError:
+        state = getattr(exc, "sqlstate", "")
+        return ConduitError(f"source {self.config.name!r}, pipeline {self.pipeline.name!r}: PostgreSQL {state}: {exc}")
+
+    def lag(self) -> dict[str, float]:
+        units: dict[str, float] = {}
+        if self._cursor_age is not None:
+            units["seconds"] = self._cursor_age
+        units["watermark_held_seconds"] = self._holder.age if self._holder.pid is not None else 0.0
+        return units
+
+    async def read(self, plan: Plan, after: dict[str, Any] | None, limit: int, partition: str) -> Read | None:
+        conn = self.conn
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             bound = await self._bound(conn, plan)
             if plan.cursor is not None and plan.strategy == "sequential" and bound is None:
-                return None, True  # every value seen may still be joined by a running transaction's
-            sql, args = plan.select(reading, bound, self.max_rows)
+                return None  # every value seen may still be joined by a running transaction's
+            sql, args = select_sql(plan, after, bound, limit)
             buffer = bytearray()
 
             async def collect(data: bytes) -> None:
                 buffer.extend(data)
 
             await conn.copy_from_query(sql, *args, output=collect, format="csv")
-        timings.end("poll")
-        timings.begin("decode")
         columns = {c.name: c.arrow for c in plan.columns}
-        decoded = await asyncio.to_thread(decode_copy, bytes(buffer), columns, plan.hidden_names, self.partition,
-                                          lambda texts: plan.position_after(texts, reading))
-        timings.end("decode")
-        caught_up = decoded.count < self.max_rows
-        if decoded.last is None:
-            if reading is not None and plan.cursor is None:  # an empty pass (or its end): say it is done
-                done = {**reading, "done": True}
-                return Chunk(self.partition, position, done, decoded.rows, epoch=epoch, timings=timings), True
-            return None, caught_up
-        end = plan.position_after(decoded.last, reading)
-        if plan.cursor is None and caught_up:
-            end["done"] = True
+        read = await asyncio.to_thread(decode_copy, bytes(buffer), columns, plan.hidden_names, partition,
+                                       lambda texts: plan.position_after(texts, after))
         if plan.cursor is not None and plan.strategy == "timestamp":
-            self._note_cursor_age(decoded.rows, plan.cursor.name)
-        return Chunk(self.partition, position, end, decoded.rows, tuple(decoded.rejects), nbytes=len(buffer),
-                     epoch=epoch, timings=timings), caught_up
+            self._note_cursor_age(read.rows, plan.cursor.name)
+        return read
 
     async def _bound(self, conn: asyncpg.Connection, plan: Plan) -> str | None:
         if plan.cursor is None or plan.strategy == "cursor":
@@ -269,13 +211,17 @@ class PostgresTableSource:
                         "read back: rows after its start are read once it ends", self.pipeline.name, holder.pid,
                         holder.xid, holder.age, extra={"pipeline": self.pipeline.name})
 
-    def _note_cursor_age(self, rows: Any, column: str) -> None:
+    def _note_cursor_age(self, rows: pa.Table, column: str) -> None:
         values = rows.column(column)
         if len(values) and values[len(values) - 1].is_valid:
             last = values[len(values) - 1].as_py()
             if hasattr(last, "timestamp"):
-                self._cursor_age[self.partition] = max(0.0, time.time() - last.timestamp())
+                self._cursor_age = max(0.0, time.time() - last.timestamp())
 
 
-def _lost(exc: BaseException) -> str:
-    return f"connection lost: {str(exc) or type(exc).__name__}"
+def postgres_source(config: PostgresSourceConfig, pipeline: PipelineConfig, *, once: bool, max_rows: int,
+                    unreachable_after: float) -> PollingSource:
+    partition = ".".join(relation(pipeline.source_table, config.db_schema)) if pipeline.source_table else "query"
+    return PollingSource(PostgresReader(config, pipeline), partition, name=config.name, pipeline=pipeline.name,
+                         once=once, max_rows=max_rows, poll_interval=config.poll_interval,
+                         unreachable_after=unreachable_after)

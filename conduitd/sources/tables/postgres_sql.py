@@ -1,0 +1,55 @@
+"""The keyset SQL of a PostgreSQL read: the plan's columns (as text COPY writes exactly), then the
+cursor and key as hidden text columns, after the last position, below the bound, in key order.
+Values travel as text parameters cast on the server to the column's own type: nothing is rounded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conduitd.sources.tables.catalog import SourceColumn, quote
+from conduitd.sources.tables.cursor import Plan
+
+
+def select_sql(plan: Plan, after: dict[str, Any] | None, bound: str | None, limit: int) -> tuple[str, list[str]]:
+    """(SQL, arguments) of the next rows after position `after` below `bound`."""
+    def ref(column: SourceColumn) -> str:
+        return f"conduitd_src.{quote(column.name)}"
+
+    hidden = [f"({ref(c)})::text AS conduitd_hidden_{i}"
+              for i, c in enumerate(([plan.cursor] if plan.cursor else []) + list(plan.key))]
+    exprs = [c.select(ref(c)) for c in plan.columns] + hidden
+    where: list[str] = []
+    args: list[str] = []
+
+    def arg(value: str, column: SourceColumn) -> str:
+        args.append(value)
+        return f"(${len(args)}::text)::{column.sql_type}"
+
+    order = ([plan.cursor] if plan.cursor else []) + list(plan.key)
+    if plan.cursor is not None:
+        where.append(f"{ref(plan.cursor)} IS NOT NULL")
+        last = (after or {}).get("cursor")
+        last_key = (after or {}).get("key")
+        if last is not None and last_key is not None:
+            left = ", ".join(ref(c) for c in order)
+            right = ", ".join(arg(v, c) for v, c in zip([last, *last_key], order, strict=True))
+            where.append(f"({left}) > ({right})")
+        elif last is not None or plan.initial is not None:
+            start = str(last if last is not None else plan.initial)
+            where.append(f"{ref(plan.cursor)} > {arg(start, plan.cursor)}")
+        if bound is not None:
+            if plan.strategy == "timestamp":
+                where.append(f"{ref(plan.cursor)} < (${len(args) + 1}::text)::timestamptz")
+            else:
+                where.append(f"{ref(plan.cursor)} <= (${len(args) + 1}::text)::{plan.cursor.sql_type}")
+            args.append(bound)
+    else:
+        last_key = (after or {}).get("key")
+        if last_key is not None:
+            left = ", ".join(ref(c) for c in order)
+            right = ", ".join(arg(v, c) for v, c in zip(last_key, order, strict=True))
+            where.append(f"({left}) > ({right})")
+    sql = (f"SELECT {', '.join(exprs)} FROM {plan.source} AS conduitd_src"
+           + (f" WHERE {' AND '.join(where)}" if where else "")
+           + f" ORDER BY {', '.join(ref(c) for c in order)} LIMIT {int(limit)}")
+    return sql, args
