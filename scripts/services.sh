@@ -82,5 +82,34 @@ start_kafka() {
   echo "export KAFKA_BOOTSTRAP=127.0.0.1:$port"
 }
 
+mysql_ready() { mariadb-admin ping -h 127.0.0.1 -P "$MYSQL_PORT" -u root --silent >/dev/null 2>&1; }
+
+start_mariadb() {
+  # MariaDB for the MySQL destination and source tests: root without a password over TCP.
+  MYSQL_PORT="${MYSQL_PORT:-3306}"
+  if mysql_ready; then
+    log "MariaDB is running on 127.0.0.1:$MYSQL_PORT"
+  else
+    if ! command -v mariadbd >/dev/null && ! [ -x /usr/sbin/mariadbd ]; then
+      log "installing MariaDB from Debian packages"
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get update -qq >/dev/null
+      apt-get install -y -qq mariadb-server mariadb-client >/dev/null
+    fi
+    log "starting MariaDB"
+    (service mariadb start || service mysql start) >/dev/null 2>&1 || true
+    for _ in $(seq 1 60); do mysql_ready && break; sleep 0.5; done
+    if ! mysql_ready; then
+      # A fresh Debian install lets root in over the socket only: allow TCP without a password.
+      mariadb -u root -e "ALTER USER root@localhost IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('')" \
+        >/dev/null 2>&1 || true
+    fi
+    mysql_ready || { log "MariaDB did not start"; exit 5; }
+    echo "export CONDUITD_STARTED_MARIADB=1"
+  fi
+  echo "export CONDUITD_TEST_MYSQL=127.0.0.1:$MYSQL_PORT"
+}
+
 start_postgres
+start_mariadb
 start_kafka
