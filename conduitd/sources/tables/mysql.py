@@ -1,0 +1,396 @@
+"""The MySQL/MariaDB table source (`type: mysql`): a pipeline's `source_table` or `query`, read by
+polling with a keyset cursor (`cursor`, `mysql_sql`), bounded against late commits (below),
+streamed with an unbuffered cursor and turned into Arrow with the catalog's types
+(`mysql_catalog`).
+
+The session is read only (`SET SESSION TRANSACTION READ ONLY`, each read in its own `START
+TRANSACTION READ ONLY`), REPEATABLE READ, in UTC (`time_zone = '+00:00'`), utf8mb4; asyncmy
+decodes nothing, so every value reaches Arrow as the server's own text.
+
+The late-commit bound (`information_schema.INNODB_TRX`: needs the PROCESS privilege; without it
+a warning says once that the guard is off):
+
+- timestamp: a row's cursor is `NOW()` of the statement that wrote it, which starts before its
+  transaction shows in INNODB_TRX, and `trx_started` has whole seconds (and INNODB_TRX is a cache
+  up to 0.1 s old). Rows are read strictly below `least(now(6), oldest trx_started) - 1 s`, the
+  oldest over the other sessions' transactions that write (a real `trx_id`), server-wide: InnoDB
+  does not say which tables a transaction wrote to. Known gap, as in PostgreSQL: a statement
+  that takes its `NOW()` and then waits more than that second (a metadata lock) before its
+  transaction starts is not seen.
+- sequential: an AUTO_INCREMENT hands out values in order, so a value at or below the largest
+  `M` seen at time `t` was handed out before `t`, by a transaction started before `t`. `M` is
+  safe once no transaction that writes started at or before `t` (INNODB_TRX, seconds rounded
+  down, so this is exact); the bound is the largest safe `M`.
+- cursor: no guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC
+from decimal import Decimal
+from typing import Any
+
+import asyncmy
+import pyarrow as pa
+from asyncmy.cursors import SSCursor
+from asyncmy.errors import MySQLError
+
+from conduitd.config import IncrementalConfig, PipelineConfig
+from conduitd.errors import ConduitError, ConfigError, DependencyUnreachable
+from conduitd.sources.tables.catalog import SourceColumn, relation
+from conduitd.sources.tables.cursor import Plan
+from conduitd.sources.tables.mysql_catalog import (
+    COLUMNS_SQL,
+    INDEX_LEADS_SQL,
+    PRIMARY_KEY_SQL,
+    arrow_type,
+    column,
+    decode,
+    described,
+    position_text,
+    quote,
+)
+from conduitd.sources.tables.mysql_settings import MysqlSourceConfig
+from conduitd.sources.tables.mysql_sql import OLDEST_WRITER_SQL, largest_sql, select_sql
+from conduitd.sources.tables.poller import PollingSource, Read
+
+log = logging.getLogger(__name__)
+
+# MySQL error numbers (copied from the destination's errors module: sources do not import it).
+ACCESS = {1044, 1045, 1049, 1698}
+"""Access denied to the database or for the user, unknown database, socket auth refused."""
+LOST = {0, 2002, 2003, 2005, 2006, 2013, 2055, 1040, 1053, 1129, 1130, 1927, 4031}
+"""Cannot connect, server gone or shut down, too many connections, host blocked, connection
+killed, idle client disconnected; 0: asyncmy's own (no connection)."""
+NO_PRIVILEGE = {1227, 1142, 1044}
+"""The account may not read INNODB_TRX (it needs PROCESS)."""
+_TIMESTAMPS = ("datetime", "timestamp")
+_INTEGERS = ("tinyint", "smallint", "mediumint", "int", "integer", "bigint")
+_HELD_WARNING = 60.0
+"""Seconds a running write transaction may hold the bound back before it is logged."""
+_FETCH = 10_000
+_MARGIN = Decimal(1)
+
+
+def code_of(exc: BaseException) -> int | None:
+    args = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def _message(exc: BaseException) -> str:
+    args = tuple(getattr(exc, "args", ()))
+    text = str(args[1]) if len(args) > 1 else (str(exc) or type(exc).__name__)
+    code = code_of(exc)
+    return f"MySQL {code}: {text}" if code else text
+
+
+def _decoders_off() -> dict[Any, Any]:
+    """asyncmy's conversions without its decoders: every value arrives as text (binary as bytes)."""
+    from asyncmy import converters
+
+    return {k: v for k, v in converters.conversions.items() if not isinstance(k, int)}
+
+
+async def connect(config: MysqlSourceConfig) -> Any:
+    """A connection with the session set; ConfigError when the login is refused,
+    DependencyUnreachable when the server cannot be reached."""
+    params = config.connect_params
+    where = f"MySQL at {params.where()}"
+    try:
+        conn = await asyncio.wait_for(asyncmy.connect(
+            host=params.host, port=params.port, user=params.user or "", password=params.password or "",
+            database=params.database, charset="utf8mb4", autocommit=True, conv=_decoders_off(),
+            connect_timeout=config.connect_timeout), config.connect_timeout + 5)
+    except MySQLError as exc:
+        if code_of(exc) in ACCESS:
+            raise ConfigError(f"source {config.name!r}: {where} refused user {params.user!r}: "
+                              f"{_message(exc)}") from None
+        raise DependencyUnreachable(f"source {config.name!r}: cannot connect to {where}: {_message(exc)}") from None
+    except (OSError, TimeoutError, EOFError) as exc:
+        raise DependencyUnreachable(f"source {config.name!r}: cannot connect to {where}: "
+                                    f"{str(exc) or type(exc).__name__}") from None
+    try:
+        async with conn.cursor() as cursor:
+            for statement in ("SET time_zone = '+00:00'", "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+                              "SET SESSION TRANSACTION READ ONLY"):
+                await cursor.execute(statement)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+async def _fetch(conn: Any, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    async with conn.cursor() as cursor:
+        await cursor.execute(sql, args)
+        return list(await cursor.fetchall())
+
+
+async def plan_for(conn: Any, config: MysqlSourceConfig, pipeline: PipelineConfig) -> Plan:
+    """What `pipeline` reads from this server: its columns, key and cursor, checked."""
+    where = f"pipeline {pipeline.name!r}"
+    indexed: set[str] | None = None
+    if pipeline.source_table is not None:
+        schema, table = relation(pipeline.source_table, config.schema_name or "")
+        rows = [r for r in await _fetch(conn, COLUMNS_SQL, (schema, table)) if r[3] == table]
+        if not rows:
+            raise ConfigError(f"{where}: source table {schema}.{table} does not exist "
+                              f"(or user {config.connect_params.user!r} may not read it)")
+        columns = [column(r[0], r[1], r[2]) for r in rows]
+        key_names = [r[0] for r in await _fetch(conn, PRIMARY_KEY_SQL, (schema, table))] or list(pipeline.unique_key)
+        indexed = {r[0] for r in await _fetch(conn, INDEX_LEADS_SQL, (schema, table))}
+        source = f"{quote(schema)}.{quote(table)}"
+    elif pipeline.query is not None:
+        source = "(" + pipeline.query.strip().rstrip(";").strip().replace("%", "%%") + ")"
+        columns = await _query_columns(conn, source, where)
+        key_names = list(pipeline.unique_key)
+    else:
+        raise ConfigError(f"{where}: a database source needs 'source_table' or 'query'")
+    by_name = {c.name: c for c in columns}
+    if len(by_name) != len(columns):
+        raise ConfigError(f"{where}: the source has two columns of one name")
+    if not key_names:
+        raise ConfigError(f"{where}: the source has no primary key: set 'unique_key' to the columns that "
+                          "identify a row (they order the reads)")
+    missing = [k for k in key_names if k not in by_name]
+    if missing:
+        raise ConfigError(f"{where}: key column(s) {', '.join(map(repr, missing))} are not in the source")
+    cursor = strategy = initial = None
+    if pipeline.incremental is not None:
+        incremental = pipeline.incremental
+        if incremental.column not in by_name:
+            raise ConfigError(f"{where}: incremental column {incremental.column!r} is not in the source "
+                              f"(columns: {', '.join(by_name)})")
+        cursor = by_name[incremental.column]
+        strategy = _strategy(incremental, cursor, where)
+        initial = None if incremental.initial_value is None else str(incremental.initial_value)
+        if indexed is not None and cursor.name not in indexed:
+            log.warning("%s: no index starts with the incremental column %r: every poll scans the table",
+                        where, cursor.name, extra={"pipeline": pipeline.name})
+    key = [by_name[k] for k in key_names if cursor is None or k != cursor.name] or [by_name[key_names[0]]]
+    return Plan(source, columns, key, cursor, strategy, initial)
+
+
+async def _query_columns(conn: Any, source: str, where: str) -> list[SourceColumn]:
+    """The columns of a query's result, from the protocol's field descriptions (type, flags,
+    length, scale, character set: what the cursor's public `description` leaves out)."""
+    try:
+        async with conn.cursor() as cursor:
+            await cursor.execute("START TRANSACTION READ ONLY")
+            try:
+                await cursor.execute(f"SELECT * FROM {source} AS conduitd_src LIMIT 0", ())
+                fields = list(cursor._result.fields)
+            finally:
+                await cursor.execute("ROLLBACK")
+    except MySQLError as exc:
+        if code_of(exc) in LOST:
+            raise
+        raise ConfigError(f"{where}: the query cannot run: {_message(exc)}") from None
+    return [described(f.name, f.type_code, f.flags, f.length, f.scale, f.charsetnr) for f in fields]
+
+
+def _strategy(incremental: IncrementalConfig, cursor: SourceColumn, where: str) -> str:
+    kind, chosen = cursor.kind, incremental.strategy
+    if chosen is None:
+        if kind in _TIMESTAMPS:
+            return "timestamp"
+        if kind in _INTEGERS:
+            return "sequential"
+        raise ConfigError(f"{where}: incremental column {cursor.name!r} is {cursor.sql_type}: set "
+                          "incremental.strategy (cursor, for any growing column without a guard against late commits)")
+    if chosen == "timestamp" and kind not in _TIMESTAMPS:
+        raise ConfigError(f"{where}: strategy timestamp needs a DATETIME or TIMESTAMP column; "
+                          f"{cursor.name!r} is {cursor.sql_type}")
+    if chosen == "sequential" and kind not in (*_INTEGERS, "decimal"):
+        raise ConfigError(f"{where}: strategy sequential needs an integer column; {cursor.name!r} is {cursor.sql_type}")
+    return chosen
+
+
+@dataclass
+class Holder:
+    """The oldest other transaction that writes: it holds the bound back."""
+
+    thread: int | None = None
+    trx: str | None = None
+    age: float = 0.0
+
+
+@dataclass
+class TimedSequence:
+    """See the module docstring (sequential)."""
+
+    seen: list[tuple[Decimal, Decimal]] = field(default_factory=list)
+    """(largest value, the Unix time it was read) not yet known safe."""
+    safe: Decimal | None = None
+
+    def observe(self, largest: Decimal | None, at: Decimal, oldest_start: Decimal | None) -> Decimal | None:
+        """After a poll read `largest` at `at` and then saw the oldest writer's start (None: none
+        runs): the bound (None: nothing is safe yet)."""
+        if largest is not None and (not self.seen or largest > self.seen[-1][0]):
+            self.seen.append((largest, at))
+        still = []
+        for value, when in self.seen:
+            if oldest_start is None or oldest_start > when:
+                self.safe = value if self.safe is None else max(self.safe, value)
+            else:
+                still.append((value, when))
+        self.seen = still
+        return self.safe
+
+
+class MysqlReader:
+    """The MySQL/MariaDB side of a polling source (`poller.TableReader`)."""
+
+    errors: tuple[type[BaseException], ...] = (MySQLError, OSError, TimeoutError, EOFError)
+
+    def __init__(self, config: MysqlSourceConfig, pipeline: PipelineConfig) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self.where = f"MySQL at {config.connect_params.where()}"
+        self._conn: Any = None
+        self._holder = Holder()
+        self._warned_holder: int | None = None
+        self._guard_off_warned = False
+        self._sequence = TimedSequence()
+        self._cursor_age: float | None = None
+
+    async def connect(self) -> None:
+        await self.close()
+        self._conn = await connect(self.config)
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await asyncio.wait_for(conn.ensure_closed(), 5)
+            except (TimeoutError, OSError, EOFError, MySQLError):
+                conn.close()
+
+    @property
+    def conn(self) -> Any:
+        if self._conn is None:
+            raise asyncmy.errors.InterfaceError(0, "not connected")
+        return self._conn
+
+    async def plan(self) -> Plan:
+        return await plan_for(self.conn, self.config, self.pipeline)
+
+    def lost(self, exc: BaseException) -> bool:
+        return not isinstance(exc, MySQLError) or code_of(exc) in LOST or code_of(exc) is None
+
+    def failure(self, exc: BaseException) -> ConduitError:
+        return ConduitError(f"source {self.config.name!r}, pipeline {self.pipeline.name!r}: {_message(exc)}")
+
+    def lag(self) -> dict[str, float]:
+        units: dict[str, float] = {}
+        if self._cursor_age is not None:
+            units["seconds"] = self._cursor_age
+        held = self._holder.thread is not None
+        units["watermark_held_seconds"] = self._holder.age if held else 0.0
+        if held:
+            units["watermark_holder_thread"] = float(self._holder.thread or 0)
+        return units
+
+    async def read(self, plan: Plan, after: dict[str, Any] | None, limit: int, partition: str) -> Read | None:
+        bound = await self._bound(plan)
+        if plan.cursor is not None and plan.strategy == "sequential" and bound is None:
+            return None  # every value seen may still be joined by a running transaction's
+        sql, args = select_sql(plan, after, bound, limit)
+        rows = await self._stream(sql, args)
+        if not rows:
+            empty = pa.table({c.name: pa.array([], arrow_type(c)) for c in plan.columns})
+            return Read(empty, [], None, 0)
+        order = ([plan.cursor] if plan.cursor else []) + list(plan.key)
+        index = {c.name: i for i, c in enumerate(plan.columns)}
+        hidden = [(index[c.name], c) for c in order]
+
+        def texts(row: tuple[Any, ...]) -> list[str]:
+            return [position_text(c, row[i]) for i, c in hidden]
+
+        table, rejects = await asyncio.to_thread(decode, rows, plan.columns, partition,
+                                                 lambda i: plan.position_after(texts(rows[i]), after))
+        if plan.strategy == "timestamp" and plan.cursor is not None:
+            self._note_cursor_age(table, plan.cursor.name)
+        return Read(table, rejects, texts(rows[-1]), len(rows), table.nbytes)
+
+    async def _stream(self, sql: str, args: list[str]) -> list[tuple[Any, ...]]:
+        """The rows of one SELECT in a read-only transaction, fetched unbuffered in blocks."""
+        conn = self.conn
+        rows: list[tuple[Any, ...]] = []
+        async with conn.cursor() as control:
+            await control.execute("START TRANSACTION READ ONLY")
+            cursor = conn.cursor(SSCursor)
+            try:
+                await cursor.execute(sql, tuple(args))
+                while block := await cursor.fetchmany(_FETCH):
+                    rows.extend(block)
+            finally:
+                await cursor.close()
+            await control.execute("COMMIT")
+        return rows
+
+    async def _bound(self, plan: Plan) -> str | None:
+        if plan.cursor is None or plan.strategy == "cursor":
+            return None
+        if plan.strategy == "timestamp":
+            now, oldest = await self._oldest_writer()
+            bound = (now if oldest is None else min(now, oldest)) - _MARGIN
+            return f"{bound:.6f}"
+        (at, largest), = await _fetch(self.conn, largest_sql(plan))
+        _, oldest = await self._oldest_writer()
+        safe = self._sequence.observe(None if largest is None else Decimal(largest), Decimal(at), oldest)
+        return None if safe is None else str(safe)
+
+    async def _oldest_writer(self) -> tuple[Decimal, Decimal | None]:
+        """(now, start of the oldest other transaction that writes, or None) as Unix times."""
+        try:
+            (now, started, thread, trx), = await _fetch(self.conn, OLDEST_WRITER_SQL)
+        except MySQLError as exc:
+            if code_of(exc) not in NO_PRIVILEGE:
+                raise
+            self._warn_guard_off(exc)
+            (now,), = await _fetch(self.conn, "SELECT UNIX_TIMESTAMP(NOW(6))")
+            return Decimal(now), None
+        if started is None:
+            self._holder = Holder()
+            return Decimal(now), None
+        self._holder = Holder(int(thread), str(trx), float(Decimal(now) - Decimal(started)))
+        self._warn_about_holder()
+        return Decimal(now), Decimal(started)
+
+    def _warn_guard_off(self, exc: BaseException) -> None:
+        if not self._guard_off_warned:
+            self._guard_off_warned = True
+            log.warning("pipeline %s: the late-commit guard is off: user %r may not see other sessions' "
+                        "transactions in information_schema.INNODB_TRX (grant it PROCESS): a transaction that "
+                        "commits late may be skipped (%s)", self.pipeline.name, self.config.connect_params.user,
+                        _message(exc), extra={"pipeline": self.pipeline.name})
+
+    def _warn_about_holder(self) -> None:
+        holder = self._holder
+        if holder.thread is not None and holder.age > _HELD_WARNING and self._warned_holder != holder.thread:
+            self._warned_holder = holder.thread
+            log.warning("pipeline %s: the transaction of MySQL thread %s (trx %s), open for %.0f s, holds the read "
+                        "back: rows after its start are read once it ends", self.pipeline.name, holder.thread,
+                        holder.trx, holder.age, extra={"pipeline": self.pipeline.name})
+
+    def _note_cursor_age(self, rows: pa.Table, name: str) -> None:
+        values = rows.column(name)
+        if len(values) and values[len(values) - 1].is_valid:
+            last = values[len(values) - 1].as_py()
+            if hasattr(last, "timestamp"):
+                stamp = (last if last.tzinfo is not None else last.replace(tzinfo=UTC)).timestamp()
+                self._cursor_age = max(0.0, time.time() - stamp)
+
+
+def mysql_source(config: MysqlSourceConfig, pipeline: PipelineConfig, *, once: bool, max_rows: int,
+                 unreachable_after: float) -> PollingSource:
+    partition = (".".join(relation(pipeline.source_table, config.schema_name or ""))
+                 if pipeline.source_table else "query")
+    return PollingSource(MysqlReader(config, pipeline), partition, name=config.name, pipeline=pipeline.name,
+                         once=once, max_rows=max_rows, poll_interval=config.poll_interval,
+                         unreachable_after=unreachable_after)

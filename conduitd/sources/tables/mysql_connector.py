@@ -1,0 +1,49 @@
+"""The MySQL/MariaDB table source as the registry sees it (`registry._BUILTINS["source"]`).
+Importing this module imports no driver; the factory and the check import the source (and
+asyncmy) when called."""
+
+from __future__ import annotations
+
+from conduitd.errors import ConfigError
+from conduitd.registry import Connector, SourceOptions
+from conduitd.sources.base import Source
+from conduitd.sources.tables.mysql_settings import MysqlSourceConfig
+
+
+def _mysql_source(config: MysqlSourceConfig, options: SourceOptions) -> Source:
+    from conduitd.sources.tables.mysql import mysql_source
+
+    if options.pipeline is None:
+        raise ConfigError(f"source {config.name!r}: a database source reads for one pipeline")
+    return mysql_source(config, options.pipeline, once=options.once, max_rows=options.max_rows,
+                        unreachable_after=options.unreachable_after)
+
+
+async def _check_mysql(config: MysqlSourceConfig) -> str:
+    """The server's version, and whether the late-commit guard can see other transactions."""
+    from asyncmy.errors import MySQLError
+
+    from conduitd.sources.tables.mysql import NO_PRIVILEGE, code_of, connect
+
+    conn = await connect(config)
+    try:
+        async with conn.cursor() as cursor:
+            await cursor.execute("SELECT VERSION()")
+            (version,), = await cursor.fetchall()
+            try:
+                await cursor.execute("SELECT COUNT(*) FROM information_schema.INNODB_TRX")
+                await cursor.fetchall()
+                guard = "the late-commit guard sees other sessions' transactions"
+            except MySQLError as exc:
+                if code_of(exc) not in NO_PRIVILEGE:
+                    raise
+                guard = "the late-commit guard is OFF (the user lacks the PROCESS privilege)"
+    finally:
+        conn.close()
+    kind = "MariaDB" if "mariadb" in str(version).lower() else "MySQL"
+    return f"{kind} {version} at {config.connect_params.where()}; {guard}"
+
+
+MYSQL = Connector(type="mysql", kind="source", config_model=MysqlSourceConfig, factory=_mysql_source,
+                  check=_check_mysql, capabilities=("deletes",), requires=("asyncmy",), extra="mysql",
+                  description="MySQL or MariaDB tables or queries, polled with a cursor safe against late commits")

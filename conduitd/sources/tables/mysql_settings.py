@@ -1,0 +1,142 @@
+"""The `type: mysql` source's config section (MySQL 8 and MariaDB alike). Imports no driver.
+
+    sources:
+      - {name: shop, type: mysql, dsn: "mysql://reader:${PW}@db:3306/shop"}
+      - {name: shop2, type: mysql, host: db, database: shop, user: reader, password: {from: env, name: MYSQL_PWD}}
+
+In MySQL a schema IS a database: a pipeline's `source_table: orders` is read from the section's
+`schema` (default: its `database`), `source_table: other_db.orders` from `other_db` (the login
+needs SELECT there). A DSN is parsed once, at config load; a bad one is an error naming the key and
+never quoting the DSN. The password may be written raw in the DSN: the LAST `@` ends the
+credentials, the user ends at the first `:`; `%XX` is a percent-escape. (The destination's parser
+is the same; sources may not import destinations.)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import unquote
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from conduitd.config import SourceConfig
+from conduitd.core.redact import remember
+from conduitd.core.units import PositiveDuration
+from conduitd.credentials import SecretText
+
+_SCHEMES = ("mysql://", "mariadb://")
+_TAIL = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._\-%~]*)(?::(?P<port>\d{1,5}))?"
+                   r"(?:/(?P<db>[^?#@/]*))?(?:\?(?P<query>[^#@]*))?$")
+
+
+class MysqlDsnError(ValueError):
+    """The DSN cannot be parsed; the message never contains the DSN or its password."""
+
+
+@dataclass(frozen=True)
+class MysqlParams:
+    """Where and as whom to connect; `where()` is what logs and errors may show."""
+
+    host: str = "127.0.0.1"
+    port: int = 3306
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    database: str | None = None
+
+    def where(self) -> str:
+        return f"{self.host}:{self.port}/{self.database or ''}"
+
+
+def parse_mysql_dsn(dsn: str) -> MysqlParams:
+    """mysql://user:password@host:port/database (mariadb:// too); MysqlDsnError saying what is wrong."""
+    text = dsn.strip()
+    scheme = next((s for s in _SCHEMES if text.lower().startswith(s)), None)
+    if scheme is None:
+        raise MysqlDsnError("expected mysql://user:password@host:port/database")
+    userinfo, at, hostpart = text[len(scheme):].rpartition("@")
+    tail = _TAIL.match(hostpart)
+    if tail is None:
+        raise MysqlDsnError("the host, port or database of the DSN is not valid (write a password holding '@' "
+                            "or '/' %-encoded, or use the host/user/password keys)")
+    if tail["query"]:
+        raise MysqlDsnError("the DSN takes no ?parameters: use the section's keys (connect_timeout)")
+    user = password = None
+    if at:
+        name, colon, secret = userinfo.partition(":")
+        user = unquote(name) or None
+        password = unquote(secret) if colon else None
+    port = int(tail["port"]) if tail["port"] else 3306
+    if not 0 < port < 65536:
+        raise MysqlDsnError("the DSN's port is out of range")
+    host = unquote(tail["host"]).strip("[]") or "127.0.0.1"
+    return MysqlParams(host, port, user, password, unquote(tail["db"]) if tail["db"] else None)
+
+
+class MysqlSourceConfig(SourceConfig):
+    """A MySQL (8.0+) or MariaDB (10.5+) database whose tables are read by polling (`source_table`
+    or `query` per pipeline), through asyncmy. Connection as a `dsn` or the seed tool's fields."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    type: Literal["mysql"]
+    dsn: SecretText | None = None
+    """mysql://user:password@host:port/database; or leave it out and give the fields below."""
+    connection_string: SecretText | None = None
+    """The seed tool's name for `dsn`."""
+    host: str | None = Field(None, min_length=1)
+    port: int = Field(3306, gt=0, lt=65536)
+    database: str | None = Field(None, min_length=1, max_length=64)
+    user: str | None = Field(None, min_length=1)
+    password: SecretText | None = None
+    """Text or `{from: env, name: MYSQL_PWD}`, `{from: file, path: ...}`, `{from: <provider>, ...}`."""
+    db_schema: str | None = Field(None, alias="schema", min_length=1, max_length=64)
+    """The database of a `source_table` that names none (MySQL's schemas are its databases);
+    default: the connection's database."""
+    poll_interval: PositiveDuration = 1.0
+    """Daemon mode: pause after a poll that found nothing new."""
+    connect_timeout: PositiveDuration = 10.0
+
+    @field_validator("dsn", "connection_string")
+    @classmethod
+    def _parses(cls, dsn: SecretStr | None) -> SecretStr | None:
+        if dsn is None:
+            return None
+        try:
+            params = parse_mysql_dsn(dsn.get_secret_value())
+        except MysqlDsnError as exc:
+            raise ValueError(str(exc)) from None
+        remember([dsn.get_secret_value(), params.password])
+        return dsn
+
+    @model_validator(mode="after")
+    def _one_way_to_connect(self) -> MysqlSourceConfig:
+        if self.dsn is not None and self.connection_string is not None:
+            raise ValueError("set 'dsn' or 'connection_string', not both")
+        dsn = self.dsn or self.connection_string
+        if dsn is not None:
+            given = [k for k in ("host", "database", "user") if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"set either a DSN or {', '.join(map(repr, given))}, not both")
+            if self.password is not None and parse_mysql_dsn(dsn.get_secret_value()).password is not None:
+                raise ValueError("the DSN has a password and 'password' is set: keep one")
+        if self.schema_name is None:
+            raise ValueError("name the database: 'database', the DSN's /database, or 'schema'")
+        return self
+
+    @property
+    def schema_name(self) -> str | None:
+        """The database a bare `source_table` is in."""
+        return self.db_schema or self.connect_params.database
+
+    @property
+    def connect_params(self) -> MysqlParams:
+        dsn = self.dsn or self.connection_string
+        if dsn is not None:
+            params = parse_mysql_dsn(dsn.get_secret_value())
+        else:
+            params = MysqlParams(self.host or "127.0.0.1", self.port, self.user, None, self.database)
+        if self.password is not None:
+            params = MysqlParams(params.host, params.port, params.user, self.password.get_secret_value(),
+                                 params.database)
+        return params
