@@ -296,7 +296,7 @@ class MysqlReader:
         return units
 
     async def read(self, plan: Plan, after: dict[str, Any] | None, limit: int, partition: str) -> Read | None:
-        bound = await self._bound(plan)
+        bound = await self._bound(plan, after)
         if plan.cursor is not None and plan.strategy == "sequential" and bound is None:
             return None  # every value seen may still be joined by a running transaction's
         sql, args = select_sql(plan, after, bound, limit)
@@ -333,7 +333,7 @@ class MysqlReader:
             await control.execute("COMMIT")
         return rows
 
-    async def _bound(self, plan: Plan) -> str | None:
+    async def _bound(self, plan: Plan, after: dict[str, Any] | None) -> str | None:
         if plan.cursor is None or plan.strategy == "cursor":
             return None
         if plan.strategy == "timestamp":
@@ -343,6 +343,9 @@ class MysqlReader:
         (at, largest), = await _fetch(self.conn, largest_sql(plan))
         _, oldest = await self._oldest_writer()
         safe = self._sequence.observe(None if largest is None else Decimal(largest), Decimal(at), oldest)
+        read = (after or {}).get("cursor")
+        if read is not None and (safe is None or Decimal(str(read)) > safe):
+            safe = Decimal(str(read))  # read up to there already: the bound is never below it
         return None if safe is None else str(safe)
 
     async def _oldest_writer(self) -> tuple[Decimal, Decimal | None]:
