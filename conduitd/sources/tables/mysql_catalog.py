@@ -193,20 +193,19 @@ def decode(rows: Sequence[tuple[Any, ...]], columns: Sequence[SourceColumn], par
     raw = [pc.list_element(grid, j) for j in range(width)]
     raw = [r if is_binary(c) or not binary else r.cast(pa.string()) for r, c in zip(raw, columns, strict=True)]
     types = [arrow_type(c) for c in columns]
-    bad: dict[int, str] = {}
+    bad: dict[int, tuple[str, str, str]] = {}
+    parsed: list[pa.Array] = []
     for text, col, kind in zip(raw, columns, types, strict=True):
         try:
-            _parse(text, col, kind)
+            parsed.append(_parse(text, col, kind))
         except _PARSE_ERRORS:
             _find_bad(text, col, kind, bad)
-    if bad:
-        keep = pa.array([i for i in range(len(rows)) if i not in bad], pa.int64())
-        rejects = [Reject(partition, position_at(i), reason, _payload(raw, columns, i), rule="decode")
-                   for i, reason in sorted(bad.items())]
-        raw = [r.take(keep) for r in raw]
-    else:
-        rejects = []
-    table = pa.table({c.name: _parse(r, c, t) for r, c, t in zip(raw, columns, types, strict=True)})
+    if not bad:
+        return pa.table({c.name: p for c, p in zip(columns, parsed, strict=True)}), []
+    keep = pa.array([i for i in range(len(rows)) if i not in bad], pa.int64())
+    rejects = [Reject(partition, position_at(i), reason, _payload(raw, columns, i), rule="decode", column=name,
+                      value=value) for i, (reason, name, value) in sorted(bad.items())]
+    table = pa.table({c.name: _parse(r.take(keep), c, t) for r, c, t in zip(raw, columns, types, strict=True)})
     return table, rejects
 
 
@@ -223,7 +222,8 @@ def _parse(text: pa.Array, col: SourceColumn, kind: pa.DataType) -> pa.Array:
     return pc.cast(text, kind)
 
 
-def _find_bad(text: pa.Array, col: SourceColumn, kind: pa.DataType, bad: dict[int, str]) -> None:
+def _find_bad(text: pa.Array, col: SourceColumn, kind: pa.DataType, bad: dict[int, tuple[str, str, str]]) -> None:
+    """Note each row whose value in this column does not fit: (reason, column, value)."""
     for index, value in enumerate(text.to_pylist()):
         if index in bad or value is None:
             continue
@@ -232,7 +232,7 @@ def _find_bad(text: pa.Array, col: SourceColumn, kind: pa.DataType, bad: dict[in
         except _PARSE_ERRORS as exc:
             shown = value.hex() if isinstance(value, bytes) else value
             bad[index] = (f"column {col.name!r}: value {shown[:80]!r} of {col.sql_type} does not fit {kind} "
-                          f"({str(exc)[:120]})")
+                          f"({str(exc)[:120]})", col.name, shown)
 
 
 def _payload(raw: Sequence[pa.Array], columns: Sequence[SourceColumn], index: int) -> str:
