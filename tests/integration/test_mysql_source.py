@@ -349,3 +349,19 @@ async def test_without_the_process_privilege_the_guard_is_off_and_says_so(
         assert [r["id"] for r in await rows(pg, pg_schema, "dst")] == [1]
     finally:
         await my_run(my, f"DROP USER '{user}'@'%'")
+
+
+async def test_an_unreachable_server_ends_the_run_with_exit_code_5(my_database: str, pg_dsn: str, pg_schema: str,
+                                                                   tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = write_config(tmp_path, my_database, pg_dsn, pg_schema,
+                          "- {name: copy, source: db, destination: wh, source_table: src}\n",
+                          source=f"host: 127.0.0.1, port: {port}, user: root, database: {my_database}")
+    config.write_text('service: {once_retry_timeout: "1s", retry_max_wait: "200ms"}\n' + config.read_text())
+    code, err = await run(config)
+    assert code == 5, err
+    assert f"cannot connect to MySQL at 127.0.0.1:{port}/{my_database}" in err and "Traceback" not in err

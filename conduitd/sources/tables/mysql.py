@@ -109,10 +109,9 @@ async def connect(config: MysqlSourceConfig) -> Any:
         if code_of(exc) in ACCESS:
             raise ConfigError(f"source {config.name!r}: {where} refused user {params.user!r}: "
                               f"{_message(exc)}") from None
-        raise DependencyUnreachable(f"source {config.name!r}: cannot connect to {where}: {_message(exc)}") from None
+        raise DependencyUnreachable(f"cannot connect to {where}: {_message(exc)}") from None  # the poller adds the name
     except (OSError, TimeoutError, EOFError) as exc:
-        raise DependencyUnreachable(f"source {config.name!r}: cannot connect to {where}: "
-                                    f"{str(exc) or type(exc).__name__}") from None
+        raise DependencyUnreachable(f"cannot connect to {where}: {str(exc) or type(exc).__name__}") from None
     try:
         async with conn.cursor() as cursor:
             for statement in ("SET time_zone = '+00:00'", "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
