@@ -192,6 +192,9 @@ class ServiceConfig(_Frozen):
     """Longest pause between two retries of a retriable failure (backoff doubles up to this)."""
     once_retry_timeout: Duration = 30.0
     """Under --once, how long an unreachable dependency is retried before exiting with code 5."""
+    replica_id: NonEmpty | None = None
+    """This replica's name in lease tables (database and Kinesis sources split across replicas);
+    default $CONDUITD_REPLICA_ID, else the host name. Every replica needs its own."""
     retry: RetryConfig = Field(default_factory=RetryConfig)
     """Backoff, deadline, which errors are retried, and an optional policy from a package."""
     manifest_path: NonEmpty | None = None
@@ -327,6 +330,10 @@ class PostgresSourceConfig(SourceConfig):
     poll_interval: PositiveDuration = 1.0
     """Daemon mode: pause after a poll that found nothing new."""
     connect_timeout: PositiveDuration = 10.0
+    lease_ttl: PositiveDuration | None = 30.0
+    """Replicas running the same pipelines split the tables through leases in the destination:
+    a lease lasts this long, is renewed every third of it, and moves to another replica when it
+    expires. Unset (null): no lease, this replica reads every table it is given."""
 
     @model_validator(mode="after")
     def _one_way_to_connect(self) -> PostgresSourceConfig:

@@ -41,7 +41,8 @@ GROUPS: dict[Kind, str] = {"source": "conduitd.sources", "destination": "conduit
 _BASES: dict[Kind, type[BaseModel]] = {"source": SourceConfig, "destination": DestinationConfig, "dlq": DlqConfig}
 _BUILTINS: dict[Kind, dict[str, str]] = {
     "source": {"file": "conduitd.sources.builtins:FILE", "kafka": "conduitd.sources.builtins:KAFKA",
-               "postgres": "conduitd.sources.builtins:POSTGRES"},
+               "postgres": "conduitd.sources.builtins:POSTGRES",
+               "mysql": "conduitd.sources.tables.mysql_connector:MYSQL"},
     "destination": {"sqlite": "conduitd.destinations.builtins:SQLITE",
                     "postgres": "conduitd.destinations.builtins:POSTGRES",
                     "mysql": "conduitd.destinations.mysql.connector:MYSQL"},

@@ -52,6 +52,9 @@ class Capabilities:
     deletes: bool = True
     """`delete_rows` removes rows (deletes of `mode: upsert`). False: a batch with deletes is a
     config error before anything is written, never deletes silently dropped."""
+    leases: bool = False
+    """`leases()` gives the lease table that splits a source's partitions across replicas (database
+    tables; Kinesis shards). False: such sources read every partition in this one replica."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,6 +77,8 @@ class PipelineStatus:
     lag: dict[str, dict[str, float]] = field(default_factory=dict)
     problem: str | None = None
     """Why the source cannot read right now (Source.problem), or None."""
+    leases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per partition this replica holds a lease on: owner and epoch (database sources)."""
     started: float = field(default_factory=time.time)
 
     def as_dict(self) -> dict[str, Any]:
@@ -88,7 +90,8 @@ class PipelineStatus:
             "rows_deleted": self.rows_deleted, "batches": self.batches,
             "quality": self.quality, "schema_changes": self.schema_changes,
             "last_commit": _iso(self.last_commit), "last_error": self.last_error,
-            "positions": self.positions, "lag": self.lag, "problem": self.problem, "started": _iso(self.started),
+            "positions": self.positions, "lag": self.lag, "problem": self.problem, "leases": self.leases,
+            "started": _iso(self.started),
         })
 
 

@@ -23,10 +23,13 @@ from conduitd.core.schema import Column, refine_types
 from conduitd.runtime.batching import END, ChunkQueue, cut_batches, repeats_names
 from conduitd.runtime.dryrun import DryRun, dry_run
 from conduitd.sources import check_source, open_source
+from conduitd.sources.base import Leases
 
 
 class _FromTheStart:
     """Checkpoints of a sample read: nothing is committed, every partition starts at its start."""
+
+    leases: Leases | None = None
 
     async def committed(self) -> dict[str, Position]:
         return {}

@@ -25,8 +25,10 @@ from conduitd.ops import telemetry
 from conduitd.ops.metrics import Metrics, PipelineStatus
 from conduitd.runtime.batching import END, ChunkQueue, cut_batches
 from conduitd.runtime.commit import CommitResult, Committer
+from conduitd.runtime.leases import PipelineLeases, replica_id
 from conduitd.runtime.retry import RetryPolicy
 from conduitd.sources import Source, open_source
+from conduitd.sources.base import Leases
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,6 +58,10 @@ class Pipeline:
         self.committer = Committer(self.destination, pipeline, self.dlq)
         self._stop = asyncio.Event()
         self.retry = RetryPolicy.for_service(config.service, once=once)
+        self.leases: Leases | None = None
+        if self.destination.capabilities.leases:
+            self.leases = PipelineLeases(self.with_destination, pipeline.name, pipeline.source,
+                                         replica_id(config.service.replica_id))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until the source is done (--once) or `stop` is set, committing what was read."""
@@ -162,6 +168,19 @@ class Pipeline:
             self._reconnect = exc.retriable
             raise
 
+    async def with_destination(self, action: Callable[[Destination], Awaitable[T]]) -> T:
+        """`action` on the destination between commits (leases), reconnecting first after a lost
+        connection; a retriable failure marks the connection for the next caller to renew."""
+        async with self._commit_lock:
+            try:
+                if self._reconnect:
+                    await self._connect()
+                    self._reconnect = False
+                return await action(self.destination)
+            except ConduitError as exc:
+                self._reconnect = exc.retriable
+                raise
+
     async def _commit(self, prepared: Prepared) -> CommitResult:
         try:
             if self._reconnect:
@@ -224,6 +243,8 @@ class Pipeline:
         for partition, units in self.status.lag.items():
             for unit, value in units.items():
                 self.metrics.lag.labels(self.pipeline.name, partition, unit).set(value)
+        owners = getattr(self.source, "leases", None)
+        self.status.leases = owners() if callable(owners) else {}
         problem = self.source.problem()
         self.status.problem = problem
         self.metrics.source_problem.labels(self.pipeline.name).set(1 if problem else 0)

@@ -4,13 +4,55 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from conduitd.core.records import Chunk, Position
 
 
+@dataclass(frozen=True, slots=True)
+class Census:
+    """Who holds what in a lease group: for a replica to take its fair share and no more."""
+
+    replicas: int
+    """Live replicas (this one included)."""
+    partitions: int
+    """Leases of the group (held or not)."""
+    mine: tuple[str, ...]
+    """`pipeline/partition` names of the live leases this replica holds, in name order."""
+
+    @property
+    def share(self) -> int:
+        return max(1, -(-self.partitions // max(1, self.replicas)))
+
+
+class Leases(Protocol):
+    """Leases on partitions, kept in the destination (`Capabilities.leases`): one replica reads a
+    partition at a time. Winning a lease stamps the committed position with the new epoch (in the
+    destination, by compare-and-set), so a commit of the previous owner, whose batches start at the
+    old stamp, is refused inside its own transaction."""
+
+    owner: str
+    """This replica's name (`service.replica_id`)."""
+
+    async def claim(self, partition: str, ttl: float) -> tuple[int, Position] | None:
+        """Take the lease if it is free, expired or this replica's: (epoch, the committed position
+        stamped with it: the start of the next chunk); None when another replica holds it."""
+
+    async def renew(self, partition: str, epoch: int, ttl: float) -> bool:
+        """Extend the lease; False when it was lost (another replica took it after it expired)."""
+
+    async def release(self, partition: str, epoch: int) -> None: ...
+
+    async def census(self, ttl: float) -> Census:
+        """Say this replica is alive for `ttl`, and count the group's replicas and leases."""
+
+
 class Checkpoints(Protocol):
     """The pipeline's side of partition ownership, for sources whose partitions move (Kafka)."""
+
+    leases: Leases | None
+    """The lease table, when the destination keeps one (None otherwise)."""
 
     async def committed(self) -> dict[str, Position]:
         """The committed positions, read from the destination once no commit is in flight."""

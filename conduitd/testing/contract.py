@@ -44,7 +44,7 @@ from conduitd.destinations.base import Destination, DlqFilter
 from conduitd.destinations.sql import HISTORY
 from conduitd.errors import CheckpointConflict, ConduitError, TransientError, describe
 from conduitd.runtime.commit import Committer
-from conduitd.sources.base import Source
+from conduitd.sources.base import Leases, Source
 from conduitd.testing import scenario
 from conduitd.testing.faults import ANY, Crash, ErrorSpec, Faults, FaultyDestination
 
@@ -480,6 +480,8 @@ def _comparable(outcome: scenario.Outcome, expected: tuple[Any, Any, Any]) -> tu
 
 class _Committed:
     """The pipeline's side of a source, reduced to fixed committed positions."""
+
+    leases: Leases | None = None
 
     def __init__(self, positions: Mapping[str, Position]) -> None:
         self.positions = dict(positions)

@@ -114,7 +114,7 @@ def test_connectors_lists_builtins_and_plugins(plugins: None, capsys: pytest.Cap
     assert rows[("destination", "broken")]["status"] == "broken"
     assert rows[("destination", "sqlite")]["package"] == "conduitd"
     assert rows[("destination", "sqlite")]["capabilities"] == ["transactional_ddl", "savepoints", "upsert",
-                                                               "atomic_checkpoint", "deletes"]
+                                                               "atomic_checkpoint", "deletes", "leases"]
     assert main(["connectors"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["TYPE", "KIND", "PACKAGE", "VERSION", "STATUS", "CAPABILITIES"]

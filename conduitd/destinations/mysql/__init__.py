@@ -11,7 +11,7 @@ from __future__ import annotations
 from conduitd.destinations.base import Capabilities
 
 CAPABILITIES = Capabilities(transactional_ddl=False, savepoints=True, upsert=True, prepare_ahead=True,
-                            atomic_checkpoint=True, deletes=True)
+                            atomic_checkpoint=True, deletes=True, leases=True)
 """DDL commits implicitly in MySQL: schema changes run as their own step before the batch."""
 
 __all__ = ["CAPABILITIES"]

@@ -39,7 +39,8 @@ def bookkeeping_types(collation: str) -> BookkeepingTypes:
         created_now="CURRENT_TIMESTAMP(6)", serial_key="BIGINT AUTO_INCREMENT PRIMARY KEY", boolean="BOOLEAN",
         text="LONGTEXT", pipeline_text="VARCHAR(128)", partition_text="VARCHAR(630)",
         keep_existing="ON DUPLICATE KEY UPDATE {} = {}".format(quote("pipeline"), quote("pipeline")),
-        quote="`", table_options=f" ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}")
+        quote="`", table_options=f" ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}",
+        seconds_now="UNIX_TIMESTAMP(NOW(6))")
 
 
 class MysqlDriver:

@@ -8,6 +8,7 @@ from conduitd.config import PipelineConfig
 from conduitd.core.records import Position
 from conduitd.destinations.base import CheckpointRow, DlqEntry, DlqFilter
 from conduitd.destinations.sql.bookkeeping import Bookkeeping
+from conduitd.destinations.sql.leases import LeaseBook
 
 
 class SqlDestination(abc.ABC):
@@ -17,6 +18,10 @@ class SqlDestination(abc.ABC):
     @abc.abstractmethod
     def bookkeeping(self) -> Bookkeeping:
         """The shared bookkeeping statements over this destination's open connection."""
+
+    def leases(self) -> LeaseBook:
+        """The lease table (`Capabilities.leases`), over this destination's open connection."""
+        return LeaseBook(self.bookkeeping().driver)
 
     async def ping(self) -> None:
         await self.bookkeeping().driver.fetch("SELECT 1")

@@ -40,6 +40,9 @@ class BookkeepingTypes:
     """The identifier quote (MySQL: a backtick): `partition` and `change` are reserved words there."""
     table_options: str = ""
     """Text after a CREATE TABLE's column list (MySQL: engine, character set, collation)."""
+    seconds_now: str = "extract(epoch FROM clock_timestamp())"
+    """The server's clock in seconds since 1970 (double precision): lease expiry is judged by the
+    destination's clock alone, so replicas' clocks need not agree."""
 
 
 class SqlDriver(Protocol):

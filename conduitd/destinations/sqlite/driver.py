@@ -21,7 +21,8 @@ T = TypeVar("T")
 TYPES = BookkeepingTypes(
     json="TEXT", json_param="{}", json_text="{}", timestamp="TEXT",
     now="(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))", created_now="(datetime('now'))",
-    serial_key="INTEGER PRIMARY KEY AUTOINCREMENT", boolean="INTEGER")
+    serial_key="INTEGER PRIMARY KEY AUTOINCREMENT", boolean="INTEGER",
+    seconds_now="((julianday('now') - 2440587.5) * 86400.0)")
 
 
 class SqliteDriver:

@@ -395,4 +395,4 @@ def mysql_source(config: MysqlSourceConfig, pipeline: PipelineConfig, *, once: b
                  if pipeline.source_table else "query")
     return PollingSource(MysqlReader(config, pipeline), partition, name=config.name, pipeline=pipeline.name,
                          once=once, max_rows=max_rows, poll_interval=config.poll_interval,
-                         unreachable_after=unreachable_after)
+                         unreachable_after=unreachable_after, lease_ttl=config.lease_ttl)

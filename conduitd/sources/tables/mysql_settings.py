@@ -96,6 +96,9 @@ class MysqlSourceConfig(SourceConfig):
     poll_interval: PositiveDuration = 1.0
     """Daemon mode: pause after a poll that found nothing new."""
     connect_timeout: PositiveDuration = 10.0
+    lease_ttl: PositiveDuration | None = 30.0
+    """Replicas running the same pipelines split the tables through leases in the destination (see
+    the PostgreSQL source); null: no lease."""
 
     @field_validator("dsn", "connection_string")
     @classmethod

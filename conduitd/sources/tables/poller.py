@@ -2,7 +2,13 @@
 chunk after chunk through a `TableReader` until caught up, then wait `poll_interval`; walk whole
 tables pass after pass; reconnect with backoff when the connection is lost (readiness red,
 `problem` says why; under --once for `unreachable_after` seconds, then exit code 5); start again
-from the committed position on `resync`."""
+from the committed position on `resync`.
+
+Leases (`lease_ttl`, a destination that keeps them): replicas running the same pipelines split the
+tables. A replica claims a table's lease within its fair share (leases / live replicas), renews it
+every third of its time in a task of its own (so a full queue never lets it lapse), stamps every
+position it writes with it, and gives it up when it is lost or more than its share; a stalled
+replica's late commit is refused by the checkpoint's compare-and-set (see `runtime.leases`)."""
 
 from __future__ import annotations
 
@@ -19,10 +25,14 @@ import pyarrow as pa
 from conduitd.core.records import Chunk, Position, Reject
 from conduitd.core.timings import Timings
 from conduitd.errors import ConduitError, DependencyUnreachable
-from conduitd.sources.base import Checkpoints
+from conduitd.sources.base import Checkpoints, Leases
 from conduitd.sources.tables.cursor import Plan, next_pass
 
 log = logging.getLogger(__name__)
+_HELD_PAUSE = 0.1
+"""Seconds between polls while running transactions hold the bound (they usually end in ms)."""
+_ONCE_HELD_LIMIT = 2.0
+"""Under --once, how long to wait for them before ending the run (the next run reads the rest)."""
 
 
 @dataclass(frozen=True)
@@ -68,11 +78,19 @@ class TableReader(Protocol):
         """Lag units for /status and /metrics (e.g. how long a transaction holds the bound)."""
 
 
+@dataclass(frozen=True)
+class Held:
+    leases: Leases
+    epoch: int
+    stamp: Any
+    """The `lease` value of the positions written under this lease."""
+
+
 class PollingSource:
     """See the module docstring."""
 
     def __init__(self, reader: TableReader, partition: str, *, name: str, pipeline: str, once: bool, max_rows: int,
-                 poll_interval: float, unreachable_after: float) -> None:
+                 poll_interval: float, unreachable_after: float, lease_ttl: float | None = None) -> None:
         self.reader = reader
         self.partition = partition
         self.name = name
@@ -81,7 +99,10 @@ class PollingSource:
         self.max_rows = max_rows
         self.poll_interval = poll_interval
         self.unreachable_after = unreachable_after
+        self.lease_ttl = lease_ttl
         self.epoch = 0
+        self.held: Held | None = None
+        """The lease this replica holds on the partition, if any."""
         self._problem: str | None = None
 
     def lag(self) -> dict[str, dict[str, float]]:
@@ -97,26 +118,70 @@ class PollingSource:
         self.epoch += 1  # what was read is dropped; the next poll starts from the committed position
         return True
 
+    def leases(self) -> dict[str, dict[str, Any]]:
+        """Who reads the partition, for /status."""
+        held = self.held
+        return {} if held is None else {self.partition: {"owner": held.leases.owner, "epoch": held.epoch}}
+
     async def close(self) -> None:
+        held, self.held = self.held, None
+        if held is not None:  # after the pipeline's last commit: the next owner starts right after it
+            with contextlib.suppress(ConduitError):
+                await held.leases.release(self.partition, held.epoch)
         await self.reader.close()
 
     async def chunks(self, checkpoints: Checkpoints, stop: asyncio.Event) -> AsyncIterator[Chunk]:
+        leases = getattr(checkpoints, "leases", None) if self.lease_ttl else None
+        if leases is None:
+            async for chunk in self._read(checkpoints, stop, None):
+                yield chunk
+            return
+        while not stop.is_set():
+            won = await self._acquire(leases, stop)
+            if won is None:
+                return  # stopped; or, under --once, another replica holds the table
+            lease_epoch, position = won
+            self.held = Held(leases, lease_epoch, position["lease"])
+            lost = asyncio.Event()
+            keeper = asyncio.create_task(self._keep(self.held, lost), name=f"lease {self.pipeline}")
+            try:
+                async for chunk in self._read(checkpoints, stop, self.held, position, lost):
+                    yield chunk
+            finally:
+                keeper.cancel()
+                await asyncio.gather(keeper, return_exceptions=True)
+            if not lost.is_set():
+                return  # stopped or done: the lease is released by `close`, after the last commit
+            self.held = None
+            log.warning("pipeline %s: the lease on %s moved to another replica; what was read and not committed "
+                        "is dropped (the new owner reads it)", self.pipeline, self.partition,
+                        extra={"pipeline": self.pipeline})
+
+    async def _read(self, checkpoints: Checkpoints, stop: asyncio.Event, held: Held | None,
+                    start: dict[str, Any] | None = None, lost: asyncio.Event | None = None) -> AsyncIterator[Chunk]:
+        """Chunks of the partition from `start` (or the committed position) until stopped, done
+        (--once) or, under a lease, until it is lost."""
         epoch = self.epoch
-        position: dict[str, Any] | None = (await checkpoints.committed()).get(self.partition)
+        position: dict[str, Any] | None = start if held is not None else (
+            await checkpoints.committed()).get(self.partition)
         plan: Plan | None = None
         connected = False
         failing_since: float | None = None
-        while not stop.is_set():
+        held_since: float | None = None
+        while not stop.is_set() and not (lost is not None and lost.is_set()):
             if self.epoch != epoch:  # resync: start again from what is committed
                 epoch = self.epoch
                 position = (await checkpoints.committed()).get(self.partition)
+                if held is not None and lost is not None and (position or {}).get("lease") != held.stamp:
+                    lost.set()  # another replica stamped the checkpoint: the lease is theirs now
+                    return
             try:
                 if not connected:
                     await self.reader.connect()
                     connected = True
                 if plan is None:
                     plan = await self.reader.plan()
-                chunk, caught_up = await self._poll(plan, position, epoch)
+                chunk, caught_up = await self._poll(plan, position, epoch, held.stamp if held else None)
                 self._problem, failing_since = None, None
             except ConduitError as exc:
                 if not isinstance(exc, DependencyUnreachable):
@@ -131,10 +196,68 @@ class PollingSource:
             if chunk is not None:
                 position = chunk.end
                 yield chunk
+            elif not caught_up:
+                held_since = held_since or time.monotonic()
+                if self.once and time.monotonic() - held_since > _ONCE_HELD_LIMIT:
+                    log.info("pipeline %s: running transactions hold the read of %s back; what they write is read "
+                             "by the next run", self.pipeline, self.partition, extra={"pipeline": self.pipeline})
+                    return
+                await _wait(stop, min(self.poll_interval, _HELD_PAUSE))
+                continue
+            held_since = None
             if caught_up:
                 if self.once:
                     return
                 await _wait(stop, self.poll_interval)
+
+    async def _acquire(self, leases: Leases, stop: asyncio.Event) -> tuple[int, dict[str, Any]] | None:
+        """Wait for this partition's lease within this replica's fair share; None when stopped (or,
+        under --once, when another replica holds it)."""
+        assert self.lease_ttl is not None
+        name = f"{self.pipeline}/{self.partition}"
+        while not stop.is_set():
+            try:
+                census = await leases.census(self.lease_ttl)
+                if self.once or name in census.mine or len(census.mine) < census.share:
+                    won = await leases.claim(self.partition, self.lease_ttl)
+                    if won is not None:
+                        self._problem = None
+                        return won[0], dict(won[1])
+                if self.once:
+                    log.info("pipeline %s: another replica holds the lease on %s: nothing read", self.pipeline,
+                             self.partition, extra={"pipeline": self.pipeline})
+                    return None
+            except ConduitError as exc:
+                if not exc.retriable:
+                    raise
+                self._problem = f"source {self.name!r}: leases: {exc}"
+            await _wait(stop, self.lease_ttl / 3)
+        return None
+
+    async def _keep(self, held: Held, lost: asyncio.Event) -> None:
+        """Renew the lease every third of its time; give it up when it is lost, or when this replica
+        holds more than its fair share (the last of its leases by name goes)."""
+        assert self.lease_ttl is not None
+        ttl = self.lease_ttl
+        renewed = time.monotonic()
+        name = f"{self.pipeline}/{self.partition}"
+        while True:
+            await asyncio.sleep(ttl / 3)
+            try:
+                if not await held.leases.renew(self.partition, held.epoch, ttl):
+                    break
+                renewed = time.monotonic()
+                census = await held.leases.census(ttl)
+                if not self.once and len(census.mine) > census.share and census.mine[-1] == name:
+                    await held.leases.release(self.partition, held.epoch)
+                    log.info("pipeline %s: %d replicas share %d tables: leaving %s to another", self.pipeline,
+                             census.replicas, census.partitions, self.partition, extra={"pipeline": self.pipeline})
+                    break
+            except ConduitError:
+                if time.monotonic() - renewed > ttl:
+                    break  # not renewed for a whole lease: another replica may hold it now
+        self.epoch += 1  # what is queued was read under the lost lease: the pipeline drops it
+        lost.set()
 
     async def _lost(self, exc: BaseException, failing_since: float | None,
                     stop: asyncio.Event) -> tuple[float, bool]:
@@ -148,7 +271,8 @@ class PollingSource:
         await _wait(stop, min(5.0, self.poll_interval))
         return since, False
 
-    async def _poll(self, plan: Plan, position: dict[str, Any] | None, epoch: int) -> tuple[Chunk | None, bool]:
+    async def _poll(self, plan: Plan, position: dict[str, Any] | None, epoch: int,
+                    stamp: Any = None) -> tuple[Chunk | None, bool]:
         """The next chunk after `position` (None when there is none) and whether the poll caught up.
         A whole-table read walks pass after pass: its chunk that reaches the end says `done`."""
         reading = next_pass(position) if plan.cursor is None else position
@@ -156,16 +280,20 @@ class PollingSource:
         with timings.stage("poll"):
             read = await self.reader.read(plan, reading, self.max_rows, self.partition)
         if read is None:
-            return None, True  # nothing may be read yet (a running transaction holds the bound)
+            return None, False  # nothing may be read yet: a running transaction holds the bound
         caught_up = read.count < self.max_rows
         if read.last is None:
             if reading is not None and plan.cursor is None:  # an empty pass (or its end): say it is done
                 done = {**reading, "done": True}
+                if stamp is not None:
+                    done["lease"] = stamp
                 return Chunk(self.partition, position, done, read.rows, epoch=epoch, timings=timings), True
             return None, caught_up
         end = plan.position_after(read.last, reading)
         if plan.cursor is None and caught_up:
             end["done"] = True
+        if stamp is not None:
+            end["lease"] = stamp
         return Chunk(self.partition, position, end, read.rows, tuple(read.rejects), nbytes=read.nbytes,
                      epoch=epoch, timings=timings), caught_up
 

@@ -224,4 +224,4 @@ def postgres_source(config: PostgresSourceConfig, pipeline: PipelineConfig, *, o
     partition = ".".join(relation(pipeline.source_table, config.db_schema)) if pipeline.source_table else "query"
     return PollingSource(PostgresReader(config, pipeline), partition, name=config.name, pipeline=pipeline.name,
                          once=once, max_rows=max_rows, poll_interval=config.poll_interval,
-                         unreachable_after=unreachable_after)
+                         unreachable_after=unreachable_after, lease_ttl=config.lease_ttl)
