@@ -472,6 +472,10 @@ class DeletesConfig(_Frozen):
     """A Kafka record with a key and a null value deletes the row with that key."""
     soft_delete_column: Identifier | None = None
     """A row whose value in this column is true deletes the row with its key (and is not written)."""
+    key_scan: PositiveDuration | None = None
+    """Database sources: every this long (and at the end of each --once run), compare the table's
+    keys with the source's in bounded chunks and delete the rows the source no longer has (hard
+    deletes), inside batch transactions. A failed source read deletes nothing."""
 
 
 class SchemaEvolutionConfig(_Frozen):
@@ -556,6 +560,8 @@ class PipelineConfig(_Frozen):
     def _one_thing_to_read(self) -> PipelineConfig:
         if self.source_table is not None and self.query is not None:
             raise ValueError("set 'source_table' or 'query', not both")
+        if self.deletes.key_scan is not None and self.mode != "upsert":
+            raise ValueError("deletes.key_scan deletes rows by key: it needs mode 'upsert' with a unique_key")
         return self
 
     @property

@@ -31,6 +31,10 @@ class _FromTheStart:
 
     leases: Leases | None = None
 
+    async def table_keys(self, columns: Sequence[str], after: Sequence[Any] | None,
+                         limit: int) -> list[tuple[Any, ...]]:
+        return []
+
     async def committed(self) -> dict[str, Position]:
         return {}
 

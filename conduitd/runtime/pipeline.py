@@ -12,15 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from conduitd.config import Config, PipelineConfig
 from conduitd.core.prepare import Prepared
 from conduitd.core.records import Position
 from conduitd.destinations import Destination, make_destination
 from conduitd.dlq_sinks import DlqSink, open_sink
-from conduitd.errors import CheckpointConflict, ConduitError, DependencyUnreachable, describe
+from conduitd.errors import CheckpointConflict, ConduitError, ConfigError, DependencyUnreachable, describe
 from conduitd.ops import telemetry
 from conduitd.ops.metrics import Metrics, PipelineStatus
 from conduitd.runtime.batching import END, ChunkQueue, cut_batches
@@ -167,6 +167,20 @@ class Pipeline:
         except ConduitError as exc:
             self._reconnect = exc.retriable
             raise
+
+    async def table_keys(self, columns: Sequence[str], after: Sequence[Any] | None,
+                         limit: int) -> list[tuple[Any, ...]]:
+        read_keys = getattr(self.destination, "read_keys", None)
+        if read_keys is None:
+            raise ConfigError(f"pipeline {self.pipeline.name!r}: destination {self.pipeline.destination!r} cannot "
+                              "list its keys: deletes.key_scan needs a SQL destination")
+        table = self.pipeline.table_name
+
+        async def read(_: Destination) -> list[tuple[Any, ...]]:
+            found: list[tuple[Any, ...]] = await read_keys(table, columns, after, limit)
+            return found
+
+        return await self.with_destination(read)
 
     async def with_destination(self, action: Callable[[Destination], Awaitable[T]]) -> T:
         """`action` on the destination between commits (leases), reconnecting first after a lost

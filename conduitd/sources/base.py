@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from conduitd.core.records import Chunk, Position
 
@@ -53,6 +53,11 @@ class Checkpoints(Protocol):
 
     leases: Leases | None
     """The lease table, when the destination keeps one (None otherwise)."""
+
+    async def table_keys(self, columns: Sequence[str], after: Sequence[Any] | None,
+                         limit: int) -> list[tuple[Any, ...]]:
+        """Up to `limit` key values of the pipeline's destination table after `after`, in key order
+        (a key scan compares them with the source's to find rows deleted there)."""
 
     async def committed(self) -> dict[str, Position]:
         """The committed positions, read from the destination once no commit is in flight."""

@@ -483,6 +483,10 @@ class _Committed:
 
     leases: Leases | None = None
 
+    async def table_keys(self, columns: Sequence[str], after: Sequence[Any] | None,
+                         limit: int) -> list[tuple[Any, ...]]:
+        return []
+
     def __init__(self, positions: Mapping[str, Position]) -> None:
         self.positions = dict(positions)
 

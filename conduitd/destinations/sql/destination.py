@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
+from typing import Any
 
 from conduitd.config import PipelineConfig
 from conduitd.core.records import Position
@@ -22,6 +24,22 @@ class SqlDestination(abc.ABC):
     def leases(self) -> LeaseBook:
         """The lease table (`Capabilities.leases`), over this destination's open connection."""
         return LeaseBook(self.bookkeeping().driver)
+
+    async def read_keys(self, table: str, columns: Sequence[str], after: Sequence[Any] | None,
+                        limit: int) -> list[tuple[Any, ...]]:
+        """Up to `limit` key values of `table` after `after`, in key order ([] when the table does
+        not exist yet): the destination's side of a source's key scan (deletes)."""
+        driver = self.bookkeeping().driver
+        if not await driver.table_exists(table):
+            return []
+        q = driver.types.quote
+        names = ", ".join(q + c.replace(q, q + q) + q for c in columns)
+        where, params = "", list(after or ())
+        if after is not None:
+            where = f" WHERE ({names}) > ({', '.join(driver.param(n) for n in range(1, len(params) + 1))})"
+        rows = await driver.fetch(f"SELECT {names} FROM {driver.table(table)}{where} ORDER BY {names} "
+                                  f"LIMIT {int(limit)}", params)
+        return [tuple(r) for r in rows]
 
     async def ping(self) -> None:
         await self.bookkeeping().driver.fetch("SELECT 1")

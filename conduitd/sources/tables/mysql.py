@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from decimal import Decimal
@@ -51,11 +52,12 @@ from conduitd.sources.tables.mysql_catalog import (
     column,
     decode,
     described,
+    parameter,
     position_text,
     quote,
 )
 from conduitd.sources.tables.mysql_settings import MysqlSourceConfig
-from conduitd.sources.tables.mysql_sql import OLDEST_WRITER_SQL, largest_sql, select_sql
+from conduitd.sources.tables.mysql_sql import ALIAS, OLDEST_WRITER_SQL, largest_sql, ref, select_sql
 from conduitd.sources.tables.poller import PollingSource, Read
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,8 @@ _INTEGERS = ("tinyint", "smallint", "mediumint", "int", "integer", "bigint")
 _HELD_WARNING = 60.0
 """Seconds a running write transaction may hold the bound back before it is logged."""
 _FETCH = 10_000
+_PROBE = 500
+"""Keys looked up at the source per statement in a key scan."""
 _MARGIN = Decimal(1)
 
 
@@ -284,6 +288,24 @@ class MysqlReader:
     def failure(self, exc: BaseException) -> ConduitError:
         return ConduitError(f"source {self.config.name!r}, pipeline {self.pipeline.name!r}: {_message(exc)}")
 
+    async def present_keys(self, plan: Plan, names: Sequence[str], keys: Sequence[Sequence[str]]) -> set[int]:
+        """Indexes of the keys the source still has, looked up 500 at a time; each key's texts are
+        cast to its columns' types on the server (as positions are)."""
+        by_name = {c.name: c for c in plan.columns}
+        columns = [by_name[n] for n in names]
+        found: set[int] = set()
+        for start in range(0, len(keys), _PROBE):
+            part = keys[start:start + _PROBE]
+            probes = " UNION ALL ".join(
+                "SELECT %s AS n, " + ", ".join(f"{parameter(c)} AS k{i}" for i, c in enumerate(columns))
+                for _ in part)
+            match = " AND ".join(f"{ref(c)} = probe.k{i}" for i, c in enumerate(columns))
+            sql = (f"SELECT probe.n FROM ({probes}) AS probe WHERE EXISTS "
+                   f"(SELECT 1 FROM {plan.source} AS {ALIAS} WHERE {match})")
+            args = [str(v) for j, key in enumerate(part) for v in (start + j, *key)]
+            found |= {int(r[0]) for r in await self._stream(sql, args)}
+        return found
+
     def lag(self) -> dict[str, float]:
         units: dict[str, float] = {}
         if self._cursor_age is not None:
@@ -395,4 +417,5 @@ def mysql_source(config: MysqlSourceConfig, pipeline: PipelineConfig, *, once: b
                  if pipeline.source_table else "query")
     return PollingSource(MysqlReader(config, pipeline), partition, name=config.name, pipeline=pipeline.name,
                          once=once, max_rows=max_rows, poll_interval=config.poll_interval,
-                         unreachable_after=unreachable_after, lease_ttl=config.lease_ttl)
+                         unreachable_after=unreachable_after, lease_ttl=config.lease_ttl,
+                         key_scan=pipeline.deletes.key_scan, key_columns=pipeline.unique_key)

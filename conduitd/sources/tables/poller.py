@@ -16,10 +16,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
+from datetime import time as time_of_day
 from typing import Any, Protocol
 
+import numpy as np
 import pyarrow as pa
 
 from conduitd.core.records import Chunk, Position, Reject
@@ -77,6 +80,9 @@ class TableReader(Protocol):
     def lag(self) -> dict[str, float]:
         """Lag units for /status and /metrics (e.g. how long a transaction holds the bound)."""
 
+    async def present_keys(self, plan: Plan, names: Sequence[str], keys: Sequence[Sequence[str]]) -> set[int]:
+        """Indexes into `keys` (texts of the columns `names`) of the rows the source still has."""
+
 
 @dataclass(frozen=True)
 class Held:
@@ -90,7 +96,8 @@ class PollingSource:
     """See the module docstring."""
 
     def __init__(self, reader: TableReader, partition: str, *, name: str, pipeline: str, once: bool, max_rows: int,
-                 poll_interval: float, unreachable_after: float, lease_ttl: float | None = None) -> None:
+                 poll_interval: float, unreachable_after: float, lease_ttl: float | None = None,
+                 key_scan: float | None = None, key_columns: Sequence[str] = ()) -> None:
         self.reader = reader
         self.partition = partition
         self.name = name
@@ -100,6 +107,9 @@ class PollingSource:
         self.poll_interval = poll_interval
         self.unreachable_after = unreachable_after
         self.lease_ttl = lease_ttl
+        self.key_scan = key_scan
+        self.key_columns = tuple(key_columns)
+        self._next_scan = time.monotonic() + (key_scan or 0.0)
         self.epoch = 0
         self.held: Held | None = None
         """The lease this replica holds on the partition, if any."""
@@ -206,9 +216,54 @@ class PollingSource:
                 continue
             held_since = None
             if caught_up:
+                if self.key_scan is not None and (self.once or time.monotonic() >= self._next_scan):
+                    try:
+                        async for deletes in self._scan(checkpoints, plan, position, epoch):
+                            yield deletes
+                    except self.reader.errors as exc:
+                        if not self.reader.lost(exc):
+                            raise self.reader.failure(exc) from None
+                        failing_since, connected = await self._lost(exc, failing_since, stop)
+                        continue  # the scan comes again, whole, once connected
+                    self._next_scan = time.monotonic() + self.key_scan
                 if self.once:
                     return
                 await _wait(stop, self.poll_interval)
+
+    async def _scan(self, checkpoints: Checkpoints, plan: Plan, position: dict[str, Any] | None,
+                    epoch: int) -> AsyncIterator[Chunk]:
+        """One pass of the key scan: the destination table's keys in chunks of `max_rows`, each
+        looked up at the source; the keys the source no longer has come as a chunk of deletes (at
+        the current position: the scan moves no position). A destination that cannot be read now
+        skips the pass (it comes again after `key_scan`); a failed source read raises, before any
+        delete of its chunk."""
+        names = self.key_columns
+        after: tuple[Any, ...] | None = None
+        scanned = deleted = 0
+        while True:
+            try:
+                keys = await checkpoints.table_keys(names, after, self.max_rows)
+            except ConduitError as exc:
+                if not exc.retriable:
+                    raise
+                log.warning("pipeline %s: key scan skipped, the destination cannot be read now: %s", self.pipeline,
+                            exc, extra={"pipeline": self.pipeline})
+                return
+            if not keys:
+                break
+            found = await self.reader.present_keys(plan, names, [[_key_text(v) for v in k] for k in keys])
+            missing = [k for i, k in enumerate(keys) if i not in found]
+            scanned += len(keys)
+            if missing:
+                deleted += len(missing)
+                rows = pa.table({n: pa.array([k[i] for k in missing]) for i, n in enumerate(names)})
+                yield Chunk(self.partition, position, position, rows, epoch=epoch,
+                            deletes=np.ones(len(missing), dtype=bool))
+            if len(keys) < self.max_rows:
+                break
+            after = keys[-1]
+        log.info("pipeline %s: key scan of %s: %d key(s) compared, %d gone from the source", self.pipeline,
+                 self.partition, scanned, deleted, extra={"pipeline": self.pipeline})
 
     async def _acquire(self, leases: Leases, stop: asyncio.Event) -> tuple[int, dict[str, Any]] | None:
         """Wait for this partition's lease within this replica's fair share; None when stopped (or,
@@ -301,3 +356,14 @@ class PollingSource:
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
+
+
+def _key_text(value: Any) -> str:
+    """A key value read from the destination as text the source casts back to the column's type."""
+    if isinstance(value, datetime | date | time_of_day):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "\\x" + bytes(value).hex()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
