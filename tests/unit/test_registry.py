@@ -17,6 +17,7 @@ from conduitd import registry
 from conduitd.cli import main
 from conduitd.config import DestinationConfig
 from conduitd.configfile import load_config
+from conduitd.core.redact import forget_all
 from conduitd.destinations import make_destination
 from conduitd.errors import ConfigError
 
@@ -34,6 +35,13 @@ resources:
     source: files
     destination: out
 """
+
+
+@pytest.fixture(autouse=True)
+def _no_remembered_secrets() -> None:
+    """Messages here name `postgres`: a test before this one may have remembered that word as the
+    password of a DSN (the test server's), which would mask it."""
+    forget_all()
 
 
 def write(tmp_path: Path, type_: str, extra: str) -> Path:
