@@ -75,6 +75,9 @@ class Connector:
     check: Callable[[Any], Awaitable[str]] | None = None
     """Sources: one line on what the source sees now, for `conduitd validate`; raise
     DependencyUnreachable when it sees nothing."""
+    inspect: Callable[[Any, Any, dict[str, Any]], Awaitable[list[tuple[str, str, str]]]] | None = None
+    """Sources: `inspect(config, pipeline, committed positions)`, findings about one pipeline for
+    `conduitd validate` as (check, status, detail): e.g. an unindexed cursor, how far behind it is."""
     requires: tuple[str, ...] = ()
     """Modules the factory imports (drivers); when one is missing, building says what to install."""
     extra: str | None = None

@@ -19,7 +19,7 @@ from conduitd.errors import ConduitError, ExitCode
 from conduitd.runtime.commit import capability_problem
 from conduitd.runtime.inspection import SchemaDiff, Verdict, inspect, sample_batches
 from conduitd.runtime.retry import RetryPolicy
-from conduitd.sources import check_source
+from conduitd.sources import check_source, inspect_source
 
 SAMPLE_ROWS = 1000
 
@@ -85,6 +85,13 @@ async def _validate_pipeline(config: Config, pipeline: PipelineConfig) -> list[C
             checks.append(Check(name, "destination", "invalid", problem))
         checks += [Check(name, "destination", "invalid", problem)
                    for problem in await destination.write_problems(pipeline)]
+        if all(c.status == "ok" for c in checks):
+            try:
+                positions = await destination.load_checkpoints(pipeline.name)
+                checks += [Check(name, what, status, detail)
+                           for what, status, detail in await inspect_source(source, pipeline, positions)]
+            except ConduitError as exc:
+                checks.append(Check(name, "source", status_of(exc), str(exc)))
         if all(c.status == "ok" for c in checks):
             checks += await _schema_checks(config, pipeline, destination)
     except ConduitError as exc:

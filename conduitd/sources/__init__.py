@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from conduitd.config import PipelineConfig, ServiceConfig, SourceConfig
+from conduitd.core.records import Position
 from conduitd.registry import SourceOptions, build, load, missing_driver
 from conduitd.sources.base import Checkpoints, Source
 
@@ -28,4 +29,14 @@ async def check_source(config: SourceConfig) -> str:
     return await connector.check(config)
 
 
-__all__ = ["Checkpoints", "Source", "check_source", "open_source"]
+async def inspect_source(config: SourceConfig, pipeline: PipelineConfig,
+                         positions: dict[str, Position]) -> list[tuple[str, str, str]]:
+    """The source's findings about one pipeline for `validate`: (check, status, detail); [] for a
+    source that offers none."""
+    connector = load("source", config.type)
+    if connector.inspect is None or missing_driver(connector) is not None:
+        return []
+    return await connector.inspect(config, pipeline, positions)
+
+
+__all__ = ["Checkpoints", "Source", "check_source", "inspect_source", "open_source"]

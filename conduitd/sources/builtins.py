@@ -3,7 +3,8 @@ makes. Importing this module imports no driver; each factory imports its source 
 
 from __future__ import annotations
 
-from conduitd.config import FileSourceConfig, KafkaSourceConfig, PostgresSourceConfig
+from conduitd.config import FileSourceConfig, KafkaSourceConfig, PipelineConfig, PostgresSourceConfig
+from conduitd.core.records import Position
 from conduitd.errors import ConfigError
 from conduitd.registry import Connector, SourceOptions
 from conduitd.sources.base import Source
@@ -62,6 +63,14 @@ async def _check_postgres(config: PostgresSourceConfig) -> str:
     return f"PostgreSQL {version} at {config.connect_params.where()}"
 
 
+async def _inspect_postgres(config: PostgresSourceConfig, pipeline: PipelineConfig,
+                            positions: dict[str, Position]) -> list[tuple[str, str, str]]:
+    from conduitd.sources.tables.postgres_inspect import inspect
+
+    return await inspect(config, pipeline, positions)
+
+
 POSTGRES = Connector(type="postgres", kind="source", config_model=PostgresSourceConfig, factory=_postgres_source,
-                     check=_check_postgres, capabilities=("deletes",), requires=("asyncpg",), extra="postgres",
+                     check=_check_postgres, inspect=_inspect_postgres, capabilities=("deletes", "key_scan", "leases"),
+                     requires=("asyncpg",), extra="postgres",
                      description="PostgreSQL tables or queries, polled with a cursor safe against late commits")

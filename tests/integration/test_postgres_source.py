@@ -4,6 +4,7 @@ equal cursor values are never lost, types come from the catalog, whole-table rea
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import textwrap
 import uuid
@@ -267,3 +268,37 @@ async def test_a_wrong_password_is_refused_without_showing_it(db_dsn: str, pg_sc
     code, err = await run(config)
     assert code in (2, 5), err
     assert "Sw0rdfish-secret" not in err and "nobody_here" in err
+
+
+async def validate(config: Path) -> tuple[int, list[dict[str, Any]]]:
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "conduitd", "validate", "--json", "-c",
+                                                   str(config), stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert out, err.decode()
+    return process.returncode or 0, json.loads(out)
+
+
+async def test_validate_reports_the_cursor_index_the_guard_and_the_lag(
+        pg: asyncpg.Connection, db_dsn: str, pg_schema: str, tmp_path: Path) -> None:
+    await pg.execute(f'CREATE TABLE "{pg_schema}".src (id int PRIMARY KEY, ts timestamptz NOT NULL)')
+    src = f'"{pg_schema}".src'
+    await pg.execute(f"INSERT INTO {src} SELECT g, now() - interval '1 day' FROM generate_series(1, 40) g")
+    config = write_config(tmp_path, db_dsn, pg_schema, """\
+        - {name: copy, source: db, destination: wh, source_table: src, table: dst, incremental: {column: ts},
+           batch: {max_rows: 25}}
+        """)
+    code, checks = await validate(config)
+    found = {c["check"]: (c["status"], c["detail"]) for c in checks}
+    assert code == 0, checks
+    status, detail = found["source: cursor index"]
+    assert status == "warning" and "no index starts with 'ts'" in detail
+    assert found["source: late commits"] == ("ok", "the account sees every session's transactions")
+    assert found["source: lag"] == ("ok", "40 row(s) after the start (nothing committed yet)")
+    await pg.execute(f'CREATE INDEX ON "{pg_schema}".src (ts, id)')
+    await once(config)
+    await pg.execute(f"INSERT INTO {src} SELECT g, now() - interval '1 hour' FROM generate_series(41, 43) g")
+    code, checks = await validate(config)
+    found = {c["check"]: (c["status"], c["detail"]) for c in checks}
+    assert found["source: cursor index"][0] == "ok"
+    assert found["source: lag"] == ("ok", "3 row(s) after the committed position")
