@@ -45,5 +45,6 @@ async def _check_mysql(config: MysqlSourceConfig) -> str:
 
 
 MYSQL = Connector(type="mysql", kind="source", config_model=MysqlSourceConfig, factory=_mysql_source,
-                  check=_check_mysql, capabilities=("deletes",), requires=("asyncmy",), extra="mysql",
+                  check=_check_mysql, capabilities=("deletes", "key_scan", "leases"), requires=("asyncmy",),
+                  extra="mysql",
                   description="MySQL or MariaDB tables or queries, polled with a cursor safe against late commits")
