@@ -90,14 +90,15 @@ class PipelineLeases:
 
         await self._run(let_go)
 
-    async def census(self, ttl: float) -> Census:
+    async def census(self, partition: str, ttl: float) -> Census:
         async def count(d: Destination) -> Census:
             book = await self._ensure_table(d)
             await book.heartbeat(self.group, self.owner, ttl)
             rows = await book.census(self.group)
             leases = [r for r in rows if r.kind == "lease"]
+            names = {(r.pipeline, r.partition) for r in leases} | {(self.pipeline, partition)}
             return Census(replicas=sum(1 for r in rows if r.kind == "replica" and r.live),
-                          partitions=len(leases),
+                          partitions=len(names),
                           mine=tuple(sorted(f"{r.pipeline}/{r.partition}" for r in leases
                                             if r.live and r.owner == self.owner)))
 

@@ -44,8 +44,9 @@ class Leases(Protocol):
 
     async def release(self, partition: str, epoch: int) -> None: ...
 
-    async def census(self, ttl: float) -> Census:
-        """Say this replica is alive for `ttl`, and count the group's replicas and leases."""
+    async def census(self, partition: str, ttl: float) -> Census:
+        """Say this replica is alive for `ttl`, and count the group's replicas and leases (this
+        partition's counted even before its first claim)."""
 
 
 class Checkpoints(Protocol):

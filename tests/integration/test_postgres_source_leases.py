@@ -109,7 +109,7 @@ async def test_a_stalled_owners_late_commit_is_refused_in_its_own_transaction(
         with pytest.raises(CheckpointConflict):
             await committer.commit(prepared)  # A wakes up: its commit is refused, nothing written
         assert [r["id"] for r in await db.fetch(f'SELECT id FROM "{schema}".orders ORDER BY id')] == [1]
-        census = await b.census(ttl=30)
+        census = await b.census("public.orders", ttl=30)
         assert census.mine == ("orders/public.orders",) and census.partitions == 1
     finally:
         await destination.close()
@@ -208,3 +208,19 @@ async def test_replicas_split_six_tables_and_a_stopped_ones_tables_move_without_
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGCONT)
             stop_daemon(proc)
+
+
+async def test_a_table_added_later_counts_in_the_fair_share_before_its_first_claim(
+        db: asyncpg.Connection, source_dsn: str, schema: str) -> None:
+    destination = PostgresDestination(PostgresDestinationConfig.model_validate(
+        {"name": "wh", "type": "postgres", "dsn": source_dsn, "schema": schema}))
+    await destination.open()
+    try:
+        a = as_leases(destination, "replica-a")
+        assert (await a.census("public.t1", ttl=30)).share == 1
+        assert await a.claim("public.t1", ttl=30) is not None
+        later = await a.census("public.t2", ttl=30)  # t2 has no lease row yet
+        assert (later.replicas, later.partitions, later.mine) == (1, 2, ("orders/public.t1",))
+        assert len(later.mine) < later.share  # so this replica may take it
+    finally:
+        await destination.close()

@@ -272,7 +272,7 @@ class PollingSource:
         name = f"{self.pipeline}/{self.partition}"
         while not stop.is_set():
             try:
-                census = await leases.census(self.lease_ttl)
+                census = await leases.census(self.partition, self.lease_ttl)
                 if self.once or name in census.mine or len(census.mine) < census.share:
                     won = await leases.claim(self.partition, self.lease_ttl)
                     if won is not None:
@@ -302,7 +302,7 @@ class PollingSource:
                 if not await held.leases.renew(self.partition, held.epoch, ttl):
                     break
                 renewed = time.monotonic()
-                census = await held.leases.census(ttl)
+                census = await held.leases.census(self.partition, ttl)
                 if not self.once and len(census.mine) > census.share and census.mine[-1] == name:
                     await held.leases.release(self.partition, held.epoch)
                     log.info("pipeline %s: %d replicas share %d tables: leaving %s to another", self.pipeline,
