@@ -3,7 +3,9 @@
 - timestamp: a row's cursor is its writing transaction's start (`now()`), so every row below the
   start of the oldest transaction still running with an xid is committed already: the bound is
   `least(statement_timestamp(), min(xact_start))` over the other client sessions of the database
-  holding an xid, and rows are read strictly below it.
+  that hold an xid or are running a statement (a statement takes `now()` before it gets an xid),
+  and rows are read strictly below it. It is read before the read's snapshot is taken: a
+  transaction that commits in between is then in the snapshot, not lost between the two.
 - sequential: a sequence hands out values in order, so once every transaction that was running
   (holding an xid) when the largest value `M` was seen has ended, no row at or below `M` can still
   appear. Each poll notes `(M, its running xids)`; the bound is the largest `M` whose xids have all
@@ -27,8 +29,8 @@ SELECT least(statement_timestamp(), min(xact_start))::text,
        (array_agg(backend_xid::text ORDER BY xact_start))[1],
        extract(epoch FROM statement_timestamp() - min(xact_start))::float8
 FROM pg_catalog.pg_stat_activity
-WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND backend_type = 'client backend'
-  AND datname = current_database()"""
+WHERE (backend_xid IS NOT NULL OR state = 'active') AND pid <> pg_backend_pid()
+  AND backend_type = 'client backend' AND datname = current_database()"""
 
 
 @dataclass
