@@ -13,7 +13,8 @@ import asyncio
 import json
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,17 @@ def new_database(request: pytest.FixtureRequest) -> str:
     return name
 
 
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    """A fresh database (utf8mb4) for the body of the `with`, dropped afterwards."""
+    name = f"conduitd_test_{uuid.uuid4().hex[:10]}"
+    sql(f"CREATE DATABASE {quoted(name)} CHARACTER SET utf8mb4")
+    try:
+        yield name
+    finally:
+        sql(f"DROP DATABASE IF EXISTS {quoted(name)}")
+
+
 def destination(database: str, name: str = "db") -> dict[str, Any]:
     """The `destinations:` entry of a config writing into `database`."""
     return {"name": name, "type": "mysql", "host": HOST, "port": PORT, "user": "root", "database": database,
@@ -90,9 +102,10 @@ class MysqlDb(Db):
         return sql(sql_text, args or None)
 
     def execute(self, sql_text: str) -> None:
-        # A migration file holds statements ended by ';' and a newline.
-        statements = [s.strip() for s in sql_text.split(";\n") if s.strip()]
-        asyncio.run(_run([s.removesuffix(";") for s in statements], None))
+        """Statements ended by ';' and a newline (a migration file); "double quotes" quote names
+        here too (ANSI_QUOTES), so SQL the shared tests write for PostgreSQL and SQLite works."""
+        statements = [s.strip().removesuffix(";") for s in sql_text.split(";\n") if s.strip()]
+        asyncio.run(_run(["SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')", *statements], None))
 
     def columns(self, table: str) -> dict[str, tuple[str, bool]]:
         return {r["COLUMN_NAME"]: (r["COLUMN_TYPE"], r["IS_NULLABLE"] == "YES") for r in self.rows(

@@ -1,13 +1,16 @@
 """The quality, DLQ and schema-evolution tests that run on PostgreSQL and SQLite, run on MySQL/MariaDB
-through the real CLI (each test in a database of its own).
+through the real CLI (each test in a database of its own; the CLI runs in this process).
 
-The destination-neutral tests of `test_quality_dlq` and `test_evolution` are imported as they
-are: pytest runs them here with this module's `db` fixture, a MySQL database. The cases whose
-expectations name a dialect's types or DDL are written out below for MySQL.
+The destination-neutral tests of `test_quality_dlq` and `test_evolution` are taken as they are
+(`SHARED`): pytest runs them here with this module's `db` fixture, a MySQL database. The cases
+whose expectations name a dialect's types or DDL are written out below for MySQL, and the
+generated cases of `test_schema_policy` (validate and schema-compare say what run does) and of
+`test_refused_rows` (each refused row in exactly one place) run with MySQL's types and tables.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -16,51 +19,51 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from conduitd.runtime.commit import commit_batch
 from tests.helpers.daemon import conduitd
 from tests.helpers.inprocess import Cli, in_process_cli
-from tests.helpers.mysql import MysqlDb, mysql
+from tests.helpers.mysql import MysqlDb, destination, fresh_database, mysql, quoted, reachable_or_skip
 from tests.integration import test_evolution, test_quality_dlq
 from tests.integration.test_evolution import append, config_for, once
-from tests.integration.test_evolution import (
-    test_hostile_names_are_created_exactly_and_nothing_else_happens as test_hostile_names_are_created_exactly,
+from tests.integration.test_refused_rows import (
+    assert_exactly_once,
+    generated_rows,
+    one_batch,
+    pipeline,
+    rows_with_faults,
 )
-from tests.integration.test_evolution import test_on_column_removed as test_on_column_removed
-from tests.integration.test_evolution import (
-    test_warn_writes_the_rows_without_the_new_column_and_says_so as test_warn_writes_the_rows_without_the_new_column,
-)
-from tests.integration.test_quality_dlq import (
-    test_action_fail_exits_3_and_leaves_table_and_checkpoint_as_they_were as test_action_fail_exits_3,
-)
-from tests.integration.test_quality_dlq import (
-    test_dlq_list_and_replay_move_rows_exactly_once as test_dlq_list_and_replay_move_rows_exactly_once,
-)
-from tests.integration.test_quality_dlq import (
-    test_every_check_and_action_sorts_rows_into_table_and_dlq as test_every_check_and_action_sorts_rows,
-)
-from tests.integration.test_quality_dlq import (
-    test_manifest_records_counts_per_rule_and_action as test_manifest_records_counts_per_rule_and_action,
-)
-from tests.integration.test_quality_dlq import (
-    test_replay_leaves_unique_rejects_unless_their_rule_is_named as test_replay_leaves_unique_rejects,
-)
-from tests.integration.test_quality_dlq import (
-    test_rule_rejects_carry_the_offset_after_their_line as test_rule_rejects_carry_the_offset_after_their_line,
-)
-from tests.integration.test_quality_dlq import test_warned_rows_are_logged as test_warned_rows_are_logged
+from tests.integration.test_schema_policy import POLICIES, RECORDS, agree
 
-__all__ = [  # run here on MySQL (see the module docstring)
-    "test_action_fail_exits_3", "test_dlq_list_and_replay_move_rows_exactly_once",
-    "test_every_check_and_action_sorts_rows", "test_hostile_names_are_created_exactly",
-    "test_manifest_records_counts_per_rule_and_action", "test_on_column_removed", "test_replay_leaves_unique_rejects",
-    "test_rule_rejects_carry_the_offset_after_their_line", "test_warn_writes_the_rows_without_the_new_column",
-    "test_warned_rows_are_logged"]
+# The destination-neutral tests of the PostgreSQL/SQLite modules, run here with this module's `db`
+# (pytest collects them from this module's namespace).
+SHARED = {
+    test_quality_dlq: ["test_every_check_and_action_sorts_rows_into_table_and_dlq",
+                       "test_manifest_records_counts_per_rule_and_action",
+                       "test_action_fail_exits_3_and_leaves_table_and_checkpoint_as_they_were",
+                       "test_dlq_list_and_replay_move_rows_exactly_once",
+                       "test_replay_leaves_unique_rejects_unless_their_rule_is_named", "test_warned_rows_are_logged",
+                       "test_rule_rejects_carry_the_offset_after_their_line",
+                       "test_csv_rows_rejected_after_decoding_carry_the_offset_after_their_line"],
+    test_evolution: ["test_warn_writes_the_rows_without_the_new_column_and_says_so", "test_on_column_removed",
+                     "test_hostile_names_are_created_exactly_and_nothing_else_happens"],
+}
+for _module, _names in SHARED.items():
+    globals().update({name: getattr(_module, name) for name in _names})
 
 
 @pytest.fixture
 def db(request: pytest.FixtureRequest) -> MysqlDb:
     return mysql(request)
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Iterator[Cli]:
+    yield from in_process_cli(capsys)
 
 
 @pytest.fixture(autouse=True)
@@ -202,3 +205,77 @@ def test_refused_rows_are_isolated_in_upsert_mode_and_the_rest_commits(tmp_path:
     assert "1406" in next(d["reason"] for d in dlq if d["payload"]["n"] == 25)
     once(config)
     assert len(db.table("events", order="k")) == len(stored) and len(db.dlq("events")) == 3
+
+
+# -- validate and schema-compare say what run does (test_schema_policy's generated cases) -------
+
+MYSQL_TYPES = ["TINYINT", "SMALLINT", "INT", "BIGINT", "FLOAT", "DOUBLE", "DECIMAL(10,2)", "LONGTEXT",
+               "BOOLEAN", "JSON", "DATETIME(6)"]
+
+
+@st.composite
+def mysql_cases(draw: st.DrawFn) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, str] | None]:
+    """`test_schema_policy.cases` with MySQL's column types."""
+    values = draw(RECORDS)
+    extra = draw(st.booleans())
+    records = [{"id": i, "n": v, **({"x": f"x{i}"} if extra and i % 2 == 0 else {})} for i, v in enumerate(values)]
+    columns = None
+    if draw(st.sampled_from([True, True, True, False])):  # mostly an existing table
+        columns = {"id": "BIGINT", "n": draw(st.sampled_from(MYSQL_TYPES))}
+        if draw(st.booleans()):
+            columns["gone"] = "LONGTEXT"
+    return records, draw(POLICIES), columns
+
+
+@settings(max_examples=15, deadline=None)
+@given(case=mysql_cases())
+def test_validate_and_schema_compare_say_what_run_does(
+        case: tuple[list[dict[str, Any]], dict[str, Any], dict[str, str] | None], cli: Cli,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    records, evolution, columns = case
+    reachable_or_skip()
+    with fresh_database() as database:
+        db = MysqlDb("mysql", destination(database), schema=database)
+        agree(cli, tmp_path_factory.mktemp("policy"), db, records, evolution, columns)
+
+
+# -- generated refused rows (test_refused_rows' generated cases) ------------------------------
+
+MYSQL_TABLE = ("CREATE TABLE {}.orders (id BIGINT PRIMARY KEY, v BIGINT, name VARCHAR(8) NOT NULL, row_no BIGINT, "
+               "CONSTRAINT v_not_negative CHECK (v >= 0)) ENGINE=InnoDB")
+
+
+@settings(max_examples=25, deadline=None)
+@given(faults=rows_with_faults)
+def test_generated_bad_rows_each_land_in_exactly_one_place(faults: list[set[str]]) -> None:
+    """Each generated row (good, or refused by the server in one or two ways) is in exactly one of
+    the table or the DLQ, with the server's reason naming one of its faults."""
+    reachable_or_skip()
+    rows, existing = generated_rows(faults)
+    rows = rows.rename_columns(["id", "v", "name", "row_no"])
+    with fresh_database() as database:
+        db = MysqlDb("mysql", destination(database), schema=database)
+        db.execute(MYSQL_TABLE.format(quoted(database)))
+        for i in existing:
+            db.execute(f"INSERT INTO {db.name('orders')} VALUES ({i}, 7, 'old', -1)")
+        asyncio.run(commit(database, rows))
+        written = [r["row_no"] for r in db.rows(f"SELECT row_no FROM {db.name('orders')} WHERE row_no >= 0")]
+        dlq = [(int(json.loads(r["payload"])["row_no"]), r["reason"], r["column_name"])
+               for r in db.rows(f"SELECT payload, reason, column_name FROM {db.name('orders_dlq')}")]
+    # MySQL names the primary key PRIMARY; its messages name the column ('name') and the CHECK.
+    assert_exactly_once(faults, written, dlq, {"orders_pkey": "PRIMARY"})
+
+
+async def commit(database: str, rows: pa.Table) -> None:
+    """One batch of `rows` into `orders`, committed through the destination."""
+    from conduitd.destinations.mysql.destination import MysqlDestination
+    from conduitd.destinations.mysql.settings import MysqlDestinationConfig
+
+    res = pipeline()
+    d = MysqlDestination(MysqlDestinationConfig.model_validate(destination(database, "d")))
+    await d.open()
+    try:
+        await d.setup(res)
+        await commit_batch(d, res, one_batch(rows))
+    finally:
+        await d.close()
