@@ -234,7 +234,7 @@ def waiting_statement(view: MysqlView, statement: str) -> list[dict[str, Any]]:
     """The sessions running a statement that starts with `statement` (while the test holds the lock
     it needs, one running is one waiting)."""
     return view.fetch("SELECT ID, STATE, INFO FROM information_schema.PROCESSLIST WHERE COMMAND = 'Query' "
-                      "AND INFO LIKE %s AND ID <> CONNECTION_ID()", statement.replace("%", "%%") + "%")
+                      "AND INFO LIKE %s AND ID <> CONNECTION_ID()", statement + "%")
 
 
 SEAMS = {
