@@ -4,12 +4,18 @@ naive time for a timestamptz)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import pyarrow as pa
 
 _INTEGERS = {"smallint": pa.int16(), "integer": pa.int32(), "bigint": pa.int64()}
 _FLOATS = {"real": pa.float32(), "double precision": pa.float64()}
+_OWN_TEXT = {"smallint", "integer", "bigint", "numeric", "real", "double precision", "text", "character varying",
+             "uuid", "date", "timestamp with time zone", "timestamp without time zone", "time with time zone",
+             "time without time zone", "interval", "json", "jsonb"}
+"""Types whose output function is their cast to text (as `format_type` names them, without typmod)."""
+_TYPMOD = re.compile(r"\(\d+(,\d+)?\)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +37,13 @@ class SourceColumn:
         if self.sql_type == "bytea":
             return f"encode({quoted}, 'hex')"
         return quoted
+
+    @property
+    def copies_as_text(self) -> bool:
+        """Whether the text COPY writes of this column is exactly its `::text` cast, so that a row's
+        own value is its position text. Not so for `character(n)` and `boolean` (their casts to
+        text trim and spell out), nor for what `select` rewrites (bytea, arrays)."""
+        return self.kind == "e" or (self.kind != "A" and _TYPMOD.sub("", self.sql_type) in _OWN_TEXT)
 
 
 def arrow_type(sql_type: str, kind: str = "") -> pa.DataType:

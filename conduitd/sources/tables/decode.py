@@ -15,7 +15,7 @@ from conduitd.core.records import Position, Reject
 from conduitd.sources.tables.poller import Read
 
 PositionAt = Callable[[list[str]], Position]
-"""The position after a row, from its hidden cursor and key texts (for a reject's DLQ entry)."""
+"""The position after a row, from its cursor and key texts (for a reject's DLQ entry)."""
 
 
 def _options(names: Sequence[str], types: dict[str, pa.DataType]) -> tuple[pcsv.ReadOptions, pcsv.ParseOptions,
@@ -31,10 +31,30 @@ def _read(data: bytes, names: Sequence[str], types: dict[str, pa.DataType]) -> p
     return pcsv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
 
 
-def decode_copy(data: bytes, columns: dict[str, pa.DataType], hidden: Sequence[str], partition: str,
-                position_at: PositionAt) -> Read:
-    """The rows of COPY's CSV `data`: `columns` with their types (binary arrives as hex text),
-    then the `hidden` text columns of the cursor and key."""
+def last_record(data: bytes) -> bytes:
+    """The last record of COPY's CSV `data` (every record ends with a newline). A newline inside a
+    quoted value has an odd number of quotes after it up to the end of its record (its value's
+    closing quote; quotes within values come doubled), a record's own newline an even number."""
+    end = len(data) - 1
+    start = data.rfind(b"\n", 0, end)
+    while start >= 0 and data.count(b'"', start, end) % 2:
+        start = data.rfind(b"\n", 0, start)
+    return data[start + 1:]
+
+
+def last_texts(data: bytes, names: Sequence[str], positions: Sequence[str]) -> list[str] | None:
+    """The texts of the columns `positions` in the last row of COPY's CSV `data` (None when it has
+    none): the row's position, found without decoding the rest."""
+    if not data:
+        return None
+    row = _read(last_record(data), names, dict.fromkeys(names, pa.string()))
+    return [row.column(p)[0].as_py() for p in positions]
+
+
+def decode_copy(data: bytes, columns: dict[str, pa.DataType], hidden: Sequence[str], positions: Sequence[str],
+                partition: str, position_at: PositionAt) -> Read:
+    """The rows of COPY's CSV `data`: `columns` with their types (binary arrives as hex text), then
+    the `hidden` text columns; `positions` names the columns whose texts are a row's position."""
     names = [*columns, *hidden]
     direct = {n: (pa.string() if pa.types.is_binary(t) else t) for n, t in columns.items()}
     direct.update(dict.fromkeys(hidden, pa.string()))
@@ -42,7 +62,7 @@ def decode_copy(data: bytes, columns: dict[str, pa.DataType], hidden: Sequence[s
         return Read(pa.table({n: pa.array([], type=t) for n, t in columns.items()}), [], None, 0)
     try:
         table = _read(data, names, direct)
-        last = [table.column(h)[table.num_rows - 1].as_py() for h in hidden]
+        last = last_texts(data, names, positions)
         return Read(_unhex(table.drop_columns(list(hidden)), columns), [], last, table.num_rows, len(data))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass  # a value the type cannot hold: find its rows
@@ -62,11 +82,11 @@ def decode_copy(data: bytes, columns: dict[str, pa.DataType], hidden: Sequence[s
                     bad[index] = f"column {name!r}: value {value[:80]!r} does not fit {kind} ({str(exc)[:120]})"
     kept = text.take(pa.array([i for i in range(text.num_rows) if i not in bad], pa.int64()))
     table = pa.table({n: _cast(kept.column(n), direct[n]) for n in columns})
-    hidden_rows = [text.column(h).to_pylist() for h in hidden]
-    rejects = [Reject(partition, position_at([str(col[i]) for col in hidden_rows]), reason,
+    position_rows = [text.column(p).to_pylist() for p in positions]
+    rejects = [Reject(partition, position_at([str(col[i]) for col in position_rows]), reason,
                       _payload(text.drop_columns(list(hidden)), i), rule="decode")
                for i, reason in sorted(bad.items())]
-    last = [str(col[-1]) for col in hidden_rows]
+    last = [str(col[-1]) for col in position_rows]
     return Read(_unhex(table, columns), rejects, last, text.num_rows, len(data))
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -20,9 +22,10 @@ from conduitd.config import IncrementalConfig, PipelineConfig, PostgresSourceCon
 from conduitd.errors import ConduitError, ConfigError, DependencyUnreachable
 from conduitd.sources.tables.catalog import COLUMNS_SQL, PRIMARY_KEY_SQL, SourceColumn, quote, relation
 from conduitd.sources.tables.cursor import Plan
-from conduitd.sources.tables.decode import decode_copy
+from conduitd.sources.tables.decode import decode_copy, last_texts
 from conduitd.sources.tables.poller import PollingSource, Read
-from conduitd.sources.tables.postgres_sql import select_sql
+from conduitd.sources.tables.postgres_keys import present_keys
+from conduitd.sources.tables.postgres_sql import hidden_columns, position_names, select_sql
 from conduitd.sources.tables.watermark import Holder, SequenceWatermark, parse_snapshot, timestamp_bound
 
 log = logging.getLogger(__name__)
@@ -121,10 +124,44 @@ def _strategy(incremental: IncrementalConfig, cursor: SourceColumn, where: str) 
     return chosen
 
 
+@dataclass(frozen=True)
+class _Copied:
+    """One keyset COPY: its CSV, how many rows it has, the position texts of its last row."""
+
+    data: bytes
+    count: int
+    last: list[str] | None
+
+
+@dataclass(frozen=True)
+class _Ahead:
+    """A copy read ahead: what it reads (plan, limit, from where) and the task reading it."""
+
+    plan: Plan
+    limit: int
+    after: tuple[Any, ...]
+    task: asyncio.Task[_Copied | None]
+
+
+def _resumes(after: dict[str, Any] | None) -> tuple[Any, ...]:
+    """What of a position a read starts from (not the lease stamp it carries)."""
+    after = after or {}
+    return after.get("cursor"), tuple(after.get("key") or ()), after.get("pass")
+
+
+async def _drop(task: asyncio.Task[_Copied | None]) -> None:
+    """Cancel a read ahead and wait for it, its outcome unseen (a lost connection shows on the next
+    read); asyncpg cancels the COPY on the server and leaves the connection usable."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 class PostgresReader:
     """The PostgreSQL side of a polling source (`poller.TableReader`)."""
 
     errors: tuple[type[BaseException], ...] = (*_LOST, asyncpg.PostgresError)
+    read_ahead = True
+    """Copy the next chunk after a full one while the caller decodes and writes this one."""
 
     def __init__(self, config: PostgresSourceConfig, pipeline: PipelineConfig) -> None:
         self.config = config
@@ -135,12 +172,14 @@ class PostgresReader:
         self._warned_holder: int | None = None
         self._sequence = SequenceWatermark()
         self._cursor_age: float | None = None
+        self._ahead: _Ahead | None = None
 
     async def connect(self) -> None:
         await self.close()
         self._conn = await connect(self.config)
 
     async def close(self) -> None:
+        await self._drop_ahead()
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
@@ -164,6 +203,10 @@ class PostgresReader:
         state = getattr(exc, "sqlstate", "")
         return ConduitError(f"source {self.config.name!r}, pipeline {self.pipeline.name!r}: PostgreSQL {state}: {exc}")
 
+    async def present_keys(self, plan: Plan, names: Sequence[str], keys: Sequence[Sequence[str]]) -> set[int]:
+        await self._drop_ahead()  # the connection is the key scan's now
+        return await present_keys(self.conn, plan, names, keys)
+
     def lag(self) -> dict[str, float]:
         units: dict[str, float] = {}
         if self._cursor_age is not None:
@@ -172,7 +215,46 @@ class PostgresReader:
         return units
 
     async def read(self, plan: Plan, after: dict[str, Any] | None, limit: int, partition: str) -> Read | None:
-        conn = self.conn
+        ahead = await self._take_ahead(plan, after, limit)
+        copied = await (ahead if ahead is not None else self._copy(self.conn, plan, after, limit))
+        if copied is None:
+            return None
+        if self.read_ahead and copied.count >= limit and copied.last is not None:
+            self._read_ahead(plan, plan.position_after(copied.last, after), limit)
+        columns = {c.name: c.arrow for c in plan.columns}
+        hidden = [name for _, name in hidden_columns(plan)]
+        read = await asyncio.to_thread(decode_copy, copied.data, columns, hidden, position_names(plan), partition,
+                                       lambda texts: plan.position_after(texts, after))
+        if plan.cursor is not None and plan.strategy == "timestamp":
+            self._note_cursor_age(read.rows, plan.cursor.name)
+        return read
+
+    def _read_ahead(self, plan: Plan, after: dict[str, Any], limit: int) -> None:
+        """Copy the chunk after a full one while it is decoded and passed on: the next `read` from
+        that position takes it (its own snapshot and bound, as if read then)."""
+        task = asyncio.create_task(self._copy(self.conn, plan, after, limit), name=f"read ahead {self.pipeline.name}")
+        self._ahead = _Ahead(plan, limit, _resumes(after), task)
+
+    async def _take_ahead(self, plan: Plan, after: dict[str, Any] | None,
+                          limit: int) -> asyncio.Task[_Copied | None] | None:
+        """The copy read ahead from `after`, if there is one; any other is dropped (a resync, a
+        moved lease), and the connection is free again."""
+        ahead = self._ahead
+        if ahead is not None and ahead.plan is plan and ahead.limit == limit and ahead.after == _resumes(after):
+            self._ahead = None
+            return ahead.task
+        await self._drop_ahead()
+        return None
+
+    async def _drop_ahead(self) -> None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            await _drop(ahead.task)
+
+    async def _copy(self, conn: asyncpg.Connection, plan: Plan, after: dict[str, Any] | None,
+                    limit: int) -> _Copied | None:
+        """One keyset COPY in a snapshot of its own, below the bound taken in it; None when the
+        bound allows nothing yet."""
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             bound = await self._bound(conn, plan)
             if plan.cursor is not None and plan.strategy == "sequential" and bound is None:
@@ -183,13 +265,10 @@ class PostgresReader:
             async def collect(data: bytes) -> None:
                 buffer.extend(data)
 
-            await conn.copy_from_query(sql, *args, output=collect, format="csv")
-        columns = {c.name: c.arrow for c in plan.columns}
-        read = await asyncio.to_thread(decode_copy, bytes(buffer), columns, plan.hidden_names, partition,
-                                       lambda texts: plan.position_after(texts, after))
-        if plan.cursor is not None and plan.strategy == "timestamp":
-            self._note_cursor_age(read.rows, plan.cursor.name)
-        return read
+            status = await conn.copy_from_query(sql, *args, output=collect, format="csv")
+        data = bytes(buffer)
+        names = [c.name for c in plan.columns] + [name for _, name in hidden_columns(plan)]
+        return _Copied(data, int(status.rsplit(" ", 1)[-1]), last_texts(data, names, position_names(plan)))
 
     async def _bound(self, conn: asyncpg.Connection, plan: Plan) -> str | None:
         if plan.cursor is None or plan.strategy == "cursor":
@@ -224,4 +303,5 @@ def postgres_source(config: PostgresSourceConfig, pipeline: PipelineConfig, *, o
     partition = ".".join(relation(pipeline.source_table, config.db_schema)) if pipeline.source_table else "query"
     return PollingSource(PostgresReader(config, pipeline), partition, name=config.name, pipeline=pipeline.name,
                          once=once, max_rows=max_rows, poll_interval=config.poll_interval,
-                         unreachable_after=unreachable_after, lease_ttl=config.lease_ttl)
+                         unreachable_after=unreachable_after, lease_ttl=config.lease_ttl,
+                         key_scan=pipeline.deletes.key_scan, key_columns=pipeline.unique_key)

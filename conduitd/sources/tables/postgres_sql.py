@@ -1,5 +1,6 @@
-"""The keyset SQL of a PostgreSQL read: the plan's columns (as text COPY writes exactly), then the
-cursor and key as hidden text columns, after the last position, below the bound, in key order.
+"""The keyset SQL of a PostgreSQL read: the plan's columns (as text COPY writes exactly), then as
+hidden text columns those of the cursor and key whose COPY text is not their `::text` form (the
+others' own text is their position), after the last position, below the bound, in key order.
 Values travel as text parameters cast on the server to the column's own type: nothing is rounded."""
 
 from __future__ import annotations
@@ -9,23 +10,26 @@ from typing import Any
 from conduitd.sources.tables.catalog import SourceColumn, quote
 from conduitd.sources.tables.cursor import Plan
 
+_UNBOUNDED = {"character": "bpchar"}
+"""A query's columns come without their length, and `character` alone is `character(1)`: a
+position cast to it would be cut short (and read again forever)."""
+
 
 def select_sql(plan: Plan, after: dict[str, Any] | None, bound: str | None, limit: int) -> tuple[str, list[str]]:
     """(SQL, arguments) of the next rows after position `after` below `bound`."""
     def ref(column: SourceColumn) -> str:
         return f"conduitd_src.{quote(column.name)}"
 
-    hidden = [f"({ref(c)})::text AS conduitd_hidden_{i}"
-              for i, c in enumerate(([plan.cursor] if plan.cursor else []) + list(plan.key))]
+    hidden = [f"({ref(c)})::text AS conduitd_hidden_{i}" for i, (c, _) in enumerate(hidden_columns(plan))]
     exprs = [c.select(ref(c)) for c in plan.columns] + hidden
     where: list[str] = []
     args: list[str] = []
 
     def arg(value: str, column: SourceColumn) -> str:
         args.append(value)
-        return f"(${len(args)}::text)::{column.sql_type}"
+        return f"(${len(args)}::text)::{_UNBOUNDED.get(column.sql_type, column.sql_type)}"
 
-    order = ([plan.cursor] if plan.cursor else []) + list(plan.key)
+    order = _ordered(plan)
     if plan.cursor is not None:
         where.append(f"{ref(plan.cursor)} IS NOT NULL")
         last = (after or {}).get("cursor")
@@ -53,3 +57,20 @@ def select_sql(plan: Plan, after: dict[str, Any] | None, bound: str | None, limi
            + (f" WHERE {' AND '.join(where)}" if where else "")
            + f" ORDER BY {', '.join(ref(c) for c in order)} LIMIT {int(limit)}")
     return sql, args
+
+
+def _ordered(plan: Plan) -> list[SourceColumn]:
+    return ([plan.cursor] if plan.cursor else []) + list(plan.key)
+
+
+def hidden_columns(plan: Plan) -> list[tuple[SourceColumn, str]]:
+    """(column, decoded name) of the hidden text columns the SQL adds after the plan's columns."""
+    names = plan.hidden_names
+    return [(c, names[i]) for i, c in enumerate(_ordered(plan)) if not c.copies_as_text]
+
+
+def position_names(plan: Plan) -> list[str]:
+    """Per cursor and key column, the decoded column whose texts are its positions: its own, or
+    its hidden text column."""
+    names = plan.hidden_names
+    return [c.name if c.copies_as_text else names[i] for i, c in enumerate(_ordered(plan))]
