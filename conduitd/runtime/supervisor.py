@@ -12,13 +12,16 @@ import logging
 import os
 import signal
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from conduitd.config import Config
 from conduitd.errors import ExitCode
-from conduitd.ops.health import HealthServer
 from conduitd.ops.metrics import Metrics, PipelineStatus
 from conduitd.ops.notify import Notifier
 from conduitd.runtime.pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from conduitd.ops.health import HealthServer
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,8 @@ class Runtime:
         self._install_signal_handlers()
         service = self.config.service
         if service.health_port is not None:
+            from conduitd.ops.health import HealthServer  # aiohttp, only for a health port
+
             self.health = HealthServer(service.health_host, service.health_port, self.metrics, self.statuses)
             await self.health.start()
         try:

@@ -255,8 +255,11 @@ class PostgresReader:
                     limit: int) -> _Copied | None:
         """One keyset COPY in a snapshot of its own, below the bound taken in it; None when the
         bound allows nothing yet."""
+        # A timestamp bound is read before the snapshot is taken: a transaction that commits
+        # between the two is then in the snapshot (read inside it, it could be in neither).
+        early = await self._bound(conn, plan) if plan.strategy == "timestamp" else None
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            bound = await self._bound(conn, plan)
+            bound = early if plan.strategy == "timestamp" else await self._bound(conn, plan)
             if plan.cursor is not None and plan.strategy == "sequential" and bound is None:
                 return None  # every value seen may still be joined by a running transaction's
             sql, args = select_sql(plan, after, bound, limit)
