@@ -7,6 +7,7 @@
     conduitd dlq list|replay -c FILE -p PIPELINE [--rule R] [--since T] [--until T] [--limit N]
     conduitd checkpoints show -c FILE [-p PIPELINE] [--json]
     conduitd checkpoints reset -c FILE -p PIPELINE [--partition P]
+    conduitd cdc setup -c FILE [-p PIPELINE ...] [--apply]
     conduitd connectors [--json]
 """
 
@@ -32,7 +33,7 @@ from conduitd.ops import telemetry
 from conduitd.ops.logs import configure
 
 log = logging.getLogger("conduitd")
-_COMMANDS = {"run", "validate", "checkpoints", "schema", "schema-compare", "dlq", "connectors"}
+_COMMANDS = {"run", "validate", "checkpoints", "schema", "schema-compare", "dlq", "connectors", "cdc"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     reset = actions.add_parser("reset", help="forget stored positions: the next run starts over")
     with_config(reset)
     reset.add_argument("--partition", help="only this partition (e.g. a file path)")
+    cdc = commands.add_parser("cdc", help="prepare source tables for change capture")
+    cdc_actions = cdc.add_subparsers(dest="action", metavar="ACTION", required=True)
+    setup = cdc_actions.add_parser("setup", help="print (or --apply) the DDL of PostgreSQL's exact mode (an xid8 "
+                                                 "column, its trigger and index)")
+    with_config(setup)
+    setup.add_argument("--apply", action="store_true", help="run the DDL on the source (needs ALTER rights)")
     connectors = commands.add_parser("connectors", help="list the installed sources, destinations and DLQ sinks")
     connectors.add_argument("--json", action="store_true", help="JSON output")
     return parser
@@ -164,6 +171,8 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         if len(args.pipeline) != 1:
             raise ConfigError("checkpoints reset needs exactly one -p PIPELINE")
         return _run_async(commands.reset_checkpoints(config, args.pipeline[0], args.partition))
+    if args.command == "cdc":
+        return _run_async(commands.cdc_setup(config, args.pipeline, apply=args.apply))
     gc.set_threshold(100_000, 50, 100)  # decode-heavy loops allocate many short-lived objects
     telemetry.configure_from_environment()
     try:

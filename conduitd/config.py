@@ -371,12 +371,13 @@ class IncrementalConfig(_Frozen):
 
     column: Identifier
     """The cursor column (a timestamp or a number; `cursor`: any type with an order)."""
-    strategy: Literal["timestamp", "sequential", "cursor"] | None = None
+    strategy: Literal["timestamp", "sequential", "cursor", "xid"] | None = None
     """timestamp: set from the writing transaction's clock (DEFAULT now()); polls stop short of the
     oldest running write transaction's start. sequential: from a sequence (serial, identity); a
     poll reads past a value only once every transaction running when it was seen has ended.
-    cursor: any growing column, no guard against late commits. Default: timestamp for timestamp
-    columns, sequential for integers."""
+    cursor: any growing column, no guard against late commits. xid (PostgreSQL, exact): the
+    `conduitd_xid` column `conduitd cdc setup` adds, read below the oldest running transaction.
+    Default: timestamp for timestamp columns, sequential for integers, xid for xid8."""
     initial_value: str | int | float | None = None
     """Read only rows whose cursor is above this (in the column's own text form)."""
 

@@ -16,7 +16,9 @@ run = guarded(_run.run)
 validate = guarded(_validate.validate)
 
 if TYPE_CHECKING:
-    from conduitd.commands import checkpoints, connectors, dlq, schema
+    from conduitd.commands import cdc, checkpoints, connectors, dlq, schema
+
+    cdc_setup = guarded(cdc.cdc_setup)
 
     compare_schema = guarded(schema.compare_schema)
     export_schema = guarded(schema.export_schema)
@@ -26,8 +28,8 @@ if TYPE_CHECKING:
     reset_checkpoints = guarded(checkpoints.reset_checkpoints)
     show_checkpoints = guarded(checkpoints.show_checkpoints)
 
-_LAZY = {"compare_schema": "schema", "export_schema": "schema", "list_connectors": "connectors", "list_dlq": "dlq",
-         "replay_dlq": "dlq", "reset_checkpoints": "checkpoints", "show_checkpoints": "checkpoints"}
+_LAZY = {"cdc_setup": "cdc", "compare_schema": "schema", "export_schema": "schema", "list_connectors": "connectors",
+         "list_dlq": "dlq", "replay_dlq": "dlq", "reset_checkpoints": "checkpoints", "show_checkpoints": "checkpoints"}
 """Command -> the module (of this package) that defines it under the same name."""
 
 
@@ -40,5 +42,5 @@ def __getattr__(name: str) -> Any:
     return command
 
 
-__all__ = ["compare_schema", "export_schema", "list_connectors", "list_dlq", "replay_dlq", "reset_checkpoints", "run",
-           "show_checkpoints", "validate"]
+__all__ = ["cdc_setup", "compare_schema", "export_schema", "list_connectors", "list_dlq", "replay_dlq",
+           "reset_checkpoints", "run", "show_checkpoints", "validate"]

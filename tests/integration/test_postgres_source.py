@@ -302,3 +302,46 @@ async def test_validate_reports_the_cursor_index_the_guard_and_the_lag(
     found = {c["check"]: (c["status"], c["detail"]) for c in checks}
     assert found["source: cursor index"][0] == "ok"
     assert found["source: lag"] == ("ok", "3 row(s) after the committed position")
+
+
+async def conduitd_cli(*args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "conduitd", *args,
+                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_exact_mode_after_cdc_setup_reads_a_late_commit_and_an_update_once(
+        pg: asyncpg.Connection, db_dsn: str, pg_schema: str, tmp_path: Path) -> None:
+    src = f'"{pg_schema}".src'
+    await pg.execute(f"CREATE TABLE {src} (id int PRIMARY KEY, v text, at timestamptz DEFAULT now())")
+    await pg.execute(f"INSERT INTO {src} (id, v) VALUES (1, 'old')")
+    config = write_config(tmp_path, db_dsn, pg_schema, """\
+        - {name: copy, source: db, destination: wh, source_table: src, table: dst, mode: upsert, unique_key: [id],
+           incremental: {column: conduitd_xid}}
+        """)
+    code, out, err = await conduitd_cli("cdc", "setup", "-c", str(config))
+    assert code == 0, err
+    assert "ADD COLUMN IF NOT EXISTS \"conduitd_xid\" xid8" in out and "BEFORE UPDATE" in out
+    assert await pg.fetchval("SELECT count(*) FROM information_schema.columns WHERE table_schema = $1 AND "
+                             "column_name = 'conduitd_xid'", pg_schema) == 0  # printed, not applied
+    code, out, err = await conduitd_cli("cdc", "setup", "-c", str(config), "--apply")
+    assert code == 0, err
+    code, out, err = await conduitd_cli("cdc", "setup", "-c", str(config), "--apply")  # again: harmless
+    assert code == 0, err
+    await once(config)
+    late = await asyncpg.connect(db_dsn)
+    try:
+        tx = late.transaction()
+        await tx.start()
+        await late.execute(f"INSERT INTO {src} (id, v, at) VALUES (2, 'late', now() - interval '1 day')")
+        await pg.execute(f"INSERT INTO {src} (id, v) VALUES (3, 'early')")
+        await pg.execute(f"UPDATE {src} SET v = 'updated' WHERE id = 1")
+        await once(config)
+        assert [r["id"] for r in await rows(pg, pg_schema, "dst")] == [1]  # 3 and the update wait for 2's xid
+        await tx.commit()
+    finally:
+        await late.close()
+    await once(config)
+    assert [(r["id"], r["v"]) for r in await rows(pg, pg_schema, "dst")] == [(1, "updated"), (2, "late"),
+                                                                              (3, "early")]

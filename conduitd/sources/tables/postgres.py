@@ -115,10 +115,15 @@ def _strategy(incremental: IncrementalConfig, cursor: SourceColumn, where: str) 
             return "timestamp"
         if sql in ("smallint", "integer", "bigint"):
             return "sequential"
+        if sql == "xid8":
+            return "xid"
         raise ConfigError(f"{where}: incremental column {cursor.name!r} is {sql}: set incremental.strategy "
                           "(cursor, for any growing column without a guard against late commits)")
     if chosen == "timestamp" and not sql.startswith("timestamp"):
         raise ConfigError(f"{where}: strategy timestamp needs a timestamp column; {cursor.name!r} is {sql}")
+    if chosen == "xid" and sql != "xid8":
+        raise ConfigError(f"{where}: strategy xid needs the xid8 column `conduitd cdc setup` adds; {cursor.name!r} "
+                          f"is {sql}")
     if chosen == "sequential" and sql not in ("smallint", "integer", "bigint", "numeric"):
         raise ConfigError(f"{where}: strategy sequential needs an integer column; {cursor.name!r} is {sql}")
     return chosen
@@ -280,6 +285,9 @@ class PostgresReader:
             bound, self._holder = await timestamp_bound(conn)
             self._warn_about_holder()
             return bound
+        if plan.strategy == "xid":  # exact: every transaction below the snapshot's xmin has ended
+            xmin_text: str = await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+            return xmin_text
         xmin, running = parse_snapshot(await conn.fetchval("SELECT pg_current_snapshot()::text"))
         largest = await conn.fetchval(f"SELECT max(conduitd_src.{quote(plan.cursor.name)})::text "
                                       f"FROM {plan.source} AS conduitd_src")

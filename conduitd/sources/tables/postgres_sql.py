@@ -44,6 +44,8 @@ def select_sql(plan: Plan, after: dict[str, Any] | None, bound: str | None, limi
         if bound is not None:
             if plan.strategy == "timestamp":
                 where.append(f"{ref(plan.cursor)} < (${len(args) + 1}::text)::timestamptz")
+            elif plan.strategy == "xid":
+                where.append(f"{ref(plan.cursor)} < (${len(args) + 1}::text)::xid8")
             else:
                 where.append(f"{ref(plan.cursor)} <= (${len(args) + 1}::text)::{plan.cursor.sql_type}")
             args.append(bound)

@@ -1,0 +1,51 @@
+"""`conduitd cdc setup`: prepare PostgreSQL source tables for the exact change-capture mode (an
+`xid8` column stamped by the writing transaction; see `conduitd.sources.tables.xid_setup`).
+Prints the DDL for each selected pipeline; `--apply` runs it (the source's account then needs
+ALTER and CREATE rights on the table, which reading does not)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from conduitd.config import Config, PipelineConfig, PostgresSourceConfig
+from conduitd.errors import ConfigError
+
+
+async def cdc_setup(config: Config, only: Sequence[str], *, apply: bool) -> int:
+    from conduitd.sources.tables.catalog import PRIMARY_KEY_SQL, quote, relation
+    from conduitd.sources.tables.postgres import connect
+    from conduitd.sources.tables.xid_setup import COLUMN, setup_statements
+
+    chosen = [p for p in config.resources if not only or p.name in only]
+    targets: list[tuple[PipelineConfig, PostgresSourceConfig]] = []
+    for pipeline in chosen:
+        source = config.source(pipeline.source)
+        if isinstance(source, PostgresSourceConfig) and pipeline.source_table is not None:
+            targets.append((pipeline, source))
+        elif only:
+            raise ConfigError(f"pipeline {pipeline.name!r}: cdc setup prepares PostgreSQL source tables "
+                              "(`type: postgres` with `source_table`)")
+    if not targets:
+        raise ConfigError("no pipeline reads a PostgreSQL source_table: nothing to set up")
+    for pipeline, source in targets:
+        schema, table = relation(pipeline.source_table or "", source.db_schema)
+        conn = await connect(source)
+        try:
+            key = [r[0] for r in await conn.fetch(PRIMARY_KEY_SQL, f"{quote(schema)}.{quote(table)}")]
+            key = key or list(pipeline.unique_key)
+            if not key:
+                raise ConfigError(f"pipeline {pipeline.name!r}: {schema}.{table} has no primary key: set unique_key")
+            statements = setup_statements(schema, table, key)
+            print(f"-- pipeline {pipeline.name}: {schema}.{table}; then read it with "
+                  f"incremental: {{column: {COLUMN}, strategy: xid}}")
+            for statement in statements:
+                print(statement + ";")
+            if apply:
+                await conn.execute("SET default_transaction_read_only = off")
+                async with conn.transaction():
+                    for statement in statements:
+                        await conn.execute(statement)
+                print(f"-- applied to {schema}.{table}")
+        finally:
+            await conn.close()
+    return 0
