@@ -380,6 +380,16 @@ class IncrementalConfig(_Frozen):
     Default: timestamp for timestamp columns, sequential for integers, xid for xid8."""
     initial_value: str | int | float | None = None
     """Read only rows whose cursor is above this (in the column's own text form)."""
+    lookback_seconds: float = Field(0.0, ge=0.0, le=86_400.0)
+    """timestamp strategy: read a row only once the source's clock is this far past its cursor,
+    for timestamps the application sets (or a clock that lags) up to this long before the row
+    commits. Nothing is read twice; new rows arrive this much later."""
+
+    @model_validator(mode="after")
+    def _lookback_for_timestamps(self) -> IncrementalConfig:
+        if self.lookback_seconds and self.strategy not in (None, "timestamp"):
+            raise ValueError("lookback_seconds applies to strategy 'timestamp'")
+        return self
 
 
 class SqliteDestinationConfig(DestinationConfig):

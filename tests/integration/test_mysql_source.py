@@ -365,3 +365,24 @@ async def test_an_unreachable_server_ends_the_run_with_exit_code_5(my_database: 
     code, err = await run(config)
     assert code == 5, err
     assert f"cannot connect to MySQL at 127.0.0.1:{port}/{my_database}" in err and "Traceback" not in err
+
+
+async def test_lookback_waits_for_rows_whose_application_timestamps_arrive_late(
+        my: Any, my_database: str, table: str, pg: asyncpg.Connection, pg_dsn: str, pg_schema: str,
+        tmp_path: Path) -> None:
+    await my_run(my, f"CREATE TABLE `{table}` (id INT PRIMARY KEY, ts TIMESTAMP(6) NOT NULL, KEY (ts))")
+    config = write_config(tmp_path, my_database, pg_dsn, pg_schema, f"""\
+        - name: copy
+          source: db
+          destination: wh
+          source_table: {table}
+          table: dst
+          incremental: {{column: ts, lookback_seconds: 60}}
+        """)
+    await my_run(my, f"INSERT INTO `{table}` VALUES (1, NOW(6) - INTERVAL 100 SECOND), "
+                     "(2, NOW(6) - INTERVAL 30 SECOND)")
+    await once(config)
+    assert [r["id"] for r in await rows(pg, pg_schema, "dst")] == [1]  # 2 is younger than the lookback
+    await my_run(my, f"INSERT INTO `{table}` VALUES (3, NOW(6) - INTERVAL 90 SECOND)")  # stamped early, late commit
+    await once(config)
+    assert [r["id"] for r in await rows(pg, pg_schema, "dst")] == [1, 3]

@@ -345,3 +345,20 @@ async def test_exact_mode_after_cdc_setup_reads_a_late_commit_and_an_update_once
     await once(config)
     assert [(r["id"], r["v"]) for r in await rows(pg, pg_schema, "dst")] == [(1, "updated"), (2, "late"),
                                                                               (3, "early")]
+
+
+async def test_lookback_waits_for_rows_whose_application_timestamps_arrive_late(
+        pg: asyncpg.Connection, db_dsn: str, pg_schema: str, tmp_path: Path) -> None:
+    src = f'"{pg_schema}".src'
+    await pg.execute(f"CREATE TABLE {src} (id int PRIMARY KEY, ts timestamptz NOT NULL)")
+    config = write_config(tmp_path, db_dsn, pg_schema, """\
+        - {name: copy, source: db, destination: wh, source_table: src, table: dst,
+           incremental: {column: ts, lookback_seconds: 60}}
+        """)
+    await pg.execute(f"INSERT INTO {src} VALUES (1, now() - interval '100 s'), (2, now() - interval '30 s')")
+    await once(config)
+    assert [r["id"] for r in await rows(pg, pg_schema, "dst")] == [1]  # 2 is younger than the lookback
+    # A row the application stamped 90 s back commits only now: a poller that had read 2 would skip it.
+    await pg.execute(f"INSERT INTO {src} VALUES (3, now() - interval '90 s')")
+    await once(config)
+    assert [r["id"] for r in await rows(pg, pg_schema, "dst")] == [1, 3]

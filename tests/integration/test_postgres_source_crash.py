@@ -255,9 +255,12 @@ class Writer:
         """Transactions open for 1-3 s (a few statements spread over that time, some on the other
         workers' rows) while the short ones commit; some roll back."""
         rng = worker.rng
+        attempts = 0
         while not self.stop.is_set():
             await asyncio.sleep(rng.uniform(0.2, 1.0))
-            hold, statements, rollback = rng.uniform(1.0, 3.0), rng.randrange(2, 7), rng.random() < 0.25
+            hold, statements = rng.uniform(1.0, 3.0), rng.randrange(2, 7)
+            attempts += 1
+            rollback = attempts % 4 == 2  # every fourth, from the second: some always roll back
             before, effect, kinds = list(worker.live), Effect(), []
             kind, sql = self.operation(worker, effect)
             # BEGIN and the first write in one message: the transaction holds an xid from its start

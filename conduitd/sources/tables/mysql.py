@@ -360,6 +360,8 @@ class MysqlReader:
         if plan.strategy == "timestamp":
             now, oldest = await self._oldest_writer()
             bound = (now if oldest is None else min(now, oldest)) - _MARGIN
+            lookback = self.pipeline.incremental.lookback_seconds if self.pipeline.incremental else 0.0
+            bound = min(bound, now - Decimal(str(lookback)))
             return f"{bound:.6f}"
         (at, largest), = await _fetch(self.conn, largest_sql(plan))
         _, oldest = await self._oldest_writer()

@@ -176,6 +176,7 @@ class PostgresReader:
         self._holder = Holder()
         self._warned_holder: int | None = None
         self._sequence = SequenceWatermark()
+        self._lookback = pipeline.incremental.lookback_seconds if pipeline.incremental else 0.0
         self._cursor_age: float | None = None
         self._ahead: _Ahead | None = None
 
@@ -217,6 +218,8 @@ class PostgresReader:
         if self._cursor_age is not None:
             units["seconds"] = self._cursor_age
         units["watermark_held_seconds"] = self._holder.age if self._holder.pid is not None else 0.0
+        if self._holder.pid is not None:
+            units["watermark_holder_pid"] = float(self._holder.pid)  # the session to look at (pg_stat_activity)
         return units
 
     async def read(self, plan: Plan, after: dict[str, Any] | None, limit: int, partition: str) -> Read | None:
@@ -282,7 +285,7 @@ class PostgresReader:
         if plan.cursor is None or plan.strategy == "cursor":
             return None
         if plan.strategy == "timestamp":
-            bound, self._holder = await timestamp_bound(conn)
+            bound, self._holder = await timestamp_bound(conn, self._lookback)
             self._warn_about_holder()
             return bound
         if plan.strategy == "xid":  # exact: every transaction below the snapshot's xmin has ended

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 TIMESTAMP_BOUND_SQL = """
-SELECT least(statement_timestamp(), min(xact_start))::text,
+SELECT least(statement_timestamp() - make_interval(secs => $1), min(xact_start))::text,
        (array_agg(pid ORDER BY xact_start))[1],
        (array_agg(backend_xid::text ORDER BY xact_start))[1],
        extract(epoch FROM statement_timestamp() - min(xact_start))::float8
@@ -84,7 +84,8 @@ def parse_snapshot(text: str) -> tuple[int, list[int]]:
     return int(xmin), [int(x) for x in xip.split(",") if x]
 
 
-async def timestamp_bound(conn: asyncpg.Connection) -> tuple[str, Holder]:
-    row = await conn.fetchrow(TIMESTAMP_BOUND_SQL)
+async def timestamp_bound(conn: asyncpg.Connection, lookback: float = 0.0) -> tuple[str, Holder]:
+    """The bound (no later than `lookback` seconds ago) and the transaction holding it back."""
+    row = await conn.fetchrow(TIMESTAMP_BOUND_SQL, float(lookback))
     assert row is not None
     return str(row[0]), Holder(row[1], row[2], float(row[3] or 0.0))
