@@ -16,23 +16,14 @@ from typing import Any
 import asyncpg
 import pytest
 
+from tests.helpers.own_database import own_database
+
 
 @pytest.fixture(scope="module")
 def source_dsn(pg_dsn: str) -> Iterator[str]:
     """A database of this module's own: the late-commit bound looks at every write transaction of
     its database, so other tests' transactions (a parallel run) must not be in it."""
-    name = f"conduitd_src_{uuid.uuid4().hex[:8]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(pg_dsn)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    yield pg_dsn.rsplit("/", 1)[0] + "/" + name
-    asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    yield from own_database(pg_dsn, "conduitd_src")
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from conduitd.runtime.batching import build_batch
 from conduitd.runtime.commit import Committer
 from conduitd.runtime.leases import PipelineLeases
 from tests.helpers.daemon import start_conduitd, stop_daemon, tail, write_config
+from tests.helpers.own_database import own_database
 
 TABLES = [f"t{i}" for i in range(6)]
 
@@ -34,18 +35,7 @@ TABLES = [f"t{i}" for i in range(6)]
 @pytest.fixture(scope="module")
 def source_dsn(pg_dsn: str) -> Iterator[str]:
     """A database of this module's own (the late-commit bound looks at its write transactions)."""
-    name = f"conduitd_leases_{uuid.uuid4().hex[:8]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(pg_dsn)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    yield pg_dsn.rsplit("/", 1)[0] + "/" + name
-    asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    yield from own_database(pg_dsn, "conduitd_leases")
 
 
 @pytest.fixture

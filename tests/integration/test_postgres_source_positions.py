@@ -22,6 +22,7 @@ from conduitd.sources.tables.cursor import Plan, next_pass
 from conduitd.sources.tables.poller import Read
 from conduitd.sources.tables.postgres import PostgresReader
 from conduitd.sources.tables.postgres_sql import hidden_columns
+from tests.helpers.own_database import own_database
 
 EDGE_VALUES: dict[str, list[str]] = {
     "bigint": ["-9223372036854775808", "-42", "0", "7", "9223372036854775807"],
@@ -53,18 +54,7 @@ HIDDEN = {"character(4)", "boolean", "bytea"}
 @pytest.fixture(scope="module")
 def source_dsn(pg_dsn: str) -> Iterator[str]:
     """A database of this module's own (the late-commit bound looks at all its transactions)."""
-    name = f"conduitd_pos_{uuid.uuid4().hex[:8]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(pg_dsn)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    yield pg_dsn.rsplit("/", 1)[0] + "/" + name
-    asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    yield from own_database(pg_dsn, "conduitd_pos")
 
 
 @pytest.fixture
