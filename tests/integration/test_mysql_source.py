@@ -9,6 +9,7 @@ server-wide) to pass that, never for a fixed time."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import textwrap
@@ -386,3 +387,29 @@ async def test_lookback_waits_for_rows_whose_application_timestamps_arrive_late(
     await my_run(my, f"INSERT INTO `{table}` VALUES (3, NOW(6) - INTERVAL 90 SECOND)")  # stamped early, late commit
     await once(config)
     assert [r["id"] for r in await rows(pg, pg_schema, "dst")] == [1, 3]
+
+
+async def test_validate_reports_the_cursor_index_and_the_lag(my: Any, my_database: str, table: str, pg_dsn: str,
+                                                             pg_schema: str, tmp_path: Path) -> None:
+    await my_run(my, f"CREATE TABLE `{table}` (id INT PRIMARY KEY, ts TIMESTAMP(6) NOT NULL)")
+    await my_run(my, f"INSERT INTO `{table}` SELECT seq, NOW(6) - INTERVAL 1 DAY FROM seq_1_to_30")
+    config = write_config(tmp_path, my_database, pg_dsn, pg_schema, f"""\
+        - {{name: copy, source: db, destination: wh, source_table: {table}, table: dst, incremental: {{column: ts}}}}
+        """)
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "conduitd", "validate", "--json", "-c",
+                                                   str(config), stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    found = {c["check"]: (c["status"], c["detail"]) for c in json.loads(out or b"[]")}
+    assert found["source: cursor index"][0] == "warning", (found, err.decode())
+    assert found["source: lag"] == ("ok", "30 row(s) after the start (nothing committed yet)")
+    await my_run(my, f"ALTER TABLE `{table}` ADD INDEX (ts, id)")
+    await once(config)
+    await my_run(my, f"INSERT INTO `{table}` VALUES (31, NOW(6) - INTERVAL 1 HOUR)")
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "conduitd", "validate", "--json", "-c",
+                                                   str(config), stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    found = {c["check"]: (c["status"], c["detail"]) for c in json.loads(out or b"[]")}
+    assert found["source: cursor index"][0] == "ok", (found, err.decode())
+    assert found["source: lag"] == ("ok", "1 row(s) after the committed position")

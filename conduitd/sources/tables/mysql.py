@@ -127,7 +127,7 @@ async def connect(config: MysqlSourceConfig) -> Any:
     return conn
 
 
-async def _fetch(conn: Any, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+async def fetch_all(conn: Any, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     async with conn.cursor() as cursor:
         await cursor.execute(sql, args)
         return list(await cursor.fetchall())
@@ -139,13 +139,13 @@ async def plan_for(conn: Any, config: MysqlSourceConfig, pipeline: PipelineConfi
     indexed: set[str] | None = None
     if pipeline.source_table is not None:
         schema, table = relation(pipeline.source_table, config.schema_name or "")
-        rows = [r for r in await _fetch(conn, COLUMNS_SQL, (schema, table)) if r[3] == table]
+        rows = [r for r in await fetch_all(conn, COLUMNS_SQL, (schema, table)) if r[3] == table]
         if not rows:
             raise ConfigError(f"{where}: source table {schema}.{table} does not exist "
                               f"(or user {config.connect_params.user!r} may not read it)")
         columns = [column(r[0], r[1], r[2]) for r in rows]
-        key_names = [r[0] for r in await _fetch(conn, PRIMARY_KEY_SQL, (schema, table))] or list(pipeline.unique_key)
-        indexed = {r[0] for r in await _fetch(conn, INDEX_LEADS_SQL, (schema, table))}
+        key_names = [r[0] for r in await fetch_all(conn, PRIMARY_KEY_SQL, (schema, table))] or list(pipeline.unique_key)
+        indexed = {r[0] for r in await fetch_all(conn, INDEX_LEADS_SQL, (schema, table))}
         source = f"{quote(schema)}.{quote(table)}"
     elif pipeline.query is not None:
         source = "(" + pipeline.query.strip().rstrip(";").strip().replace("%", "%%") + ")"
@@ -363,7 +363,7 @@ class MysqlReader:
             lookback = self.pipeline.incremental.lookback_seconds if self.pipeline.incremental else 0.0
             bound = min(bound, now - Decimal(str(lookback)))
             return f"{bound:.6f}"
-        (at, largest), = await _fetch(self.conn, largest_sql(plan))
+        (at, largest), = await fetch_all(self.conn, largest_sql(plan))
         _, oldest = await self._oldest_writer()
         safe = self._sequence.observe(None if largest is None else Decimal(largest), Decimal(at), oldest)
         read = (after or {}).get("cursor")
@@ -374,12 +374,12 @@ class MysqlReader:
     async def _oldest_writer(self) -> tuple[Decimal, Decimal | None]:
         """(now, start of the oldest other transaction that writes, or None) as Unix times."""
         try:
-            (now, started, thread, trx), = await _fetch(self.conn, OLDEST_WRITER_SQL)
+            (now, started, thread, trx), = await fetch_all(self.conn, OLDEST_WRITER_SQL)
         except MySQLError as exc:
             if code_of(exc) not in NO_PRIVILEGE:
                 raise
             self._warn_guard_off(exc)
-            (now,), = await _fetch(self.conn, "SELECT UNIX_TIMESTAMP(NOW(6))")
+            (now,), = await fetch_all(self.conn, "SELECT UNIX_TIMESTAMP(NOW(6))")
             return Decimal(now), None
         if started is None:
             self._holder = Holder()

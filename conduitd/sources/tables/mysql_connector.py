@@ -4,6 +4,8 @@ asyncmy) when called."""
 
 from __future__ import annotations
 
+from conduitd.config import PipelineConfig
+from conduitd.core.records import Position
 from conduitd.errors import ConfigError
 from conduitd.registry import Connector, SourceOptions
 from conduitd.sources.base import Source
@@ -44,7 +46,14 @@ async def _check_mysql(config: MysqlSourceConfig) -> str:
     return f"{kind} {version} at {config.connect_params.where()}; {guard}"
 
 
+async def _inspect_mysql(config: MysqlSourceConfig, pipeline: PipelineConfig,
+                         positions: dict[str, Position]) -> list[tuple[str, str, str]]:
+    from conduitd.sources.tables.mysql_inspect import inspect
+
+    return await inspect(config, pipeline, positions)
+
+
 MYSQL = Connector(type="mysql", kind="source", config_model=MysqlSourceConfig, factory=_mysql_source,
-                  check=_check_mysql, capabilities=("deletes", "key_scan", "leases"), requires=("asyncmy",),
-                  extra="mysql",
+                  check=_check_mysql, inspect=_inspect_mysql, capabilities=("deletes", "key_scan", "leases"),
+                  requires=("asyncmy",), extra="mysql",
                   description="MySQL or MariaDB tables or queries, polled with a cursor safe against late commits")
