@@ -5,9 +5,8 @@ tables pass after pass; reconnect with backoff when the connection is lost (read
 from the committed position on `resync`.
 
 Leases (`lease_ttl`, a destination that keeps them): replicas running the same pipelines split the
-tables. A replica claims a table's lease within its fair share (leases / live replicas), renews it
-every third of its time in a task of its own (so a full queue never lets it lapse), stamps every
-position it writes with it, and gives it up when it is lost or more than its share; a stalled
+tables, each table's lease kept by a `LeaseKeeper` (within the fair share, renewed, given up when
+lost or more than the share); every position written under it carries its stamp, so a stalled
 replica's late commit is refused by the checkpoint's compare-and-set (see `runtime.leases`)."""
 
 from __future__ import annotations
@@ -28,7 +27,8 @@ import pyarrow as pa
 from conduitd.core.records import Chunk, Position, Reject
 from conduitd.core.timings import Timings
 from conduitd.errors import ConduitError, DependencyUnreachable
-from conduitd.sources.base import Checkpoints, Leases
+from conduitd.sources.base import Checkpoints
+from conduitd.sources.lease_keeper import Held, LeaseKeeper
 from conduitd.sources.tables.cursor import Plan, next_pass
 
 log = logging.getLogger(__name__)
@@ -84,14 +84,6 @@ class TableReader(Protocol):
         """Indexes into `keys` (texts of the columns `names`) of the rows the source still has."""
 
 
-@dataclass(frozen=True)
-class Held:
-    leases: Leases
-    epoch: int
-    stamp: Any
-    """The `lease` value of the positions written under this lease."""
-
-
 class PollingSource:
     """See the module docstring."""
 
@@ -111,14 +103,16 @@ class PollingSource:
         self.key_columns = tuple(key_columns)
         self._next_scan = time.monotonic() + (key_scan or 0.0)
         self.epoch = 0
-        self.held: Held | None = None
-        """The lease this replica holds on the partition, if any."""
+        self.keeper: LeaseKeeper | None = None
+        """The partition's lease, when the pipeline runs under leases."""
         self._problem: str | None = None
 
     def lag(self) -> dict[str, dict[str, float]]:
         return {self.partition: self.reader.lag()}
 
     def problem(self) -> str | None:
+        if self._problem is None and self.keeper is not None and self.keeper.problem is not None:
+            return f"source {self.name!r}: {self.keeper.problem}"
         return self._problem
 
     async def acknowledge(self, positions: Mapping[str, Position]) -> None:
@@ -130,14 +124,12 @@ class PollingSource:
 
     def leases(self) -> dict[str, dict[str, Any]]:
         """Who reads the partition, for /status."""
-        held = self.held
+        held = None if self.keeper is None else self.keeper.held
         return {} if held is None else {self.partition: {"owner": held.leases.owner, "epoch": held.epoch}}
 
     async def close(self) -> None:
-        held, self.held = self.held, None
-        if held is not None:  # after the pipeline's last commit: the next owner starts right after it
-            with contextlib.suppress(ConduitError):
-                await held.leases.release(self.partition, held.epoch)
+        if self.keeper is not None:  # after the pipeline's last commit: the next owner starts right after it
+            await self.keeper.release()
         await self.reader.close()
 
     async def chunks(self, checkpoints: Checkpoints, stop: asyncio.Event) -> AsyncIterator[Chunk]:
@@ -146,26 +138,27 @@ class PollingSource:
             async for chunk in self._read(checkpoints, stop, None):
                 yield chunk
             return
+        assert self.lease_ttl is not None
+        keeper = LeaseKeeper(leases, self.partition, pipeline=self.pipeline, ttl=self.lease_ttl, once=self.once,
+                             on_lost=self._drop_read)
+        self.keeper = keeper
         while not stop.is_set():
-            won = await self._acquire(leases, stop)
-            if won is None:
+            held = await keeper.acquire(stop)
+            if held is None:
                 return  # stopped; or, under --once, another replica holds the table
-            lease_epoch, position = won
-            self.held = Held(leases, lease_epoch, position["lease"])
-            lost = asyncio.Event()
-            keeper = asyncio.create_task(self._keep(self.held, lost), name=f"lease {self.pipeline}")
             try:
-                async for chunk in self._read(checkpoints, stop, self.held, position, lost):
+                async for chunk in self._read(checkpoints, stop, held, held.position, keeper.lost):
                     yield chunk
             finally:
-                keeper.cancel()
-                await asyncio.gather(keeper, return_exceptions=True)
-            if not lost.is_set():
+                await keeper.stop_keeping()
+            if not keeper.lost.is_set():
                 return  # stopped or done: the lease is released by `close`, after the last commit
-            self.held = None
             log.warning("pipeline %s: the lease on %s moved to another replica; what was read and not committed "
                         "is dropped (the new owner reads it)", self.pipeline, self.partition,
                         extra={"pipeline": self.pipeline})
+
+    def _drop_read(self) -> None:
+        self.epoch += 1  # what is queued was read under the lost lease: the pipeline drops it
 
     async def _read(self, checkpoints: Checkpoints, stop: asyncio.Event, held: Held | None,
                     start: dict[str, Any] | None = None, lost: asyncio.Event | None = None) -> AsyncIterator[Chunk]:
@@ -264,55 +257,6 @@ class PollingSource:
             after = keys[-1]
         log.info("pipeline %s: key scan of %s: %d key(s) compared, %d gone from the source", self.pipeline,
                  self.partition, scanned, deleted, extra={"pipeline": self.pipeline})
-
-    async def _acquire(self, leases: Leases, stop: asyncio.Event) -> tuple[int, dict[str, Any]] | None:
-        """Wait for this partition's lease within this replica's fair share; None when stopped (or,
-        under --once, when another replica holds it)."""
-        assert self.lease_ttl is not None
-        name = f"{self.pipeline}/{self.partition}"
-        while not stop.is_set():
-            try:
-                census = await leases.census(self.partition, self.lease_ttl)
-                if self.once or name in census.mine or len(census.mine) < census.share:
-                    won = await leases.claim(self.partition, self.lease_ttl)
-                    if won is not None:
-                        self._problem = None
-                        return won[0], dict(won[1])
-                if self.once:
-                    log.info("pipeline %s: another replica holds the lease on %s: nothing read", self.pipeline,
-                             self.partition, extra={"pipeline": self.pipeline})
-                    return None
-            except ConduitError as exc:
-                if not exc.retriable:
-                    raise
-                self._problem = f"source {self.name!r}: leases: {exc}"
-            await _wait(stop, self.lease_ttl / 3)
-        return None
-
-    async def _keep(self, held: Held, lost: asyncio.Event) -> None:
-        """Renew the lease every third of its time; give it up when it is lost, or when this replica
-        holds more than its fair share (the last of its leases by name goes)."""
-        assert self.lease_ttl is not None
-        ttl = self.lease_ttl
-        renewed = time.monotonic()
-        name = f"{self.pipeline}/{self.partition}"
-        while True:
-            await asyncio.sleep(ttl / 3)
-            try:
-                if not await held.leases.renew(self.partition, held.epoch, ttl):
-                    break
-                renewed = time.monotonic()
-                census = await held.leases.census(self.partition, ttl)
-                if not self.once and len(census.mine) > census.share and census.mine[-1] == name:
-                    await held.leases.release(self.partition, held.epoch)
-                    log.info("pipeline %s: %d replicas share %d tables: leaving %s to another", self.pipeline,
-                             census.replicas, census.partitions, self.partition, extra={"pipeline": self.pipeline})
-                    break
-            except ConduitError:
-                if time.monotonic() - renewed > ttl:
-                    break  # not renewed for a whole lease: another replica may hold it now
-        self.epoch += 1  # what is queued was read under the lost lease: the pipeline drops it
-        lost.set()
 
     async def _lost(self, exc: BaseException, failing_since: float | None,
                     stop: asyncio.Event) -> tuple[float, bool]:
