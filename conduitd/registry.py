@@ -42,7 +42,8 @@ _BASES: dict[Kind, type[BaseModel]] = {"source": SourceConfig, "destination": De
 _BUILTINS: dict[Kind, dict[str, str]] = {
     "source": {"file": "conduitd.sources.builtins:FILE", "kafka": "conduitd.sources.builtins:KAFKA",
                "postgres": "conduitd.sources.builtins:POSTGRES",
-               "mysql": "conduitd.sources.tables.mysql_connector:MYSQL"},
+               "mysql": "conduitd.sources.tables.mysql_connector:MYSQL",
+               "kinesis": "conduitd.sources.kinesis.connector:KINESIS"},
     "destination": {"sqlite": "conduitd.destinations.builtins:SQLITE",
                     "postgres": "conduitd.destinations.builtins:POSTGRES",
                     "mysql": "conduitd.destinations.mysql.connector:MYSQL"},

@@ -118,7 +118,8 @@ class Batch:
     def position_of(self, row: int) -> Position:
         """The most precise position known for a row: its own, else its chunk's start."""
         if self.row_offsets is not None:
-            return {self.origin_of(row).row_key: int(self.row_offsets[row])}
+            value = self.row_offsets[row]  # a number, or text where it has more digits than JSON keeps (Kinesis)
+            return {self.origin_of(row).row_key: value if isinstance(value, str) else int(value)}
         return self.origin_of(row).start
 
     def origin_of(self, row: int) -> Origin:
