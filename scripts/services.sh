@@ -82,6 +82,82 @@ start_kafka() {
   echo "export KAFKA_BOOTSTRAP=127.0.0.1:$port"
 }
 
+KINESIS_LOCAL_VERSION="0.6.2"
+
+kinesis_ready() {
+  # Answers a Kinesis API call (ListStreams) over HTTP on 127.0.0.1:$1.
+  python3 - "$1" <<'PY' 2>/dev/null
+import sys, urllib.request
+request = urllib.request.Request(
+    f"http://127.0.0.1:{sys.argv[1]}/", data=b"{}", method="POST",
+    headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "Kinesis_20131202.ListStreams",
+             # It wants a SigV4-shaped header and does not check the signature.
+             "Authorization": "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/kinesis/aws4_request, "
+                              "SignedHeaders=host, Signature=0",
+             "X-Amz-Date": "20260101T000000Z"})
+with urllib.request.urlopen(request, timeout=1) as response:
+    sys.exit(0 if b"StreamNames" in response.read() else 1)
+PY
+}
+
+start_kinesis() {
+  # A Kinesis-compatible server on loopback: kinesis-local (kinesis-mock, the engine LocalStack
+  # uses) from the npm registry, run with Node.js. In memory; stream creation and resharding
+  # complete at once. CONDUITD_TEST_KINESIS already set means: use that endpoint, start nothing.
+  if [ -n "${CONDUITD_TEST_KINESIS:-}" ]; then
+    log "using Kinesis at $CONDUITD_TEST_KINESIS"
+    echo "export CONDUITD_TEST_KINESIS=$CONDUITD_TEST_KINESIS"
+    return
+  fi
+  state="${CONDUITD_SERVICES_DIR:-$PWD/.services}"
+  mkdir -p "$state"
+  if [ -f "$state/kinesis.port" ] && kill -0 "$(cat "$state/kinesis.pid" 2>/dev/null)" 2>/dev/null \
+      && kinesis_ready "$(cat "$state/kinesis.port")"; then
+    port=$(cat "$state/kinesis.port")
+    log "Kinesis server (kinesis-local) is running on 127.0.0.1:$port"
+  else
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+      log "installing Node.js from Debian packages"
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get update -qq >/dev/null
+      apt-get install -y -qq nodejs npm >/dev/null
+    fi
+    package="$state/kinesis/node_modules/kinesis-local"
+    if ! grep -q '"version" *: *"'"$KINESIS_LOCAL_VERSION"'"' "$package/package.json" 2>/dev/null; then
+      log "installing kinesis-local $KINESIS_LOCAL_VERSION from the npm registry"
+      npm install --prefix "$state/kinesis" --no-audit --no-fund --silent "kinesis-local@$KINESIS_LOCAL_VERSION" >&2
+    fi
+    free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+    port=$(free_port)
+    tls_port=$(free_port)   # it always serves TLS too: a fixed default (4567) could clash
+    # Run from the package folder: it reads its TLS certificate (server.json) relative to it.
+    # exec all the way down: the PID recorded is the server's own, not a subshell's.
+    # A short shutdown hook: SIGTERM otherwise waits 30 s for clients' keep-alive connections.
+    (cd "$package" && exec env -u INITIALIZE_STREAMS \
+      KINESIS_MOCK_PLAIN_PORT="$port" KINESIS_MOCK_TLS_PORT="$tls_port" \
+      AWS_REGION=us-east-1 AWS_ACCOUNT_ID=000000000000 LOG_LEVEL=WARN \
+      SHOULD_PERSIST_DATA=false LOAD_DATA_IF_EXISTS=false \
+      CREATE_STREAM_DURATION=0ms DELETE_STREAM_DURATION=0ms SPLIT_SHARD_DURATION=0ms \
+      MERGE_SHARDS_DURATION=0ms UPDATE_SHARD_COUNT_DURATION=0ms UPDATE_STREAM_MODE_DURATION=0ms \
+      REGISTER_STREAM_CONSUMER_DURATION=0ms DEREGISTER_STREAM_CONSUMER_DURATION=0ms \
+      START_STREAM_ENCRYPTION_DURATION=0ms STOP_STREAM_ENCRYPTION_DURATION=0ms \
+      CATS_EFFECT_SHUTDOWN_HOOK_TIMEOUT=1s \
+      nohup node main.js) >"$state/kinesis.log" 2>&1 &
+    echo $! >"$state/kinesis.pid"
+    echo "export CONDUITD_STARTED_KINESIS_PID=$!"   # started here: the caller stops it
+    echo "$port" >"$state/kinesis.port"
+    for _ in $(seq 1 150); do kinesis_ready "$port" && break; sleep 0.1; done
+    if ! kinesis_ready "$port"; then
+      log "kinesis-local did not answer on 127.0.0.1:$port (see $state/kinesis.log)"
+      kill "$(cat "$state/kinesis.pid")" 2>/dev/null || true
+      rm -f "$state/kinesis.pid" "$state/kinesis.port"
+      exit 5
+    fi
+    log "started a Kinesis server (kinesis-local $KINESIS_LOCAL_VERSION) on 127.0.0.1:$port"
+  fi
+  echo "export CONDUITD_TEST_KINESIS=http://127.0.0.1:$port"
+}
+
 mysql_ready() { mariadb-admin ping -h 127.0.0.1 -P "$MYSQL_PORT" -u root --silent >/dev/null 2>&1; }
 
 start_mariadb() {
@@ -113,3 +189,4 @@ start_mariadb() {
 start_postgres
 start_mariadb
 start_kafka
+start_kinesis

@@ -11,6 +11,10 @@ stop_started() {
     kill "$CONDUITD_STARTED_KAFKA_PID" 2>/dev/null || true
     rm -f .services/kafka.pid .services/kafka.port
   fi
+  if [ -n "${CONDUITD_STARTED_KINESIS_PID:-}" ]; then
+    kill "$CONDUITD_STARTED_KINESIS_PID" 2>/dev/null || true
+    rm -f .services/kinesis.pid .services/kinesis.port
+  fi
   if [ -n "${CONDUITD_STARTED_MARIADB:-}" ]; then
     (service mariadb stop || service mysql stop) >/dev/null 2>&1 || true
   fi
