@@ -52,13 +52,6 @@ def sequence_of(position: Position) -> str | None:
     return None
 
 
-def later(a: str | None, b: str | None) -> str | None:
-    """The later of two sequence numbers, compared as numbers."""
-    if a is None or b is None:
-        return a if b is None else b
-    return a if int(a) >= int(b) else b
-
-
 def readable(shards: Iterable[Shard], done: set[str]) -> list[Shard]:
     """The shards not read to their end whose parents all are (or are gone), oldest generation first.
     `done` holds the partitions whose end is committed."""

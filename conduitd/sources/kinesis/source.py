@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from conduitd.core.records import Chunk, Position
 from conduitd.core.timings import Timings
-from conduitd.errors import ConduitError, DependencyUnreachable
+from conduitd.errors import DependencyUnreachable
 from conduitd.sources.base import Checkpoints, Leases
 from conduitd.sources.kinesis.api import IteratorExpired, KinesisApi, Throttled
 from conduitd.sources.kinesis.decode import ROW_KEY, decode_records
@@ -141,12 +141,11 @@ class KinesisSource:
                         await self._discover(committed)
                         failing_since = None
                         self._problems.pop("shards", None)
-                    except ConduitError as exc:
-                        if not isinstance(exc, DependencyUnreachable):
-                            raise
+                    except (DependencyUnreachable, Throttled) as exc:
                         failing_since = failing_since or time.monotonic()
                         self._problems["shards"] = str(exc)
-                        if self.once and time.monotonic() - failing_since > self.unreachable_after:
+                        if isinstance(exc, DependencyUnreachable) and self.once \
+                                and time.monotonic() - failing_since > self.unreachable_after:
                             raise
                         log.warning("source %r: %s; retrying", self.config.name, exc, extra=self._extra)
                     self._start(checkpoints, stop, leases)
@@ -306,7 +305,7 @@ class KinesisSource:
             except (Throttled, IteratorExpired, DependencyUnreachable) as exc:
                 failures += 1
                 if isinstance(exc, Throttled):
-                    limit = max(_MIN_LIMIT, limit // 2)
+                    limit = max(min(_MIN_LIMIT, max(1, most // 2)), limit // 2)
                 elif isinstance(exc, IteratorExpired):
                     iterator = None  # made again from the position
                     if failures == 1:
@@ -348,7 +347,7 @@ class KinesisSource:
                 self._lag[partition] = {"seconds": 0.0}
                 return "end"
             iterator = str(following)
-            if self.once and behind == 0 and len(records) < limit:
+            if self.once and behind == 0 and len(records) < limit and not shard.closed:
                 return "caught_up"
             if not records:
                 await _wait(stop, c.poll_interval)
