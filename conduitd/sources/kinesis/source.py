@@ -64,7 +64,7 @@ class KinesisSource:
         self._ended: set[str] = set()
         """Partitions whose end was handed over and is not acknowledged yet."""
         self._caught_up: set[str] = set()
-        """--once: partitions read up to where the stream stood."""
+        """--once: partitions read up to where the stream stood, or that another replica reads."""
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._keepers: dict[str, LeaseKeeper] = {}
         self._releases: set[asyncio.Task[None]] = set()
@@ -221,7 +221,8 @@ class KinesisSource:
                 if keeper is not None:
                     held = await keeper.acquire(stop)
                     if held is None:
-                        return  # stopped; or, under --once, another replica reads it
+                        self._caught_up.add(partition)  # stopped; or, under --once, another replica reads it
+                        return
                     position: Position = held.position
                     stamp, lost = held.stamp, keeper.lost
                 else:
