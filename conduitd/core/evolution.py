@@ -5,6 +5,10 @@ column whose values need a wider type than the table's (int -> bigint -> numeric
 real -> double). What happens is the pipeline's `schema_evolution` policy; the outcome is the
 columns to cast the batch to, the columns to leave out, the rows that must wait in the DLQ, and
 the changes to record in `conduitd_schema_history`.
+
+A new column's type is chosen by `schema.logical_type`: a database source's uuid and JSON text
+columns get the destination's uuid and JSON types. A column the table has keeps its type: uuid
+text into a `text` column stays text, and is never a type change.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import pyarrow.compute as pc
 
 from conduitd.core.dialect import Dialect
 from conduitd.core.records import SchemaChange
-from conduitd.core.schema import Column, cast_column, column_slots, refine_types
+from conduitd.core.schema import Column, cast_column, column_slots, logical_type, refine_types
 from conduitd.errors import SchemaIncompatible
 
 if TYPE_CHECKING:
@@ -66,7 +70,7 @@ def plan(tx: Dialect, pipeline: PipelineConfig, rows: pa.Table, live: dict[str, 
         kept = [n for n in names if n not in held]
         if not kept:  # nothing the destination can take: no table yet (SQLite cannot create one without columns)
             return Evolution({}, held=held)
-        columns = [tx.column_for(f.name, f.type) for f in refine_types(rows.select(kept)).schema]
+        columns = [tx.column_for(f.name, logical_type(f)) for f in refine_types(rows.select(kept)).schema]
         ddl = tx.create_table_ddl(table, columns, key)
         return Evolution({c.name: c for c in columns},
                          [SchemaChange(table, "create", None, None, None, ddl, applied=True)], held=held)
@@ -77,7 +81,7 @@ def plan(tx: Dialect, pipeline: PipelineConfig, rows: pa.Table, live: dict[str, 
         added = [n for n in added if n not in held]
     if added:
         refined = refine_types(rows.select(added))
-        _add(tx, pipeline, evolution, [tx.column_for(f.name, f.type) for f in refined.schema])
+        _add(tx, pipeline, evolution, [tx.column_for(f.name, logical_type(f)) for f in refined.schema])
     removed = [n for n in live if n not in rows.column_names and n not in warned]
     if removed:
         _removed(pipeline, removed, warned)

@@ -16,6 +16,13 @@ import pyarrow.compute as pc
 
 from conduitd.core.arrowutil import to_text
 
+LOGICAL = b"conduitd.logical"
+"""Field metadata a source puts on a text column whose values it knows to be of a type Arrow
+carries as an extension (`uuid`: canonical 36-character uuids; `json`: JSON documents). The
+values stay strings (quality rules, casts, the DLQ and text columns see them as before); a new
+destination column is chosen by `logical_type`: uuid, jsonb, JSON."""
+_LOGICAL_TYPES = {b"uuid": pa.uuid(), b"json": pa.json_()}
+
 _ISO_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$"
 _CAST_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError)
 
@@ -57,11 +64,34 @@ class CastFailure:
     reason: str
 
 
+def with_logical(table: pa.Table, logical: Mapping[str, str]) -> pa.Table:
+    """`table` with its text columns named in `logical` marked as holding values of that kind
+    (`uuid` or `json`; see `LOGICAL`)."""
+    if not logical:
+        return table
+    fields = [fld.with_metadata({**(fld.metadata or {}), LOGICAL: logical[fld.name].encode()})
+              if fld.name in logical and pa.types.is_string(fld.type) else fld for fld in table.schema]
+    return table.cast(pa.schema(fields, table.schema.metadata))
+
+
+def logical_type(fld: pa.Field) -> pa.DataType:
+    """The type a new destination column is chosen by: `pa.uuid()` or `pa.json_()` for a text
+    field its source marked (see `LOGICAL`), else the field's own type."""
+    if fld.metadata and pa.types.is_string(fld.type):
+        return _LOGICAL_TYPES.get(fld.metadata.get(LOGICAL, b""), fld.type)
+    return fld.type
+
+
+def extension_name(kind: pa.DataType) -> str:
+    """`arrow.uuid`, `arrow.json`... for a (canonical) extension type, else ''."""
+    return str(getattr(kind, "extension_name", ""))
+
+
 def refine_types(table: pa.Table) -> pa.Table:
     """Give string columns whose every value is an ISO-8601 timestamp with a zone a timestamp type,
     so a new table gets `timestamptz` rather than `text` for them."""
     for index, fld in enumerate(table.schema):
-        if not pa.types.is_string(fld.type):
+        if not pa.types.is_string(fld.type) or logical_type(fld) != fld.type:
             continue
         column = table.column(index)
         valid = column.drop_null()

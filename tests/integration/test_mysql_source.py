@@ -252,6 +252,7 @@ async def test_catalog_types_reach_the_destination_exactly(
     assert types["price"] == "numeric" and types["at"] == "timestamp with time zone"
     assert types["local"] == "timestamp without time zone" and types["raw"] == "bytea"
     assert types["flag"] == "boolean" and types["huge"] == "numeric"
+    assert types["doc"] == "jsonb"  # a JSON column (tests/integration/test_source_types.py)
     dlq = await pg.fetch(f'SELECT rule, reason, payload FROM "{pg_schema}".dst_dlq')
     assert len(dlq) == 1 and dlq[0]["rule"] == "decode" and "0000-00-00 00:00:00" in dlq[0]["reason"]
     assert '"zero date"' in dlq[0]["payload"]

@@ -177,7 +177,7 @@ async def test_catalog_types_reach_the_destination_exactly(
     assert first["at"].isoformat() == "2026-11-30T02:05:06.123456+00:00"
     assert first["local"].isoformat() == "2026-11-30T04:05:06.500000"
     assert str(first["day"]) == "2026-11-30"
-    assert first["uid"] == str(uid)
+    assert first["uid"] == uid  # a uuid column (tests/integration/test_source_types.py)
     assert first["raw"] == b"\x00\xff\x10"
     assert (first["feeling"], first["tags"], first["note"], first["flag"], first["ratio"]) == (
         "ok", "[1,2,3]", 'two\nlines, "quoted"', True, 0.1)
@@ -187,6 +187,7 @@ async def test_catalog_types_reach_the_destination_exactly(
                                 "WHERE table_schema = $1 AND table_name = 'dst'", pg_schema))
     assert types["price"] == "numeric" and types["at"] == "timestamp with time zone"
     assert types["local"] == "timestamp without time zone" and types["raw"] == "bytea"
+    assert types["uid"] == "uuid" and types["doc"] == "jsonb" and types["feeling"] == "text"
     dlq = await pg.fetch(f'SELECT rule, reason, payload FROM {s}.dst_dlq')
     assert len(dlq) == 1 and dlq[0]["rule"] == "decode" and "'NaN'" in dlq[0]["reason"]
     assert '"nan price"' in dlq[0]["payload"]

@@ -12,7 +12,7 @@ from typing import Any
 from conduitd.config import PipelineConfig
 from conduitd.core.schema import Column
 from conduitd.destinations.mysql import CAPABILITIES, catalog
-from conduitd.destinations.mysql.dialect import MysqlDialect, quote
+from conduitd.destinations.mysql.dialect import MysqlDialect, quote, uuid_type
 from conduitd.destinations.mysql.driver import SQL_MODE, MysqlDriver, bookkeeping_types
 from conduitd.destinations.mysql.errors import unreachable
 from conduitd.destinations.mysql.settings import MysqlDestinationConfig
@@ -70,6 +70,7 @@ class MysqlDestination(SqlDestination):
         driver = MysqlDriver(self._connect, self.database, self.dialect.collation)
         try:
             version = str((await driver.fetch("SELECT VERSION()"))[0][0])
+            self.dialect.uuid_sql = uuid_type(version)
             if "mariadb" in version.lower():
                 self.dialect.collation = MARIADB_COLLATION
                 driver.types = bookkeeping_types(MARIADB_COLLATION)

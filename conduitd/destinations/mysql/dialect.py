@@ -11,6 +11,8 @@ Types a new table gets, from the batch's Arrow types:
     date                     DATE
     binary                   LONGBLOB
     nested (lists, structs)  JSON (MariaDB: LONGTEXT checked by JSON_VALID)
+    a source's JSON column   JSON (its text as it is; MySQL 8 stores it normalised)
+    a source's uuid column   UUID on MariaDB 10.7 and later, else CHAR(36)
     text, anything else      LONGTEXT
 
 A column of the table's primary key (`unique_key`) cannot be an unbounded TEXT/BLOB in MySQL: it
@@ -29,17 +31,20 @@ compares column names ignoring case (and accents): `name_key` folds case.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import pyarrow as pa
 
-from conduitd.core.schema import Column, create_table_sql
+from conduitd.core.schema import Column, create_table_sql, extension_name
 from conduitd.destinations.mysql.literals import Values, encode_values
 
 MAX_IDENTIFIER_CHARS = 64
 MAX_COLUMNS = 1017  # InnoDB's limit (MySQL's own is 4,096)
 KEY_TEXT = "VARCHAR(255)"
 KEY_BINARY = "VARBINARY(255)"
+UUID_TEXT = "CHAR(36)"
+"""A uuid's column where the server has no UUID type (MySQL, MariaDB before 10.7)."""
 _UNBOUNDED = {"LONGTEXT": KEY_TEXT, "JSON": KEY_TEXT, "LONGBLOB": KEY_BINARY}
 
 
@@ -70,8 +75,14 @@ def name_problem(name: str) -> str | None:
     return None
 
 
-def column_for(name: str, arrow: pa.DataType) -> Column:
-    """The column a new table gets for values of this Arrow type (see the module docstring)."""
+def column_for(name: str, arrow: pa.DataType, uuid_sql: str = UUID_TEXT) -> Column:
+    """The column a new table gets for values of this Arrow type (see the module docstring);
+    `uuid_sql` is the server's type for uuids (`UUID` or `CHAR(36)`)."""
+    extension = extension_name(arrow)
+    if extension == "arrow.uuid":
+        return Column(name, pa.string(), uuid_sql, native=uuid_sql.split("(")[0].lower())
+    if extension == "arrow.json":
+        return Column(name, pa.string(), "JSON", json=True, native="json")
     if pa.types.is_boolean(arrow):
         return Column(name, pa.bool_(), "TINYINT(1)", native="tinyint")
     if pa.types.is_integer(arrow):
@@ -97,9 +108,18 @@ def column_for(name: str, arrow: pa.DataType) -> Column:
     return Column(name, pa.string(), "LONGTEXT", native="longtext")
 
 
+def uuid_type(version: str) -> str:
+    """The type of a uuid column on a server of this `SELECT VERSION()`: MariaDB has one since 10.7."""
+    match = re.search(r"(\d+)\.(\d+)\.\d+-mariadb", version.lower())  # after a `5.5.5-` prefix too
+    if match is None:
+        return UUID_TEXT
+    return "UUID" if (int(match[1]), int(match[2])) >= (10, 7) else UUID_TEXT
+
+
 class MysqlDialect:
     """Types, names and DDL text for MySQL and MariaDB (pure; safe in worker threads).
-    `collation`: of new tables; the destination sets MariaDB's once connected, before any batch."""
+    `collation`: of new tables; the destination sets MariaDB's once connected, before any batch,
+    and `uuid_sql` (`UUID` on MariaDB 10.7 and later)."""
 
     max_identifier_bytes = MAX_IDENTIFIER_CHARS * 3  # 64 characters of the BMP in UTF-8; checked by name_problem
     max_columns = MAX_COLUMNS
@@ -107,6 +127,7 @@ class MysqlDialect:
     def __init__(self, database: str, collation: str = "utf8mb4_bin") -> None:
         self.database = database
         self.collation = collation
+        self.uuid_sql = UUID_TEXT
 
     def table(self, name: str) -> str:
         return f"{quote(self.database)}.{quote(name)}"
@@ -118,7 +139,7 @@ class MysqlDialect:
         return name.casefold()  # column names compare ignoring case
 
     def column_for(self, name: str, arrow: pa.DataType) -> Column:
-        return column_for(name, arrow)
+        return column_for(name, arrow, self.uuid_sql)
 
     def create_table_ddl(self, table: str, columns: Sequence[Column], key: Sequence[str]) -> str:
         keyed = [Column(c.name, c.arrow, _UNBOUNDED.get(c.sql.upper(), c.sql), c.json, c.native)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pyarrow as pa
 
-from conduitd.core.schema import Column, LiveColumns
+from conduitd.core.schema import Column, LiveColumns, extension_name
 
 
 def quote(identifier: str) -> str:
@@ -47,7 +47,13 @@ def qualified(schema: str, table: str) -> str:
 
 
 def column_for(name: str, arrow: pa.DataType) -> Column:
-    """The column a new table gets for values of this Arrow type."""
+    """The column a new table gets for values of this Arrow type; a source's uuid and JSON columns
+    (`pa.uuid()`, `pa.json_()`, see `schema.logical_type`) get `uuid` and `jsonb`, as text."""
+    extension = extension_name(arrow)
+    if extension == "arrow.uuid":
+        return Column(name, pa.string(), "uuid", native="uuid")
+    if extension == "arrow.json":
+        return Column(name, pa.string(), "jsonb", json=True, native="jsonb")
     if pa.types.is_boolean(arrow):
         return Column(name, pa.bool_(), "boolean", native="bool")
     if pa.types.is_integer(arrow):

@@ -30,6 +30,19 @@ class SourceColumn:
     def arrow(self) -> pa.DataType:
         return arrow_type(self.sql_type, self.kind)
 
+    @property
+    def logical(self) -> str:
+        """`uuid` or `json` for a column read as text whose values are uuids or JSON documents
+        (PostgreSQL's uuid, json, jsonb; MySQL's JSON and MariaDB's UUID, whose DATA_TYPE is the
+        kind), else '': the destination gives it its uuid or JSON type (`schema.LOGICAL`)."""
+        if self.kind == "A":
+            return ""
+        if self.sql_type == "uuid" or self.kind == "uuid":
+            return "uuid"
+        if self.sql_type in ("json", "jsonb") or self.kind == "json":
+            return "json"
+        return ""
+
     def select(self, quoted: str) -> str:
         """The expression that writes this column's value as text Arrow parses exactly."""
         if self.kind == "A" or self.sql_type in ("json", "jsonb"):

@@ -5,13 +5,14 @@ failed poll or a silently changed value."""
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from conduitd.core.records import Position, Reject
+from conduitd.core.schema import with_logical
 from conduitd.sources.tables.poller import Read
 
 PositionAt = Callable[[list[str]], Position]
@@ -52,9 +53,18 @@ def last_texts(data: bytes, names: Sequence[str], positions: Sequence[str]) -> l
 
 
 def decode_copy(data: bytes, columns: dict[str, pa.DataType], hidden: Sequence[str], positions: Sequence[str],
-                partition: str, position_at: PositionAt) -> Read:
+                partition: str, position_at: PositionAt, logical: Mapping[str, str] | None = None) -> Read:
     """The rows of COPY's CSV `data`: `columns` with their types (binary arrives as hex text), then
-    the `hidden` text columns; `positions` names the columns whose texts are a row's position."""
+    the `hidden` text columns; `positions` names the columns whose texts are a row's position.
+    `logical` marks text columns holding uuids or JSON (`schema.with_logical`)."""
+    read = _decode_copy(data, columns, hidden, positions, partition, position_at)
+    if logical:
+        read = Read(with_logical(read.rows, logical), read.rejects, read.last, read.count, read.nbytes)
+    return read
+
+
+def _decode_copy(data: bytes, columns: dict[str, pa.DataType], hidden: Sequence[str], positions: Sequence[str],
+                 partition: str, position_at: PositionAt) -> Read:
     names = [*columns, *hidden]
     direct = {n: (pa.string() if pa.types.is_binary(t) else t) for n, t in columns.items()}
     direct.update(dict.fromkeys(hidden, pa.string()))

@@ -47,11 +47,13 @@ from conduitd.sources.tables.cursor import Plan
 from conduitd.sources.tables.mysql_catalog import (
     COLUMNS_SQL,
     INDEX_LEADS_SQL,
+    JSON_CHECKS_SQL,
     PRIMARY_KEY_SQL,
-    arrow_type,
     column,
     decode,
     described,
+    empty,
+    json_checked,
     parameter,
     position_text,
     quote,
@@ -143,7 +145,9 @@ async def plan_for(conn: Any, config: MysqlSourceConfig, pipeline: PipelineConfi
         if not rows:
             raise ConfigError(f"{where}: source table {schema}.{table} does not exist "
                               f"(or user {config.connect_params.user!r} may not read it)")
-        columns = [column(r[0], r[1], r[2]) for r in rows]
+        longtext = any(r[1].lower() == "longtext" for r in rows)
+        json_names = await _json_columns(conn, schema, table) if longtext else set()
+        columns = [column(r[0], r[1], r[2], r[0] in json_names) for r in rows]
         key_names = [r[0] for r in await fetch_all(conn, PRIMARY_KEY_SQL, (schema, table))] or list(pipeline.unique_key)
         indexed = {r[0] for r in await fetch_all(conn, INDEX_LEADS_SQL, (schema, table))}
         source = f"{quote(schema)}.{quote(table)}"
@@ -176,6 +180,17 @@ async def plan_for(conn: Any, config: MysqlSourceConfig, pipeline: PipelineConfi
                         where, cursor.name, extra={"pipeline": pipeline.name})
     key = [by_name[k] for k in key_names if cursor is None or k != cursor.name] or [by_name[key_names[0]]]
     return Plan(source, columns, key, cursor, strategy, initial)
+
+
+async def _json_columns(conn: Any, schema: str, table: str) -> set[str]:
+    """MariaDB's JSON columns of a table (LONGTEXT with the check its JSON type adds); none on
+    MySQL, whose JSON type is its own and whose catalog has no column checks to ask (1054)."""
+    try:
+        return json_checked(await fetch_all(conn, JSON_CHECKS_SQL, (schema, table)))
+    except MySQLError as exc:
+        if code_of(exc) == 1054:
+            return set()
+        raise
 
 
 async def _query_columns(conn: Any, source: str, where: str) -> list[SourceColumn]:
@@ -323,8 +338,7 @@ class MysqlReader:
         sql, args = select_sql(plan, after, bound, limit)
         rows = await self._stream(sql, args)
         if not rows:
-            empty = pa.table({c.name: pa.array([], arrow_type(c)) for c in plan.columns})
-            return Read(empty, [], None, 0)
+            return Read(empty(plan.columns), [], None, 0)
         order = ([plan.cursor] if plan.cursor else []) + list(plan.key)
         index = {c.name: i for i, c in enumerate(plan.columns)}
         hidden = [(index[c.name], c) for c in order]

@@ -21,6 +21,10 @@ type cannot hold (a zero date, a TINYINT(1) holding 2) makes its row a reject wi
       GEOMETRY
     everything else            text: CHAR, VARCHAR, TEXTs, JSON, ENUM, SET, TIME (its range is
                                beyond a time of day), MariaDB's UUID and INET
+
+JSON columns (MySQL's JSON; MariaDB's, a LONGTEXT with the column check `json_valid(col)` its JSON
+type creates: `json_checked` finds them) and MariaDB's UUID columns are text marked as JSON or uuid
+(`SourceColumn.logical`): the destination gives them its JSON and uuid types.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from conduitd.core.records import Position, Reject
+from conduitd.core.schema import with_logical
 from conduitd.sources.tables.catalog import SourceColumn
 
 _INTEGERS = {"tinyint": (pa.int16(), pa.int16()), "smallint": (pa.int16(), pa.int32()),
@@ -53,15 +58,29 @@ PRIMARY_KEY_SQL = """
 SELECT COLUMN_NAME FROM information_schema.STATISTICS
 WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX"""
 
+JSON_CHECKS_SQL = """
+SELECT CONSTRAINT_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS
+WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s AND LEVEL = 'Column'"""
+"""MariaDB's column checks (MySQL's CHECK_CONSTRAINTS has neither TABLE_NAME nor LEVEL: it has a
+JSON type of its own)."""
+
 INDEX_LEADS_SQL = """
 SELECT DISTINCT COLUMN_NAME FROM information_schema.STATISTICS
 WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND SEQ_IN_INDEX = 1"""
 
 
-def column(name: str, data_type: str, column_type: str) -> SourceColumn:
+def column(name: str, data_type: str, column_type: str, json_checked: bool = False) -> SourceColumn:
     """A column as `information_schema.COLUMNS` describes it: `sql_type` is its COLUMN_TYPE
-    (`decimal(65,30)`, `bigint(20) unsigned`, `tinyint(1)`), `kind` its DATA_TYPE."""
-    return SourceColumn(name, column_type.lower(), data_type.lower())
+    (`decimal(65,30)`, `bigint(20) unsigned`, `tinyint(1)`), `kind` its DATA_TYPE (`json` for a
+    MariaDB JSON column: `json_checked`)."""
+    return SourceColumn(name, column_type.lower(), "json" if json_checked else data_type.lower())
+
+
+def json_checked(checks: Sequence[tuple[Any, ...]]) -> set[str]:
+    """The columns whose check (MariaDB's `JSON_CHECKS_SQL` rows: name, clause) is exactly the
+    `json_valid` MariaDB's JSON type gives a column (a check of more than that is the user's)."""
+    return {str(name) for name, clause in checks
+            if clause == "json_valid(`" + str(name).replace("`", "``") + "`)"}
 
 
 def arrow_type(col: SourceColumn) -> pa.DataType:
@@ -200,13 +219,20 @@ def decode(rows: Sequence[tuple[Any, ...]], columns: Sequence[SourceColumn], par
             parsed.append(_parse(text, col, kind))
         except _PARSE_ERRORS:
             _find_bad(text, col, kind, bad)
+    logical = {c.name: c.logical for c in columns if c.logical}
     if not bad:
-        return pa.table({c.name: p for c, p in zip(columns, parsed, strict=True)}), []
+        return with_logical(pa.table({c.name: p for c, p in zip(columns, parsed, strict=True)}), logical), []
     keep = pa.array([i for i in range(len(rows)) if i not in bad], pa.int64())
     rejects = [Reject(partition, position_at(i), reason, _payload(raw, columns, i), rule="decode", column=name,
                       value=value) for i, (reason, name, value) in sorted(bad.items())]
     table = pa.table({c.name: _parse(r.take(keep), c, t) for r, c, t in zip(raw, columns, types, strict=True)})
-    return table, rejects
+    return with_logical(table, logical), rejects
+
+
+def empty(columns: Sequence[SourceColumn]) -> pa.Table:
+    """A read without rows, of the columns' types."""
+    return with_logical(pa.table({c.name: pa.array([], arrow_type(c)) for c in columns}),
+                        {c.name: c.logical for c in columns if c.logical})
 
 
 def _parse(text: pa.Array, col: SourceColumn, kind: pa.DataType) -> pa.Array:

@@ -231,8 +231,9 @@ class PostgresReader:
             self._read_ahead(plan, plan.position_after(copied.last, after), limit)
         columns = {c.name: c.arrow for c in plan.columns}
         hidden = [name for _, name in hidden_columns(plan)]
+        logical = {c.name: c.logical for c in plan.columns if c.logical}
         read = await asyncio.to_thread(decode_copy, copied.data, columns, hidden, position_names(plan), partition,
-                                       lambda texts: plan.position_after(texts, after))
+                                       lambda texts: plan.position_after(texts, after), logical)
         if plan.cursor is not None and plan.strategy == "timestamp":
             self._note_cursor_age(read.rows, plan.cursor.name)
         return read
