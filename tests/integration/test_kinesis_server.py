@@ -15,7 +15,7 @@ from tests.helpers import kinesis
 
 
 @pytest.fixture(scope="module")
-def kinesis_url() -> Iterator[str]:
+def kinesis_endpoint() -> Iterator[str]:
     """The server the test script started (CONDUITD_TEST_KINESIS), or one of this module's own."""
     given = os.environ.get("CONDUITD_TEST_KINESIS")
     if given:
@@ -32,8 +32,8 @@ def kinesis_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def stream(kinesis_url: str) -> Iterator[tuple[Any, str]]:
-    client = kinesis.client(kinesis_url)
+def stream(kinesis_endpoint: str) -> Iterator[tuple[Any, str]]:
+    client = kinesis.client(kinesis_endpoint)
     name = kinesis.new_stream_name()
     kinesis.create_stream(client, name, 2)
     yield client, name
