@@ -19,7 +19,7 @@ from conduitd.core.arrowutil import concat_tables
 from conduitd.core.dialect import Dialect
 from conduitd.core.evolution import ambiguous_fields
 from conduitd.core.records import Batch, Chunk, Origin, Position
-from conduitd.core.schema import Column, refine_types
+from conduitd.core.schema import Column, logical_type, refine_types
 from conduitd.runtime.batching import END, ChunkQueue, cut_batches, repeats_names
 from conduitd.runtime.dryrun import DryRun, dry_run
 from conduitd.sources import check_source, open_source
@@ -185,7 +185,7 @@ def describe(column: Column) -> dict[str, Any]:
 
 
 def source_columns(dialect: Dialect, rows: pa.Table) -> list[Column]:
-    return [dialect.column_for(f.name, f.type) for f in rows.schema]
+    return [dialect.column_for(f.name, logical_type(f)) for f in rows.schema]
 
 
 def compare(dialect: Dialect, rows: pa.Table, table: Mapping[str, Column] | None,

@@ -262,10 +262,9 @@ async def test_existing_text_columns_keep_their_type_and_a_new_uuid_column_is_uu
 async def test_postgres_uuid_and_json_reach_mariadb_as_uuid_and_json(
         pg: asyncpg.Connection, source_dsn: str, schema: str, my_database: str, tmp_path: Path) -> None:
     await pg_source_table(pg, schema)
-    # No lease: a lease claim in a MySQL destination fails today (its UPDATE repeats a %s parameter;
-    # reported, conduitd/destinations/sql/leases.py is not this change's).
-    config = write_config(tmp_path, f'{{name: db, type: postgres, dsn: "{source_dsn}", schema: {schema}, '
-                          'lease_ttl: null}', mysql_endpoint("wh", my_database), """\
+    # With the lease (the default): its claim runs in the MySQL destination, `%s` placeholders.
+    config = write_config(tmp_path, f'{{name: db, type: postgres, dsn: "{source_dsn}", schema: {schema}}}',
+                          mysql_endpoint("wh", my_database), """\
         - {name: copy, source: db, destination: wh, source_table: src, table: dst}
         """)
     await once(config)
@@ -326,8 +325,7 @@ async def test_sqlite_stores_uuid_and_json_as_text(
         pg: asyncpg.Connection, source_dsn: str, schema: str, tmp_path: Path) -> None:
     await pg_source_table(pg, schema)
     path = tmp_path / "wh.db"
-    config = write_config(tmp_path, f'{{name: db, type: postgres, dsn: "{source_dsn}", schema: {schema}, '
-                          'lease_ttl: null}',  # no lease: see the MariaDB destination's test
+    config = write_config(tmp_path, f'{{name: db, type: postgres, dsn: "{source_dsn}", schema: {schema}}}',
                           f'{{name: wh, type: sqlite, path: "{path}"}}', """\
         - {name: copy, source: db, destination: wh, source_table: src, table: dst}
         """)

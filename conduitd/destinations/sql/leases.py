@@ -54,11 +54,12 @@ class LeaseBook:
         """Take the lease if it is expired, released, this owner's already, or never claimed: the
         new epoch (one more than the last), or None when another owner holds it."""
         t, table, part = self.driver.types, self.driver.table(LEASES), self._name("partition")
-        p = self._p(5)
+        p = self._p(6)  # owner twice: `?` and `%s` placeholders are positional
         taken = await self.driver.execute(
             f"UPDATE {table} SET owner = {p[0]}, epoch = epoch + 1, expires_at = {t.seconds_now} + {p[1]}, "
             f"grp = {p[2]} WHERE pipeline = {p[3]} AND {part} = {p[4]} AND kind = 'lease' "
-            f"AND (expires_at < {t.seconds_now} OR owner = {p[0]})", (owner, float(ttl), group, pipeline, partition))
+            f"AND (expires_at < {t.seconds_now} OR owner = {p[5]})",
+            (owner, float(ttl), group, pipeline, partition, owner))
         if not taken:
             p = self._p(5)
             taken = await self.driver.execute(
