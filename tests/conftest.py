@@ -93,6 +93,28 @@ def kafka_bootstrap() -> Iterator[str]:
         broker.stop()
 
 
+@pytest.fixture(scope="session")
+def kinesis_endpoint() -> Iterator[str]:
+    """The Kinesis server the test script started (CONDUITD_TEST_KINESIS), or a kinesis-local of
+    this session (tests/helpers/kinesis.py)."""
+    import subprocess
+
+    from tests.helpers.kinesis import start_kinesis_local
+
+    given = os.environ.get("CONDUITD_TEST_KINESIS")
+    if given:
+        yield given
+        return
+    try:
+        server = start_kinesis_local()
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
+        require_or_skip(f"no Kinesis server: {exc} (run scripts/services.sh)")
+    try:
+        yield server.endpoint
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def db(pg_dsn: str, pg_schema: str) -> Iterator[object]:
     """A synchronous connection to the test's schema (tests/helpers/syncdb.py), for tests that

@@ -31,11 +31,6 @@ Row = tuple[int, str, str]
 """A record as the destination must hold it: (id, shard id, sequence number)."""
 
 
-@pytest.fixture(scope="module")
-def kinesis_endpoint() -> str:
-    return kin.kinesis_endpoint()
-
-
 @pytest.fixture
 def stream(kinesis_endpoint: str) -> Iterator[str]:
     kinesis = kin.client(kinesis_endpoint)

@@ -3,32 +3,12 @@ drain that gives every record back once, each key's records in order across a sp
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.conftest import require_or_skip
 from tests.helpers import kinesis
-
-
-@pytest.fixture(scope="module")
-def kinesis_endpoint() -> Iterator[str]:
-    """The server the test script started (CONDUITD_TEST_KINESIS), or one of this module's own."""
-    given = os.environ.get("CONDUITD_TEST_KINESIS")
-    if given:
-        yield given
-        return
-    try:
-        server = kinesis.start_kinesis_local()
-    except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
-        require_or_skip(f"no Kinesis server: {exc} (run scripts/services.sh)")
-    try:
-        yield server.endpoint
-    finally:
-        server.stop()
 
 
 @pytest.fixture

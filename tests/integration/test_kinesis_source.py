@@ -13,18 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 from tests.helpers import kinesis as K
 from tests.helpers.daemon import conduitd, write_config
 
 RECORDS = 6_000
 KEYS = 1_500
-
-
-@pytest.fixture(scope="module")
-def kinesis_endpoint() -> str:
-    return K.kinesis_endpoint()
 
 
 def source(name: str, endpoint: str, stream: str, **extra: Any) -> dict[str, Any]:
