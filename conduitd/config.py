@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import types
-import typing
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     StringConstraints,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from conduitd.configmodel import StrictModel
 from conduitd.core.dsn import ConnectParams, DsnError, parse_dsn
 from conduitd.core.quality import QualityCheck
 from conduitd.core.redact import remember
@@ -38,68 +34,6 @@ NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 ClientValue = Annotated[str | int | float | bool, Fetched]
 """A librdkafka property's value; a secret may be `{from: env|file|<provider>, ...}` instead."""
 _SECRET_PROPERTY = re.compile(r"password|passwd|secret|token|credential|\.pem$|^sasl\.oauthbearer\.config$")
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _plain_values(cls, value: Any, info: ValidationInfo) -> Any:
-        """Refuse what pydantic's lax mode would silently convert: a boolean where a number is
-        expected (true -> 1), a number where a boolean is (2 -> true); and NUL in any text."""
-        field = cls.model_fields.get(info.field_name or "")
-        annotation = field.annotation if field is not None else None
-        _refuse_nul(value, typing.get_origin(annotation) is dict)
-        kinds = _scalar_kinds(annotation)
-        if isinstance(value, bool) and bool not in kinds and kinds & {int, float}:
-            raise ValueError("expected a number, got a boolean")
-        if isinstance(value, int | float) and not isinstance(value, bool) and kinds == {bool}:
-            raise ValueError("expected true or false, got a number")
-        parses_itself = field is not None and any(callable(getattr(m, "func", None)) for m in field.metadata)
-        if _integer_only(annotation) and not parses_itself and not _is_integer(value):
-            raise ValueError("expected an integer (a number without a fractional part or an exponent)")
-        return value
-
-
-def _integer_only(annotation: Any) -> bool:
-    """An `int` field (or an optional one): pydantic would take 8080.0 or "8080.0" for it. (A
-    size such as `64MiB` is an int with a validator of its own: its parser decides.)"""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        kinds = typing.get_args(annotation)
-        return float not in kinds and any(_integer_only(kind) for kind in kinds)
-    return annotation is int
-
-
-def _is_integer(value: Any) -> bool:
-    """Not a float, nor text that is not an integer (a ${VAR} gives text)."""
-    if isinstance(value, str):
-        try:
-            int(value.strip(), 10)
-        except ValueError:
-            return False
-    return not isinstance(value, float)
-
-
-def _refuse_nul(value: Any, is_mapping_field: bool) -> None:
-    """NUL in a string, a list of strings, or a plain mapping (Kafka `client`); a section is a model
-    and checks its own fields (so the error names the innermost key)."""
-    if isinstance(value, dict) and is_mapping_field:
-        items: list[Any] = [*value.keys(), *value.values()]
-    else:
-        items = list(value) if isinstance(value, list | tuple) else [value]
-    if any(isinstance(item, str) and "\x00" in item for item in items):
-        raise ValueError("contains a NUL character")
-
-
-def _scalar_kinds(annotation: Any) -> set[type]:
-    """The scalar types a field accepts (bool, int, float, str), through Optional and Annotated."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        return _scalar_kinds(typing.get_args(annotation)[0])
-    if origin in (typing.Union, types.UnionType):
-        return {k for arg in typing.get_args(annotation) for k in _scalar_kinds(arg)}
-    return {annotation} if annotation in (bool, int, float, str) else set()
 
 
 def _check_brokers(brokers: str | None) -> str | None:
@@ -125,7 +59,7 @@ RETRY_GROUP = "conduitd.retry"
 """Entry-point group of retry policies from packages: the name is what `service.retry.policy` says."""
 
 
-class RetryConfig(_Frozen):
+class RetryConfig(StrictModel):
     """`service.retry`: how retriable failures (an unreachable dependency, a transient error) are
     retried; the runtime turns it into a `RetryPolicy` value."""
 
@@ -176,7 +110,7 @@ class RetryConfig(_Frozen):
         return self
 
 
-class ServiceConfig(_Frozen):
+class ServiceConfig(StrictModel):
     """Settings of the daemon process itself."""
 
     health_port: int | None = Field(None, ge=0, le=65535)
@@ -208,7 +142,7 @@ class ServiceConfig(_Frozen):
         return self
 
 
-class ConnectorConfig(_Frozen):
+class ConnectorConfig(StrictModel):
     """A named source or destination section. Each connector's model extends `SourceConfig` or
     `DestinationConfig` with its own keys; `conduitd.registry` picks the model by `type`."""
 
@@ -309,64 +243,7 @@ class KafkaSourceConfig(SourceConfig):
         return self
 
 
-class PostgresSourceConfig(SourceConfig):
-    """A PostgreSQL database whose tables are read by polling (`source_table` or `query` per
-    pipeline). Connection as a `dsn` or the seed tool's fields."""
-
-    name: str = Field(pattern=_NAME)
-    type: Literal["postgres"]
-    dsn: SecretText | None = None
-    """postgresql://user:password@host:port/db; or leave it out and give the fields below."""
-    connection_string: SecretText | None = None
-    """The seed tool's name for `dsn`."""
-    host: NonEmpty | None = None
-    port: int | None = Field(None, ge=1, le=65535)
-    database: NonEmpty | None = None
-    user: NonEmpty | None = None
-    password: SecretText | None = None
-    """Kept out of the DSN: `{from: env, name: PGPASSWORD}`, `{from: file, path: ...}`, or text."""
-    db_schema: Identifier = Field("public", alias="schema")
-    """Schema of a `source_table` that names none."""
-    poll_interval: PositiveDuration = 1.0
-    """Daemon mode: pause after a poll that found nothing new."""
-    connect_timeout: PositiveDuration = 10.0
-    lease_ttl: PositiveDuration | None = 30.0
-    """Replicas running the same pipelines split the tables through leases in the destination:
-    a lease lasts this long, is renewed every third of it, and moves to another replica when it
-    expires. Unset (null): no lease, this replica reads every table it is given."""
-
-    @model_validator(mode="after")
-    def _one_way_to_connect(self) -> PostgresSourceConfig:
-        dsn = self.dsn or self.connection_string
-        if self.dsn is not None and self.connection_string is not None:
-            raise ValueError("set 'dsn' or 'connection_string', not both")
-        fields = [k for k in ("host", "port", "database", "user") if getattr(self, k) is not None]
-        if dsn is not None and fields:
-            raise ValueError(f"set either a DSN or the fields {', '.join(fields)}, not both")
-        if dsn is not None:
-            try:
-                params = parse_dsn(dsn.get_secret_value())
-            except DsnError as exc:
-                raise ValueError(str(exc)) from None
-            remember([dsn.get_secret_value(), *params.secrets()])
-            if self.password is not None and params.password is not None:
-                raise ValueError("the DSN has a password and 'password' is set: keep one")
-        return self
-
-    @property
-    def connect_params(self) -> ConnectParams:
-        dsn = self.dsn or self.connection_string
-        if dsn is not None:
-            params = parse_dsn(dsn.get_secret_value())
-        else:
-            params = ConnectParams(hosts=(self.host or "127.0.0.1",), ports=(self.port or 5432,), user=self.user,
-                                   database=self.database)
-        if self.password is not None:
-            params = dataclasses.replace(params, password=self.password.get_secret_value())
-        return params
-
-
-class IncrementalConfig(_Frozen):
+class IncrementalConfig(StrictModel):
     """How a database-table source finds new rows: by a cursor column that only grows."""
 
     column: Identifier
@@ -439,7 +316,7 @@ class PostgresDestinationConfig(DestinationConfig):
         return dataclasses.replace(params, password=self.password.get_secret_value())
 
 
-class BatchConfig(_Frozen):
+class BatchConfig(StrictModel):
     """A batch is cut at whichever limit is reached first."""
 
     max_rows: int = Field(50_000, gt=0)
@@ -447,7 +324,7 @@ class BatchConfig(_Frozen):
     max_wait: PositiveDuration = 1.0
 
 
-class DlqConfig(_Frozen):
+class DlqConfig(StrictModel):
     """Where rejected rows go: a table in the destination (in the batch's transaction: exactly
     once), a JSONL file or a Kafka topic (written just before the batch commits: at least once,
     each entry carrying an `id` that identifies a repeat)."""
@@ -476,7 +353,7 @@ class DlqConfig(_Frozen):
         return self
 
 
-class DeletesConfig(_Frozen):
+class DeletesConfig(StrictModel):
     """How deletes in the source reach the table (mode `upsert` only)."""
 
     tombstone: bool = True
@@ -489,7 +366,7 @@ class DeletesConfig(_Frozen):
     deletes), inside batch transactions. A failed source read deletes nothing."""
 
 
-class SchemaEvolutionConfig(_Frozen):
+class SchemaEvolutionConfig(StrictModel):
     """What happens when a batch's columns differ from the live table's."""
 
     mode: Literal["auto", "manual", "warn", "strict"] = "auto"
@@ -506,7 +383,7 @@ class SchemaEvolutionConfig(_Frozen):
     """Where `manual` mode writes the DDL it did not apply."""
 
 
-class PipelineConfig(_Frozen):
+class PipelineConfig(StrictModel):
     """A pipeline: one source, one destination table, and how rows are written."""
 
     name: str = Field(pattern=_NAME)
@@ -588,7 +465,7 @@ class PipelineConfig(_Frozen):
         return self.dlq.table or f"{self.table_name}_dlq"
 
 
-class Config(_Frozen):
+class Config(StrictModel):
     """The whole file. Built in code, it takes section models as they are; data read from a file
     is validated by `conduitd.registry.config_model(data)`, a subclass that knows every installed
     connector's model for its `type`."""

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from conduitd.config import Config, PipelineConfig, PostgresSourceConfig
+from conduitd.config import Config, PipelineConfig
 from conduitd.errors import ConfigError
+from conduitd.sources.tables.postgres_settings import PostgresSourceConfig
 
 
 async def cdc_setup(config: Config, only: Sequence[str], *, apply: bool) -> int:

@@ -3,11 +3,12 @@ makes. Importing this module imports no driver; each factory imports its source 
 
 from __future__ import annotations
 
-from conduitd.config import FileSourceConfig, KafkaSourceConfig, PipelineConfig, PostgresSourceConfig
+from conduitd.config import FileSourceConfig, KafkaSourceConfig, PipelineConfig
 from conduitd.core.records import Position
 from conduitd.errors import ConfigError
 from conduitd.registry import Connector, SourceOptions
 from conduitd.sources.base import Source
+from conduitd.sources.tables.postgres_settings import PostgresSourceConfig
 
 
 def _file_source(config: FileSourceConfig, options: SourceOptions) -> Source:

@@ -17,10 +17,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from conduitd.config import PipelineConfig, PostgresSourceConfig
+from conduitd.config import PipelineConfig
 from conduitd.sources.tables.cursor import Plan, next_pass
 from conduitd.sources.tables.poller import Read
 from conduitd.sources.tables.postgres import PostgresReader
+from conduitd.sources.tables.postgres_settings import PostgresSourceConfig
 from conduitd.sources.tables.postgres_sql import hidden_columns
 from tests.helpers.own_database import own_database
 

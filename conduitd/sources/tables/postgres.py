@@ -18,13 +18,14 @@ from typing import Any
 import asyncpg
 import pyarrow as pa
 
-from conduitd.config import IncrementalConfig, PipelineConfig, PostgresSourceConfig
+from conduitd.config import IncrementalConfig, PipelineConfig
 from conduitd.errors import ConduitError, ConfigError, DependencyUnreachable
 from conduitd.sources.tables.catalog import COLUMNS_SQL, PRIMARY_KEY_SQL, SourceColumn, quote, relation
 from conduitd.sources.tables.cursor import Plan
 from conduitd.sources.tables.decode import decode_copy, last_texts
 from conduitd.sources.tables.poller import PollingSource, Read
 from conduitd.sources.tables.postgres_keys import present_keys
+from conduitd.sources.tables.postgres_settings import PostgresSourceConfig
 from conduitd.sources.tables.postgres_sql import hidden_columns, position_names, select_sql
 from conduitd.sources.tables.watermark import Holder, SequenceWatermark, parse_snapshot, timestamp_bound
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncpg
 
-from conduitd.config import PipelineConfig, PostgresSourceConfig
+from conduitd.config import PipelineConfig
 from conduitd.core.records import Position
 from conduitd.sources.tables.catalog import relation
 from conduitd.sources.tables.postgres import connect, plan_for
+from conduitd.sources.tables.postgres_settings import PostgresSourceConfig
 from conduitd.sources.tables.postgres_sql import select_sql
 from conduitd.sources.tables.watermark import timestamp_bound
 
