@@ -19,16 +19,27 @@ PositionAt = Callable[[list[str]], Position]
 """The position after a row, from its cursor and key texts (for a reject's DLQ entry)."""
 
 
-def _options(names: Sequence[str], types: dict[str, pa.DataType]) -> tuple[pcsv.ReadOptions, pcsv.ParseOptions,
-                                                                               pcsv.ConvertOptions]:
-    return (pcsv.ReadOptions(column_names=list(names), use_threads=False, block_size=64 << 20),
+_MIN_BLOCK = 1 << 16
+_MAX_BLOCK = 1 << 30
+
+
+def _block_size(nbytes: int) -> int:
+    """One CSV block for the whole read (its columns come out in one chunk each), no larger than
+    the data. A fixed 64 MiB block was allocated on every read: parsing the one last record took
+    0.4-16 ms instead of ~0.1 ms, and a 50,000-row chunk's decode 10-25% more CPU."""
+    return max(_MIN_BLOCK, min(_MAX_BLOCK, nbytes + 1))
+
+
+def _options(names: Sequence[str], types: dict[str, pa.DataType],
+             nbytes: int) -> tuple[pcsv.ReadOptions, pcsv.ParseOptions, pcsv.ConvertOptions]:
+    return (pcsv.ReadOptions(column_names=list(names), use_threads=False, block_size=_block_size(nbytes)),
             pcsv.ParseOptions(newlines_in_values=True),
             pcsv.ConvertOptions(column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False,
                                 null_values=[""], true_values=["t"], false_values=["f"]))
 
 
 def _read(data: bytes, names: Sequence[str], types: dict[str, pa.DataType]) -> pa.Table:
-    read, parse, convert = _options(names, types)
+    read, parse, convert = _options(names, types, len(data))
     return pcsv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=convert)
 
 
