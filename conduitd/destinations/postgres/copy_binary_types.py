@@ -314,6 +314,20 @@ def _numeric_groups(a: I64, precision: int, scale: int) -> tuple[I64, int]:
     return groups, int_groups
 
 
+def _zero_runs(nonzero: Mask) -> tuple[I64, I64]:
+    """Per row of an ``(n, G)`` mask, how many False lead and how many trail (G each for a row
+    without a True). A loop over the few columns: numpy's row-wise argmax over a short axis
+    was ~3x slower."""
+    n, width = nonzero.shape
+    lead, trail = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    for counts, order in ((lead, range(width)), (trail, range(width - 1, -1, -1))):
+        still = np.ones(n, dtype=np.bool_)
+        for j in order:
+            still &= ~nonzero[:, j]
+            counts += still
+    return lead, trail
+
+
 def _encode_numeric(arr: Any) -> list[Part]:
     """decimal128 -> numeric; vectorised when every unscaled value fits in int64."""
     n, precision, scale = len(arr), arr.type.precision, arr.type.scale
@@ -330,10 +344,10 @@ def _encode_numeric(arr: Any) -> list[Part]:
         return _numeric_fallback(arr, valid)
     groups, int_groups = _numeric_groups(a, precision, scale)
     # Normalise like numeric_send: strip leading/trailing zero groups per row.
-    nonzero = groups != 0
-    any_nz = nonzero.any(axis=1)
-    lead = np.argmax(nonzero, axis=1)
-    ndigits = np.where(any_nz, groups.shape[1] - np.argmax(nonzero[:, ::-1], axis=1) - lead, 0)
+    lead, trail = _zero_runs(groups != 0)
+    any_nz = lead < groups.shape[1]
+    ndigits = np.where(any_nz, groups.shape[1] - lead - trail, 0)
+    lead = np.where(any_nz, lead, 0)
     head = np.empty(n, dtype=_NUMERIC_HEADER)
     head["len"] = 8 + 2 * ndigits
     head["ndigits"] = ndigits
