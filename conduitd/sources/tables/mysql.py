@@ -260,10 +260,34 @@ class TimedSequence:
         return self.safe
 
 
+Rows = list[tuple[Any, ...]]
+"""A read's rows as the server sent them (texts; bytes for binary columns)."""
+
+
+@dataclass(frozen=True)
+class _Ahead:
+    """A read started ahead: what it reads (plan, limit, from where) and the task reading it (its
+    rows; None when the bound allowed nothing)."""
+
+    plan: Plan
+    limit: int
+    after: tuple[Any, ...]
+    task: asyncio.Task[Rows | None]
+
+
+def _resumes(after: dict[str, Any] | None) -> tuple[Any, ...]:
+    """What of a position a read starts from (not the lease stamp it carries)."""
+    after = after or {}
+    return after.get("cursor"), tuple(after.get("key") or ()), after.get("pass")
+
+
 class MysqlReader:
     """The MySQL/MariaDB side of a polling source (`poller.TableReader`)."""
 
     errors: tuple[type[BaseException], ...] = (MySQLError, OSError, TimeoutError, EOFError)
+    read_ahead = True
+    """Read the next chunk after a full one while this one is decoded and passed on: the server
+    works on it (a secondary index range and its row lookups) meanwhile."""
 
     def __init__(self, config: MysqlSourceConfig, pipeline: PipelineConfig) -> None:
         self.config = config
@@ -275,12 +299,17 @@ class MysqlReader:
         self._guard_off_warned = False
         self._sequence = TimedSequence()
         self._cursor_age: float | None = None
+        self._ahead: _Ahead | None = None
 
     async def connect(self) -> None:
         await self.close()
         self._conn = await connect(self.config)
 
     async def close(self) -> None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:  # the connection is closed below: a read cut short leaves nothing behind
+            ahead.task.cancel()
+            await asyncio.gather(ahead.task, return_exceptions=True)
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
@@ -306,6 +335,7 @@ class MysqlReader:
     async def present_keys(self, plan: Plan, names: Sequence[str], keys: Sequence[Sequence[str]]) -> set[int]:
         """Indexes of the keys the source still has, looked up 500 at a time; each key's texts are
         cast to its columns' types on the server (as positions are)."""
+        await self._finish_ahead()  # the connection is the key scan's now
         by_name = {c.name: c for c in plan.columns}
         columns = [by_name[n] for n in names]
         found: set[int] = set()
@@ -332,11 +362,10 @@ class MysqlReader:
         return units
 
     async def read(self, plan: Plan, after: dict[str, Any] | None, limit: int, partition: str) -> Read | None:
-        bound = await self._bound(plan, after)
-        if plan.cursor is not None and plan.strategy == "sequential" and bound is None:
+        ahead = await self._take_ahead(plan, after, limit)
+        rows = await (ahead if ahead is not None else self._fetch(plan, after, limit))
+        if rows is None:
             return None  # every value seen may still be joined by a running transaction's
-        sql, args = select_sql(plan, after, bound, limit)
-        rows = await self._stream(sql, args)
         if not rows:
             return Read(empty(plan.columns), [], None, 0)
         order = ([plan.cursor] if plan.cursor else []) + list(plan.key)
@@ -346,11 +375,48 @@ class MysqlReader:
         def texts(row: tuple[Any, ...]) -> list[str]:
             return [position_text(c, row[i]) for i, c in hidden]
 
+        last = texts(rows[-1])
+        if self.read_ahead and len(rows) >= limit:
+            self._read_ahead(plan, plan.position_after(last, after), limit)
         table, rejects = await asyncio.to_thread(decode, rows, plan.columns, partition,
                                                  lambda i: plan.position_after(texts(rows[i]), after))
         if plan.strategy == "timestamp" and plan.cursor is not None:
             self._note_cursor_age(table, plan.cursor.name)
-        return Read(table, rejects, texts(rows[-1]), len(rows), table.nbytes)
+        return Read(table, rejects, last, len(rows), table.nbytes)
+
+    async def _fetch(self, plan: Plan, after: dict[str, Any] | None, limit: int) -> Rows | None:
+        """Up to `limit` rows after `after` below the bound taken now; None when the bound allows
+        nothing yet."""
+        bound = await self._bound(plan, after)
+        if plan.cursor is not None and plan.strategy == "sequential" and bound is None:
+            return None
+        sql, args = select_sql(plan, after, bound, limit)
+        return await self._stream(sql, args)
+
+    def _read_ahead(self, plan: Plan, after: dict[str, Any], limit: int) -> None:
+        """Start reading the chunk after a full one: the next `read` from that position takes it
+        (its own bound and transaction, as if read then)."""
+        task = asyncio.create_task(self._fetch(plan, after, limit), name=f"read ahead {self.pipeline.name}")
+        self._ahead = _Ahead(plan, limit, _resumes(after), task)
+
+    async def _take_ahead(self, plan: Plan, after: dict[str, Any] | None,
+                          limit: int) -> asyncio.Task[Rows | None] | None:
+        """The read started ahead from `after`, if there is one; any other (a resync, a moved
+        lease) is finished and dropped, and the connection is free again."""
+        ahead = self._ahead
+        if ahead is not None and ahead.plan is plan and ahead.limit == limit and ahead.after == _resumes(after):
+            self._ahead = None
+            return ahead.task
+        await self._finish_ahead()
+        return None
+
+    async def _finish_ahead(self) -> None:
+        """Let a read started ahead end and drop its rows, its outcome unseen (a lost connection
+        shows on the next statement). It is not cancelled: a result cut short would leave its
+        rows unread on the connection."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            await asyncio.gather(ahead.task, return_exceptions=True)
 
     async def _stream(self, sql: str, args: list[str]) -> list[tuple[Any, ...]]:
         """The rows of one SELECT in a read-only transaction, fetched unbuffered in blocks."""
