@@ -15,7 +15,7 @@ import itertools
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,22 @@ PER_PHASE = 5
 PIPELINE = "events"
 
 
-@pytest.fixture(scope="module")
-def kinesis_endpoint() -> str:
-    return K.kinesis_endpoint()
+@pytest.fixture
+def new_stream(kinesis_endpoint: str) -> Iterator[Callable[[str, int], str]]:
+    """Creates streams (prefix, shard count) -> name; deletes them after the test, so that their
+    shards do not count against the server's shard limit (50) in later tests."""
+    kinesis = K.client(kinesis_endpoint)
+    made: list[str] = []
+
+    def create(prefix: str, count: int) -> str:
+        name = K.new_stream_name(prefix)
+        K.create_stream(kinesis, name, count)
+        made.append(name)
+        return name
+
+    yield create
+    for name in made:
+        K.delete_stream(kinesis, name)
 
 
 def config(path: Path, endpoint: str, stream: str, dsn: str, schema: str, **reading: Any) -> Path:
@@ -126,13 +139,13 @@ def adjacent_open_pair(kinesis: K.KinesisClient, stream: str) -> tuple[str, str]
 
 
 def test_split_and_merge_while_the_daemon_reads_keep_each_keys_order(
-        kinesis_endpoint: str, tmp_path: Path, db: Any, pg_dsn: str, pg_schema: str) -> None:
+        kinesis_endpoint: str, new_stream: Callable[[str, int], str], tmp_path: Path, db: Any, pg_dsn: str,
+        pg_schema: str) -> None:
     """A daemon reads a 2-shard stream while 50 keys' counters are put in four phases: a split of
     one shard, then a merge of two adjacent open shards, then an UpdateShardCount to 4 between
     them. Every record arrives once, each key's in counter order, in the shard it was put in."""
     kinesis = K.client(kinesis_endpoint)
-    stream = K.new_stream_name("reshard")
-    K.create_stream(kinesis, stream, 2)
+    stream = new_stream("reshard", 2)
     create_table(db)
     # The daemon reads slower than the records are put (at most 50 a second a shard): a parent
     # still has records to read when its children get theirs, so reading them early would show.
@@ -173,12 +186,12 @@ def stop_daemon_cleanly(proc: Any, log: Path) -> None:
 
 
 def test_once_reads_closed_parents_before_their_children(
-        kinesis_endpoint: str, tmp_path: Path, db: Any, pg_dsn: str, pg_schema: str) -> None:
+        kinesis_endpoint: str, new_stream: Callable[[str, int], str], tmp_path: Path, db: Any, pg_dsn: str,
+        pg_schema: str) -> None:
     """Every record put before the run, across a split and a merge: `--once` reads the shards
     closed before it started too, each parent before its children, and exits 0."""
     kinesis = K.client(kinesis_endpoint)
-    stream = K.new_stream_name("reshard-once")
-    K.create_stream(kinesis, stream, 2)
+    stream = new_stream("reshard-once", 2)
     create_table(db)
     placed: dict[tuple[str, int], tuple[str, str]] = {}
     put(kinesis, stream, phase(0), placed)
