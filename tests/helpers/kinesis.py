@@ -92,7 +92,7 @@ def start_kinesis_local(port: int | None = None, timeout: float = 20.0) -> Kines
     env = {key: value for key, value in os.environ.items() if key != "INITIALIZE_STREAMS"}
     env.update(INSTANT, KINESIS_MOCK_PLAIN_PORT=str(port), KINESIS_MOCK_TLS_PORT=str(free_port()),
                AWS_REGION="us-east-1", AWS_ACCOUNT_ID="000000000000", LOG_LEVEL="WARN",
-               SHOULD_PERSIST_DATA="false", LOAD_DATA_IF_EXISTS="false",
+               SHOULD_PERSIST_DATA="false", LOAD_DATA_IF_EXISTS="false", SHARD_LIMIT="100000",
                # SIGTERM otherwise waits 30 s for clients' keep-alive connections to close.
                CATS_EFFECT_SHUTDOWN_HOOK_TIMEOUT="1s")
     # Run from the package folder: the server reads its TLS certificate (server.json) relative to it.
