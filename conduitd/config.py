@@ -28,6 +28,8 @@ from conduitd.core.units import ByteSize, Duration, PositiveDuration
 from conduitd.credentials import Fetched, SecretText
 
 _NAME = r"^[A-Za-z0-9_.\-]+$"
+CSV_NULL_VALUES = ("", "NULL", "N/A", "NaN")
+"""CSV values a file source reads as null unless `null_values` says otherwise (the seed tool's)."""
 Identifier = Annotated[str, StringConstraints(min_length=1)]
 """A schema, table or column name: not empty (NUL is refused for every string)."""
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
@@ -176,6 +178,8 @@ class FileSourceConfig(SourceConfig):
     read_size: ByteSize = 4 * 1024 * 1024
     """How many bytes are read and decoded at a time (a *chunk*)."""
     csv_delimiter: str = Field(",", min_length=1, max_length=1)
+    null_values: tuple[str, ...] = CSV_NULL_VALUES
+    """CSV values read as null (compared with the whole field, case-sensitively); `[]`: none."""
     encoding: str = "utf-8"
     """Text encoding of CSV and JSON files (e.g. latin-1); a record that is not valid in it goes to the DLQ."""
 
@@ -278,13 +282,17 @@ class SqliteDestinationConfig(DestinationConfig):
 
 
 class PostgresDestinationConfig(DestinationConfig):
-    """A PostgreSQL database reached through asyncpg."""
+    """A PostgreSQL database reached through asyncpg: a `dsn`, or `host`, `port`, `database`, `user`."""
 
     name: str = Field(pattern=_NAME)
     type: Literal["postgres"]
-    dsn: SecretText
+    dsn: SecretText | None = None
     """postgresql://user:password@host:port/db or 'host=... user=... password=...'; kept secret in logs,
     /status and errors. May come from elsewhere: `{from: file, path: ...}` (see `password`)."""
+    host: NonEmpty | None = None
+    port: int | None = Field(None, ge=1, le=65535)
+    database: NonEmpty | None = None
+    user: NonEmpty | None = None
     password: SecretText | None = None
     """The password, kept out of the DSN: `{from: env, name: PGPASSWORD}`, `{from: file, path: ...}`,
     `{from: <provider>, ...}` (a package's `conduitd.credentials` entry point), or text."""
@@ -294,7 +302,9 @@ class PostgresDestinationConfig(DestinationConfig):
 
     @field_validator("dsn")
     @classmethod
-    def _parses(cls, dsn: SecretStr) -> SecretStr:
+    def _parses(cls, dsn: SecretStr | None) -> SecretStr | None:
+        if dsn is None:
+            return None
         try:
             params = parse_dsn(dsn.get_secret_value())
         except DsnError as exc:
@@ -303,14 +313,26 @@ class PostgresDestinationConfig(DestinationConfig):
         return dsn
 
     @model_validator(mode="after")
-    def _one_password(self) -> PostgresDestinationConfig:
-        if self.password is not None and parse_dsn(self.dsn.get_secret_value()).password is not None:
+    def _one_way_to_connect(self) -> PostgresDestinationConfig:
+        fields = [f"`{k}`" for k in ("host", "port", "database", "user") if getattr(self, k) is not None]
+        if self.dsn is None:
+            if self.host is None and self.database is None:
+                raise ValueError("`dsn` or `host` is required (with `database`, `user` and `password`)")
+            if self.database is None:
+                raise ValueError("`database` is required with `host` (or give a `dsn`)")
+        elif fields:
+            raise ValueError(f"set either `dsn` or {', '.join(fields)}, not both")
+        elif self.password is not None and parse_dsn(self.dsn.get_secret_value()).password is not None:
             raise ValueError("the DSN has a password and 'password' is set: keep one")
         return self
 
     @property
     def connect_params(self) -> ConnectParams:
-        params = parse_dsn(self.dsn.get_secret_value())
+        if self.dsn is not None:
+            params = parse_dsn(self.dsn.get_secret_value())
+        else:
+            params = ConnectParams(hosts=(self.host or "127.0.0.1",), ports=(self.port or 5432,), user=self.user,
+                                   database=self.database)
         if self.password is None:
             return params
         return dataclasses.replace(params, password=self.password.get_secret_value())
@@ -392,6 +414,7 @@ class PipelineConfig(StrictModel):
     table: Identifier | None = None
     """Destination table; defaults to the pipeline's name."""
     mode: Literal["append", "upsert"] = "append"
+    """The seed tool's `write_mode: merge` and `primary_keys` are read by `conduitd.seedcompat`."""
     unique_key: tuple[Identifier, ...] = ()
     """Columns identifying a row for `upsert`; within one batch the last row per key wins."""
     batch: BatchConfig = BatchConfig()
@@ -408,27 +431,6 @@ class PipelineConfig(StrictModel):
     incremental: IncrementalConfig | None = None
     """Database sources: the cursor of new rows; without it a table is read whole, once per run
     (--once) or per the source's `poll_interval`."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _seed_aliases(cls, data: Any) -> Any:
-        """Accept the seed tool's `write_mode: merge`, `primary_keys` and `incremental_column`."""
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        if "incremental_column" in data:
-            if "incremental" in data:
-                raise ValueError("set 'incremental' or its short form 'incremental_column', not both")
-            data["incremental"] = {"column": data.pop("incremental_column")}
-        if "write_mode" in data:
-            write_mode = data.pop("write_mode")
-            mapped = {"merge": "upsert", "upsert": "upsert", "append": "append"}.get(str(write_mode))
-            if mapped is None:
-                raise ValueError(f"write_mode must be 'append' or 'merge', got {write_mode!r}")
-            data.setdefault("mode", mapped)
-        if "primary_keys" in data:
-            data.setdefault("unique_key", data.pop("primary_keys"))
-        return data
 
     @field_validator("unique_key", mode="before")
     @classmethod

@@ -1,14 +1,18 @@
 """Read a YAML config file into `Config`; every error names the file, the key path and the line.
 
 Steps: parse YAML keeping each key's line (`configyaml`: duplicate keys, binary files, deep
-nesting and alias cycles refused), expand `${VAR}` / `${VAR:-default}` in string values (`$$`
-is a literal `$`; any other `${` is an error), validate with pydantic, then check what spans
-sections: references, and table names that would collide with a DLQ or bookkeeping table.
-"""
+nesting and alias cycles refused), rewrite what the seed tool (Conduit Core) spelled its own way
+into conduitd's shape (`seedcompat`, logging a note per key; errors still name the key and line
+as written), expand `${VAR}`, `${VAR:-default}` and `$VAR` in string values (`$$` is a literal
+`$`; any other `${` is an error; an unset `${VAR}` is an error, an unset `$VAR` stays as
+written; `.env` in the working directory fills in variables the environment lacks), validate
+with pydantic, then check what spans sections: references, and table names that would collide
+with a DLQ or bookkeeping table."""
 
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import re
 import types
@@ -25,25 +29,29 @@ from conduitd.configyaml import KeyPath, read_yaml
 from conduitd.core.redact import redact
 from conduitd.errors import ConfigError
 from conduitd.registry import config_model
+from conduitd.seedcompat import SEED_KEYS, Note, SeedError, Translation, translate
+from conduitd.seedcompat.dotenv import with_dotenv
+
+log = logging.getLogger(__name__)
 
 # `$$`; a whole `${NAME}` or `${NAME:-default}` (the default may hold `$$` and a `$` not before
 # `{`); or any other `${`, which is malformed (`${A`, `${}`, `${A:-${B}}`).
 _VAR = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>(?:\$\$|[^${}]|\$(?![{$]))*))?\}"
-                  r"|(?P<bad>\$\{)")
+                  r"|(?P<bad>\$\{)|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)")
 RESERVED_PREFIX = "conduitd_"
 """Bookkeeping tables (checkpoints, schema history, leases) are named with this prefix."""
 _PG_NAME_BYTES = 63
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Load and validate `path`; raise ConfigError (exit code 2) on any problem."""
-    file = Path(path)
-    data, lines = read_yaml(file)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{file}:1: the config must be a mapping with sources, destinations and resources")
-    located = _Locator(file, lines)
-    environ = os.environ if environ is None else environ
-    data = _expand(data, (), environ, located)
+    """Load and validate `path`; raise ConfigError (exit code 2) on any problem. `environ`
+    (default: the process environment) gets the variables of `.env` it lacks; with the default,
+    they are put into the process environment too (as the seed tool did: drivers read AWS_*)."""
+    environ = _environment(environ)
+    translation, located = read_translated(Path(path), environ)
+    for note in _unique_notes(translation):
+        log.info("%s", located.at(note.origin, note.text, mapped=True))
+    data = _expand(translation.data, (), environ, located)
     model = config_model(data)  # each section validated by its connector's model
     try:
         config = model.model_validate(data, context={"environ": environ})  # `{from: env}` secrets
@@ -55,14 +63,54 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
     return config
 
 
+def read_translated(file: Path, environ: Mapping[str, str]) -> tuple[Translation, _Locator]:
+    """The file's data in conduitd's shape (not expanded) and the locator of its keys: what
+    `load_config` validates and `conduitd migrate-config` prints."""
+    data, lines = read_yaml(file)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}:1: the config must be a mapping with sources, destinations and resources")
+    located = _Locator(file, lines)
+    try:
+        translation = translate(data, environ)
+    except SeedError as exc:
+        raise ConfigError(located.at(exc.path, exc.message, mapped=True)) from None
+    located.origin = translation.origin
+    return translation, located
+
+
+def _environment(environ: Mapping[str, str] | None) -> dict[str, str]:
+    if environ is not None:
+        return with_dotenv(environ)
+    merged = with_dotenv(os.environ)
+    for name, value in merged.items():
+        os.environ.setdefault(name, value)
+    return merged
+
+
+def _unique_notes(translation: Translation) -> list[Note]:
+    """One note per key of the file (a destination's key copied onto three resources: once)."""
+    seen: set[tuple[KeyPath, str]] = set()
+    unique = []
+    for note in translation.notes:
+        key = (note.origin, note.text)
+        if key not in seen:
+            seen.add(key)
+            unique.append(note)
+    return unique
+
+
 class _Locator:
     """Formats `file:line: key.path: message` for a key path."""
 
     def __init__(self, file: Path, lines: dict[KeyPath, int]) -> None:
         self.file = file
         self.lines = lines
+        self.origin: typing.Callable[[KeyPath], KeyPath] = lambda path: path
+        """A path in the translated data -> where the key is in the file (`seedcompat`)."""
 
-    def at(self, path: KeyPath, message: str) -> str:
+    def at(self, path: KeyPath, message: str, *, mapped: bool = False) -> str:
+        """`mapped`: `path` is a path in the file already."""
+        path = path if mapped else self.origin(path)
         probe = path
         while probe and probe not in self.lines:
             probe = probe[:-1]
@@ -92,11 +140,13 @@ def _expand(value: Any, path: KeyPath, environ: Mapping[str, str], located: _Loc
         if match["bad"] is not None:
             raise ConfigError(located.at(path, f"malformed variable at character {match.start() + 1}: write "
                                                "${NAME} or ${NAME:-default}, and $$ for a literal $"))
-        name, default = match["name"], match["default"]
+        name, default = match["name"] or match["bare"], match["default"]
         if name in environ:
             return environ[name]
         if default is not None:
             return default.replace("$$", "$")
+        if match["bare"] is not None:
+            return match.group(0)  # as the seed tool did: `pa$word` stays itself when $word is not set
         raise ConfigError(
             located.at(path, f"environment variable {name} is not set (use ${{{name}:-default}} for a default)")
         )
@@ -111,14 +161,14 @@ def _describe(exc: ValidationError, data: Any, located: _Locator, model: type[Ba
         if error["type"] == "extra_forbidden":
             key = str(path[-1]) if path else "?"
             allowed = _allowed_keys(error["loc"][:-1], model)
-            hint = difflib.get_close_matches(key, allowed, n=1)
+            hint = [] if key in SEED_KEYS else difflib.get_close_matches(key, allowed, n=1)
             suggestion = f"; did you mean '{hint[0]}'?" if hint else (
                 f"; known keys: {', '.join(sorted(allowed))}" if allowed else "")
             messages.append(located.at(path, f"unknown key{suggestion}"))
             continue
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "missing":
-            message = "required key is missing"
+            message = f"required key is missing: `{error['loc'][-1]}`" if error["loc"] else "required key is missing"
         elif "input" in error and not isinstance(error["input"], dict | list) and not _is_secret(path):
             shown = repr(error["input"])
             message += f" (got {shown[:80]}{'...' if len(shown) > 80 else ''})"
