@@ -1,14 +1,21 @@
-"""The `conduitd` command (alias `conduit`): the only place that configures logging and exits.
+"""The `conduitd` command and its batch name `conduit` (the seed tool's): the only place that
+configures logging and exits. The parser is `conduitd.commands.arguments`.
 
-    conduitd [run] -c FILE [--once] [-p PIPELINE ...]
+    conduitd [run] [CONFIG] [-c FILE] [--once | --daemon | --dry-run] [-p PIPELINE ...] [--skip-preflight]
+    conduit run [CONFIG] ...              the same command, `--once` unless told `--daemon`
+    conduitd preflight [CONFIG] [-p PIPELINE ...]
     conduitd validate -c FILE [-p PIPELINE ...] [--json]
     conduitd schema PIPELINE -c FILE [--format json|yaml] [-o FILE] [--sample-size N]
     conduitd schema-compare PIPELINE -c FILE [--baseline FILE] [--json]
+    conduitd manifest [-m PATH | -c FILE] [-p NAME ...] [--failed] [--json]
+    conduitd template list | info NAME | generate NAME [-o FILE]
     conduitd dlq list|replay -c FILE -p PIPELINE [--rule R] [--since T] [--until T] [--limit N]
     conduitd checkpoints show -c FILE [-p PIPELINE] [--json]
     conduitd checkpoints reset -c FILE -p PIPELINE [--partition P]
     conduitd cdc setup -c FILE [-p PIPELINE ...] [--apply]
     conduitd connectors [--json]
+
+`-f/--file` is `-c/--config` under the seed's name; the config defaults to `ingest.yml`.
 """
 
 from __future__ import annotations
@@ -17,13 +24,14 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from conduitd import __version__
+from conduitd.commands.arguments import COMMANDS, DEFAULT_CONFIG, build_parser
 from conduitd.config import Config, PipelineConfig
 from conduitd.configfile import load_config
 from conduitd.core.redact import redact
@@ -33,109 +41,111 @@ from conduitd.ops import telemetry
 from conduitd.ops.logs import configure
 
 log = logging.getLogger("conduitd")
-_COMMANDS = {"run", "validate", "checkpoints", "schema", "schema-compare", "dlq", "connectors", "cdc"}
+BATCH_NAME = "conduit"
+"""The seed tool's command name: under it `run` means `run --once` unless told `--daemon`."""
+CONFIG_SUFFIXES = (".yml", ".yaml", ".json")
+
+__all__ = ["build_parser", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="conduitd", description="Streaming ingestion with checkpointed commits.")
-    parser.add_argument("--version", action="version", version=f"conduitd {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    def with_config(p: argparse.ArgumentParser) -> None:
-        p.add_argument("-c", "--config", required=True, help="the YAML config file")
-        p.add_argument("-p", "--pipeline", "-r", "--resource", dest="pipeline", action="append", default=[],
-                       metavar="PIPELINE",
-                       help="only this pipeline (an entry of `resources:`); may be repeated; -r/--resource is "
-                            "the same option under its earlier name")
-
-    run = commands.add_parser("run", help="run the pipelines (the default command)")
-    with_config(run)
-    run.add_argument("--once", action="store_true",
-                     help="read what the sources hold now, commit it, and exit")
-    validate = commands.add_parser("validate", help="check config, rules, connectivity and schemas; writes nothing")
-    with_config(validate)
-    validate.add_argument("--json", action="store_true", help="JSON output")
-
-    def with_one_pipeline(p: argparse.ArgumentParser) -> None:
-        p.add_argument("pipeline_name", metavar="PIPELINE", nargs="?", help="the pipeline (or -p PIPELINE)")
-        with_config(p)
-        p.add_argument("--sample-size", type=int, default=1000, help="records to sample (default 1000)")
-
-    schema = commands.add_parser("schema", help="infer a pipeline's source schema and export it")
-    with_one_pipeline(schema)
-    schema.add_argument("--format", choices=("json", "yaml"), default="json")
-    schema.add_argument("-o", "--output", help="write to this file instead of standard output")
-    compare = commands.add_parser("schema-compare", help="drift between the source and its table; exit 4 on drift")
-    with_one_pipeline(compare)
-    compare.add_argument("--baseline", help="compare with a schema file written by `conduitd schema`")
-    compare.add_argument("--json", action="store_true", help="JSON output")
-    dlq = commands.add_parser("dlq", help="list or replay rejected records")
-    dlq_actions = dlq.add_subparsers(dest="action", metavar="ACTION", required=True)
-    for name, text in (("list", "show DLQ rows"), ("replay", "re-run DLQ rows through the current rules and "
-                                                               "schema; the ones that pass move to the table")):
-        action = dlq_actions.add_parser(name, help=text)
-        with_config(action)
-        action.add_argument("--rule", help="only rows rejected by this rule (e.g. decode, cast, not_null:email)")
-        action.add_argument("--since", type=_timestamp, help="only rows rejected at or after (ISO 8601)")
-        action.add_argument("--until", type=_timestamp, help="only rows rejected before (ISO 8601)")
-        action.add_argument("--limit", type=int, help="at most this many rows")
-        if name == "list":
-            action.add_argument("--json", action="store_true", help="JSON output")
-    checkpoints = commands.add_parser("checkpoints", help="show or reset stored positions")
-    actions = checkpoints.add_subparsers(dest="action", metavar="ACTION", required=True)
-    show = actions.add_parser("show", help="print stored positions")
-    with_config(show)
-    show.add_argument("--json", action="store_true", help="JSON output")
-    reset = actions.add_parser("reset", help="forget stored positions: the next run starts over")
-    with_config(reset)
-    reset.add_argument("--partition", help="only this partition (e.g. a file path)")
-    cdc = commands.add_parser("cdc", help="prepare source tables for change capture")
-    cdc_actions = cdc.add_subparsers(dest="action", metavar="ACTION", required=True)
-    setup = cdc_actions.add_parser("setup", help="print (or --apply) the DDL of PostgreSQL's exact mode (an xid8 "
-                                                 "column, its trigger and index)")
-    with_config(setup)
-    setup.add_argument("--apply", action="store_true", help="run the DDL on the source (needs ALTER rights)")
-    connectors = commands.add_parser("connectors", help="list the installed sources, destinations and DLQ sinks")
-    connectors.add_argument("--json", action="store_true", help="JSON output")
-    return parser
-
-
-def _timestamp(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """Run one command; `prog` is the name it was called by (default: from `sys.argv[0]`, so the
+    console scripts `conduitd` and `conduit`, both pointing here, behave as their names say)."""
     sys.excepthook = _redacted_excepthook
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    if not any(a in _COMMANDS for a in args_list[:1]) and not {"-h", "--help", "--version"} & set(args_list):
-        args_list.insert(0, "run")  # `conduitd --once -c FILE` means `conduitd run --once -c FILE`
-    parser = build_parser()
+    name = prog or program_name(sys.argv[0] if sys.argv else "")
+    parser = build_parser(name)
     try:
-        args = parser.parse_args(args_list)
+        args = parser.parse_args(with_command(list(sys.argv[1:] if argv is None else argv), name))
+    except ConfigError as exc:
+        return _report(exc)
     except SystemExit as exit_:
         return int(exit_.code or 0) and int(ExitCode.CONFIG)
     try:
-        if args.command == "connectors":  # needs no config file
-            from conduitd import commands
-
-            return _run_async(commands.list_connectors(as_json=args.json))
-        config = load_config(args.config)
+        code = _without_config(args)
+        if code is not None:
+            return code
+        path = config_path(args, name)
+        config = load_config(path)
         unknown = [r for r in args.pipeline if r not in {x.name for x in config.resources}]
         if unknown:
             names = ", ".join(x.name for x in config.resources)
-            raise ConfigError(f"{args.config}: no pipeline named {', '.join(unknown)} (defined: {names})")
+            raise ConfigError(f"{path}: no pipeline named {', '.join(unknown)} (defined: {names})")
         configure(config.service.log_format, config.service.log_level)
-        return _dispatch(args, config)
+        return _dispatch(args, config, batch=name == BATCH_NAME)
     except ConduitError as exc:
         return _report(exc)
     except KeyboardInterrupt:
         return int(ExitCode.RUNTIME)
     except Exception as exc:  # noqa: BLE001 - the last net: one line, never a traceback
         return _report_bug(exc)
+
+
+def program_name(argv0: str) -> str:
+    """`conduit` when called by that name (the console script, or `conduit.exe`), else `conduitd`."""
+    stem = Path(argv0).name.removesuffix(".exe").removesuffix("-script.py")
+    return BATCH_NAME if stem == BATCH_NAME else "conduitd"
+
+
+def with_command(args: list[str], prog: str) -> list[str]:
+    """The arguments with their command: `run` where none is named (`conduitd --once -c FILE`,
+    `conduitd ingest.yml`); an unknown word is an error that lists the commands."""
+    if not args:
+        raise ConfigError(f"name a command: {', '.join(COMMANDS)} (`{prog} --help` describes them)")
+    first = args[0]
+    if first in COMMANDS or first in ("-h", "--help", "--version"):
+        return args
+    if first.startswith("-"):
+        return args if {"-h", "--help", "--version"} & set(args) else ["run", *args]
+    if first.endswith(CONFIG_SUFFIXES) or os.path.isfile(first):
+        return ["run", *args]
+    raise ConfigError(f"unknown command {first[:60]!r}: the commands are {', '.join(COMMANDS)} "
+                      f"(`{prog} COMMAND --help` describes one)")
+
+
+def config_path(args: argparse.Namespace, prog: str) -> str:
+    """The config file named by the command line: `CONFIG`, `-c FILE` or `-f FILE`, else
+    `ingest.yml` (the seed tool's default), which must then exist."""
+    positional = getattr(args, "config_file", None)
+    if positional is not None and args.config is not None and positional != args.config:
+        raise ConfigError(f"two config files named ({positional} and {args.config}): name one")
+    path: str | None = positional or args.config
+    if path is not None:
+        return path
+    if not os.path.exists(DEFAULT_CONFIG):
+        raise ConfigError(f"no config named and there is no {DEFAULT_CONFIG} here: `{prog} {args.command} CONFIG` "
+                          "or -c FILE")
+    return DEFAULT_CONFIG
+
+
+def _without_config(args: argparse.Namespace) -> int | None:
+    """Run the commands that need no config file (None for the others)."""
+    from conduitd import commands
+
+    if args.command == "connectors":
+        return _run_async(commands.list_connectors(as_json=args.json))
+    if args.command == "template":
+        if args.action == "list":
+            return _run_async(commands.list_templates())
+        if args.action == "info":
+            return _run_async(commands.template_info(args.name))
+        return _run_async(commands.generate_template(args.name, args.output))
+    if args.command == "manifest":
+        return _run_async(commands.show_manifest(_manifest_path(args), pipelines=args.pipeline, failed=args.failed,
+                                                 as_json=args.json))
+    return None
+
+
+def _manifest_path(args: argparse.Namespace) -> str:
+    """`-m PATH`, else the config's `service.manifest_path` (`-c FILE`, else ingest.yml if present)."""
+    if args.manifest_path:
+        return str(args.manifest_path)
+    path = args.config or (DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None)
+    if path is None:
+        raise ConfigError("name the manifest: -m PATH, or -c FILE for a config with service.manifest_path")
+    manifest = load_config(path).service.manifest_path
+    if manifest is None:
+        raise ConfigError(f"{path} sets no service.manifest_path (so no run wrote a manifest): name one with -m PATH")
+    return manifest
 
 
 def _report_bug(exc: Exception) -> int:
@@ -147,15 +157,18 @@ def _report_bug(exc: Exception) -> int:
     return int(ExitCode.RUNTIME)
 
 
-def _dispatch(args: argparse.Namespace, config: Config) -> int:
+def _dispatch(args: argparse.Namespace, config: Config, *, batch: bool) -> int:
     from conduitd import commands
 
+    if args.command == "preflight":
+        return _run_async(commands.show_preflight(config, args.pipeline))
     if args.command == "validate":
         return _run_async(commands.validate(config, args.pipeline, as_json=args.json))
     if args.command in ("schema", "schema-compare"):
         pipeline = _one_pipeline(config, [args.pipeline_name] if args.pipeline_name else args.pipeline)
         if args.command == "schema":
-            return _run_async(commands.export_schema(config, pipeline, fmt=args.format, output=args.output,
+            fmt = commands.schema_format(args.format, args.output)
+            return _run_async(commands.export_schema(config, pipeline, fmt=fmt, output=args.output,
                                                      sample_size=args.sample_size))
         return _run_async(commands.compare_schema(config, pipeline, baseline=args.baseline, as_json=args.json,
                                                   sample_size=args.sample_size))
@@ -173,10 +186,27 @@ def _dispatch(args: argparse.Namespace, config: Config) -> int:
         return _run_async(commands.reset_checkpoints(config, args.pipeline[0], args.partition))
     if args.command == "cdc":
         return _run_async(commands.cdc_setup(config, args.pipeline, apply=args.apply))
+    return _run(args, config, batch=batch)
+
+
+def _run(args: argparse.Namespace, config: Config, *, batch: bool) -> int:
+    """`run`: a dry run, or a pre-flight (under --once, unless skipped) and the run. Under the
+    name `conduit` a run is `--once` unless `--daemon` is given."""
+    from conduitd import commands
+
+    if args.dry_run:
+        return _run_async(commands.dry_run(config, args.pipeline, as_json=args.json))
+    if args.json:
+        raise ConfigError("--json is an option of --dry-run")
+    once = args.once or (batch and not args.daemon)
+    if once and not args.skip_preflight:
+        code = _run_async(commands.preflight_before_run(config, args.pipeline))
+        if code:
+            return code
     gc.set_threshold(100_000, 50, 100)  # decode-heavy loops allocate many short-lived objects
     telemetry.configure_from_environment()
     try:
-        return _run_async(commands.run(config, args.pipeline, once=args.once))
+        return _run_async(commands.run(config, args.pipeline, once=once))
     finally:
         telemetry.shutdown()
 

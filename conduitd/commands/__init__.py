@@ -16,7 +16,7 @@ run = guarded(_run.run)
 validate = guarded(_validate.validate)
 
 if TYPE_CHECKING:
-    from conduitd.commands import cdc, checkpoints, connectors, dlq, schema
+    from conduitd.commands import cdc, checkpoints, connectors, dlq, dryrun, manifest, preflight, schema, template
 
     cdc_setup = guarded(cdc.cdc_setup)
 
@@ -27,13 +27,30 @@ if TYPE_CHECKING:
     replay_dlq = guarded(dlq.replay_dlq)
     reset_checkpoints = guarded(checkpoints.reset_checkpoints)
     show_checkpoints = guarded(checkpoints.show_checkpoints)
+    dry_run = guarded(dryrun.dry_run)
+    show_manifest = guarded(manifest.show_manifest)
+    show_preflight = guarded(preflight.show_preflight)
+    preflight_before_run = guarded(preflight.preflight_before_run)
+    list_templates = guarded(template.list_templates)
+    template_info = guarded(template.template_info)
+    generate_template = guarded(template.generate_template)
+    schema_format = schema.schema_format
 
 _LAZY = {"cdc_setup": "cdc", "compare_schema": "schema", "export_schema": "schema", "list_connectors": "connectors",
-         "list_dlq": "dlq", "replay_dlq": "dlq", "reset_checkpoints": "checkpoints", "show_checkpoints": "checkpoints"}
+         "list_dlq": "dlq", "replay_dlq": "dlq", "reset_checkpoints": "checkpoints", "show_checkpoints": "checkpoints",
+         "dry_run": "dryrun", "show_manifest": "manifest", "show_preflight": "preflight",
+         "preflight_before_run": "preflight", "list_templates": "template", "template_info": "template",
+         "generate_template": "template"}
 """Command -> the module (of this package) that defines it under the same name."""
+_PLAIN = {"schema_format": "schema"}
+"""Helpers (not commands) of the CLI -> their module: looked up as they are, not guarded."""
 
 
 def __getattr__(name: str) -> Any:
+    if name in _PLAIN:
+        helper = getattr(importlib.import_module(f"{__name__}.{_PLAIN[name]}"), name)
+        globals()[name] = helper
+        return helper
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -42,5 +59,6 @@ def __getattr__(name: str) -> Any:
     return command
 
 
-__all__ = ["cdc_setup", "compare_schema", "export_schema", "list_connectors", "list_dlq", "replay_dlq",
-           "reset_checkpoints", "run", "show_checkpoints", "validate"]
+__all__ = ["cdc_setup", "compare_schema", "dry_run", "export_schema", "generate_template", "list_connectors",
+           "list_dlq", "list_templates", "preflight_before_run", "replay_dlq", "reset_checkpoints", "run",
+           "schema_format", "show_checkpoints", "show_manifest", "show_preflight", "template_info", "validate"]

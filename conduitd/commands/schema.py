@@ -27,6 +27,14 @@ from conduitd.runtime.inspection import (
 )
 
 
+def schema_format(fmt: str | None, output: str | None) -> str:
+    """`--format`, else the `-o` file's suffix (`.yaml`/`.yml`: yaml, the seed's `schema -o out.yaml`),
+    else json."""
+    if fmt is not None:
+        return fmt
+    return "yaml" if output is not None and Path(output).suffix.lower() in (".yaml", ".yml") else "json"
+
+
 async def export_schema(config: Config, pipeline: PipelineConfig, *, fmt: str, output: str | None,
                         sample_size: int) -> int:
     destination = make_destination(config.destination(pipeline.destination))

@@ -41,11 +41,24 @@ class Check:
 
 
 async def validate(config: Config, only: Sequence[str], *, as_json: bool = False) -> int:
+    checks = await checks_of(config, only)
+    _report(checks, as_json)
+    return exit_code_of(checks)
+
+
+async def checks_of(config: Config, only: Sequence[str], *, sample: bool = True) -> list[Check]:
+    """Every check of the pipelines in `only` (all when empty). `sample=False` leaves out what
+    reads data (the source's own findings and the schema dry run): config, rules, connectivity,
+    outputs and the destination's write problems only (the pre-flight of `run --once`)."""
     checks: list[Check] = []
     for pipeline in config.resources:
         if not only or pipeline.name in only:
-            checks += await _validate_pipeline(config, pipeline)
-    _report(checks, as_json)
+            checks += await _validate_pipeline(config, pipeline, sample=sample)
+    return checks
+
+
+def exit_code_of(checks: Sequence[Check]) -> int:
+    """The exit code of the first problem `run` would meet (0 when there is none)."""
     statuses = {c.status for c in checks}
     return int(next((code for status, code in EXIT_OF_STATUS.items() if status in statuses), ExitCode.OK))
 
@@ -56,7 +69,7 @@ def status_of(exc: ConduitError) -> str:
     return "unreachable" if exc.retriable else STATUS_OF_EXIT.get(exc.exit_code, "failed")
 
 
-async def _validate_pipeline(config: Config, pipeline: PipelineConfig) -> list[Check]:
+async def _validate_pipeline(config: Config, pipeline: PipelineConfig, *, sample: bool) -> list[Check]:
     name = pipeline.name
     checks = [Check(name, "config", "ok", f"{pipeline.source} -> {pipeline.destination}.{pipeline.table_name} "
                                           f"({pipeline.mode})"),
@@ -85,14 +98,14 @@ async def _validate_pipeline(config: Config, pipeline: PipelineConfig) -> list[C
             checks.append(Check(name, "destination", "invalid", problem))
         checks += [Check(name, "destination", "invalid", problem)
                    for problem in await destination.write_problems(pipeline)]
-        if all(c.status == "ok" for c in checks):
+        if sample and all(c.status == "ok" for c in checks):
             try:
                 positions = await destination.load_checkpoints(pipeline.name)
                 checks += [Check(name, what, status, detail)
                            for what, status, detail in await inspect_source(source, pipeline, positions)]
             except ConduitError as exc:
                 checks.append(Check(name, "source", status_of(exc), str(exc)))
-        if all(c.status == "ok" for c in checks):
+        if sample and all(c.status == "ok" for c in checks):
             checks += await _schema_checks(config, pipeline, destination)
     except ConduitError as exc:
         checks.append(Check(name, "destination", status_of(exc), str(exc)))
