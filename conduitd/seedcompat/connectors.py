@@ -69,17 +69,17 @@ def translate_sections(work: Translation, environ: Mapping[str, str]) -> Default
 def _section(work: Translation, kind: Kind, at: KeyPath, section: dict[str, Any],
              environ: Mapping[str, str]) -> dict[str, tuple[Any, KeyPath]]:
     type_ = _native_type(work, kind, at, section)
+    fields = _model_keys(kind, type_)
     if type_ == "file" and kind == "source":
         _file_source(work, at, section)
     elif type_ == "postgres":
-        _connection(work, at, section, PG_FALLBACKS, environ)
+        _connection(work, at, section, PG_FALLBACKS, environ, fields)
     elif type_ == "snowflake":
-        _connection(work, at, section, SNOWFLAKE_FALLBACKS, environ)
+        _connection(work, at, section, SNOWFLAKE_FALLBACKS, environ, fields)
     elif type_ == "mysql":
         _rename(work, at, section, "connection_string", "dsn")
     if kind != "destination":
         return {}
-    fields = _model_keys(kind, type_)
     taken = {}
     for key in PIPELINE_KEYS:
         if key in section and key not in fields:
@@ -149,16 +149,20 @@ def _file_source(work: Translation, at: KeyPath, section: dict[str, Any]) -> Non
 
 
 def _connection(work: Translation, at: KeyPath, section: dict[str, Any], fallbacks: dict[str, tuple[str, ...]],
-                environ: Mapping[str, str]) -> None:
-    _rename(work, at, section, "connection_string", "dsn")
+                environ: Mapping[str, str], fields: set[str]) -> None:
+    """`connection_string` and `db_schema` renamed; without a DSN, the keys the model takes that
+    the section lacks, from the seed tool's environment variables when they are set."""
+    if "dsn" in fields:
+        _rename(work, at, section, "connection_string", "dsn")
     if "db_schema" in section and "schema" in section:
         raise SeedError((*at, "db_schema"), "`db_schema` and `schema` are one setting: keep one")
-    _rename(work, at, section, "db_schema", "schema")
-    if "dsn" in section:
+    if "schema" in fields:
+        _rename(work, at, section, "db_schema", "schema")
+    if "dsn" in section or "connection_string" in section:
         return
     for key, names in fallbacks.items():
         name = next((n for n in names if n in environ), None)
-        if key in section or name is None:
+        if key in section or name is None or key not in fields:
             continue
         section[key] = {"from": "env", "name": name} if key == "password" else f"${{{name}}}"
         work.note((*at, key), f"from the environment variable {name}, as Conduit Core read it", origin=at)

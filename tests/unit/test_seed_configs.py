@@ -393,3 +393,21 @@ def test_migrate_config_command_prints_and_exits_0(tmp_path: Path) -> None:
     assert "secret-pw" in out.getvalue()  # a password written in the file stays where the user put it
     with pytest.raises(ConfigError, match="BigQuery cannot be tested here"):
         migrate_config(write(tmp_path, CSV_TO_BIGQUERY), out)
+
+
+def test_custom_null_values_of_two_destinations_of_one_csv_source_must_agree(tmp_path: Path) -> None:
+    text = CSV_TO_PG.replace("    table: users_backup\n", "    table: users_backup\n    custom_null_values: ['-']\n")
+    text += "  - {name: second, source: csv_source, destination: other}\n"
+    text = text.replace("resources:\n", "  - {name: other, type: sqlite, path: o.db, custom_null_values: ['?']}\n"
+                                        "resources:\n")
+    assert "source 'csv_source' feeds destinations with different `custom_null_values`: set `null_values` on the " \
+           "source instead" in error_of(write(tmp_path, text))
+
+
+def test_json_source_format_spellings_all_read_with_detection(tmp_path: Path) -> None:
+    for spelling in ("ndjson", "json", "array"):
+        text = JSON_TO_CSV.replace("path: ./output/users.json}", f"path: ./output/users.json, format: {spelling}}}")
+        text = text.replace("{name: csv_out, type: csv, path: ./output/users.csv}", "{name: csv_out, type: sqlite, "
+                                                                                    "path: o.db}")
+        source = load_config(write(tmp_path, text), {}).sources[0]
+        assert isinstance(source, FileSourceConfig) and source.format == "jsonl"
