@@ -132,6 +132,10 @@ def _without_config(args: argparse.Namespace) -> int | None:
     if args.command == "manifest":
         return _run_async(commands.show_manifest(_manifest_path(args), pipelines=args.pipeline, failed=args.failed,
                                                  as_json=args.json))
+    if args.command == "migrate-config":
+        from conduitd.commands.migrate import migrate_config
+
+        return migrate_config(args.config_file)
     return None
 
 

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from conduitd import __version__
 
 DEFAULT_CONFIG = "ingest.yml"
-COMMANDS = ("run", "preflight", "validate", "schema", "schema-compare", "manifest", "template", "dlq",
-            "checkpoints", "cdc", "connectors")
+COMMANDS = ("run", "preflight", "validate", "schema", "schema-compare", "manifest", "template", "migrate-config",
+            "dlq", "checkpoints", "cdc", "connectors")
 """Every command, in the order `--help` and an unknown command list them."""
 
 
@@ -30,6 +30,9 @@ def build_parser(prog: str = "conduitd") -> argparse.ArgumentParser:
     _schema(commands)
     _manifest(commands)
     _template(commands)
+    migrate = commands.add_parser("migrate-config", help="print a Conduit Core config in conduitd's own shape, "
+                                                         "each changed key commented")
+    migrate.add_argument("config_file", metavar="CONFIG", help="the seed config")
     _dlq(commands)
     checkpoints = commands.add_parser("checkpoints", help="show or reset stored positions")
     actions = checkpoints.add_subparsers(dest="action", metavar="ACTION", required=True)

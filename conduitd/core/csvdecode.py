@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import re
 from collections import defaultdict, deque
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -47,9 +48,11 @@ def decode_csv(block: bytes, columns: list[str], delimiter: str, partition: str,
 
 def decode_csv_rows(block: bytes, columns: list[str], delimiter: str, partition: str,
                     position_at: PositionAt, *, max_record_bytes: int | None = None,
-                    encoding: str = "utf-8") -> tuple[pa.Table, list[Reject], np.ndarray | None]:
+                    encoding: str = "utf-8",
+                    null_values: Sequence[str] = ("",)) -> tuple[pa.Table, list[Reject], np.ndarray | None]:
     """`decode_csv`, also giving for each row the offset in `block` just after its line (for a
-    DLQ entry made of the row later, by a quality rule or a cast), or None where unknown."""
+    DLQ entry made of the row later, by a quality rule or a cast), or None where unknown.
+    `null_values`: unquoted fields equal to one of these are null (a quoted one stays text)."""
     if not block.strip():
         return pa.table({}), [], np.empty(0, dtype=np.int64)
     transcoded = to_utf8(block, encoding)
@@ -71,7 +74,7 @@ def decode_csv_rows(block: bytes, columns: list[str], delimiter: str, partition:
                         payload_text(lines[index].rstrip(b"\r\n"))))
         lines[index] = _emptied(lines[index])
     text = b"".join(lines)
-    table, bad_rows = _read(text, columns, delimiter)
+    table, bad_rows = _read(text, columns, delimiter, null_values)
     text_ends = np.asarray(_ends(lines), dtype=np.int64)
 
     def to_input(offset: int) -> int:
@@ -158,7 +161,8 @@ BadRow = tuple[str, str]
 """A row pyarrow could not read: its text (without the line break) and why."""
 
 
-def _read(text: bytes, columns: list[str], delimiter: str) -> tuple[pa.Table, list[BadRow]]:
+def _read(text: bytes, columns: list[str], delimiter: str,
+          null_values: Sequence[str] = ("",)) -> tuple[pa.Table, list[BadRow]]:
     """Read with pyarrow; when it refuses the whole block (a malformed quote, say), halve it
     until each refusal is one line."""
     bad_rows: list[BadRow] = []
@@ -178,7 +182,7 @@ def _read(text: bytes, columns: list[str], delimiter: str) -> tuple[pa.Table, li
                                               newlines_in_values=False),
             convert_options=pacsv.ConvertOptions(
                 column_types={name: pa.string() for name in columns}, strings_can_be_null=True,
-                null_values=[""], quoted_strings_can_be_null=False),
+                null_values=list(null_values), quoted_strings_can_be_null=False),
         ), bad_rows
     except pa.ArrowInvalid as exc:
         complaint = _first_line(exc)
@@ -187,8 +191,8 @@ def _read(text: bytes, columns: list[str], delimiter: str) -> tuple[pa.Table, li
         record = lines[0].rstrip(b"\r\n").decode("utf-8") if lines else ""
         return _empty(columns), [(record, f"unreadable CSV row: {complaint}")]
     middle = len(lines) // 2
-    first, first_bad = _read(b"".join(lines[:middle]), columns, delimiter)
-    second, second_bad = _read(b"".join(lines[middle:]), columns, delimiter)
+    first, first_bad = _read(b"".join(lines[:middle]), columns, delimiter, null_values)
+    second, second_bad = _read(b"".join(lines[middle:]), columns, delimiter, null_values)
     return concat_tables([first, second]) if first.num_rows or second.num_rows else first, first_bad + second_bad
 
 

@@ -305,7 +305,8 @@ class FileSource:
             return pa.table({}), refuse_rows(block, refused, path, position_at, encoding=encoding), None
         if header is not None:
             rows, rejects, ends = decode_csv_rows(block, header, self.config.csv_delimiter, path, position_at,
-                                                  max_record_bytes=limit, encoding=encoding)
+                                                  max_record_bytes=limit, encoding=encoding,
+                                                  null_values=self.config.null_values)
             return rows, rejects, None if ends is None else ends + base
         return decode_lines_with_offsets(block, path, position_at, base, max_record_bytes=limit, encoding=encoding)
 

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
+from conduitd.config import CSV_NULL_VALUES
 from conduitd.core.nesting import MAX_DEPTH
 from tests.helpers.daemon import conduitd, write_config
 from tests.helpers.destinations import Db, postgres, sqlite
@@ -160,8 +161,8 @@ def hostile_cell(rng: random.Random) -> tuple[str, bool]:
 
 
 def test_generated_csv_cells_reach_text_columns_byte_identical(tmp_path: Path, db: Db) -> None:
-    """Every value lands in the text column exactly as written, or its row in the DLQ at its own
-    position; every row once."""
+    """Every value lands in the text column exactly as written (an unquoted null token as null), or
+    its row in the DLQ at its own position; every row once."""
     rng = random.Random(8)
     integer = "bigint" if db.kind == "postgres" else "INTEGER"
     db.execute(f"CREATE TABLE {db.name('people')} (id {integer}, a text, b text)")
@@ -175,7 +176,9 @@ def test_generated_csv_cells_reach_text_columns_byte_identical(tmp_path: Path, d
         if fate == "invalid":
             line = line[:-1] + b"\xff" + line[-1:] if len(line) > 1 else line + b"\xff"
         if fate == "ok":
-            expected[index] = tuple(None if v == "" and not q else v for v, q in cells)
+            # unquoted null tokens ("", NULL, N/A, NaN: the file source's default null_values) are null
+            expected[index] = tuple(None if v in CSV_NULL_VALUES and not (q or any(c in v for c in ',"')) else v
+                                    for v, q in cells)
         else:
             bad.append(len(lines))
         lines.append(line)
