@@ -587,3 +587,26 @@ async def test_once_reads_a_closed_shard_to_its_end_even_when_a_page_says_caught
 
     assert numbers(chunks) == [11, 12, 101, 102]
     assert checkpoints.positions[partition("parent")] == {"sequence": "12", "end": True}
+
+
+# -- lag ---------------------------------------------------------------------------------------
+
+async def test_lag_per_shard_is_millis_behind_latest_in_seconds_until_the_shard_ends(make: Any) -> None:
+    """/status and /metrics show `source.lag()`: per open shard, GetRecords' MillisBehindLatest in
+    seconds; a shard read to its end is no longer shown."""
+    s = await make(gets_per_second=0.01)  # one GetRecords per shard in this test's time
+    k = s.kinesis
+    k.listing = [shard("open", 100), shard("closing", 200, end=290)]
+    k.iterator("open", "o-0")
+    k.page("o-0", records(1, 2), "o-1", behind=7250)
+    k.iterator("closing", "c-0")
+    k.page("c-0", records(10, 1), None, behind=0)
+    seen: list[dict[str, dict[str, float]]] = []
+
+    def both_read(chunks: list[Chunk]) -> bool:
+        seen.append(s.source.lag())
+        return {c.partition for c in chunks} == {partition("open"), partition("closing")}
+
+    await read(s.source, Committed(), until=both_read)
+
+    assert seen[-1] == {partition("open"): {"seconds": 7.25}}
