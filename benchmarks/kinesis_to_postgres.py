@@ -12,12 +12,12 @@ default (npm, installed under ``.services/kinesalite`` when missing), or ``kines
 
 The default size is **200,000 records** (``--quick``: 10,000; ``--records 1000000`` where someone
 has the patience). Local servers are slow to put into: measured on this 2-core shared machine,
-kinesalite took 2,000-2,800 records/s with one request in flight and 6,500-11,800/s with four,
-whatever the shard count (1-64) and the shard size (up to 30,000 a shard); kinesis-local took
-~200/s into 1 shard, ~900/s into 4, ~1,700/s into 16 and 500-900/s into 50 shards, slowing as
-shards grow. kinesalite also answers GetRecords ~2.5x faster (a read-only drain of 30,000 records:
-5,200/s against 2,100/s). So kinesalite loads 200,000 records in ~20-40 s; every reading path is
-bounded by how fast the server answers GetRecords. Then, one after another (a CHECKPOINT before
+kinesalite took 2,000-2,800 records/s with one request in flight and 3,600-11,800/s with four
+(depending on the machine's load), whatever the shard count (1-64) and the shard size; kinesis-local
+took ~200/s into 1 shard, ~900/s into 4, ~1,700/s into 16 and 500-900/s into 50 shards, slowing as
+shards grow. kinesalite also answers GetRecords for 4-6x less CPU (35-38 against 150-235 CPU
+seconds per million records). So kinesalite loads 200,000 records in ~20-45 s; every reading path
+is bounded by how fast the server answers GetRecords. Then, one after another (a CHECKPOINT before
 each), each table path into its own fresh logged table with the same DDL (primary key on id):
 
 * ``ceiling``: the same records decoded and pre-encoded (untimed) by conduitd's binary COPY
@@ -178,6 +178,7 @@ class Server:
     endpoint: str
     kind: str
     process: subprocess.Popen[bytes] | None  # None: a server this benchmark did not start
+    log: Path | None = None  # its output
 
     @property
     def pid(self) -> int | None:
@@ -207,16 +208,18 @@ def kinesalite_cli() -> Path:
     return package / "cli.js"
 
 
-def start_server(kind: str, endpoint: str | None, shard_limit: int) -> Server:
-    """A running server at `endpoint`, else a private one of `kind` on a free port (in memory)."""
+def start_server(kind: str, endpoint: str | None, shard_limit: int, log: Path) -> Server:
+    """A running server at `endpoint`, else a private one of `kind` on a free port (in memory),
+    its output into `log`."""
     if endpoint:
         return Server(endpoint, f"given endpoint {endpoint}", None)
     port = kh.free_port()
+    output = open(log, "wb")  # noqa: SIM115 - the server's, kept open as long as it runs
     if kind == "kinesalite":
         process = subprocess.Popen(
             ["node", str(kinesalite_cli()), "--port", str(port), "--createStreamMs", "0", "--deleteStreamMs", "0",
              "--updateStreamMs", "0", "--shardLimit", str(shard_limit)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=output, stderr=subprocess.STDOUT)
         label = f"kinesalite {KINESALITE_VERSION} (private, in memory)"
     else:
         env = {key: value for key, value in os.environ.items() if key != "INITIALIZE_STREAMS"}
@@ -225,9 +228,10 @@ def start_server(kind: str, endpoint: str | None, shard_limit: int) -> Server:
                    SHOULD_PERSIST_DATA="false", LOAD_DATA_IF_EXISTS="false", SHARD_LIMIT=str(shard_limit),
                    CATS_EFFECT_SHUTDOWN_HOOK_TIMEOUT="1s")
         process = subprocess.Popen(["node", "main.js"], cwd=kh.kinesis_local_package(), env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   stdout=output, stderr=subprocess.STDOUT)
         label = f"kinesis-local {kh.KINESIS_LOCAL_VERSION} (private, in memory)"
-    server = Server(f"http://127.0.0.1:{port}", label, process)
+    output.close()  # the child has its own descriptor
+    server = Server(f"http://127.0.0.1:{port}", label, process, log)
     probe = kh.client(server.endpoint, timeout=1.0)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and process.poll() is None:
@@ -485,7 +489,9 @@ class Bench:
                                                        stderr=asyncio.subprocess.PIPE)
         _, err = await process.communicate()
         if process.returncode:
-            raise RuntimeError(f"conduitd exit {process.returncode}: {err.decode()[-2000:]}")
+            text = err.decode(errors="replace")
+            shown = text if len(text) <= 3000 else f"{text[:1500]} [...] {text[-1500:]}"
+            raise RuntimeError(f"conduitd exit {process.returncode}: {shown}")
         if outcome is not None:
             outcome.checks["exit_code"] = process.returncode
         return int((await self.admin(f"SELECT count(*) FROM {self.q(table)}"))[0][0])
@@ -522,6 +528,11 @@ class Bench:
         except Exception as exc:  # noqa: BLE001 - a failed path is reported, the others still run
             outcome.checks["error"] = f"{type(exc).__name__}: {exc}"[:2000]
         outcome.seconds = time.perf_counter() - started
+        process = self.server.process
+        if process is not None and process.poll() is not None:  # the server died during the path
+            tail = self.server.log.read_bytes()[-1500:].decode(errors="replace") if self.server.log else ""
+            outcome.checks.update(server_exit_code=process.returncode, server_output_tail=tail)
+            outcome.checks["server_alive_ok"] = False
         done.set()
         await sampler
         await asyncio.sleep(0.3)  # let the postmaster reap the path's backends: their CPU joins cutime
@@ -653,7 +664,8 @@ def print_report(runs: list[list[Outcome]], rel: dict[str, float], rows: int, fi
               f"{c['total_s_per_m']:>8.2f}{c['other_s']:>8.2f}  {verified}")
     print("(total = client + pg own + server; other s = CPU seconds used by nothing measured: other work)")
     print(f"\n{'ratio':<20}{'rows/s':>7}{'rows per CPU s':>16}")
-    by_cpu = cpu_ratios(best_of(runs))
+    measured = any(o.cpu.get("server_s") for run in runs for o in run)
+    by_cpu = cpu_ratios(best_of(runs)) if measured else {}  # without the server's CPU they would mislead
     for name, value in rel.items():
         print(f"{name:<20}{value:>7.3f}{by_cpu.get(name, ''):>16}")
     best = best_of(runs)
@@ -705,11 +717,12 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--records", type=int, default=DEFAULT_RECORDS,
                         help=f"records put into the stream (default {DEFAULT_RECORDS:,}; loading is not timed but "
-                             "takes ~1 minute per 100,000 on kinesalite)")
+                             "takes 10-30 s per 100,000 on kinesalite, minutes on kinesis-local)")
     parser.add_argument("--quick", action="store_true", help=f"a {QUICK_RECORDS:,}-record smoke run")
     parser.add_argument("--shards", type=int, default=16, help="shards of the stream (default 16)")
     parser.add_argument("--server", choices=("kinesalite", "kinesis-local"), default="kinesalite",
-                        help="the private local server to start (default kinesalite: ~3x faster to put into)")
+                        help="the private local server to start (default kinesalite: several times faster to put into "
+                             "and to read from)")
     parser.add_argument("--endpoint", help="use this running Kinesis endpoint instead of starting a server "
                                            "(its CPU is then not measured)")
     parser.add_argument("--dsn", default=DEFAULT_DSN, help="PostgreSQL DSN (default: $CONDUITD_TEST_PG_DSN or local)")
@@ -733,7 +746,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
         parser.error(f"unknown path(s) {', '.join(sorted(unknown))}; known: {', '.join(PATHS)}")
     if min(args.records, args.repeat, args.batch_rows, args.shards) < 1:
         parser.error("--records, --repeat, --batch-rows and --shards must be positive")
-    if "conduitd" in wanted and "ceiling" not in wanted:
+    if "ceiling" not in wanted and set(wanted) & {"naive", "conduitd"}:
         print("note: without the ceiling path the tables' checksums have no reference (counts and sums are "
               "still checked)")
     return args, [p for p in PATHS if p in wanted]
@@ -743,7 +756,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, selected = parse_args(argv)
     runner = event_loop_runner()
     tmp = Path(tempfile.mkdtemp(prefix="conduitd-bench-kinesis-data-"))
-    server = start_server(args.server, args.endpoint, shard_limit=max(50, 2 * args.shards + 2))
+    server = start_server(args.server, args.endpoint, shard_limit=max(50, 2 * args.shards + 2),
+                          log=tmp / "server.log")
     try:
         data = generate(tmp, args.records, args.seed)
         kinesis = kh.client(server.endpoint, timeout=300.0)
@@ -787,7 +801,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "versions": {"python": sys.version.split()[0], "aiobotocore": aiobotocore.__version__,
                      "botocore": botocore.__version__, "asyncpg": asyncpg.__version__},
         "rows_per_s_best": {p: round(o.rows_per_s) for p, o in best.items()}, "ratios": rel,
-        "ratios_rows_per_cpu_s": cpu_ratios(best),
+        "ratios_rows_per_cpu_s": cpu_ratios(best) if server.pid is not None else None,
         "runs": [[{"path": o.path, "seconds": round(o.seconds, 3), "rows": o.rows, "rows_per_s": round(o.rows_per_s),
                    "ok": o.ok, "cpu": o.cpu, "checks": o.checks} for o in run] for run in runs],
         "notes": [
