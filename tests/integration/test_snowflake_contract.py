@@ -1,0 +1,94 @@
+"""The connector contract kit (`conduitd.testing.contract`) run against the Snowflake destination
+through the official connector, with `fakesnow` (a Snowflake emulator on DuckDB) patched into it:
+every test has an in-memory Snowflake of its own. The secret test runs without the emulator: the
+real connector fails to log in to an account that cannot be reached."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from conduitd.destinations.base import Destination
+from conduitd.destinations.sql import HISTORY
+from conduitd.testing.contract import DestinationContract, Refusal, SecretCase
+
+if os.environ.get("CONDUITD_REQUIRE_SERVICES") != "1":
+    pytest.importorskip("fakesnow")  # the test extra; under the test script it must be installed
+
+DATABASE, SCHEMA = "CONDUITD", "LOADS"
+
+
+def destination(**overrides: Any) -> Destination:
+    from conduitd.destinations.snowflake.destination import SnowflakeDestination
+    from conduitd.destinations.snowflake.settings import SnowflakeDestinationConfig
+
+    section = {"name": "d", "type": "snowflake", "account": "conduitd-test", "user": "loader",
+               "password": "not-checked", "database": DATABASE, "schema": SCHEMA, "warehouse": "load_wh",
+               **overrides}
+    return SnowflakeDestination(SnowflakeDestinationConfig.model_validate(section))
+
+
+def query(sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+    """Run one statement through the connector (patched by fakesnow); its rows as dicts."""
+    import snowflake.connector
+
+    conn = snowflake.connector.connect(account="x", user="reader", password="x", database=DATABASE, schema=SCHEMA,
+                                       paramstyle="qmark")
+    try:
+        cursor = conn.cursor(snowflake.connector.DictCursor)
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def fake_snowflake(request: pytest.FixtureRequest) -> Iterator[None]:
+    """fakesnow patched into the connector for one test (its databases in memory)."""
+    import fakesnow
+
+    with warnings.catch_warnings():
+        # fakesnow's own notices (it copies DB-API results through Arrow); not conduitd's.
+        warnings.simplefilter("ignore", UserWarning)
+        with fakesnow.patch():
+            yield
+
+
+class TestSnowflakeContract(DestinationContract):
+    @pytest.fixture(autouse=True)
+    def _emulator(self, request: pytest.FixtureRequest) -> Iterator[None]:
+        if request.node.name.startswith("test_secrets"):
+            yield  # the real connector, against an account nobody answers for
+            return
+        yield from fake_snowflake.__wrapped__(request)  # type: ignore[attr-defined]
+
+    def make_destination(self) -> Destination:
+        return destination()
+
+    async def read_rows(self, table: str) -> list[dict[str, Any]]:
+        rows = await asyncio.to_thread(query, f'SELECT * FROM "{DATABASE}"."{SCHEMA}"."{table}"')
+        if table == HISTORY:  # its columns are unquoted: Snowflake upper-cases them
+            return [{k.lower(): v for k, v in r.items()} for r in rows]
+        return rows
+
+    async def refusal(self, destination: Destination) -> Refusal | None:
+        # Snowflake enforces no primary key, only NOT NULL: the refused row has a NULL name.
+        dialect = destination.dialect
+        columns = [dialect.column_for("id", pa.int64()), dialect.column_for("name", pa.string())]
+        ddl = dialect.create_table_ddl("refusals", columns, []).replace('"name" VARCHAR', '"name" VARCHAR NOT NULL')
+        async with destination.transaction() as tx:
+            await tx.run_ddl(ddl)
+        return Refusal("refusals", [{"id": 1, "name": "first"}],
+                       [{"id": 2, "name": "two"}, {"id": 3, "name": None}, {"id": 4, "name": "four"}], 1)
+
+    def secret_cases(self) -> Sequence[SecretCase]:
+        secret = f"Contract-{uuid.uuid4().hex[:8]}-p@ss:w/rd"
+        return [SecretCase(lambda: destination(account=f"conduitd-nowhere-{uuid.uuid4().hex[:6]}", password=secret,
+                                               connect_timeout=3), secret)]
