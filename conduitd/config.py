@@ -15,9 +15,12 @@ from pydantic import (
     Field,
     SecretStr,
     StringConstraints,
+    ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from conduitd.configmodel import StrictModel
 from conduitd.core.dsn import ConnectParams, DsnError, parse_dsn
@@ -405,6 +408,10 @@ class SchemaEvolutionConfig(StrictModel):
     """Where `manual` mode writes the DDL it did not apply."""
 
 
+UNBOUNDED_SOURCES = ("kafka", "kinesis")
+"""Source types that never end (streams): `mode: full_refresh` is refused for them at load."""
+
+
 class PipelineConfig(StrictModel):
     """A pipeline: one source, one destination table, and how rows are written."""
 
@@ -413,10 +420,14 @@ class PipelineConfig(StrictModel):
     destination: str
     table: Identifier | None = None
     """Destination table; defaults to the pipeline's name."""
-    mode: Literal["append", "upsert"] = "append"
-    """The seed tool's `write_mode: merge` and `primary_keys` are read by `conduitd.seedcompat`."""
+    mode: Literal["append", "upsert", "full_refresh"] = "append"
+    """append: add the rows; upsert: merge them on `unique_key`; full_refresh: each run replaces
+    the table's contents with the rows it read, atomically (bounded sources under --once only).
+    The seed tool's `write_mode: merge | truncate | replace` and `primary_keys` are read by
+    `conduitd.seedcompat`."""
     unique_key: tuple[Identifier, ...] = ()
-    """Columns identifying a row for `upsert`; within one batch the last row per key wins."""
+    """Columns identifying a row for `upsert` (and `full_refresh`: the run's last row per key
+    wins); within one batch the last row per key wins."""
     batch: BatchConfig = BatchConfig()
     dlq: DlqConfig = DlqConfig()
     deletes: DeletesConfig = DeletesConfig()
@@ -450,6 +461,9 @@ class PipelineConfig(StrictModel):
     def _one_thing_to_read(self) -> PipelineConfig:
         if self.source_table is not None and self.query is not None:
             raise ValueError("set 'source_table' or 'query', not both")
+        if self.deletes.key_scan is not None and self.mode == "full_refresh":
+            raise ValueError("deletes.key_scan is not needed with mode 'full_refresh': each run replaces the "
+                             "whole table, so rows gone from the source are gone from it")
         if self.deletes.key_scan is not None and self.mode != "upsert":
             raise ValueError("deletes.key_scan deletes rows by key: it needs mode 'upsert' with a unique_key")
         return self
@@ -476,6 +490,21 @@ class Config(StrictModel):
     sources: tuple[SourceConfig, ...]
     destinations: tuple[DestinationConfig, ...]
     resources: tuple[PipelineConfig, ...]
+
+    @field_validator("resources")
+    @classmethod
+    def _refresh_needs_an_end(cls, resources: tuple[PipelineConfig, ...],
+                              info: ValidationInfo) -> tuple[PipelineConfig, ...]:
+        """`mode: full_refresh` reads its source to the end each run: a source that never ends is
+        refused here (daemon mode, which no source ends in, is refused when a run starts)."""
+        types = {s.name: s.type for s in info.data.get("sources", ())}
+        errors = [InitErrorDetails(type=PydanticCustomError("full_refresh_unbounded", (
+            "mode `full_refresh` replaces the table with everything the source holds, but a {type} source never "
+            "ends: use mode `append` or `upsert`"), {"type": types[p.source]}), loc=(i, "mode"), input=p.mode)
+            for i, p in enumerate(resources) if p.mode == "full_refresh" and types.get(p.source) in UNBOUNDED_SOURCES]
+        if errors:
+            raise ValidationError.from_exception_data("resources", errors)
+        return resources
 
     def source(self, name: str) -> SourceConfig:
         return next(s for s in self.sources if s.name == name)

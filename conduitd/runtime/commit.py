@@ -15,6 +15,9 @@
     after COMMIT   migration files of `manual` schema evolution, the table's columns remembered
 
 Rows, DLQ rows, schema changes and positions are stored together or not at all.
+
+`mode: full_refresh` runs this same protocol into a staging table (`staging_pipeline`); the
+pipeline begins and finishes the run around it through the destination's `Refreshes` methods.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from conduitd.config import PipelineConfig
 from conduitd.core.prepare import Prepared, prepare, refused_rejects
@@ -55,12 +59,57 @@ class CommitResult:
     """Rows written although a `warn` rule flagged them (for the log)."""
 
 
+@runtime_checkable
+class Refreshes(Protocol):
+    """A destination that can run `mode: full_refresh` (the SQL ones; see
+    `conduitd.destinations.sql.refresh`). The pipeline calls `begin_refresh` before the source
+    reads anything, commits the run's batches into `refresh_table(table)` with the usual
+    protocol, and calls `finish_refresh` once the source was read to its end; a run that ends
+    otherwise leaves the table as it was, and the next run's `begin_refresh` starts over."""
+
+    def refresh_table(self, table: str) -> str:
+        """The staging table the run's batches go to."""
+
+    async def begin_refresh(self, pipeline: PipelineConfig, staging: str) -> None:
+        """Reset the pipeline's checkpoints and create an empty staging table like the table."""
+
+    async def finish_refresh(self, pipeline: PipelineConfig, staging: str) -> int:
+        """Replace the table's rows with the staging rows and reset the checkpoints, in one
+        transaction (readers see the old rows or the new ones); return the rows it holds."""
+
+
+def written_as(pipeline: PipelineConfig, table: str | None = None) -> PipelineConfig:
+    """How a batch of the pipeline is written: a `full_refresh` batch is appended (upserted on
+    `unique_key` when there is one) to `table` (the staging table during a run; the table itself
+    for a batch outside a run, such as a DLQ replay). The DLQ table stays the pipeline's."""
+    if pipeline.mode != "full_refresh":
+        return pipeline
+    return pipeline.model_copy(update={
+        "mode": "upsert" if pipeline.unique_key else "append", "table": table or pipeline.table_name,
+        "dlq": pipeline.dlq.model_copy(update={"table": pipeline.dlq_table})})
+
+
+def refresh_problem(pipeline: PipelineConfig, destination: Destination, *, once: bool) -> str | None:
+    """Why a `full_refresh` pipeline cannot run here: in daemon mode, or on a destination without
+    `Refreshes`; None when it can (or the pipeline is not a full refresh)."""
+    if pipeline.mode != "full_refresh":
+        return None
+    if not once:
+        return (f"resources.{pipeline.name}.mode: `full_refresh` replaces the table with everything the source "
+                "holds, once per run: run it with `--once` (`conduit run`), or use mode `append` or `upsert` in "
+                "daemon mode")
+    if not isinstance(destination, Refreshes):
+        return (f"resources.{pipeline.name}.mode: destination {pipeline.destination!r} cannot replace a table's "
+                "contents atomically: `full_refresh` needs a PostgreSQL, MySQL/MariaDB or SQLite destination")
+    return None
+
+
 class Committer:
     """Prepares and commits the batches of one pipeline into its destination, one at a time."""
 
     def __init__(self, destination: Destination, pipeline: PipelineConfig, dlq: DlqSink | None = None) -> None:
         self.destination = destination
-        self.pipeline = pipeline
+        self.pipeline = written_as(pipeline)
         self.dlq = dlq
         self._live: dict[str, Column] | None = None
         self._live_known = False  # whether `_live` is the table as the last commit left it

@@ -24,7 +24,7 @@ from conduitd.errors import CheckpointConflict, ConduitError, ConfigError, Depen
 from conduitd.ops import telemetry
 from conduitd.ops.metrics import Metrics, PipelineStatus
 from conduitd.runtime.batching import END, ChunkQueue, cut_batches
-from conduitd.runtime.commit import CommitResult, Committer
+from conduitd.runtime.commit import CommitResult, Committer, Refreshes, refresh_problem, written_as
 from conduitd.runtime.leases import PipelineLeases, replica_id
 from conduitd.runtime.retry import RetryPolicy
 from conduitd.sources import Source, open_source
@@ -55,7 +55,15 @@ class Pipeline:
         self._reconnect = False
         self._commit_lock = asyncio.Lock()  # one transaction at a time; also guards the connection
         self.dlq: DlqSink | None = open_sink(pipeline.dlq)
-        self.committer = Committer(self.destination, pipeline, self.dlq)
+        problem = refresh_problem(pipeline, self.destination, once=once)
+        if problem is not None:
+            raise ConfigError(problem)
+        self.staging: str | None = None
+        """`full_refresh`: the staging table this run's batches go to."""
+        if isinstance(self.destination, Refreshes) and pipeline.mode == "full_refresh":
+            self.staging = self.destination.refresh_table(pipeline.table_name)
+        self.committer = Committer(self.destination, written_as(pipeline, self.staging), self.dlq)
+        self._read_to_end = False  # the source ended by itself (not stopped): a full refresh may swap
         self._stop = asyncio.Event()
         self.retry = RetryPolicy.for_service(config.service, once=once)
         self.leases: Leases | None = None
@@ -74,6 +82,12 @@ class Pipeline:
                 log.info("pipeline %s stopped before it could connect: nothing was read", name, extra=self._extra)
                 self._set_state("stopped", ready=False)
                 return
+            if self.staging is not None:
+                try:
+                    await self._retrying("start the full refresh", self._begin_refresh, holds_records=False)
+                except Stopping:
+                    self._set_state("stopped", ready=False)
+                    return
             self._set_state("running", ready=True)
             if not self.destination.capabilities.atomic_checkpoint:
                 log.warning("destination %s does not store positions in the same transaction as rows: "
@@ -87,6 +101,8 @@ class Pipeline:
                 tasks.create_task(self._read(queue, stop))
                 tasks.create_task(self._prepare(queue, prepared))
                 tasks.create_task(self._commit_all(prepared))
+            if self.staging is not None:
+                await self._finish_refresh()
             self._set_state("done" if self.once else "stopped", ready=False)
         except BaseException as exc:
             self._set_state("failed", ready=False)
@@ -118,6 +134,7 @@ class Pipeline:
         try:
             async for chunk in self.source.chunks(self, stop):
                 await queue.put(chunk)  # blocks when full: backpressure on the source
+            self._read_to_end = not stop.is_set()
         except Stopping:
             pass  # stopped while a partition waited for its checkpoint: what is queued still commits
         await queue.put(END)
@@ -140,7 +157,9 @@ class Pipeline:
                         continue
                     result = await self._retrying("commit", lambda p=ready: self._commit(p))  # type: ignore[misc]
             except CheckpointConflict as conflict:
-                if not await self.source.resync():
+                # A full refresh's positions are its own run's: a conflict means another run of
+                # the pipeline started over meanwhile (and emptied the staging table).
+                if self.staging is not None or not await self.source.resync():
                     raise
                 log.warning("%s; resuming from the committed positions", conflict, extra=self._extra)
                 self.metrics.conflicts.labels(self.pipeline.name).inc()
@@ -157,6 +176,32 @@ class Pipeline:
         await self.destination.close()
         await self.destination.open()
         await self.destination.setup(self.pipeline)
+
+    async def _begin_refresh(self) -> None:
+        async def begin(destination: Destination) -> None:
+            assert isinstance(destination, Refreshes) and self.staging is not None
+            await destination.begin_refresh(self.pipeline, self.staging)
+
+        await self.with_destination(begin)
+
+    async def _finish_refresh(self) -> None:
+        """Swap the staging rows in when the source was read to its end; otherwise (stopped)
+        the table keeps its rows and the next run starts over."""
+        name, staging = self.pipeline.name, self.staging
+        if not self._read_to_end:
+            log.warning("pipeline %s stopped before its source was read to the end: table %s keeps its previous "
+                        "rows; the next run loads it again from the start", name, self.pipeline.table_name,
+                        extra=self._extra)
+            return
+
+        async def swap(destination: Destination) -> int:
+            assert isinstance(destination, Refreshes) and staging is not None
+            return await destination.finish_refresh(self.pipeline, staging)
+
+        rows = await self._retrying("replace the table's rows", lambda: self.with_destination(swap))
+        self.status.positions.clear()
+        log.info("pipeline %s: table %s replaced by this run's %d row(s)", name, self.pipeline.table_name, rows,
+                 extra=self._extra)
 
     async def _load_checkpoints(self) -> dict[str, Position]:
         if self._reconnect:

@@ -19,12 +19,15 @@ from conduitd.destinations.mysql.settings import MysqlDestinationConfig
 from conduitd.destinations.mysql.transaction import MysqlTransaction
 from conduitd.destinations.rollback import finish
 from conduitd.destinations.sql import Bookkeeping, SqlDestination
+from conduitd.destinations.sql.refresh import RefreshTransaction
 
 MARIADB_COLLATION = "utf8mb4_nopad_bin"  # binary and NO PAD: 'a' and 'a ' are two keys
 
 
 class MysqlDestination(SqlDestination):
     """See the module docstring."""
+
+    dialect: MysqlDialect
 
     capabilities = CAPABILITIES
 
@@ -121,3 +124,9 @@ class MysqlDestination(SqlDestination):
 
     async def table_columns(self, table: str) -> dict[str, Column] | None:
         return await catalog.table_columns(self.driver, table)
+
+    async def create_like(self, tx: RefreshTransaction, staging: str, target: str) -> None:
+        await tx.run_ddl(f"CREATE TABLE {tx.driver.table(staging)} LIKE {tx.driver.table(target)}")
+
+    def rename_sql(self, tx: RefreshTransaction, old: str, new: str) -> str:
+        return f"RENAME TABLE {tx.driver.table(old)} TO {tx.driver.table(new)}"

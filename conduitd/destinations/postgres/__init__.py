@@ -27,6 +27,7 @@ from conduitd.destinations.postgres.privileges import write_problems
 from conduitd.destinations.postgres.transaction import PostgresTransaction
 from conduitd.destinations.rollback import finish
 from conduitd.destinations.sql import CHECKPOINTS, HISTORY, Bookkeeping, SqlDestination
+from conduitd.destinations.sql.refresh import RefreshTransaction
 
 CAPABILITIES = Capabilities(transactional_ddl=True, savepoints=True, upsert=True, prepare_ahead=True,
                             atomic_checkpoint=True, leases=True)
@@ -42,6 +43,8 @@ def describe_dsn(dsn: str) -> str:
 
 class PostgresDestination(SqlDestination):
     """See the module docstring."""
+
+    dialect: PostgresDialect
 
     capabilities = CAPABILITIES
 
@@ -136,3 +139,12 @@ class PostgresDestination(SqlDestination):
             return await ddl.table_columns(self.conn, self.schema, table)
         except Exception as exc:
             raise translate(exc) from exc
+
+    async def create_like(self, tx: RefreshTransaction, staging: str, target: str) -> None:
+        # Indexes too: an upsert into the staging table needs the unique key's index.
+        await tx.run_ddl(f"CREATE TABLE {ddl.qualified(self.schema, staging)} (LIKE "
+                         f"{ddl.qualified(self.schema, target)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
+                         "INCLUDING INDEXES)")
+
+    def rename_sql(self, tx: RefreshTransaction, old: str, new: str) -> str:
+        return f"ALTER TABLE {ddl.qualified(self.schema, old)} RENAME TO {ddl.quote(new)}"

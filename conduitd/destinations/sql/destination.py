@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from conduitd.config import PipelineConfig
+from conduitd.core.dialect import Dialect
 from conduitd.core.records import Position
 from conduitd.destinations.base import CheckpointRow, DlqEntry, DlqFilter
+from conduitd.destinations.sql import refresh
 from conduitd.destinations.sql.bookkeeping import Bookkeeping
 from conduitd.destinations.sql.leases import LeaseBook
+from conduitd.destinations.sql.refresh import RefreshTransaction
 
 
 class SqlDestination(abc.ABC):
@@ -20,6 +24,36 @@ class SqlDestination(abc.ABC):
     @abc.abstractmethod
     def bookkeeping(self) -> Bookkeeping:
         """The shared bookkeeping statements over this destination's open connection."""
+
+    dialect: Dialect
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[RefreshTransaction]:
+        """One batch transaction (see `conduitd.destinations.base.Destination.transaction`)."""
+
+    @abc.abstractmethod
+    async def create_like(self, tx: RefreshTransaction, staging: str, target: str) -> None:
+        """Create `staging` with `target`'s columns, types, defaults and keys (not its data)."""
+
+    @abc.abstractmethod
+    def rename_sql(self, tx: RefreshTransaction, old: str, new: str) -> str:
+        """The statement renaming table `old` to `new` (in the same schema or database)."""
+
+    # -- mode full_refresh (see `conduitd.destinations.sql.refresh`) --------------------------
+
+    def refresh_table(self, table: str) -> str:
+        """The staging table a full refresh of `table` loads."""
+        return refresh.staging_name(table, self.dialect.max_identifier_bytes)
+
+    async def begin_refresh(self, pipeline: PipelineConfig, staging: str) -> None:
+        """Start a full refresh run afresh: checkpoints reset, an empty staging table like the target."""
+        async with self.transaction() as tx:
+            await refresh.begin(self, tx, pipeline, staging)
+
+    async def finish_refresh(self, pipeline: PipelineConfig, staging: str) -> int:
+        """Swap the staging rows in atomically and reset the checkpoints; return the rows the table holds."""
+        async with self.transaction() as tx:
+            return await refresh.finish(self, tx, pipeline, staging)
 
     def leases(self) -> LeaseBook:
         """The lease table (`Capabilities.leases`), over this destination's open connection."""

@@ -18,6 +18,7 @@ from conduitd.core.schema import Column
 from conduitd.destinations.base import Capabilities
 from conduitd.destinations.rollback import finish
 from conduitd.destinations.sql import CHECKPOINTS, Bookkeeping, SqlDestination
+from conduitd.destinations.sql.refresh import RefreshTransaction
 from conduitd.destinations.sqlite.dialect import SqliteDialect, quote
 from conduitd.destinations.sqlite.driver import SqliteDriver
 from conduitd.destinations.sqlite.transaction import SqliteTransaction, table_columns
@@ -35,6 +36,8 @@ def _on_read_only_file_system(path: str) -> bool:
 
 class SqliteDestination(SqlDestination):
     """See the module docstring."""
+
+    dialect: SqliteDialect
 
     capabilities = CAPABILITIES
 
@@ -120,5 +123,34 @@ class SqliteDestination(SqlDestination):
     async def table_columns(self, table: str) -> dict[str, Column] | None:
         return await table_columns(self.driver, table)
 
+    async def create_like(self, tx: RefreshTransaction, staging: str, target: str) -> None:
+        # SQLite has no CREATE TABLE ... LIKE: the target's own statement under the new name.
+        rows = await tx.driver.fetch("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (target,))
+        await tx.run_ddl(f"CREATE TABLE {quote(staging)} {column_list(str(rows[0][0]))}")
 
-__all__ = ["SqliteDestination", "SqliteDialect", "quote"]
+    def rename_sql(self, tx: RefreshTransaction, old: str, new: str) -> str:
+        return f"ALTER TABLE {quote(old)} RENAME TO {quote(new)}"
+
+
+def column_list(create: str) -> str:
+    """What follows the table name in a CREATE TABLE statement as sqlite_master keeps it: the
+    name is quoted ("...", [...], `...`, with doubled quotes inside) or a bare word."""
+    rest = create.lstrip()[len("CREATE TABLE"):].lstrip()
+    if rest[:13].upper() == "IF NOT EXISTS":
+        rest = rest[13:].lstrip()
+    closing = {'"': '"', "[": "]", "`": "`", "'": "'"}.get(rest[:1])
+    if closing is None:
+        end = min((i for i in (rest.find("("), *(rest.find(c) for c in " \t\n")) if i >= 0), default=len(rest))
+        return rest[end:].lstrip()
+    i = 1
+    while i < len(rest):
+        if rest[i] == closing:
+            if rest[i + 1:i + 2] == closing and closing != "]":
+                i += 2
+                continue
+            return rest[i + 1:].lstrip()
+        i += 1
+    raise ValueError(f"cannot read the table name of {create[:80]!r}")
+
+
+__all__ = ["SqliteDestination", "SqliteDialect", "column_list", "quote"]
