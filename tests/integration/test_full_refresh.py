@@ -157,7 +157,7 @@ def test_refused_for_kafka_and_kinesis_at_load(tmp_path: Path) -> None:
             "    mode: full_refresh\n")
         result = conduitd("validate", "-c", str(config))
         assert result.returncode == 2, result.stdout + result.stderr
-        assert f"c.yml:9: resources[0].mode: mode `full_refresh`" in result.stderr, result.stderr
+        assert "c.yml:9: resources[0].mode: mode `full_refresh`" in result.stderr, result.stderr
         assert f"a {source['type']} source never ends" in result.stderr
 
 
