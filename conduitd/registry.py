@@ -46,7 +46,9 @@ _BUILTINS: dict[Kind, dict[str, str]] = {
                "kinesis": "conduitd.sources.kinesis.connector:KINESIS"},
     "destination": {"sqlite": "conduitd.destinations.builtins:SQLITE",
                     "postgres": "conduitd.destinations.builtins:POSTGRES",
-                    "mysql": "conduitd.destinations.mysql.connector:MYSQL"},
+                    "mysql": "conduitd.destinations.mysql.connector:MYSQL",
+                    "file": "conduitd.destinations.files.connector:FILE",
+                    "snowflake": "conduitd.destinations.snowflake.connector:SNOWFLAKE"},
     "dlq": {"table": "conduitd.dlq_sinks:TABLE", "file": "conduitd.dlq_sinks:FILE",
             "kafka": "conduitd.dlq_sinks:KAFKA"},
 }

@@ -45,7 +45,7 @@ _FILE_SOURCE_NOTES = {
     "schema_sample_size": "conduitd types every batch from all its values, not a sample",
 }
 _BIGQUERY = ("BigQuery cannot be tested here, so conduitd does not offer it: load into `postgres` "
-             "(or `snowflake` once its connector is installed) instead")
+             "or `snowflake` instead")
 Defaults = dict[str, dict[str, tuple[Any, KeyPath]]]
 """Destination name -> {pipeline key: (value, path in the file)}."""
 
@@ -109,6 +109,8 @@ def _native_type(work: Translation, kind: Kind, at: KeyPath, section: dict[str, 
         section["format"] = native
         work.note(where, f"`type: {type_}` is `type: file` with `format: {native}`")
         return "file"
+    if type_ == "s3" and kind == "destination" and "file" in known:
+        return _s3_destination(work, at, section)
     if type_ in ("s3", "snowflake"):
         raise SeedError(where, f"the `{type_}` {kind} is not available yet in conduitd (its connector is not "
                                f"installed): use {_database_types()} meanwhile")
@@ -117,6 +119,24 @@ def _native_type(work: Translation, kind: Kind, at: KeyPath, section: dict[str, 
                         if "json" in type_.lower() or "nd" in type_.lower() else
                         f"`{type_}` is a file format: use `type: file` or `type: csv`")
     return type_
+
+
+def _s3_destination(work: Translation, at: KeyPath, section: dict[str, Any]) -> str:
+    """The seed's `type: s3` with `bucket` and `path` (or `key`): a file destination at s3://bucket/path
+    (its format from `format`, else from the path's suffix)."""
+    bucket = section.pop("bucket", None)
+    if not isinstance(bucket, str) or not bucket.strip():
+        raise SeedError((*at, "bucket"), "an `s3` destination needs `bucket` (the bucket's name)")
+    where = (*at, "path") if "path" in section else (*at, "key")
+    key = str(section.pop("path", None) or section.pop("key", None) or "").strip("/")
+    section["type"] = "file"
+    section["path"] = f"s3://{bucket.strip()}/{key}" if key else f"s3://{bucket.strip()}"
+    work.origins[(*at, "path")] = where
+    for old, new in (("aws_access_key_id", "access_key_id"), ("aws_secret_access_key", "secret_access_key"),
+                     ("aws_session_token", "session_token"), ("region_name", "region")):
+        _rename(work, at, section, old, new)
+    work.note((*at, "type"), f"`type: s3` with `bucket` and `path` is `type: file` with `path: {section['path']}`")
+    return "file"
 
 
 def _file_format(type_: str, given: object, kind: Kind, at: KeyPath) -> str:

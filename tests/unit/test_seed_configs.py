@@ -5,7 +5,9 @@ eight connector pairs its users had, every seed key (loads, or the exact clear e
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -148,14 +150,11 @@ def test_csv_to_postgresql_loads_as_the_seed_meant_it(tmp_path: Path) -> None:
     assert (pipeline.table, pipeline.mode, pipeline.query) == ("users_backup", "append", None)
 
 
-def test_full_refresh_is_a_clear_error_until_the_mode_exists(tmp_path: Path) -> None:
-    path = write(tmp_path, PG_TO_PG_FULL_REFRESH)
-    assert error_of(path) == (f"{path}:24: resources[0].mode: `mode: full_refresh` (replace the table's contents "
-                              "each run) is not supported yet: conduitd writes `append` or `upsert`")
+def test_full_refresh_and_its_seed_spellings_load_as_full_refresh(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, PG_TO_PG_FULL_REFRESH), {}).resources[0].mode == "full_refresh"
     for spelling in ("truncate", "replace"):
         text = PG_TO_PG_FULL_REFRESH.replace("    mode: full_refresh", f"    write_mode: {spelling}")
-        assert f"`write_mode: {spelling}` (replace the table's contents each run) is not supported yet" in \
-            error_of(write(tmp_path, text))
+        assert load_config(write(tmp_path, text), {}).resources[0].mode == "full_refresh"
 
 
 def test_postgres_to_postgres_query_and_connection_fields(tmp_path: Path) -> None:
@@ -168,13 +167,6 @@ def test_postgres_to_postgres_query_and_connection_fields(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("text, message", [
-    (CSV_TO_JSON, "destinations[0].type: `json` files as a destination are not available yet in conduitd: write to "
-                  "`sqlite`, `postgres` or `mysql` meanwhile"),
-    (JSON_TO_CSV, "destinations[0].type: `csv` files as a destination are not available yet in conduitd"),
-    (PG_TO_CSV, "destinations[0].type: `csv` files as a destination are not available yet in conduitd"),
-    (CSV_TO_SNOWFLAKE, "destinations[0].type: the `snowflake` destination is not available yet in conduitd (its "
-                       "connector is not installed)"),
-    (JSON_TO_S3, "destinations[0].type: the `s3` destination is not available yet in conduitd"),
     (CSV_TO_BIGQUERY, "destinations[0].type: BigQuery cannot be tested here, so conduitd does not offer it: load "
                       "into `postgres`"),
 ])
@@ -182,6 +174,21 @@ def test_destinations_conduitd_lacks_say_so_and_what_to_use(tmp_path: Path, text
     path = write(tmp_path, text)
     assert message in error_of(path)
     assert "secret-pw" not in error_of(path)
+
+
+@pytest.mark.parametrize("text, type_, check", [
+    (CSV_TO_JSON, "file", lambda d: d.format == "json" and d.indent == 2),
+    (JSON_TO_CSV, "file", lambda d: d.format == "csv"),
+    (PG_TO_CSV, "file", lambda d: d.format == "csv"),
+    (JSON_TO_S3, "file", lambda d: d.path == "s3://my-output-bucket/output/data.json"),
+    (CSV_TO_SNOWFLAKE, "snowflake", lambda d: True),
+])
+def test_file_s3_and_snowflake_destinations_load(tmp_path: Path, text: str, type_: str,
+                                                 check: Callable[[Any], bool]) -> None:
+    config = load_config(write(tmp_path, text), {"SNOWFLAKE_ACCOUNT": "acct", "SNOWFLAKE_USER": "loader",
+                                                 "SNOWFLAKE_DATABASE": "dw", "SNOWFLAKE_PASSWORD": "pw"})
+    destination = config.destinations[0]
+    assert destination.type == type_ and check(destination)
 
 
 @pytest.mark.parametrize("text", [JSON_TO_CSV, JSON_TO_S3])
