@@ -27,4 +27,8 @@ export CONDUITD_REQUIRE_SERVICES=1   # an unreachable service fails the tests in
 
 python3 -m ruff check conduitd tests benchmarks
 python3 -m mypy conduitd
-python3 -m pytest -q -p no:cacheprovider --durations=25 "$@"
+# Two workers, each test file on one of them (module fixtures made once; files share no state:
+# every test names its schemas, databases, topics, streams and ports uniquely). The suite mostly
+# waits on servers and daemons, so two workers on two cores cut its wall time by a third or more.
+# `-p no:benchmark`: pytest-benchmark, where installed, warns under xdist (and warnings are errors).
+python3 -m pytest -q -p no:cacheprovider -p no:benchmark -n 2 --dist loadfile --durations=25 "$@"
