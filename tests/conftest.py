@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -113,6 +113,26 @@ def kinesis_endpoint() -> Iterator[str]:
         yield server.endpoint
     finally:
         server.stop()
+
+
+@pytest.fixture
+def new_stream(kinesis_endpoint: str) -> Iterator[Callable[[str, int], str]]:
+    """Creates Kinesis streams (prefix, shard count) -> name; deletes them after the test, so the
+    server keeps few shards (its writes slow down as it holds more)."""
+    from tests.helpers import kinesis
+
+    client = kinesis.client(kinesis_endpoint)
+    made: list[str] = []
+
+    def create(prefix: str, count: int) -> str:
+        name = kinesis.new_stream_name(prefix)
+        kinesis.create_stream(client, name, count)
+        made.append(name)
+        return name
+
+    yield create
+    for name in made:
+        kinesis.delete_stream(client, name)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,24 +43,6 @@ SHARDS = 8
 """kinesis-local's PutRecords slows as a shard grows (on this machine, 2 shards: 800 records/s for
 the first 4,000, 100/s past 16,000; 8 shards: 1,800/s, then 400/s): more shards, a quicker load."""
 PIPELINE = "events"
-
-
-@pytest.fixture
-def new_stream(kinesis_endpoint: str) -> Iterator[Callable[[str, int], str]]:
-    """Creates streams (prefix, shard count) -> name; deletes them after the test, so that their
-    shards do not count against the server's shard limit (50) in later tests."""
-    kinesis = K.client(kinesis_endpoint)
-    made: list[str] = []
-
-    def create(prefix: str, count: int) -> str:
-        name = K.new_stream_name(prefix)
-        K.create_stream(kinesis, name, count)
-        made.append(name)
-        return name
-
-    yield create
-    for name in made:
-        K.delete_stream(kinesis, name)
 
 
 def event(i: int) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import itertools
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,24 +28,6 @@ KEYS = 50
 PER_PHASE = 5
 """Records of each key put in one phase (between two reshards)."""
 PIPELINE = "events"
-
-
-@pytest.fixture
-def new_stream(kinesis_endpoint: str) -> Iterator[Callable[[str, int], str]]:
-    """Creates streams (prefix, shard count) -> name; deletes them after the test, so that their
-    shards do not count against the server's shard limit (50) in later tests."""
-    kinesis = K.client(kinesis_endpoint)
-    made: list[str] = []
-
-    def create(prefix: str, count: int) -> str:
-        name = K.new_stream_name(prefix)
-        K.create_stream(kinesis, name, count)
-        made.append(name)
-        return name
-
-    yield create
-    for name in made:
-        K.delete_stream(kinesis, name)
 
 
 def config(path: Path, endpoint: str, stream: str, dsn: str, schema: str, **reading: Any) -> Path:

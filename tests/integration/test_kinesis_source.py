@@ -9,6 +9,7 @@ benchmark measures larger runs)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import orjson
 from tests.helpers import kinesis as K
 from tests.helpers.daemon import conduitd, write_config
 
+NewStream = Callable[[str, int], str]
 RECORDS = 6_000
 KEYS = 1_500
 
@@ -38,13 +40,12 @@ def run_once(config: Path) -> str:
     return done.stdout + done.stderr
 
 
-def test_four_shards_append_and_upsert_record_by_record(kinesis_endpoint: str, tmp_path: Path, db: Any,
-                                                        pg_dsn: str, pg_schema: str) -> None:
+def test_four_shards_append_and_upsert_record_by_record(kinesis_endpoint: str, new_stream: NewStream,
+                                                        tmp_path: Path, db: Any, pg_dsn: str, pg_schema: str) -> None:
     """6,000 records (1,500 keys, each updated 4 times in order) over 4 shards, two pipelines on
     the same stream: append keeps every record once, upsert keeps each key's last version."""
     kinesis = K.client(kinesis_endpoint)
-    stream = K.new_stream_name("load")
-    K.create_stream(kinesis, stream, 4)
+    stream = new_stream("load", 4)
     records = [{"id": i % KEYS, "version": i // KEYS, "seq": i, "text": f"r{i}", "amount": i * 0.5}
                for i in range(RECORDS)]
     placed = K.put_ordered(kinesis, stream, records, lambda r: str(r["id"]))
@@ -83,11 +84,11 @@ def test_four_shards_append_and_upsert_record_by_record(kinesis_endpoint: str, t
     assert db.count("events") == RECORDS
 
 
-def test_poison_records_go_to_the_dlq_with_shard_and_sequence_number(kinesis_endpoint: str, tmp_path: Path,
-                                                                     db: Any, pg_dsn: str, pg_schema: str) -> None:
+def test_poison_records_go_to_the_dlq_with_shard_and_sequence_number(kinesis_endpoint: str, new_stream: NewStream,
+                                                                     tmp_path: Path, db: Any, pg_dsn: str,
+                                                                     pg_schema: str) -> None:
     kinesis = K.client(kinesis_endpoint)
-    stream = K.new_stream_name("poison")
-    K.create_stream(kinesis, stream, 1)
+    stream = new_stream("poison", 1)
     bad = {b"not json": "not valid JSON", b"[1, 2]": "not an object", b"   ": "empty record",
            orjson.dumps({"id": 99, "pad": "x" * 3000}): "exceeds max_record_bytes"}
     sent: dict[str, bytes] = {}
