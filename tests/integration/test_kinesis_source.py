@@ -128,3 +128,39 @@ def test_a_missing_stream_is_a_clear_error(kinesis_endpoint: str, tmp_path: Path
     assert "s3cr3t-kinesis-key" not in done.stdout + done.stderr
     checked = conduitd("validate", "-c", str(config), env={"TEST_KINESIS_SECRET": "s3cr3t-kinesis-key"})
     assert checked.returncode != 0 and "no-such-stream" in checked.stdout + checked.stderr
+
+
+def test_raw_records_arrival_times_and_a_start_at_a_timestamp(kinesis_endpoint: str, new_stream: NewStream,
+                                                               tmp_path: Path, db: Any, pg_dsn: str,
+                                                               pg_schema: str) -> None:
+    """`format: raw` keeps each record's bytes (not JSON, binary too) with its arrival time;
+    `start: at_timestamp` begins at the first record that arrived at or after the timestamp."""
+    kinesis = K.client(kinesis_endpoint)
+    stream = new_stream("raw", 1)
+    first = [b"not json", b"\x00\xff binary", b"{}"]
+    for data in first:
+        kinesis.put_record(StreamName=stream, Data=data, PartitionKey="k")
+    arrived = K.drain(kinesis, stream)[-1]["arrival"]
+    later: list[bytes] = []
+    while not later or K.drain(kinesis, stream)[-1]["arrival"] <= arrived:  # a later arrival time (ms clock)
+        later.append(f"later {len(later)}".encode())
+        kinesis.put_record(StreamName=stream, Data=later[-1], PartitionKey="k")
+    records = K.drain(kinesis, stream)
+    since = next(r["arrival"] for r in records if r["arrival"] > arrived)
+    expected_later = [r["data"] for r in records if r["arrival"] >= since]
+
+    def run(table: str, **options: Any) -> list[tuple[Any, ...]]:
+        config = write_config(tmp_path / f"{table}.yaml", {
+            "sources": [source("kin", kinesis_endpoint, stream, format="raw",
+                               metadata_columns=["arrival_timestamp", "sequence_number"], **options)],
+            "destinations": [{"name": "pg", "type": "postgres", "dsn": pg_dsn, "schema": pg_schema}],
+            "resources": [{"name": table, "source": "kin", "destination": "pg", "table": table}]})
+        run_once(config)
+        return rows(db, f"SELECT value, kinesis_arrival_timestamp FROM {db.table(table)} "
+                        "ORDER BY kinesis_sequence_number::numeric")
+
+    everything = run("all_raw")
+    assert [bytes(r[0]) for r in everything] == [r["data"] for r in records]
+    assert [r[1] for r in everything] == [r["arrival"] for r in records]
+    assert [bytes(r[0]) for r in run("since", start="at_timestamp", start_timestamp=since.isoformat())] \
+        == expected_later
