@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aiobotocore.config import AioConfig
@@ -100,7 +100,11 @@ class KinesisApi:
             if c.aws_session_token is not None:
                 options["aws_session_token"] = c.aws_session_token.get_secret_value()
         try:
-            self._context = get_session().create_client("kinesis", **options)
+            session = get_session()
+            # botocore parses every record's arrival time with dateutil (3/4 of its parsing of a
+            # GetRecords answer); Kinesis sends epoch seconds: read them directly.
+            session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_epoch_or_text)
+            self._context = session.create_client("kinesis", **options)
             self.client = await self._context.__aenter__()
         except Exception as exc:  # noqa: BLE001 - every failure is translated or re-raised
             self._context = self.client = None
@@ -144,6 +148,14 @@ class KinesisApi:
     async def get_records(self, stream: str, shard_id: str, iterator: str, limit: int) -> dict[str, Any]:
         return await self._call("get_records", f"shard {stream}:{shard_id}: GetRecords", ShardIterator=iterator,
                                 Limit=limit)
+
+
+def _epoch_or_text(value: Any) -> datetime:
+    """A timestamp of a Kinesis answer: epoch seconds (what Kinesis sends), else ISO 8601 text."""
+    try:
+        return datetime.fromtimestamp(float(value), UTC)
+    except (TypeError, ValueError):
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
 def parent_ids(shard: Mapping[str, Any]) -> Sequence[str]:
