@@ -29,6 +29,7 @@ from conduitd.core.redact import remember
 from conduitd.core.transcode import codec_name
 from conduitd.core.units import ByteSize, Duration, PositiveDuration
 from conduitd.credentials import Fetched, SecretText
+from conduitd.s3settings import S3Settings, settings_problem
 
 _NAME = r"^[A-Za-z0-9_.\-]+$"
 CSV_NULL_VALUES = ("", "NULL", "N/A", "NaN")
@@ -165,13 +166,16 @@ class DestinationConfig(ConnectorConfig):
     """Base of every destination section's model (built-in or from a plugin)."""
 
 
-class FileSourceConfig(SourceConfig):
-    """JSONL, CSV or Parquet files in a directory or matching a glob: the embedded default."""
+class FileSourceConfig(SourceConfig, S3Settings):
+    """JSONL, CSV or Parquet files in a directory or matching a glob, locally or on S3: the
+    embedded default."""
 
     name: str = Field(pattern=_NAME)
     type: Literal["file"]
     path: NonEmpty
-    """A file, a directory (every file in it with a matching extension) or a glob such as data/*.jsonl."""
+    """A file, a directory (every file in it with a matching extension) or a glob such as data/*.jsonl;
+    on S3 an object, a prefix or a glob: s3://bucket/in/, s3://bucket/in/*.jsonl (then the S3 settings:
+    endpoint_url, region, access_key_id, secret_access_key, session_token)."""
     format: Literal["jsonl", "csv", "parquet"] | None = None
     """Defaults to the file extension (.jsonl/.json/.ndjson, .csv, .parquet)."""
     poll_interval: PositiveDuration = 1.0
@@ -193,6 +197,13 @@ class FileSourceConfig(SourceConfig):
         return encoding
     max_record_bytes: ByteSize = 64 * 1024 * 1024
     """A larger record (a line, or an element of a JSON array) goes to the DLQ instead of the table."""
+
+    @model_validator(mode="after")
+    def _s3_settings(self) -> FileSourceConfig:
+        problem = settings_problem(self, self.path)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
 
 MetadataColumn = Literal["key", "headers", "topic", "partition", "offset", "timestamp"]

@@ -109,8 +109,8 @@ def _native_type(work: Translation, kind: Kind, at: KeyPath, section: dict[str, 
         section["format"] = native
         work.note(where, f"`type: {type_}` is `type: file` with `format: {native}`")
         return "file"
-    if type_ == "s3" and kind == "destination" and "file" in known:
-        return _s3_destination(work, at, section)
+    if type_ == "s3" and (kind == "source" or "file" in known):
+        return _s3_file(work, kind, at, section)
     if type_ in ("s3", "snowflake"):
         raise SeedError(where, f"the `{type_}` {kind} is not available yet in conduitd (its connector is not "
                                f"installed): use {_database_types()} meanwhile")
@@ -121,22 +121,30 @@ def _native_type(work: Translation, kind: Kind, at: KeyPath, section: dict[str, 
     return type_
 
 
-def _s3_destination(work: Translation, at: KeyPath, section: dict[str, Any]) -> str:
-    """The seed's `type: s3` with `bucket` and `path` (or `key`): a file destination at s3://bucket/path
-    (its format from `format`, else from the path's suffix)."""
+def _s3_file(work: Translation, kind: Kind, at: KeyPath, section: dict[str, Any]) -> str:
+    """The seed's `type: s3` with `bucket` and `path` (or `key`): a file source or destination at
+    s3://bucket/path (its format from `format`, else from the path's suffix)."""
+    _s3_path(work, kind, at, section)
+    work.note((*at, "type"), f"`type: s3` with `bucket` and `path` is `type: file` with `path: {section['path']}`")
+    return "file"
+
+
+def _s3_path(work: Translation, kind: Kind, at: KeyPath, section: dict[str, Any]) -> None:
+    """`bucket` and `path` (or `key`) made one `path: s3://bucket/path`, the seed's AWS key names
+    made conduitd's; `type` becomes `file`."""
     bucket = section.pop("bucket", None)
     if not isinstance(bucket, str) or not bucket.strip():
-        raise SeedError((*at, "bucket"), "an `s3` destination needs `bucket` (the bucket's name)")
+        raise SeedError((*at, "bucket"), f"an `s3` {kind} needs `bucket` (the bucket's name)")
     where = (*at, "path") if "path" in section else (*at, "key")
-    key = str(section.pop("path", None) or section.pop("key", None) or "").strip("/")
+    key = str(section.pop("path", None) or section.pop("key", None) or "").lstrip("/")
+    if kind == "destination":
+        key = key.rstrip("/")  # a source's prefix keeps its `/`: it says "the objects under it"
     section["type"] = "file"
     section["path"] = f"s3://{bucket.strip()}/{key}" if key else f"s3://{bucket.strip()}"
     work.origins[(*at, "path")] = where
     for old, new in (("aws_access_key_id", "access_key_id"), ("aws_secret_access_key", "secret_access_key"),
                      ("aws_session_token", "session_token"), ("region_name", "region")):
         _rename(work, at, section, old, new)
-    work.note((*at, "type"), f"`type: s3` with `bucket` and `path` is `type: file` with `path: {section['path']}`")
-    return "file"
 
 
 def _file_format(type_: str, given: object, kind: Kind, at: KeyPath) -> str:
@@ -155,8 +163,8 @@ def _file_source(work: Translation, at: KeyPath, section: dict[str, Any]) -> Non
         section["format"] = "jsonl"
         work.note((*at, "format"), f"`format: {fmt}` is `jsonl` (arrays, single objects and JSON lines are all read)")
     if "bucket" in section:
-        raise SeedError((*at, "bucket"), "reading files from S3 is not available yet in conduitd: copy the "
-                                         "objects to a local directory meanwhile")
+        _s3_path(work, "source", at, section)
+        work.note((*at, "path"), f"`bucket` and `path` are `path: {section['path']}`")
     _rename(work, at, section, "delimiter", "csv_delimiter")
     header = section.get("has_header")
     if header is False:

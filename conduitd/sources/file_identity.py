@@ -10,7 +10,9 @@ N: both are bytes already read, so appending to the file (even to one shorter th
 them, while an overwrite, a larger replacement or a shrink almost surely changes one of them. A new
 inode means the name now points at another file (`mv`/`os.replace` over it, delete and create).
 Parquet files cannot be appended to: F hashes their size, first and last `WINDOW` bytes (the
-footer, with the row counts and statistics). The position is a pure function of the file's
+footer, with the row counts and statistics). An S3 object is never appended to, only replaced:
+its position is `{"offset": N, "etag": E}` (or `{"row": N, "etag": E}`), and another ETag means
+another object. The position is a pure function of the file's
 content and N, so the checkpoint's compare-and-set (canonical JSON) sees the same text for the
 same place. A position without identity (checkpoints of earlier versions) is taken to be the same
 file, as those versions did.
@@ -44,6 +46,8 @@ class OpenFile:
     stamp: tuple[int, int, int, int]
     """Inode, size, modification and change times when it was opened: while the name still
     shows these, the file has not changed since."""
+    etag: str | None = None
+    """An S3 object's ETag (its identity instead of inode and fingerprint); None for a file."""
 
     def read(self, offset: int, length: int) -> bytes:
         """`length` bytes from `offset` (fewer at the end), without moving a shared file pointer."""
@@ -88,11 +92,16 @@ def whole_fingerprint(file: OpenFile) -> str:
 
 def line_position(file: OpenFile, offset: int) -> Position:
     """The position after byte `offset` of `file` (a line or JSON document file)."""
+    if file.etag is not None:
+        return {"offset": offset, "etag": file.etag}
     return {"offset": offset, "inode": file.inode, "fingerprint": prefix_fingerprint(file, offset)}
 
 
 def row_position(file: OpenFile, row: int, fingerprint: str) -> Position:
-    """The position after row `row` of a Parquet file whose `whole_fingerprint` is `fingerprint`."""
+    """The position after row `row` of a Parquet file whose `whole_fingerprint` is `fingerprint`
+    (an object's: its ETag)."""
+    if file.etag is not None:
+        return {"row": row, "etag": file.etag}
     return {"row": row, "inode": file.inode, "fingerprint": fingerprint}
 
 
@@ -101,17 +110,25 @@ def _other_inode(position: Position, file: OpenFile) -> bool:
     return stored is not None and file.inode != 0 and int(stored) != file.inode
 
 
+def _other_object(position: Position, file: OpenFile) -> bool:
+    stored = position.get("etag")
+    return stored is not None and file.etag is not None and stored != file.etag
+
+
 def resume_offset(position: Position, file: OpenFile) -> int:
     """Where to continue reading `file` (line by line) after the stored `position`: its offset
     when the file is the one it was taken from, else 0 (with a warning: it is read again)."""
     if not position:
         return 0
     offset = int(position["offset"])
-    if offset > file.size:
+    if _other_object(position, file):
+        why = "another object now has its name (the ETag changed)"
+    elif offset > file.size:
         why = f"it is shorter than its committed position ({file.size} < {offset} bytes)"
     elif _other_inode(position, file):
         why = "another file now has its name (the inode changed)"
-    elif "fingerprint" in position and position["fingerprint"] != prefix_fingerprint(file, offset):
+    elif file.etag is None and "fingerprint" in position \
+            and position["fingerprint"] != prefix_fingerprint(file, offset):
         why = "the bytes read before were overwritten"
     else:
         return offset
@@ -124,11 +141,13 @@ def resume_row(position: Position, file: OpenFile, fingerprint: str, rows: int) 
     if not position:
         return 0
     row = int(position["row"])
-    if row > rows:
+    if _other_object(position, file):
+        why = "another object now has its name (the ETag changed)"
+    elif row > rows:
         why = f"it has fewer rows than its committed position ({rows} < {row})"
     elif _other_inode(position, file):
         why = "another file now has its name (the inode changed)"
-    elif "fingerprint" in position and position["fingerprint"] != fingerprint:
+    elif file.etag is None and "fingerprint" in position and position["fingerprint"] != fingerprint:
         why = "its content changed"
     else:
         return row

@@ -1,4 +1,5 @@
-"""The file source: JSON lines, JSON documents, CSV or Parquet files: one file, a directory, or a glob.
+"""The file source: JSON lines, JSON documents, CSV or Parquet files: one file, a directory, or a
+glob, locally or on S3 (`s3://bucket/prefix/`, a glob of keys or one object: `file_objects`).
 
 A partition is one file (its path as matched). Its position is ``{"offset": N, "inode": I,
 "fingerprint": F}`` (the byte after the last complete line or JSON record read), or ``{"row": N,
@@ -15,6 +16,11 @@ lines file is skipped. Parquet values no destination holds
 are made writable or rejected (`parquet_values`). A configured single file that does not exist is
 a config error under `--once` (and in `validate`); in daemon mode it is reported until it appears.
 A file removed while it is being read is logged and skipped; what was committed stays.
+
+An S3 object is read like a file, in ranges of `read_size`; its identity is its ETag, so a
+replaced object is read again from its start. Objects are listed on every pass in daemon mode
+(new ones are read); an object whose listed size and modification time are unchanged since it
+was read to its end is not opened again.
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ from conduitd.config import FileSourceConfig
 from conduitd.core.csvdecode import decode_csv_rows, refuse_rows
 from conduitd.core.records import Chunk, Position, Reject
 from conduitd.core.timings import Timings
-from conduitd.errors import ConduitError, ConfigError
+from conduitd.errors import ConduitError, ConfigError, DependencyUnreachable
+from conduitd.s3settings import is_s3
 from conduitd.sources.base import Checkpoints
 from conduitd.sources.file_identity import (
     OpenFile,
@@ -50,6 +57,7 @@ from conduitd.sources.file_identity import (
     stamp,
     whole_fingerprint,
 )
+from conduitd.sources.file_objects import ObjectStore
 from conduitd.sources.file_text import (
     DocumentReader,
     decode_lines_with_offsets,
@@ -89,6 +97,7 @@ class FileSource:
         self._settled: dict[str, tuple[int, int, int, int]] = {}
         """Files read to their end, by stat stamp: a daemon pass skips them while it is unchanged."""
         self._problems: dict[str, str] = {}
+        self._objects: ObjectStore | None = None
 
     epoch = 0
 
@@ -112,6 +121,8 @@ class FileSource:
         ConfigError in `once` mode (a batch run or a check would report success having read
         nothing); in daemon mode it is reported by `problem` until it appears."""
         path = self.config.path
+        if is_s3(path):
+            return self._discover_objects()
         if os.path.isdir(path):
             found = [str(Path(path) / n) for n in os.listdir(path)]
             found = [f for f in found if self._format_of(f, strict=True) is not None]
@@ -131,13 +142,47 @@ class FileSource:
         self._problems.pop(path, None)
         return sorted(f for f in found if os.path.isfile(f))
 
+    def _store(self) -> ObjectStore:
+        if self._objects is None:
+            self._objects = ObjectStore(self.config)
+        return self._objects
+
+    def _discover_objects(self) -> list[str]:
+        """`discover` on S3: a missing object or bucket, or S3 out of reach, raises under `once`
+        and is reported by `problem` (and looked for again) in daemon mode."""
+        path = self.config.path
+        try:
+            found = self._store().discover(lambda name: self._format_of(name, strict=True) is not None)
+        except OSError as exc:
+            message = f"source {self.config.name!r}: cannot list {path}: {exc}"
+            if self.once:
+                raise DependencyUnreachable(message) from None
+            if self._problems.get(path) != message:
+                log.error("%s; trying again", message)
+            self._problems[path] = message
+            return []
+        if found is None:
+            message = f"source {self.config.name!r}: no object {path} (for objects that may arrive later, name " \
+                      "their prefix, ending in /, or a glob)"
+            if self.once:
+                raise ConfigError(message)
+            if path not in self._problems:
+                log.warning("%s; waiting for it", message)
+            self._problems[path] = message
+            return []
+        self._problems.pop(path, None)
+        return found
+
     def _stats_now(self) -> dict[str, tuple[int, int]]:
         """Inode and size of every file now: what a `once` run reads."""
         found = {}
-        for path in self.discover():
-            with contextlib.suppress(FileNotFoundError):
-                status = os.stat(path)
-                found[path] = (status.st_ino, status.st_size)
+        if is_s3(self.config.path):
+            found = {path: (0, self._store().listed[path][1]) for path in self.discover()}
+        else:
+            for path in self.discover():
+                with contextlib.suppress(FileNotFoundError):
+                    status = os.stat(path)
+                    found[path] = (status.st_ino, status.st_size)
         if not found:
             log.warning("no file matches %s: nothing to read", self.config.path)
         return found
@@ -199,11 +244,16 @@ class FileSource:
         """The file opened for a pass; None when it is gone, unreadable (logged) or, in daemon
         mode, unchanged since it was read to its end."""
         try:
-            if not self.once:
-                status = await asyncio.to_thread(os.stat, path)
-                if self._settled.get(path) == stamp(status):
+            if self._objects is not None:
+                if not self.once and self._settled.get(path) == self._objects.listed.get(path):
                     return None
-            opened = await asyncio.to_thread(open_file, path)
+                opened: OpenFile = await asyncio.to_thread(self._objects.open, path)
+            else:
+                if not self.once:
+                    status = await asyncio.to_thread(os.stat, path)
+                    if self._settled.get(path) == stamp(status):
+                        return None
+                opened = await asyncio.to_thread(open_file, path)
         except FileNotFoundError:
             log.warning("%s was removed before it was read to its end; going on with the other files", path)
             self._forget(path)
@@ -230,10 +280,12 @@ class FileSource:
             self._held.pop(opened.path, None)
 
     def _ready(self, path: str, size: int) -> bool:
-        """May an incomplete end of `path` be taken now? Under --once yes; in daemon mode once the
-        file has kept `size` for `partial_line_timeout` (it may still be being written)."""
+        """May an incomplete end of `path` be taken now? Under --once, and for an S3 object (a PUT
+        is whole), yes; in daemon mode once the file has kept `size` for `partial_line_timeout`
+        (it may still be being written)."""
         held_size, since = self._held.get(path, (-1, time.monotonic()))
-        if self.once or (held_size == size and time.monotonic() - since >= self.config.partial_line_timeout):
+        settled = held_size == size and time.monotonic() - since >= self.config.partial_line_timeout
+        if self.once or is_s3(path) or settled:
             self._held.pop(path, None)
             return True
         self._held[path] = (size, since if held_size == size else time.monotonic())
@@ -353,7 +405,7 @@ class FileSource:
 
     async def _read_parquet(self, opened: OpenFile, position: Position) -> AsyncGenerator[Chunk, None]:
         path = opened.path
-        fingerprint = await asyncio.to_thread(whole_fingerprint, opened)
+        fingerprint = await asyncio.to_thread(whole_fingerprint, opened) if opened.etag is None else opened.etag
         try:
             parquet = await asyncio.to_thread(pq.ParquetFile, opened.handle)
         except (pa.ArrowInvalid, OSError) as exc:

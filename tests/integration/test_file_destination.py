@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -18,31 +17,10 @@ from conduitd.destinations.files import FileDestination, FileDestinationConfig
 from conduitd.runtime.commit import commit_batch
 from conduitd.testing import scenario
 from conduitd.testing.contract import DestinationContract, Refusal, SecretCase
+from tests.helpers.s3 import BUCKET, s3_endpoint
+from tests.helpers.s3 import free_port as _free_port
 
-BUCKET = "conduitd-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    """A moto S3 server for the session, with one bucket."""
-    boto3 = pytest.importorskip("boto3")
-    server_module = pytest.importorskip("moto.server")
-    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port())
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test",
-                 aws_secret_access_key="test").create_bucket(Bucket=BUCKET)
-    try:
-        yield endpoint
-    finally:
-        server.stop()
+__all__ = ["s3_endpoint"]  # the fixture, used by name
 
 
 class _FileContract(DestinationContract):

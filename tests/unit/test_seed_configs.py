@@ -200,6 +200,36 @@ def test_a_json_source_is_the_file_source_that_detects_arrays_objects_and_lines(
     assert isinstance(source, FileSourceConfig) and source.format == "jsonl"
 
 
+S3_SOURCES = """\
+sources:
+  - {name: csv_s3, type: csv, bucket: my-input-bucket, path: incoming/users.csv, aws_access_key_id: AKIDEXAMPLE,
+     aws_secret_access_key: s3cr3t-source-key, region_name: eu-west-1}
+  - {name: prefix_s3, type: s3, bucket: my-input-bucket, path: /incoming/, format: ndjson}
+destinations:
+  - {name: db, type: sqlite, path: out.db}
+resources:
+  - {name: users, source: csv_s3, destination: db, query: "n/a"}
+  - {name: events, source: prefix_s3, destination: db, query: "n/a"}
+"""
+
+
+def test_a_file_source_with_a_bucket_reads_s3(tmp_path: Path) -> None:
+    csv_source, prefix_source = load_config(write(tmp_path, S3_SOURCES), {}).sources
+    assert isinstance(csv_source, FileSourceConfig) and isinstance(prefix_source, FileSourceConfig)
+    assert (csv_source.path, csv_source.format, csv_source.region) == \
+        ("s3://my-input-bucket/incoming/users.csv", "csv", "eu-west-1")
+    assert csv_source.access_key_id is not None and csv_source.secret_access_key is not None
+    assert csv_source.secret_access_key.get_secret_value() == "s3cr3t-source-key"
+    assert (prefix_source.path, prefix_source.format) == ("s3://my-input-bucket/incoming/", "jsonl")
+    printed = migrated(write(tmp_path, S3_SOURCES), {})
+    assert "path: s3://my-input-bucket/incoming/users.csv" in printed
+
+
+def test_a_file_source_with_an_empty_bucket_names_it(tmp_path: Path) -> None:
+    text = S3_SOURCES.replace("bucket: my-input-bucket, path: incoming/users.csv", 'bucket: "", path: x.csv')
+    assert "sources[0].bucket" in error_of(write(tmp_path, text))
+
+
 def test_csv_source_into_a_database_conduitd_has(tmp_path: Path) -> None:
     text = CSV_TO_BIGQUERY.replace("type: bigquery, project: \"p\", dataset: analytics,", "type: sqlite, path: o.db,")
     config = load_config(write(tmp_path, text), {})

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from conduitd.config import DestinationConfig, NonEmpty
-from conduitd.credentials import SecretText
+from conduitd.s3settings import S3Settings, is_s3, settings_problem
 
 Format = Literal["csv", "json", "jsonl", "parquet"]
 SUFFIXES: dict[str, Format] = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl",
@@ -17,7 +17,7 @@ SUFFIXES: dict[str, Format] = {".csv": "csv", ".json": "json", ".jsonl": "jsonl"
 EXTENSIONS: dict[Format, str] = {"csv": ".csv", "json": ".json", "jsonl": ".jsonl", "parquet": ".parquet"}
 
 
-class FileDestinationConfig(DestinationConfig):
+class FileDestinationConfig(DestinationConfig, S3Settings):
     """CSV, JSON (an array per part), JSON lines or Parquet files, in a local directory or under
     an S3 prefix, written effectively-once (see `conduitd.destinations.files`)."""
 
@@ -32,14 +32,7 @@ class FileDestinationConfig(DestinationConfig):
     """format json: spaces of indentation (none: one line per part)."""
     compression: Literal["snappy", "gzip", "zstd", "brotli", "lz4", "none"] = "snappy"
     """format parquet: the codec of the column chunks."""
-    endpoint_url: NonEmpty | None = None
-    """S3: a server other than AWS (http://127.0.0.1:9000 for MinIO or moto)."""
-    region: NonEmpty | None = None
-    """S3: the bucket's region (default: the AWS chain's, else us-east-1)."""
-    access_key_id: SecretText | None = None
-    """S3: with `secret_access_key`; without both, the AWS chain (environment, profile, role)."""
-    secret_access_key: SecretText | None = None
-    session_token: SecretText | None = None
+    # endpoint_url, region, access_key_id, secret_access_key, session_token: `S3Settings`.
 
     @model_validator(mode="after")
     def _consistent(self) -> FileDestinationConfig:
@@ -50,19 +43,14 @@ class FileDestinationConfig(DestinationConfig):
         single = self.single_file_format
         if single is not None and self.format is not None and self.format != single:
             raise ValueError(f"`path` names a {single} file but `format` is {self.format}")
-        s3_keys = [k for k in ("endpoint_url", "region", "access_key_id", "secret_access_key", "session_token")
-                   if getattr(self, k) is not None]
-        if s3_keys and not self.on_s3:
-            raise ValueError(f"{', '.join(f'`{k}`' for k in s3_keys)}: S3 settings need an s3:// `path`")
-        if (self.access_key_id is None) != (self.secret_access_key is None):
-            raise ValueError("`access_key_id` and `secret_access_key` go together (or neither: the AWS chain)")
-        if self.on_s3 and not self.path[len("s3://"):].split("/", 1)[0]:
-            raise ValueError("an s3:// `path` names a bucket: s3://bucket/prefix")
+        problem = settings_problem(self, self.path)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
     @property
     def on_s3(self) -> bool:
-        return self.path.startswith("s3://")
+        return is_s3(self.path)
 
     @property
     def single_file_format(self) -> Format | None:

@@ -11,16 +11,15 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
-import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.fs as pafs
 
 from conduitd.destinations.files.settings import FileDestinationConfig
 from conduitd.errors import ConduitError, ConfigError, DependencyUnreachable, TransientError
 from conduitd.oserrors import os_error_text
+from conduitd.s3settings import s3_filesystem
 
 Fill = Callable[[Any], None]
 """Writes a file's bytes to the output stream it is given."""
@@ -111,21 +110,5 @@ def open_storage(config: FileDestinationConfig, root: str) -> Storage:
     """The storage of `root` (a local directory, or s3://bucket/prefix with the config's S3 settings)."""
     if not root.startswith("s3://"):
         return Storage(pafs.LocalFileSystem(), os.path.abspath(root), local=True, shown=repr(config.path))
-    options: dict[str, Any] = {}
-    if config.endpoint_url is not None:
-        url = urllib.parse.urlsplit(config.endpoint_url)
-        if url.scheme not in ("http", "https") or not url.netloc:
-            raise ConfigError(f"file destination {config.name!r}: `endpoint_url` must be http(s)://host[:port]")
-        options.update(endpoint_override=url.netloc, scheme=url.scheme)
-    if config.region is not None:
-        options["region"] = config.region
-    if config.access_key_id is not None and config.secret_access_key is not None:
-        options.update(access_key=config.access_key_id.get_secret_value(),
-                       secret_key=config.secret_access_key.get_secret_value())
-        if config.session_token is not None:
-            options["session_token"] = config.session_token.get_secret_value()
-    try:
-        filesystem = pafs.S3FileSystem(**options)
-    except (OSError, pa.ArrowException) as exc:
-        raise ConfigError(f"file destination {config.name!r}: cannot set up S3 ({type(exc).__name__})") from None
+    filesystem = s3_filesystem(config, f"file destination {config.name!r}")
     return Storage(filesystem, root[len("s3://"):], local=False, shown=repr(config.path))
