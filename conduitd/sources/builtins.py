@@ -38,7 +38,7 @@ async def _check_kafka(config: KafkaSourceConfig) -> str:
 
 
 FILE = Connector(type="file", kind="source", config_model=FileSourceConfig, factory=_file_source, check=_check_files,
-                 description="JSONL, CSV or Parquet files in a directory or matching a glob")
+                 description="JSONL, CSV or Parquet files in a directory or matching a glob, locally or on S3")
 KAFKA = Connector(type="kafka", kind="source", config_model=KafkaSourceConfig, factory=_kafka_source,
                   check=_check_kafka, capabilities=("deletes", "scale_out"), requires=("confluent_kafka",),
                   extra="kafka", description="Kafka topics read by a consumer group")
