@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,7 +22,7 @@ from conduitd.destinations.snowflake.settings import SnowflakeDestinationConfig,
 from conduitd.destinations.snowflake.transaction import SnowflakeTransaction
 from conduitd.destinations.sql import Bookkeeping, SqlDestination
 from conduitd.destinations.sql.refresh import RefreshTransaction
-from conduitd.errors import TransientError
+from conduitd.errors import ConduitError, TransientError
 
 STAGE = "conduitd_load"
 """The temporary stage (of the session, in the destination's schema) load files are put in."""
@@ -41,7 +42,10 @@ class SnowflakeDestination(SqlDestination):
     def __init__(self, config: SnowflakeDestinationConfig) -> None:
         self.config = config
         self.dialect = SnowflakeDialect(config.database_name, config.schema_name)
-        self.stage = f"@{quote(config.database_name)}.{quote(config.schema_name)}.{quote(STAGE)}"
+        # A stage of this instance's own: a temporary stage is the session's in Snowflake, but two
+        # sessions naming the same one clash in emulators (and a name per instance costs nothing).
+        self.stage = (f"@{quote(config.database_name)}.{quote(config.schema_name)}."
+                      f"{quote(f'{STAGE}_{secrets.token_hex(4)}')}")
         self._driver: SnowflakeDriver | None = None
 
     @property
@@ -89,7 +93,18 @@ class SnowflakeDestination(SqlDestination):
         if not known:
             await driver.raw(f"CREATE SCHEMA IF NOT EXISTS {database}.{schema}")
         await driver.raw(f"CREATE TEMPORARY STAGE IF NOT EXISTS {self.stage[1:]}")
-        await SnowflakeBookkeeping(driver).create_tables()
+        try:
+            await SnowflakeBookkeeping(driver).create_tables()
+        except Exception:  # noqa: BLE001 - tried once more: the second attempt's error is the one raised
+            # Another session (a second pipeline, a replica) created them at the same moment: Snowflake's
+            # CREATE ... IF NOT EXISTS is not atomic across sessions. They exist now; else this says why.
+            await asyncio.sleep(0.2)
+            try:
+                await SnowflakeBookkeeping(driver).create_tables()
+            except ConduitError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a refusal or an untranslated driver error while setting up
+                raise TransientError(f"creating the bookkeeping tables: {type(exc).__name__}: {exc}") from None
 
     async def close(self) -> None:
         driver, self._driver = self._driver, None
