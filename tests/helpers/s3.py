@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 BUCKET = "conduitd-test"
-KEY_ID, SECRET = "test", "test"
+KEY_ID, SECRET = "AKIDLOCAL", "no-real-key-s3"
 """moto takes any credentials; tests that check a secret stays hidden use their own."""
 
 

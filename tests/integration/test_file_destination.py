@@ -77,7 +77,7 @@ class TestS3Jsonl(_FileContract):
 
     def config(self) -> dict[str, Any]:
         return {"path": f"s3://{BUCKET}/{self.tmp_path.name}", "endpoint_url": self.endpoint,
-                "region": "us-east-1", "access_key_id": "test", "secret_access_key": "test"}
+                "region": "us-east-1", "access_key_id": "AKIDLOCAL", "secret_access_key": "no-real-key"}
 
     def secret_cases(self) -> Sequence[SecretCase]:
         secret = "s3cr3t-Val\u00fce/+=key"
@@ -115,7 +115,8 @@ def test_contents_read_back_equal_to_the_input(fmt: str, where: str, tmp_path: A
     if where == "s3":
         endpoint = request.getfixturevalue("s3_endpoint")
         settings: dict[str, Any] = {"path": f"s3://{BUCKET}/roundtrip-{fmt}-{tmp_path.name}", "endpoint_url": endpoint,
-                                    "region": "us-east-1", "access_key_id": "test", "secret_access_key": "test"}
+                                    "region": "us-east-1", "access_key_id": "AKIDLOCAL",
+                                    "secret_access_key": "no-real-key"}
     else:
         settings = {"path": str(tmp_path / "out")}
     config = FileDestinationConfig(name="d", type="file", format=fmt, **settings)

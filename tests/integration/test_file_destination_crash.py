@@ -71,7 +71,7 @@ class Remote:
         import boto3
 
         self.client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                                   aws_access_key_id="test", aws_secret_access_key="test")
+                                   aws_access_key_id="test", aws_secret_access_key="no-real-key")
         self.prefix = prefix
 
     def files(self) -> set[str]:
@@ -258,8 +258,8 @@ def test_sigkill_during_file_destination_loads_leaves_each_record_in_one_part(
         "destinations": [
             {"name": "dir", "type": "file", "path": str(local.root), "format": "parquet"},
             {"name": "bucket", "type": "file", "path": f"s3://{BUCKET}/{remote.prefix}", "format": "jsonl",
-             "endpoint_url": s3_endpoint, "region": "us-east-1", "access_key_id": "test",
-             "secret_access_key": "test"}],
+             "endpoint_url": s3_endpoint, "region": "us-east-1", "access_key_id": "AKIDLOCAL",
+             "secret_access_key": "no-real-key"}],
         "resources": [
             {"name": LOCAL, "source": "in_local", "destination": "dir", "table": LOCAL, "batch": batch},
             {"name": REMOTE, "source": "in_s3", "destination": "bucket", "table": REMOTE, "batch": batch}],

@@ -97,7 +97,7 @@ def config(path: Path, endpoint: str, stream: str, dsn: str, schema: str) -> Pat
     return write_config(path, {
         "service": {"log_format": "json"},
         "sources": [{"name": "kin", "type": "kinesis", "stream": stream, "region": "us-east-1",
-                     "endpoint_url": endpoint, "aws_access_key_id": "test", "aws_secret_access_key": "test",
+                     "endpoint_url": endpoint, "aws_access_key_id": "AKIDLOCAL", "aws_secret_access_key": "no-real-key",
                      "poll_interval": "0.2s", "shard_discovery_interval": "1s"}],
         "destinations": [{"name": "pg", "type": "postgres", "dsn": dsn, "schema": schema}],
         "resources": [{"name": PIPELINE, "source": "kin", "destination": "pg", "table": "events", "mode": "append",

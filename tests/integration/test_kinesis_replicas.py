@@ -64,7 +64,8 @@ class Replicas:
         config = write_config(self.tmp / f"{replica}.yaml", {
             "service": {"log_format": "json", "health_port": port, "replica_id": replica},
             "sources": [{"name": "kin", "type": "kinesis", "stream": self.stream, "region": "us-east-1",
-                         "endpoint_url": self.endpoint, "aws_access_key_id": "test", "aws_secret_access_key": "test",
+                         "endpoint_url": self.endpoint, "aws_access_key_id": "AKIDLOCAL",
+                         "aws_secret_access_key": "no-real-key",
                          "metadata_columns": ["shard_id", "sequence_number"], "lease_ttl": "3s",
                          "poll_interval": "0.2s", "shard_discovery_interval": "1s"}],
             "destinations": [{"name": "pg", "type": "postgres", "dsn": self.dsn, "schema": self.schema}],

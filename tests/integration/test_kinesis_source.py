@@ -25,7 +25,7 @@ KEYS = 1_500
 
 def source(name: str, endpoint: str, stream: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "type": "kinesis", "stream": stream, "region": "us-east-1", "endpoint_url": endpoint,
-            "aws_access_key_id": "test", "aws_secret_access_key": {"from": "env", "name": "TEST_KINESIS_SECRET"},
+            "aws_access_key_id": "AKIDLOCAL", "aws_secret_access_key": {"from": "env", "name": "TEST_KINESIS_SECRET"},
             "gets_per_second": 20, **extra}
 
 

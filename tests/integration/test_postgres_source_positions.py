@@ -330,9 +330,9 @@ async def test_a_chunk_read_ahead_before_a_late_commit_does_not_pass_it(
             plan = await source.plan()
             read = await source.read(plan, None, 2, "t")
             assert read is not None and read.last is not None and ids(read) == [1, 2]
-            ahead = [t for t in asyncio.all_tasks() if t.get_name().startswith("read ahead")]
-            assert len(ahead) == 1
-            await asyncio.wait(ahead)  # copied while the late transaction runs
+            ahead = source._ahead  # the read ahead started (it may have finished already)
+            assert ahead is not None
+            await asyncio.wait([ahead.task])  # copied while the late transaction runs
             await transaction.commit()
             seen, position = ids(read), plan.position_after(read.last, None)
             while (read := await source.read(plan, position, 2, "t")) is not None and read.last is not None:
