@@ -177,7 +177,8 @@ def _removed(pipeline: PipelineConfig, removed: Sequence[str], warned: set[str])
     if policy.mode == "strict" or policy.on_column_removed == "fail":
         raise SchemaIncompatible(f"{what} (schema_evolution {policy.mode}, on_column_removed "
                                  f"{policy.on_column_removed})")
-    log.warning("%s: rows get its default there (NULL if it has none; logged once per column)", what, extra={"pipeline": pipeline.name})
+    log.warning("%s: rows get its default there (NULL if it has none; logged once per column)", what,
+                extra={"pipeline": pipeline.name})
     warned.update(removed)
 
 
