@@ -66,7 +66,10 @@ class LeaseKeeper:
 
     async def acquire(self, stop: asyncio.Event) -> Held | None:
         """Wait for the lease within the fair share and start keeping it; None when stopped (or,
-        under --once, when another replica holds it)."""
+        under --once, when another replica holds it). Until it is won again, this replica does not
+        say it holds the lease (what it held before may be another's now)."""
+        await self.stop_keeping()
+        self.held = None
         while not stop.is_set():
             try:
                 census = await self.leases.census(self.partition, self.ttl)
