@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from conduitd.configmodel import NonEmpty as NonEmpty
 from conduitd.configmodel import StrictModel
 from conduitd.core.dsn import ConnectParams, DsnError, parse_dsn
 from conduitd.core.quality import QualityCheck
@@ -29,6 +30,7 @@ from conduitd.core.redact import remember
 from conduitd.core.transcode import codec_name
 from conduitd.core.units import ByteSize, Duration, PositiveDuration
 from conduitd.credentials import Fetched, SecretText
+from conduitd.retrysettings import RetryConfig
 from conduitd.s3settings import S3Settings, settings_problem
 
 _NAME = r"^[A-Za-z0-9_.\-]+$"
@@ -36,7 +38,6 @@ CSV_NULL_VALUES = ("", "NULL", "N/A", "NaN")
 """CSV values a file source reads as null unless `null_values` says otherwise (the seed tool's)."""
 Identifier = Annotated[str, StringConstraints(min_length=1)]
 """A schema, table or column name: not empty (NUL is refused for every string)."""
-NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 ClientValue = Annotated[str | int | float | bool, Fetched]
 """A librdkafka property's value; a secret may be `{from: env|file|<provider>, ...}` instead."""
 _SECRET_PROPERTY = re.compile(r"password|passwd|secret|token|credential|\.pem$|^sasl\.oauthbearer\.config$")
@@ -59,61 +60,6 @@ def _check_brokers(brokers: str | None) -> str | None:
 def client_secrets(client: dict[str, str | int | float | bool]) -> list[str]:
     """Values of librdkafka properties that are secrets (sasl.password, ssl.key.password, ...)."""
     return [str(v) for k, v in client.items() if _SECRET_PROPERTY.search(k.lower())]
-
-
-RETRY_GROUP = "conduitd.retry"
-"""Entry-point group of retry policies from packages: the name is what `service.retry.policy` says."""
-
-
-class RetryConfig(StrictModel):
-    """`service.retry`: how retriable failures (an unreachable dependency, a transient error) are
-    retried; the runtime turns it into a `RetryPolicy` value."""
-
-    first_wait: PositiveDuration = 0.2
-    """Pause after the first failure; it doubles after each further one."""
-    max_wait: PositiveDuration | None = None
-    """Longest pause (default: `service.retry_max_wait`, the same setting under its earlier name)."""
-    jitter: float = Field(0.5, ge=0.0, le=1.0)
-    """Each pause is scaled by a random factor in [1 - jitter, 1 + jitter]."""
-    give_up_after: PositiveDuration | None = None
-    """In daemon mode, stop retrying after this long and fail the pipeline (default: retry while the
-    daemon runs). Under --once, `service.once_retry_timeout` applies (the smaller of the two)."""
-    retry_on: tuple[Literal["unreachable", "transient"], ...] = ("unreachable", "transient")
-    """Which retriable errors are retried: `unreachable` (a server or port not answering),
-    `transient` (a dropped connection, a serialization failure, a busy database). An error left
-    out fails the pipeline at once. Errors that no retry can cure (config, quality, schema,
-    checkpoint conflicts) are never retried."""
-    policy: NonEmpty | None = None
-    """A retry policy from an installed package (entry-point group `conduitd.retry`): its factory
-    receives the policy these keys describe and `options`, and returns the policy to follow."""
-    options: dict[str, Any] = Field(default_factory=dict)
-    """Settings for `policy`, passed to it as they are."""
-
-    @field_validator("retry_on")
-    @classmethod
-    def _some_and_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(value)) != len(value):
-            raise ValueError("each kind of error once")
-        return value
-
-    @field_validator("policy")
-    @classmethod
-    def _installed(cls, value: str | None) -> str | None:
-        if value is not None:
-            import importlib.metadata
-
-            known = sorted(p.name for p in importlib.metadata.entry_points(group=RETRY_GROUP))
-            if value not in known:
-                raise ValueError(f"no retry policy {value[:40]!r} is installed "
-                                 f"(known: {', '.join(known) or 'none'}; packages add them through the "
-                                 f"entry-point group {RETRY_GROUP})")
-        return value
-
-    @model_validator(mode="after")
-    def _options_need_a_policy(self) -> RetryConfig:
-        if self.options and self.policy is None:
-            raise ValueError("options are settings for a `policy`; name the policy or drop them")
-        return self
 
 
 class ServiceConfig(StrictModel):

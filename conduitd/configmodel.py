@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import types
 import typing
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationInfo, field_validator
+
+NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+"""Text that is not empty (NUL is refused for every string)."""
 
 
 class StrictModel(BaseModel):

@@ -16,8 +16,9 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from conduitd.config import RETRY_GROUP, ServiceConfig
+from conduitd.config import ServiceConfig
 from conduitd.errors import ConduitError, ConfigError, DependencyUnreachable
+from conduitd.retrysettings import RETRY_GROUP
 
 PolicyFactory = Callable[[Any, dict[str, Any]], Any]
 

@@ -40,58 +40,30 @@ import pyarrow as pa
 from asyncmy.cursors import SSCursor
 from asyncmy.errors import MySQLError
 
-from conduitd.config import IncrementalConfig, PipelineConfig
+from conduitd.config import PipelineConfig
 from conduitd.errors import ConduitError, ConfigError, DependencyUnreachable
-from conduitd.sources.tables.catalog import SourceColumn, relation
+from conduitd.sources.tables.catalog import relation
 from conduitd.sources.tables.cursor import Plan
 from conduitd.sources.tables.mysql_catalog import (
-    COLUMNS_SQL,
-    INDEX_LEADS_SQL,
-    JSON_CHECKS_SQL,
-    PRIMARY_KEY_SQL,
-    column,
     decode,
-    described,
     empty,
-    json_checked,
     parameter,
     position_text,
-    quote,
 )
+from conduitd.sources.tables.mysql_errors import ACCESS, LOST, NO_PRIVILEGE, code_of, message
+from conduitd.sources.tables.mysql_plan import fetch_all, plan_for
 from conduitd.sources.tables.mysql_settings import MysqlSourceConfig
 from conduitd.sources.tables.mysql_sql import ALIAS, OLDEST_WRITER_SQL, largest_sql, ref, select_sql
 from conduitd.sources.tables.poller import PollingSource, Read
 
 log = logging.getLogger(__name__)
 
-# MySQL error numbers (copied from the destination's errors module: sources do not import it).
-ACCESS = {1044, 1045, 1049, 1698}
-"""Access denied to the database or for the user, unknown database, socket auth refused."""
-LOST = {0, 2002, 2003, 2005, 2006, 2013, 2055, 1040, 1053, 1129, 1130, 1927, 4031}
-"""Cannot connect, server gone or shut down, too many connections, host blocked, connection
-killed, idle client disconnected; 0: asyncmy's own (no connection)."""
-NO_PRIVILEGE = {1227, 1142, 1044}
-"""The account may not read INNODB_TRX (it needs PROCESS)."""
-_TIMESTAMPS = ("datetime", "timestamp")
-_INTEGERS = ("tinyint", "smallint", "mediumint", "int", "integer", "bigint")
 _HELD_WARNING = 60.0
 """Seconds a running write transaction may hold the bound back before it is logged."""
 _FETCH = 10_000
 _PROBE = 500
 """Keys looked up at the source per statement in a key scan."""
 _MARGIN = Decimal(1)
-
-
-def code_of(exc: BaseException) -> int | None:
-    args = getattr(exc, "args", ())
-    return args[0] if args and isinstance(args[0], int) else None
-
-
-def _message(exc: BaseException) -> str:
-    args = tuple(getattr(exc, "args", ()))
-    text = str(args[1]) if len(args) > 1 else (str(exc) or type(exc).__name__)
-    code = code_of(exc)
-    return f"MySQL {code}: {text}" if code else text
 
 
 def _decoders_off() -> dict[Any, Any]:
@@ -114,8 +86,8 @@ async def connect(config: MysqlSourceConfig) -> Any:
     except MySQLError as exc:
         if code_of(exc) in ACCESS:
             raise ConfigError(f"source {config.name!r}: {where} refused user {params.user!r}: "
-                              f"{_message(exc)}") from None
-        raise DependencyUnreachable(f"cannot connect to {where}: {_message(exc)}") from None  # the poller adds the name
+                              f"{message(exc)}") from None
+        raise DependencyUnreachable(f"cannot connect to {where}: {message(exc)}") from None  # the poller adds the name
     except (OSError, TimeoutError, EOFError) as exc:
         raise DependencyUnreachable(f"cannot connect to {where}: {str(exc) or type(exc).__name__}") from None
     try:
@@ -127,105 +99,6 @@ async def connect(config: MysqlSourceConfig) -> Any:
         conn.close()
         raise
     return conn
-
-
-async def fetch_all(conn: Any, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    async with conn.cursor() as cursor:
-        await cursor.execute(sql, args)
-        return list(await cursor.fetchall())
-
-
-async def plan_for(conn: Any, config: MysqlSourceConfig, pipeline: PipelineConfig) -> Plan:
-    """What `pipeline` reads from this server: its columns, key and cursor, checked."""
-    where = f"pipeline {pipeline.name!r}"
-    indexed: set[str] | None = None
-    if pipeline.source_table is not None:
-        schema, table = relation(pipeline.source_table, config.schema_name or "")
-        rows = [r for r in await fetch_all(conn, COLUMNS_SQL, (schema, table)) if r[3] == table]
-        if not rows:
-            raise ConfigError(f"{where}: source table {schema}.{table} does not exist "
-                              f"(or user {config.connect_params.user!r} may not read it)")
-        longtext = any(r[1].lower() == "longtext" for r in rows)
-        json_names = await _json_columns(conn, schema, table) if longtext else set()
-        columns = [column(r[0], r[1], r[2], r[0] in json_names) for r in rows]
-        key_names = [r[0] for r in await fetch_all(conn, PRIMARY_KEY_SQL, (schema, table))] or list(pipeline.unique_key)
-        indexed = {r[0] for r in await fetch_all(conn, INDEX_LEADS_SQL, (schema, table))}
-        source = f"{quote(schema)}.{quote(table)}"
-    elif pipeline.query is not None:
-        source = "(" + pipeline.query.strip().rstrip(";").strip().replace("%", "%%") + ")"
-        columns = await _query_columns(conn, source, where)
-        key_names = list(pipeline.unique_key)
-    else:
-        raise ConfigError(f"{where}: a database source needs 'source_table' or 'query'")
-    by_name = {c.name: c for c in columns}
-    if len(by_name) != len(columns):
-        raise ConfigError(f"{where}: the source has two columns of one name")
-    if not key_names:
-        raise ConfigError(f"{where}: the source has no primary key: set 'unique_key' to the columns that "
-                          "identify a row (they order the reads)")
-    missing = [k for k in key_names if k not in by_name]
-    if missing:
-        raise ConfigError(f"{where}: key column(s) {', '.join(map(repr, missing))} are not in the source")
-    cursor = strategy = initial = None
-    if pipeline.incremental is not None:
-        incremental = pipeline.incremental
-        if incremental.column not in by_name:
-            raise ConfigError(f"{where}: incremental column {incremental.column!r} is not in the source "
-                              f"(columns: {', '.join(by_name)})")
-        cursor = by_name[incremental.column]
-        strategy = _strategy(incremental, cursor, where)
-        initial = None if incremental.initial_value is None else str(incremental.initial_value)
-        if indexed is not None and cursor.name not in indexed:
-            log.warning("%s: no index starts with the incremental column %r: every poll scans the table",
-                        where, cursor.name, extra={"pipeline": pipeline.name})
-    key = [by_name[k] for k in key_names if cursor is None or k != cursor.name] or [by_name[key_names[0]]]
-    return Plan(source, columns, key, cursor, strategy, initial)
-
-
-async def _json_columns(conn: Any, schema: str, table: str) -> set[str]:
-    """MariaDB's JSON columns of a table (LONGTEXT with the check its JSON type adds); none on
-    MySQL, whose JSON type is its own and whose catalog has no column checks to ask (1054)."""
-    try:
-        return json_checked(await fetch_all(conn, JSON_CHECKS_SQL, (schema, table)))
-    except MySQLError as exc:
-        if code_of(exc) == 1054:
-            return set()
-        raise
-
-
-async def _query_columns(conn: Any, source: str, where: str) -> list[SourceColumn]:
-    """The columns of a query's result, from the protocol's field descriptions (type, flags,
-    length, scale, character set: what the cursor's public `description` leaves out)."""
-    try:
-        async with conn.cursor() as cursor:
-            await cursor.execute("START TRANSACTION READ ONLY")
-            try:
-                await cursor.execute(f"SELECT * FROM {source} AS conduitd_src LIMIT 0", ())
-                fields = list(cursor._result.fields)
-            finally:
-                await cursor.execute("ROLLBACK")
-    except MySQLError as exc:
-        if code_of(exc) in LOST:
-            raise
-        raise ConfigError(f"{where}: the query cannot run: {_message(exc)}") from None
-    return [described(f.name, f.type_code, f.flags, f.length, f.scale, f.charsetnr) for f in fields]
-
-
-def _strategy(incremental: IncrementalConfig, cursor: SourceColumn, where: str) -> str:
-    kind, chosen = cursor.kind, incremental.strategy
-    if chosen is None:
-        if kind in _TIMESTAMPS:
-            return "timestamp"
-        if kind in _INTEGERS:
-            return "sequential"
-        raise ConfigError(f"{where}: incremental column {cursor.name!r} is {cursor.sql_type}: set "
-                          "incremental.strategy (cursor, for any growing column without a guard against late commits)")
-    if chosen == "timestamp" and kind not in _TIMESTAMPS:
-        raise ConfigError(f"{where}: strategy timestamp needs a DATETIME or TIMESTAMP column; "
-                          f"{cursor.name!r} is {cursor.sql_type}")
-    if chosen == "sequential" and kind not in (*_INTEGERS, "decimal"):
-        raise ConfigError(f"{where}: strategy sequential needs an integer column; {cursor.name!r} is {cursor.sql_type}")
-    return chosen
 
 
 @dataclass
@@ -330,7 +203,7 @@ class MysqlReader:
         return not isinstance(exc, MySQLError) or code_of(exc) in LOST or code_of(exc) is None
 
     def failure(self, exc: BaseException) -> ConduitError:
-        return ConduitError(f"source {self.config.name!r}, pipeline {self.pipeline.name!r}: {_message(exc)}")
+        return ConduitError(f"source {self.config.name!r}, pipeline {self.pipeline.name!r}: {message(exc)}")
 
     async def present_keys(self, plan: Plan, names: Sequence[str], keys: Sequence[Sequence[str]]) -> set[int]:
         """Indexes of the keys the source still has, looked up 500 at a time; each key's texts are
@@ -474,7 +347,7 @@ class MysqlReader:
             log.warning("pipeline %s: the late-commit guard is off: user %r may not see other sessions' "
                         "transactions in information_schema.INNODB_TRX (grant it PROCESS): a transaction that "
                         "commits late may be skipped (%s)", self.pipeline.name, self.config.connect_params.user,
-                        _message(exc), extra={"pipeline": self.pipeline.name})
+                        message(exc), extra={"pipeline": self.pipeline.name})
 
     def _warn_about_holder(self) -> None:
         holder = self._holder

@@ -25,7 +25,8 @@ async def _check_mysql(config: MysqlSourceConfig) -> str:
     """The server's version, and whether the late-commit guard can see other transactions."""
     from asyncmy.errors import MySQLError
 
-    from conduitd.sources.tables.mysql import NO_PRIVILEGE, code_of, connect
+    from conduitd.sources.tables.mysql import connect
+    from conduitd.sources.tables.mysql_errors import NO_PRIVILEGE, code_of
 
     conn = await connect(config)
     try:

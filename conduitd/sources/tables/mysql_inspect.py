@@ -7,8 +7,9 @@ from __future__ import annotations
 from conduitd.config import PipelineConfig
 from conduitd.core.records import Position
 from conduitd.sources.tables.catalog import relation
-from conduitd.sources.tables.mysql import connect, fetch_all, plan_for
+from conduitd.sources.tables.mysql import connect
 from conduitd.sources.tables.mysql_catalog import INDEX_LEADS_SQL
+from conduitd.sources.tables.mysql_plan import fetch_all, plan_for
 from conduitd.sources.tables.mysql_settings import MysqlSourceConfig
 from conduitd.sources.tables.mysql_sql import select_sql
 
