@@ -80,6 +80,8 @@ class PipelineStatus:
     leases: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per partition this replica holds a lease on: owner and epoch (database sources)."""
     started: float = field(default_factory=time.time)
+    tuning: dict[str, Any] = field(default_factory=dict)
+    """The batch sizer's state and suggestions (`conduitd.runtime.tuning`)."""
 
     def as_dict(self) -> dict[str, Any]:
         return redact_value({  # /status shows this: no secrets
@@ -91,7 +93,7 @@ class PipelineStatus:
             "quality": self.quality, "schema_changes": self.schema_changes,
             "last_commit": _iso(self.last_commit), "last_error": self.last_error,
             "positions": self.positions, "lag": self.lag, "problem": self.problem, "leases": self.leases,
-            "started": _iso(self.started),
+            "started": _iso(self.started), "tuning": self.tuning,
         })
 
 

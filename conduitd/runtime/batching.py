@@ -21,6 +21,7 @@ from conduitd.config import BatchConfig
 from conduitd.core.arrowutil import concat_tables
 from conduitd.core.records import Batch, Chunk, Origin, Position
 from conduitd.core.timings import Timings
+from conduitd.runtime.tuning import BatchSizer
 
 END: Final = None
 
@@ -96,9 +97,11 @@ def build_batch(chunks: list[Chunk]) -> Batch:
 
 
 async def cut_batches(
-    queue: ChunkQueue, limits: BatchConfig, clock: Callable[[], float] = time.monotonic
+    queue: ChunkQueue, limits: BatchConfig, clock: Callable[[], float] = time.monotonic,
+    sizer: BatchSizer | None = None,
 ) -> AsyncIterator[Batch]:
-    """Yield batches from `queue` until it yields END."""
+    """Yield batches from `queue` until it yields END; `sizer` (if given) sets the row limit of
+    each batch as it is cut."""
     pending: list[Chunk] = []
     rows = nbytes = 0
     deadline = 0.0
@@ -130,7 +133,8 @@ async def cut_batches(
             yield build_batch([chunk])
             continue
         chunk_rows = chunk.rows.num_rows + len(chunk.rejects)
-        if pending and rows + chunk_rows > limits.max_rows:
+        max_rows = sizer.limit if sizer is not None else limits.max_rows
+        if pending and rows + chunk_rows > max_rows:
             yield build_batch(pending)
             pending, rows, nbytes = [], 0, 0
         if not pending:
@@ -138,6 +142,6 @@ async def cut_batches(
         pending.append(chunk)
         rows += chunk_rows
         nbytes += chunk.nbytes
-        if rows >= limits.max_rows or nbytes >= limits.max_bytes:
+        if rows >= max_rows or nbytes >= limits.max_bytes:
             yield build_batch(pending)
             pending, rows, nbytes = [], 0, 0

@@ -27,6 +27,7 @@ from conduitd.runtime.batching import END, ChunkQueue, cut_batches
 from conduitd.runtime.commit import CommitResult, Committer, Refreshes, refresh_problem, written_as
 from conduitd.runtime.leases import PipelineLeases, replica_id
 from conduitd.runtime.retry import RetryPolicy
+from conduitd.runtime.tuning import BatchSizer
 from conduitd.sources import Source, open_source
 from conduitd.sources.base import Leases
 
@@ -66,6 +67,7 @@ class Pipeline:
         self._read_to_end = False  # the source ended by itself (not stopped): a full refresh may swap
         self._stop = asyncio.Event()
         self.retry = RetryPolicy.for_service(config.service, once=once)
+        self.sizer = BatchSizer(pipeline.batch)
         self.leases: Leases | None = None
         if self.destination.capabilities.leases:
             self.leases = PipelineLeases(self.with_destination, pipeline.name, pipeline.source,
@@ -141,7 +143,7 @@ class Pipeline:
 
     async def _prepare(self, queue: ChunkQueue, prepared: PreparedQueue) -> None:
         """Cut batches and prepare each (rules, casts, encoding) while the previous one commits."""
-        async for batch in cut_batches(queue, self.pipeline.batch):
+        async for batch in cut_batches(queue, self.pipeline.batch, sizer=self.sizer):
             await prepared.put(await self.committer.prepare(batch))
         await prepared.put(None)
 
@@ -273,6 +275,8 @@ class Pipeline:
         self.metrics.batches.labels(name).inc()
         self.metrics.commit_seconds.labels(name).observe(seconds)
         self.metrics.batch_rows.labels(name).observe(batch.records)
+        self.sizer.observe(batch.records, batch.nbytes, seconds, batch.timings)
+        status.tuning = self.sizer.report()
         self.metrics.last_commit.labels(name).set(status.last_commit)
         for rule, count in result.dlq_rows_by_rule.items():
             self.metrics.dlq_rows.labels(name, rule).inc(count)
