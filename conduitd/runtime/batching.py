@@ -98,10 +98,11 @@ def build_batch(chunks: list[Chunk]) -> Batch:
 
 async def cut_batches(
     queue: ChunkQueue, limits: BatchConfig, clock: Callable[[], float] = time.monotonic,
-    sizer: BatchSizer | None = None,
+    sizer: BatchSizer | None = None, idle: asyncio.Event | None = None,
 ) -> AsyncIterator[Batch]:
     """Yield batches from `queue` until it yields END; `sizer` (if given) sets the row limit of
-    each batch as it is cut."""
+    each batch as it is cut; `idle` (if given) is set while the cutter waits for a chunk with
+    nothing pending (everything it was handed has been yielded), and clear otherwise."""
     pending: list[Chunk] = []
     rows = nbytes = 0
     deadline = 0.0
@@ -111,7 +112,11 @@ async def cut_batches(
                 async with asyncio.timeout(max(0.0, deadline - clock())):
                     chunk = await queue.get()
             else:
+                if idle is not None:
+                    idle.set()
                 chunk = await queue.get()
+                if idle is not None:
+                    idle.clear()
         except TimeoutError:
             yield build_batch(pending)
             pending, rows, nbytes = [], 0, 0
