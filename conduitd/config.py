@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from conduitd.apisettings import ApiConfig
 from conduitd.configmodel import NonEmpty as NonEmpty
 from conduitd.configmodel import StrictModel
 from conduitd.core.dsn import ConnectParams, DsnError, parse_dsn
@@ -86,6 +87,8 @@ class ServiceConfig(StrictModel):
     manifest_path: NonEmpty | None = None
     """Append a JSON record per --once run (and per `manifest_interval` in daemon mode) to this file."""
     manifest_interval: PositiveDuration = 300.0
+    api: ApiConfig | None = None
+    """The control plane's HTTP API and web UI (`conduitd.api`); off unless set."""
 
     @model_validator(mode="after")
     def _one_longest_wait(self) -> ServiceConfig:
@@ -382,6 +385,8 @@ class PipelineConfig(StrictModel):
     the table's contents with the rows it read, atomically (bounded sources under --once only).
     The seed tool's `write_mode: merge | truncate | replace` and `primary_keys` are read by
     `conduitd.seedcompat`."""
+    project: NonEmpty = Field("default", pattern=_NAME)
+    """The team or project the pipeline belongs to: API tokens are scoped to projects."""
     unique_key: tuple[Identifier, ...] = ()
     """Columns identifying a row for `upsert` (and `full_refresh`: the run's last row per key
     wins); within one batch the last row per key wins."""

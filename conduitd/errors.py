@@ -96,3 +96,15 @@ def describe(exc: BaseException) -> str:
     redacted: this is what /status, the manifest and the CLI show."""
     error = first_conduit_error(exc)
     return redact(str(error) if error is not None else repr(exc))
+
+
+def exit_code_of(exc: BaseException) -> int:
+    """The exit code a run that ended with `exc` reports: the first ConduitError's in an
+    exception group, else RUNTIME."""
+    leaves = [exc]
+    while leaves and isinstance(leaves[0], BaseExceptionGroup):
+        leaves = list(leaves[0].exceptions) + leaves[1:]
+    for leaf in leaves:
+        if isinstance(leaf, ConduitError):
+            return int(leaf.exit_code)
+    return int(ExitCode.RUNTIME)

@@ -11,7 +11,7 @@ from typing import Any
 
 from conduitd.commands.outputs import check_targets
 from conduitd.config import Config
-from conduitd.errors import ConduitError, ExitCode
+from conduitd.errors import exit_code_of
 from conduitd.ops.manifest import Manifest
 from conduitd.oserrors import check_writable
 from conduitd.runtime.supervisor import Runtime
@@ -39,7 +39,7 @@ async def run(config: Config, only: Sequence[str], *, once: bool) -> int:
                     if task is not None:
                         task.cancel()
     except BaseException as exc:
-        code = _exit_code_of(exc)
+        code = exit_code_of(exc)
         raise
     finally:
         if manifest is not None:
@@ -58,16 +58,6 @@ def _check_outputs(config: Config, only: Sequence[str]) -> None:
         if (not only or pipeline.name in only) and pipeline.dlq.type == "file" and pipeline.dlq.path:
             check_writable(pipeline.dlq.path, f"resources[{pipeline.name}].dlq.path")
     check_targets(config, only)  # a SQLite `path` that is not a database: exit 2, as `validate` says
-
-
-def _exit_code_of(exc: BaseException) -> int:
-    leaves = [exc]
-    while leaves and isinstance(leaves[0], BaseExceptionGroup):
-        leaves = list(leaves[0].exceptions) + leaves[1:]
-    for leaf in leaves:
-        if isinstance(leaf, ConduitError):
-            return int(leaf.exit_code)
-    return int(ExitCode.RUNTIME)
 
 
 async def _manifest_intervals(runtime: Runtime, manifest: Manifest, every: float) -> None:

@@ -22,6 +22,8 @@ from conduitd.destinations import Destination, make_destination
 from conduitd.dlq_sinks import DlqSink, open_sink
 from conduitd.errors import CheckpointConflict, ConduitError, ConfigError, DependencyUnreachable, describe
 from conduitd.ops import telemetry
+from conduitd.ops.activity import Activity, BatchRecord, stage_seconds
+from conduitd.ops.events import EventHub
 from conduitd.ops.metrics import Metrics, PipelineStatus
 from conduitd.runtime.batching import END, ChunkQueue, cut_batches
 from conduitd.runtime.commit import CommitResult, Committer, Refreshes, refresh_problem, written_as
@@ -44,8 +46,16 @@ class Stopping(Exception):
 class Pipeline:
     """See the module docstring. Also the `Checkpoints` a source asks when partitions move."""
 
-    def __init__(self, config: Config, pipeline: PipelineConfig, metrics: Metrics, *, once: bool) -> None:
+    def __init__(self, config: Config, pipeline: PipelineConfig, metrics: Metrics, *, once: bool,
+                 events: EventHub | None = None) -> None:
         self.pipeline = pipeline
+        self.events = events or EventHub()
+        self.activity = Activity()
+        self._resumed = asyncio.Event()
+        self._resumed.set()
+        self._cutter_idle = asyncio.Event()
+        self._committing = False
+        self._queues: tuple[ChunkQueue, PreparedQueue] | None = None
         self.service = config.service
         self.destination: Destination = make_destination(config.destination(pipeline.destination))
         self.source: Source = open_source(config.source(pipeline.source), pipeline, config.service, once=once)
@@ -99,6 +109,7 @@ class Pipeline:
                      self.pipeline.table_name, extra=self._extra)
             queue = ChunkQueue(max_records=2 * self.pipeline.batch.max_rows)  # read ahead about two batches
             prepared: PreparedQueue = asyncio.Queue(maxsize=1)
+            self._queues = (queue, prepared)
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._read(queue, stop))
                 tasks.create_task(self._prepare(queue, prepared))
@@ -135,6 +146,8 @@ class Pipeline:
     async def _read(self, queue: ChunkQueue, stop: asyncio.Event) -> None:
         try:
             async for chunk in self.source.chunks(self, stop):
+                if not self._resumed.is_set() and not await self._until_resumed(stop):
+                    break  # stopped while paused: the chunk in hand is read again next time
                 await queue.put(chunk)  # blocks when full: backpressure on the source
             self._read_to_end = not stop.is_set()
         except Stopping:
@@ -143,7 +156,7 @@ class Pipeline:
 
     async def _prepare(self, queue: ChunkQueue, prepared: PreparedQueue) -> None:
         """Cut batches and prepare each (rules, casts, encoding) while the previous one commits."""
-        async for batch in cut_batches(queue, self.pipeline.batch, sizer=self.sizer):
+        async for batch in cut_batches(queue, self.pipeline.batch, sizer=self.sizer, idle=self._cutter_idle):
             await prepared.put(await self.committer.prepare(batch))
         await prepared.put(None)
 
@@ -151,26 +164,95 @@ class Pipeline:
         while (ready := await prepared.get()) is not None:
             batch = ready.batch
             started = time.perf_counter()
+            self._committing = True
             try:
                 async with self._commit_lock:
                     if batch.epoch != self.source.epoch:
                         log.info("dropping a batch read before partitions moved; it is read again from the "
                                  "checkpoint", extra=self._extra)
+                        self._record(batch.records, "dropped")
                         continue
                     result = await self._retrying("commit", lambda p=ready: self._commit(p))  # type: ignore[misc]
             except CheckpointConflict as conflict:
                 # A full refresh's positions are its own run's: a conflict means another run of
                 # the pipeline started over meanwhile (and emptied the staging table).
+                self._record(batch.records, "conflict", error=conflict)
                 if self.staging is not None or not await self.source.resync():
                     raise
                 log.warning("%s; resuming from the committed positions", conflict, extra=self._extra)
                 self.metrics.conflicts.labels(self.pipeline.name).inc()
                 continue
+            except Exception as exc:
+                self._record(batch.records, "failed", error=exc)
+                raise
+            finally:
+                self._committing = False
             await self.source.acknowledge(batch.end)
-            self._account(ready, result, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self._account(ready, result, seconds)
+            self._record(batch.records, "committed", result=result, seconds=seconds, stages=batch.timings)
+            self._settle_pause()
             telemetry.record_batch(self.pipeline.name, batch.timings, {
                 "conduitd.records": batch.records, "conduitd.rows_written": result.rows_written,
                 "conduitd.dlq_rows": result.dlq_rows, "conduitd.partitions": len(batch.end)})
+
+    # -- pause and resume --------------------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        """A pause was asked for (the pipeline may still be committing what it had read)."""
+        return not self._resumed.is_set()
+
+    @property
+    def drained(self) -> bool:
+        """Paused, and everything read before the pause is committed."""
+        if self._resumed.is_set():
+            return False
+        if self._queues is None:
+            return True  # not reading yet (connecting) or no longer
+        queue, prepared = self._queues
+        return queue.empty() and prepared.empty() and self._cutter_idle.is_set() and not self._committing
+
+    def pause(self) -> None:
+        """Stop reading; what is queued is still committed (state `pausing`, then `paused`)."""
+        if self._resumed.is_set():
+            self._resumed.clear()
+            if self.status.state in ("running", "retrying", "starting"):
+                self._set_state("pausing", ready=self.status.ready)
+            self._settle_pause()
+
+    def resume(self) -> None:
+        """Read on from where the pipeline paused."""
+        if not self._resumed.is_set():
+            self._resumed.set()
+            if self.status.state in ("pausing", "paused"):
+                self._set_state("running", ready=self.status.ready)
+
+    def _settle_pause(self) -> None:
+        if self.status.state == "pausing" and self.drained:
+            self._set_state("paused", ready=self.status.ready)
+
+    async def _until_resumed(self, stop: asyncio.Event) -> bool:
+        """Wait while paused; True when resumed, False when stopped first."""
+        resumed = asyncio.ensure_future(self._resumed.wait())
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait((resumed, stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            resumed.cancel()
+            stopped.cancel()
+        return self._resumed.is_set() and not stop.is_set()
+
+    def _record(self, records: int, outcome: str, *, result: CommitResult | None = None, seconds: float = 0.0,
+                stages: Any = None, error: BaseException | None = None) -> None:
+        entry = BatchRecord(
+            at=time.time(), records=records, outcome=outcome, seconds=seconds,
+            rows_written=result.rows_written if result else 0, dlq_rows=result.dlq_rows if result else 0,
+            rows_deleted=result.rows_deleted if result else 0,
+            stages=stage_seconds(stages) if stages is not None else {},
+            error_class=type(error).__name__ if error is not None else None)
+        self.activity.record(entry)
+        self.events.publish("batch", self.pipeline.name, **entry.as_dict())
 
     # -- destination steps -------------------------------------------------------------------
 
@@ -310,6 +392,7 @@ class Pipeline:
         self.status.leases = owners() if callable(owners) else {}
         problem = self.source.problem()
         self.status.problem = problem
+        self._settle_pause()
         self.metrics.source_problem.labels(self.pipeline.name).set(1 if problem else 0)
         if self.status.state == "running":
             self.status.ready = problem is None
@@ -332,6 +415,10 @@ class Pipeline:
         return task.result()
 
     def _set_state(self, state: str, *, ready: bool) -> None:
+        if state == "running" and not self._resumed.is_set():
+            state = "paused" if self.drained else "pausing"
+        if state != self.status.state:
+            self.events.publish("state", self.pipeline.name, state=state, previous=self.status.state)
         self.status.state = state
         self.status.ready = ready
         self.metrics.ready.labels(self.pipeline.name).set(1 if ready else 0)
@@ -353,6 +440,8 @@ class Pipeline:
                 first_failure = first_failure or now
                 failures += 1
                 self._set_state("retrying", ready=False)
+                if holds_records and what == "commit":
+                    self._record(0, "retried", error=exc)
                 self.status.last_error = str(exc)
                 self.metrics.retries.labels(self.pipeline.name).inc()
                 wait = self.retry.wait(failures, now - first_failure)
