@@ -55,6 +55,11 @@ class Capabilities:
     leases: bool = False
     """`leases()` gives the lease table that splits a source's partitions across replicas (database
     tables; Kinesis shards). False: such sources read every partition in this one replica."""
+    control: bool = False
+    """The destination keeps the control plane's usage, audit and schema decisions
+    (`conduitd.destinations.control`): its transactions are `ControlTransaction`s and it is
+    `ControlReads`. False: the API shows no usage for its pipelines and refuses mutations it
+    cannot audit there."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,8 @@
       4. deletes
       5. write rows, isolating the ones the destination refuses
       6. DLQ rows (the DLQ table)
-      7. compare-and-set every partition's checkpoint, in one order for all writers
+      7. compare-and-set every partition's checkpoint, in one order for all writers, and add the
+         batch to the pipeline's usage of the hour (where the destination keeps it)
       8. external DLQ sink (file, topic): durable before COMMIT, at least once
     COMMIT         leaving the `async with` normally; any exception rolls everything back
     after COMMIT   migration files of `manual` schema evolution, the table's columns remembered
@@ -27,6 +28,7 @@ import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 from conduitd.config import PipelineConfig
@@ -35,6 +37,7 @@ from conduitd.core.quality import Violation
 from conduitd.core.records import Batch, SchemaChange
 from conduitd.core.schema import Column
 from conduitd.destinations.base import Capabilities, Destination, RowsRefused, Transaction
+from conduitd.destinations.control import ControlTransaction
 from conduitd.dlq_sinks import DlqSink
 from conduitd.errors import CheckpointConflict, ConduitError, ConfigError
 from conduitd.oserrors import os_error_text
@@ -158,6 +161,10 @@ class Committer:
                         await tx.write_rejects(pipeline.dlq_table, pipeline.name, rejects)
                 batch.timings.begin("commit")
                 await _advance_checkpoints(tx, pipeline.name, batch)
+                if capabilities.control:
+                    assert isinstance(tx, ControlTransaction)
+                    await tx.record_usage(pipeline.name, pipeline.project, datetime.now(UTC),
+                                          prepared.rows.num_rows - len(refused), batch.nbytes, len(rejects))
                 if rejects and self.dlq is not None:
                     await self.dlq.write(pipeline.name, rejects)
         except RowsRefused as refused_step:

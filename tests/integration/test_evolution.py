@@ -135,7 +135,8 @@ def test_hostile_names_are_created_exactly_and_nothing_else_happens(tmp_path: Pa
     assert db.table(table) == [{"id": 1, **{n: f"v{i}" for i, n in enumerate(names[:3])},
                                 **dict.fromkeys(names[3:])},
                                {"id": 2, **{n: f"v{i}" for i, n in enumerate(names)}}]
-    assert db.tables() == {"sentinel", table, f"{table}_dlq", "conduitd_checkpoints", "conduitd_schema_history"}
+    assert db.tables() == {"sentinel", table, f"{table}_dlq", "conduitd_checkpoints", "conduitd_schema_history",
+                           "conduitd_usage", "conduitd_audit", "conduitd_schema_decisions"}
     assert [(h["change"], h["column_name"]) for h in db.history()] == [
         ("create", None), *[("add", n) for n in names[3:]]]
 

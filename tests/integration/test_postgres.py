@@ -236,7 +236,8 @@ async def test_replicas_setting_up_a_new_schema_at_the_same_moment_all_start(pg_
             tables = {r["relname"] for r in await pg.fetch(
                 "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE n.nspname = $1 AND c.relkind = 'r'", schema)}
-            assert tables == {"conduitd_checkpoints", "conduitd_schema_history", "orders_dlq"}
+            assert tables == {"conduitd_checkpoints", "conduitd_schema_history", "orders_dlq", "conduitd_usage",
+                              "conduitd_audit", "conduitd_schema_decisions"}
         finally:
             for replica in replicas:
                 await replica.close()

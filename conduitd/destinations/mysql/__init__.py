@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from conduitd.destinations.base import Capabilities
 
-CAPABILITIES = Capabilities(transactional_ddl=False, savepoints=True, upsert=True, prepare_ahead=True,
+CAPABILITIES = Capabilities(control=True, transactional_ddl=False, savepoints=True, upsert=True, prepare_ahead=True,
                             atomic_checkpoint=True, deletes=True, leases=True)
 """DDL commits implicitly in MySQL: schema changes run as their own step before the batch."""
 

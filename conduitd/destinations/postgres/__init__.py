@@ -29,7 +29,7 @@ from conduitd.destinations.rollback import finish
 from conduitd.destinations.sql import CHECKPOINTS, HISTORY, Bookkeeping, SqlDestination
 from conduitd.destinations.sql.refresh import RefreshTransaction
 
-CAPABILITIES = Capabilities(transactional_ddl=True, savepoints=True, upsert=True, prepare_ahead=True,
+CAPABILITIES = Capabilities(control=True, transactional_ddl=True, savepoints=True, upsert=True, prepare_ahead=True,
                             atomic_checkpoint=True, leases=True)
 
 

@@ -13,6 +13,8 @@ from conduitd.destinations.sql import CHECKPOINTS, Bookkeeping
 class SnowflakeBookkeeping(Bookkeeping):
     """See the module docstring."""
 
+    control = False  # usage needs an insert that leaves an existing row alone (see the docstring)
+
     async def compare_and_set(self, pipeline: str, partition: str, expected: Position, new: Position) -> bool:
         if expected is not None:
             return await super().compare_and_set(pipeline, partition, expected, new)

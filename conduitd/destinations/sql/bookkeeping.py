@@ -12,6 +12,7 @@ import orjson
 
 from conduitd.core.records import Position, Reject, SchemaChange, position_text
 from conduitd.destinations.base import CheckpointRow, DlqEntry, DlqFilter
+from conduitd.destinations.sql.control import ControlBooks
 from conduitd.destinations.sql.driver import SqlDriver
 
 CHECKPOINTS = "conduitd_checkpoints"
@@ -27,6 +28,9 @@ def _when(value: Any) -> datetime | None:
 
 class Bookkeeping:
     """See the module docstring; one per connection (`driver`)."""
+
+    control = True
+    """Whether the control plane's tables (`conduitd.destinations.sql.control`) are kept here."""
 
     def __init__(self, driver: SqlDriver) -> None:
         self.driver = driver
@@ -52,7 +56,8 @@ class Bookkeeping:
             f"id {t.serial_key}, applied_at {t.timestamp} NOT NULL DEFAULT {t.now}, pipeline {t.text} NOT NULL, "
             f"table_name {t.text} NOT NULL, {change} {t.text} NOT NULL, column_name {t.text}, "
             f"old_definition {t.text}, new_definition {t.text}, ddl {t.text}, applied {t.boolean} NOT NULL)"
-            f"{t.table_options}"})
+            f"{t.table_options}",
+            **(ControlBooks(self.driver).create_statements() if self.control else {})})
 
     async def create_dlq_table(self, name: str) -> None:
         t = self.driver.types

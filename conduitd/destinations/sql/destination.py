@@ -5,14 +5,17 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from typing import Any
 
 from conduitd.config import PipelineConfig
 from conduitd.core.dialect import Dialect
 from conduitd.core.records import Position
 from conduitd.destinations.base import CheckpointRow, DlqEntry, DlqFilter
+from conduitd.destinations.control import AuditEntry, PendingChange, UsageRow
 from conduitd.destinations.sql import refresh
 from conduitd.destinations.sql.bookkeeping import Bookkeeping
+from conduitd.destinations.sql.control import ControlBooks
 from conduitd.destinations.sql.leases import LeaseBook
 from conduitd.destinations.sql.refresh import RefreshTransaction
 
@@ -93,3 +96,15 @@ class SqlDestination(abc.ABC):
 
     async def read_dlq(self, pipeline: PipelineConfig, where: DlqFilter) -> list[DlqEntry]:
         return await self.bookkeeping().read_dlq(pipeline.dlq_table, pipeline.name, where)
+
+    # -- the control plane (`Capabilities.control`; see `conduitd.destinations.sql.control`) ----
+
+    async def read_usage(self, pipelines: Sequence[str], since: datetime | None = None) -> list[UsageRow]:
+        return await ControlBooks(self.bookkeeping().driver).read_usage(pipelines, since)
+
+    async def read_audit(self, projects: Sequence[str] | None, limit: int,
+                         before_id: int | None = None) -> list[AuditEntry]:
+        return await ControlBooks(self.bookkeeping().driver).read_audit(projects, limit, before_id)
+
+    async def pending_changes(self, pipeline: str) -> list[PendingChange]:
+        return await ControlBooks(self.bookkeeping().driver).pending_changes(pipeline)

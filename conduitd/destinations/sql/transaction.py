@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from conduitd.core.records import Position, Reject, SchemaChange
 from conduitd.destinations.base import RowsPartlyRefused, RowsRefused
+from conduitd.destinations.control import AuditEntry
 from conduitd.destinations.sql.bookkeeping import Bookkeeping
+from conduitd.destinations.sql.control import ControlBooks
 
 
 class SqlTransaction:
@@ -51,3 +54,15 @@ class SqlTransaction:
 
     async def compare_and_set(self, pipeline: str, partition: str, expected: Position, new: Position) -> bool:
         return await self.books.compare_and_set(pipeline, partition, expected, new)
+
+    # -- the control plane's steps (`Capabilities.control`) ------------------------------------
+
+    async def record_usage(self, pipeline: str, project: str, at: datetime, rows: int, nbytes: int,
+                           dlq_rows: int) -> None:
+        await ControlBooks(self.driver).add_usage(pipeline, project, at, rows, nbytes, dlq_rows)
+
+    async def record_audit(self, entry: AuditEntry) -> None:
+        await ControlBooks(self.driver).add_audit(entry)
+
+    async def decide_change(self, history_id: int, decision: str, actor: str) -> bool:
+        return await ControlBooks(self.driver).decide(history_id, decision, actor)

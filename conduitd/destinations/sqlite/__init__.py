@@ -23,7 +23,7 @@ from conduitd.destinations.sqlite.dialect import SqliteDialect, quote
 from conduitd.destinations.sqlite.driver import SqliteDriver
 from conduitd.destinations.sqlite.transaction import SqliteTransaction, table_columns
 
-CAPABILITIES = Capabilities(transactional_ddl=True, savepoints=True, upsert=True, prepare_ahead=False,
+CAPABILITIES = Capabilities(control=True, transactional_ddl=True, savepoints=True, upsert=True, prepare_ahead=False,
                             atomic_checkpoint=True, leases=True)
 
 

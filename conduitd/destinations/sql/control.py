@@ -1,0 +1,164 @@
+"""The control plane's tables in a SQL destination, beside the checkpoints:
+
+- `conduitd_usage`: rows, bytes, DLQ rows and batches per pipeline and hour, added to by the
+  transaction that commits each batch (rolled-back work is never counted);
+- `conduitd_audit`: every mutation made through the API (who, what, when, before and after),
+  written in the transaction that makes the change where the change is in this database;
+- `conduitd_schema_decisions`: which pending schema changes (`schema_evolution: manual`) an
+  operator applied or rejected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from conduitd.destinations.control import AuditEntry, PendingChange, UsageRow
+from conduitd.destinations.sql.driver import SqlDriver
+
+USAGE = "conduitd_usage"
+AUDIT = "conduitd_audit"
+DECISIONS = "conduitd_schema_decisions"
+HISTORY = "conduitd_schema_history"
+
+
+def _when(value: Any) -> datetime | None:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace(" ", "T"))
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value if isinstance(value, datetime) else None
+
+
+def hour_of(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+class ControlBooks:
+    """The statements over one connection (`driver`)."""
+
+    def __init__(self, driver: SqlDriver) -> None:
+        self.driver = driver
+
+    def _q(self, name: str) -> str:
+        q = self.driver.types.quote
+        return f"{q}{name}{q}"
+
+    def create_statements(self) -> dict[str, str]:
+        t, d = self.driver.types, self.driver
+        return {
+            USAGE: f"CREATE TABLE IF NOT EXISTS {d.table(USAGE)} (pipeline {t.pipeline_text} NOT NULL, "
+                   f"project {t.text} NOT NULL, hour {t.timestamp} NOT NULL, {self._q('rows')} BIGINT NOT NULL, "
+                   f"{self._q('bytes')} BIGINT NOT NULL, dlq_rows BIGINT NOT NULL, batches BIGINT NOT NULL, "
+                   f"PRIMARY KEY (pipeline, hour)){t.table_options}",
+            AUDIT: f"CREATE TABLE IF NOT EXISTS {d.table(AUDIT)} (id {t.serial_key}, "
+                   f"at {t.timestamp} NOT NULL DEFAULT {t.created_now}, actor {t.text} NOT NULL, "
+                   f"{self._q('role')} {t.text} NOT NULL, project {t.text} NOT NULL, pipeline {t.text}, "
+                   f"action {t.text} NOT NULL, before_state {t.text}, after_state {t.text}, "
+                   f"idempotency_key {t.text}){t.table_options}",
+            DECISIONS: f"CREATE TABLE IF NOT EXISTS {d.table(DECISIONS)} (history_id BIGINT PRIMARY KEY, "
+                       f"decision {t.text} NOT NULL, actor {t.text} NOT NULL, "
+                       f"decided_at {t.timestamp} NOT NULL DEFAULT {t.created_now}){t.table_options}",
+        }
+
+    # -- usage ---------------------------------------------------------------------------------
+
+    async def add_usage(self, pipeline: str, project: str, at: datetime, rows: int, nbytes: int,
+                        dlq_rows: int) -> None:
+        """Add one committed batch to its hour (in the batch's transaction)."""
+        d, t = self.driver, self.driver.types
+        hour = d.timestamp_param(hour_of(at))
+        p = [d.param(n) for n in range(1, 8)]
+        await d.execute(f"INSERT INTO {d.table(USAGE)} (pipeline, project, hour, {self._q('rows')}, "
+                        f"{self._q('bytes')}, dlq_rows, batches) VALUES ({p[0]}, {p[1]}, {p[2]}, 0, 0, 0, 0) "
+                        f"{t.keep_existing}", (pipeline, project, hour))
+        r, b = self._q("rows"), self._q("bytes")
+        await d.execute(f"UPDATE {d.table(USAGE)} SET {r} = {r} + {p[0]}, {b} = {b} + {p[1]}, "
+                        f"dlq_rows = dlq_rows + {p[2]}, batches = batches + 1, project = {p[3]} "
+                        f"WHERE pipeline = {p[4]} AND hour = {p[5]}",
+                        (rows, nbytes, dlq_rows, project, pipeline, hour))
+
+    async def read_usage(self, pipelines: Sequence[str], since: datetime | None = None) -> list[UsageRow]:
+        d = self.driver
+        if not pipelines or not await d.table_exists(USAGE):
+            return []
+        params: list[Any] = list(pipelines)
+        marks = ", ".join(d.param(n) for n in range(1, len(params) + 1))
+        sql = (f"SELECT pipeline, project, hour, {self._q('rows')}, {self._q('bytes')}, dlq_rows, batches "
+               f"FROM {d.table(USAGE)} WHERE pipeline IN ({marks})")
+        if since is not None:
+            params.append(d.timestamp_param(hour_of(since)))
+            sql += f" AND hour >= {d.param(len(params))}"
+        rows = await d.fetch(sql + " ORDER BY hour, pipeline", params)
+        return [UsageRow(r[0], r[1], _when(r[2]) or datetime.now(UTC), int(r[3]), int(r[4]), int(r[5]), int(r[6]))
+                for r in rows]
+
+    # -- audit ---------------------------------------------------------------------------------
+
+    async def add_audit(self, entry: AuditEntry) -> None:
+        d = self.driver
+        p = ", ".join(d.param(n) for n in range(1, 10))
+        await d.execute(
+            f"INSERT INTO {d.table(AUDIT)} (actor, {self._q('role')}, project, pipeline, action, before_state, "
+            f"after_state, idempotency_key, at) VALUES ({p})",
+            (entry.actor, entry.role, entry.project, entry.pipeline, entry.action, _json(entry.before),
+             _json(entry.after), entry.idempotency_key, d.timestamp_param(datetime.now(UTC))))
+
+    async def read_audit(self, projects: Sequence[str] | None, limit: int, before_id: int | None = None
+                         ) -> list[AuditEntry]:
+        """Newest first; `projects` None: every project."""
+        d = self.driver
+        if not await d.table_exists(AUDIT):
+            return []
+        params: list[Any] = []
+        where = []
+        if projects is not None:
+            if not projects:
+                return []
+            params += list(projects)
+            where.append(f"project IN ({', '.join(d.param(n) for n in range(1, len(params) + 1))})")
+        if before_id is not None:
+            params.append(before_id)
+            where.append(f"id < {d.param(len(params))}")
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = await d.fetch(
+            f"SELECT id, at, actor, {self._q('role')}, project, pipeline, action, before_state, after_state, "
+            f"idempotency_key FROM {d.table(AUDIT)}{clause} ORDER BY id DESC LIMIT {int(limit)}", params)
+        return [AuditEntry(actor=r[2], role=r[3], project=r[4], pipeline=r[5], action=r[6],
+                           before=_unjson(r[7]), after=_unjson(r[8]), idempotency_key=r[9], id=int(r[0]),
+                           at=_when(r[1])) for r in rows]
+
+    # -- schema changes of `manual` evolution --------------------------------------------------
+
+    async def pending_changes(self, pipeline: str) -> list[PendingChange]:
+        d = self.driver
+        if not await d.table_exists(HISTORY):
+            return []
+        decided = ""
+        if await d.table_exists(DECISIONS):
+            decided = f" AND NOT EXISTS (SELECT 1 FROM {d.table(DECISIONS)} x WHERE x.history_id = h.id)"
+        rows = await d.fetch(
+            f"SELECT h.id, h.applied_at, h.table_name, h.{self._q('change')}, h.column_name, h.old_definition, "
+            f"h.new_definition, h.ddl FROM {d.table(HISTORY)} h WHERE h.pipeline = {d.param(1)} "
+            f"AND h.applied = {d.param(2)} AND h.ddl IS NOT NULL{decided} ORDER BY h.id", (pipeline, False))
+        return [PendingChange(int(r[0]), _when(r[1]), r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows]
+
+    async def decide(self, history_id: int, decision: str, actor: str) -> bool:
+        """Record the decision; False when the change was decided already (by someone else)."""
+        d, t = self.driver, self.driver.types
+        p = [d.param(n) for n in range(1, 5)]
+        keep = t.keep_existing.replace("pipeline", "decision") if "DUPLICATE" in t.keep_existing else t.keep_existing
+        return await d.execute(f"INSERT INTO {d.table(DECISIONS)} (history_id, decision, actor, decided_at) "
+                               f"VALUES ({p[0]}, {p[1]}, {p[2]}, {p[3]}) {keep}",
+                               (history_id, decision, actor, d.timestamp_param(datetime.now(UTC)))) == 1
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value, default=str).decode()
+
+
+def _unjson(value: Any) -> Any:
+    return None if value is None else orjson.loads(value)
