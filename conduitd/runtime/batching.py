@@ -1,9 +1,10 @@
 """Cutting micro-batches from a bounded queue of chunks.
 
-A batch is cut when `max_rows` or `max_bytes` is reached, or `max_wait` after its first chunk
-arrived, whichever comes first. A chunk is never split (positions are known only at chunk
-edges), so sources keep chunks at or below `max_rows`; a batch never exceeds `max_rows` unless a
-single chunk does. `END` in the queue means the source is done: the last batch is cut at once.
+A batch is cut when `max_rows` (or the `BatchSizer`'s size) or `max_bytes` is reached, or
+`max_wait` after its first chunk arrived, whichever comes first. A chunk is never split (positions
+are known only at chunk edges), so sources keep chunks at or below that size; a batch never
+exceeds it unless a single chunk does (under `max_rows: auto`, a chunk read before the size
+shrank). `END` in the queue means the source is done: the last batch is cut at once.
 A chunk of a newer epoch (partitions moved) drops the pending chunks of the older one.
 """
 
@@ -31,13 +32,20 @@ class ChunkQueue(asyncio.Queue[Chunk | None]):
     their number (a Kafka chunk holds a few thousand records, a file chunk tens of thousands):
     when it holds `max_records` the reader waits, and with it the source."""
 
-    def __init__(self, max_records: int = 0) -> None:
+    def __init__(self, max_records: int | Callable[[], int] = 0) -> None:
+        """`max_records`: a number, or a function asked each time (two batches of a `BatchSizer`
+        whose size changes: `lambda: 2 * sizer.limit`); 0: unbounded."""
         super().__init__()
         self.max_records = max_records
         self.records = 0
 
+    @property
+    def bound(self) -> int:
+        return self.max_records() if callable(self.max_records) else self.max_records
+
     def full(self) -> bool:
-        return bool(self.max_records) and self.records >= self.max_records and not self.empty()
+        bound = self.bound
+        return bool(bound) and self.records >= bound and not self.empty()
 
     def _put(self, item: Chunk | None) -> None:
         self.records += _size(item)

@@ -77,7 +77,7 @@ class Pipeline:
         self._read_to_end = False  # the source ended by itself (not stopped): a full refresh may swap
         self._stop = asyncio.Event()
         self.retry = RetryPolicy.for_service(config.service, once=once)
-        self.sizer = BatchSizer(pipeline.batch)
+        self.sizer = BatchSizer(pipeline.batch, source=self.source)
         self.leases: Leases | None = None
         if self.destination.capabilities.leases:
             self.leases = PipelineLeases(self.with_destination, pipeline.name, pipeline.source,
@@ -107,7 +107,7 @@ class Pipeline:
                             extra=self._extra)
             log.info("pipeline %s started: %s -> %s.%s", name, self.pipeline.source, self.pipeline.destination,
                      self.pipeline.table_name, extra=self._extra)
-            queue = ChunkQueue(max_records=2 * self.pipeline.batch.max_rows)  # read ahead about two batches
+            queue = ChunkQueue(max_records=lambda: 2 * self.sizer.limit)  # read ahead about two batches
             prepared: PreparedQueue = asyncio.Queue(maxsize=1)
             self._queues = (queue, prepared)
             async with asyncio.TaskGroup() as tasks:

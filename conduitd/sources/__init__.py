@@ -10,9 +10,10 @@ from conduitd.sources.base import Checkpoints, Source
 
 def open_source(config: SourceConfig, pipeline: PipelineConfig, service: ServiceConfig, *, once: bool) -> Source:
     """The source for `config`, feeding `pipeline`; `once` makes it stop where the data stood at
-    start. Drivers are imported only when used."""
+    start. Drivers are imported only when used. Its chunks start at `batch.first_rows` rows (under
+    `max_rows: auto` the pipeline's `BatchSizer` then keeps them at the batch size it steers)."""
     upsert = pipeline.mode == "upsert"
-    options = SourceOptions(once=once, max_rows=pipeline.batch.max_rows,
+    options = SourceOptions(once=once, max_rows=pipeline.batch.first_rows,
                             key_columns=pipeline.unique_key if upsert else (),
                             tombstones=upsert and pipeline.deletes.tombstone,
                             unreachable_after=service.once_retry_timeout, pipeline=pipeline)
