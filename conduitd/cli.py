@@ -13,6 +13,7 @@ configures logging and exits. The parser is `conduitd.commands.arguments`.
     conduitd checkpoints show -c FILE [-p PIPELINE] [--json]
     conduitd checkpoints reset -c FILE -p PIPELINE [--partition P]
     conduitd cdc setup -c FILE [-p PIPELINE ...] [--apply]
+    conduitd tune -c FILE [-r PIPELINE] [--status-url URL ...] [--json]
     conduitd connectors [--json]
 
 `-f/--file` is `-c/--config` under the seed's name; the config defaults to `ingest.yml`.
@@ -132,6 +133,10 @@ def _without_config(args: argparse.Namespace) -> int | None:
     if args.command == "manifest":
         return _run_async(commands.show_manifest(_manifest_path(args), pipelines=args.pipeline, failed=args.failed,
                                                  as_json=args.json))
+    if args.command == "token":
+        from conduitd.commands.token import create_token
+
+        return create_token(args.name, args.role, args.projects)
     if args.command == "migrate-config":
         from conduitd.commands.migrate import migrate_config
 
@@ -190,6 +195,11 @@ def _dispatch(args: argparse.Namespace, config: Config, *, batch: bool) -> int:
         return _run_async(commands.reset_checkpoints(config, args.pipeline[0], args.partition))
     if args.command == "cdc":
         return _run_async(commands.cdc_setup(config, args.pipeline, apply=args.apply))
+    if args.command == "tune":
+        from conduitd.commands.guard import guarded
+        from conduitd.commands.tune import tune
+
+        return _run_async(guarded(tune)(config, args.pipeline, status_urls=args.status_urls, as_json=args.json))
     return _run(args, config, batch=batch)
 
 

@@ -12,7 +12,7 @@ from conduitd import __version__
 
 DEFAULT_CONFIG = "ingest.yml"
 COMMANDS = ("run", "preflight", "validate", "schema", "schema-compare", "manifest", "template", "migrate-config",
-            "dlq", "checkpoints", "cdc", "connectors")
+            "dlq", "checkpoints", "cdc", "tune", "connectors", "token")
 """Every command, in the order `--help` and an unknown command list them."""
 
 
@@ -34,6 +34,7 @@ def build_parser(prog: str = "conduitd") -> argparse.ArgumentParser:
                                                          "each changed key commented")
     migrate.add_argument("config_file", metavar="CONFIG", help="the seed config")
     _dlq(commands)
+    _tune(commands)
     checkpoints = commands.add_parser("checkpoints", help="show or reset stored positions")
     actions = checkpoints.add_subparsers(dest="action", metavar="ACTION", required=True)
     show = actions.add_parser("show", help="print stored positions")
@@ -48,6 +49,14 @@ def build_parser(prog: str = "conduitd") -> argparse.ArgumentParser:
                                                  "column, its trigger and index)")
     _with_config(setup)
     setup.add_argument("--apply", action="store_true", help="run the DDL on the source (needs ALTER rights)")
+    token = commands.add_parser("token", help="make API tokens (service.api)")
+    token_actions = token.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = token_actions.add_parser("create", help="print a new token once, and its entry (hash only) for the "
+                                                     "tokens file")
+    create.add_argument("--name", required=True, help="who the token is for (shown in the audit log)")
+    create.add_argument("--role", required=True, choices=("viewer", "operator", "admin"))
+    create.add_argument("--project", dest="projects", action="append", default=[], metavar="PROJECT",
+                        help="a project the token reaches; may be repeated; '*' for every project")
     connectors = commands.add_parser("connectors", help="list the installed sources, destinations and DLQ sinks")
     connectors.add_argument("--json", action="store_true", help="JSON output")
     return parser
@@ -140,3 +149,13 @@ def _timestamp(text: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _tune(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    tune = commands.add_parser("tune", help="what a running daemon measured of each pipeline's batches, and the "
+                                            "batch size, poll size and replicas it suggests; writes nothing")
+    _with_config(tune)
+    tune.add_argument("--status-url", dest="status_urls", action="append", default=[], metavar="URL",
+                      help="the daemon's /status (default: from service.health_host and health_port); repeat it "
+                           "for every replica to count partitions and replicas over the fleet")
+    tune.add_argument("--json", action="store_true", help="JSON output")

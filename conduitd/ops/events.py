@@ -6,8 +6,9 @@ falls behind loses its oldest events (events are numbered: it sees the gap)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -26,12 +27,13 @@ class EventHub:
                 queue.get_nowait()  # the oldest goes; the gap in `id`s tells the subscriber
             queue.put_nowait(event)
 
-    async def subscribe(self) -> AsyncIterator[dict[str, Any]]:
+    @contextlib.contextmanager
+    def subscription(self) -> Iterator[asyncio.Queue[dict[str, Any]]]:
+        """A queue receiving every event published while the `with` block runs."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self._size)
         self._subscribers.add(queue)
         try:
-            while True:
-                yield await queue.get()
+            yield queue
         finally:
             self._subscribers.discard(queue)
 

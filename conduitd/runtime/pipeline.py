@@ -10,6 +10,7 @@ pipeline's `RetryPolicy` says (exponential backoff and jitter) while readiness i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -53,6 +54,7 @@ class Pipeline:
         self.activity = Activity()
         self._resumed = asyncio.Event()
         self._resumed.set()
+        self._paused = asyncio.Event()
         self._cutter_idle = asyncio.Event()
         self._committing = False
         self._queues: tuple[ChunkQueue, PreparedQueue] | None = None
@@ -225,12 +227,25 @@ class Pipeline:
         """Read on from where the pipeline paused."""
         if not self._resumed.is_set():
             self._resumed.set()
+            self._paused.clear()
             if self.status.state in ("pausing", "paused"):
                 self._set_state("running", ready=self.status.ready)
 
     def _settle_pause(self) -> None:
         if self.status.state == "pausing" and self.drained:
             self._set_state("paused", ready=self.status.ready)
+        if self.status.state == "paused":
+            self._paused.set()
+
+    async def wait_paused(self, within: float) -> bool:
+        """After `pause`: wait until what was queued is committed (True), at most `within` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while not self._paused.is_set() and self.paused and loop.time() < deadline:
+            self._settle_pause()  # the cutter may have gone idle without a commit
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._paused.wait(), 0.1)
+        return self._paused.is_set()
 
     async def _until_resumed(self, stop: asyncio.Event) -> bool:
         """Wait while paused; True when resumed, False when stopped first."""

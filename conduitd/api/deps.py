@@ -1,0 +1,68 @@
+"""Request dependencies: the caller's token, their role, and mutations made once per
+Idempotency-Key."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, Header, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from conduitd.api.access import Access
+from conduitd.api.problems import Problem
+from conduitd.api.tokens import Principal
+
+_bearer = HTTPBearer(auto_error=False, description="A token made by `conduitd token create`.")
+
+
+def access(request: Request) -> Access:
+    found: Access = request.app.state.access
+    return found
+
+
+def caller(request: Request,
+           credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Problem(401, "a bearer token is required (Authorization: Bearer <token>)")
+    who = access(request).tokens.authenticate(credentials.credentials)
+    if who is None:
+        raise Problem(401, "the token is not valid")
+    return who
+
+
+def role(needed: str) -> Callable[[Principal], Principal]:
+    def check(who: Annotated[Principal, Depends(caller)]) -> Principal:
+        if not who.can(needed):
+            raise Problem(403, f"this needs the {needed} role; token {who.name!r} is {who.role}")
+        return who
+
+    return check
+
+
+Viewer = Annotated[Principal, Depends(role("viewer"))]
+Operator = Annotated[Principal, Depends(role("operator"))]
+Admin = Annotated[Principal, Depends(role("admin"))]
+AccessDep = Annotated[Access, Depends(access)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200,
+                                              description="Repeating a mutation with the same key returns the "
+                                                          "first answer and does not act again.")]
+
+
+async def once(request: Request, who: Principal, key: str | None, body: Any,
+               act: Callable[[], Awaitable[tuple[int, Any]]]) -> JSONResponse:
+    """Run the mutation `act` unless this caller already made it under `key` (then its first
+    answer again, marked with the header `Idempotent-Replay: true`)."""
+    found = access(request)
+    fingerprint = hashlib.sha256(orjson.dumps([request.method, request.url.path, body], default=str,
+                                              option=orjson.OPT_SORT_KEYS)).hexdigest()
+    known = found.remembered(who, key, fingerprint)
+    if known is not None:
+        return JSONResponse(known.body, status_code=known.status, headers={"Idempotent-Replay": "true"})
+    status, answer = await act()
+    answer = orjson.loads(orjson.dumps(answer, default=str))
+    found.remember(who, key, fingerprint, status, answer)
+    return JSONResponse(answer, status_code=status)
