@@ -71,7 +71,7 @@ async def serving(tmp_path: Path, config: dict[str, Any], only: tuple[str, ...] 
     runtime = Runtime(load_config(path), only)
     task = asyncio.create_task(runtime.run())
     try:
-        await until(lambda: runtime.api is not None and runtime.api._task is not None or task.done(),
+        await until(lambda: (runtime.api is not None and runtime.api._task is not None) or task.done(),
                     "the API to start")
         if task.done():
             task.result()
