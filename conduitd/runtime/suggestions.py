@@ -4,8 +4,9 @@ size, the source's poll size and replicas. `BatchSizer.report` (in /status under
 `conduitd tune` show them.
 
 The batch size suggested is the smallest whose fixed cost is at most `OVERHEAD` of its commit
-(larger ones gain little throughput), but no larger than one that commits within the target
-latency or than `max_bytes` holds. The model is fitted to the batches' sizes and commit times when
+and whose commit takes at least `FLOOR` of the target latency (larger ones gain little
+throughput), but no larger than one that commits within the target latency or than `max_bytes`
+holds. The model is fitted to the batches' sizes and commit times when
 their sizes differ; when every batch had one size, the `commit` stage (checkpoint and COMMIT) is
 taken as the fixed cost. Suggestions need `MIN_BATCHES` batches; every one says why.
 """
@@ -26,6 +27,10 @@ BUSY = 0.8
 """A destination committing this share of the time or more is what limits throughput."""
 AIM = 0.9
 """Sizes are suggested for this share of the target latency: headroom for noise."""
+FLOOR = 0.1
+"""Batches are suggested to commit in at least this share of the target latency: per-batch costs
+outside the commit (a chunk's decode, the rules, round trips) cannot be told apart from one size's
+measurements, and a commit this long amortizes them."""
 Suggestion = dict[str, Any]
 
 
@@ -119,20 +124,27 @@ def suggest(recent: Sequence[Observation], batch: BatchConfig, limit: int, row_b
         return []
     facts = summary(recent)
     busy = facts["destination_busy"] or 0.0
+    last = recent[-MIN_BATCHES:]
+    if all(o.records < 0.5 * o.limit for o in last):
+        held = round(statistics.fmean(o.records for o in last))
+        return [{"setting": "none", "now": None, "suggested": None,
+                 "why": f"the last batches held {held} of {last[-1].limit} rows: cut by max_wait or the source's "
+                        "end, so the source delivers all there is; batch size does not matter here"}]
     found: list[Suggestion] = []
     size = None if batch.adaptive else batch_size(model, batch, row_bytes)  # auto steers it itself
     if size is not None:
         rows, why = size
-        if not 0.5 <= limit / rows <= 2 and (busy >= BUSY or rows < limit):
+        overhead = model.fixed / model.seconds(limit)  # small batches also cost every stage a fixed toll
+        if not 0.5 <= limit / rows <= 2 and (busy >= BUSY or rows < limit or overhead >= 0.5):
             why += (f"; now {limit} rows: {model.rows_per_second(limit):,.0f} rows/s, "
-                    f"{model.seconds(limit):.2f}s per commit")
+                    f"{model.seconds(limit):.3f}s each")
             found.append({"setting": "batch.max_rows", "now": limit, "suggested": rows, "why": why})
     elif batch.adaptive and model.fixed >= batch.target_latency * AIM:
         found.append({"setting": "batch.target_latency", "now": batch.target_latency,
                       "suggested": _round(model.fixed / AIM * 10) / 10,
                       "why": f"the fixed cost of a commit alone ({model.fixed:.2f}s) reaches the target"})
     if busy < BUSY:
-        found.extend(_upstream(recent, facts, busy))
+        found.append(_upstream(facts, busy))
     return found
 
 
@@ -140,42 +152,40 @@ def batch_size(model: CostModel, batch: BatchConfig, row_bytes: float) -> tuple[
     """The size suggested by `model` and why; None when the fixed cost alone misses the target
     or none was measured."""
     target = batch.target_latency * AIM
-    if model.fixed >= target or model.fixed <= 0:
-        return None  # the target cannot be met, or no fixed cost was measured: nothing to trade
+    if model.fixed >= target:
+        return None
     by_latency = (target - model.fixed) / model.per_row
     by_overhead = model.fixed * (1 - OVERHEAD) / OVERHEAD / model.per_row
+    by_floor = batch.target_latency * FLOOR / model.per_row
     by_memory = batch.max_bytes / row_bytes if row_bytes > 0 else float("inf")
-    rows = max(batch.min_rows, _round(min(by_latency, by_overhead, by_memory, batch.max_rows_limit)))
+    rows = max(batch.min_rows, _round(min(by_latency, max(by_overhead, by_floor), by_memory, batch.max_rows_limit)))
     if rows == _round(by_overhead):
         why = f"the fixed cost of a commit ({model.fixed * 1000:.0f}ms) is {OVERHEAD:.0%} of it at this size"
+    elif rows == _round(by_floor):
+        why = (f"a commit of {FLOOR:.0%} of target_latency amortizes the costs every batch pays outside it "
+               "(decoding a chunk, the rules, round trips)")
     elif rows == _round(by_latency):
         why = f"larger batches would commit slower than target_latency ({batch.target_latency:g}s)"
     elif rows == _round(by_memory):
         why = f"max_bytes holds about this many rows ({row_bytes:.0f} bytes each)"
     else:
         why = "max_rows_limit"
-    return rows, why + f": {model.rows_per_second(rows):,.0f} rows/s, {model.seconds(rows):.2f}s per commit"
+    return rows, why + f"; commits alone: {model.rows_per_second(rows):,.0f} rows/s, {model.seconds(rows):.2f}s each"
 
 
-def _upstream(recent: Sequence[Observation], facts: dict[str, Any], busy: float) -> list[Suggestion]:
+def _upstream(facts: dict[str, Any], busy: float) -> Suggestion:
     """The destination waits for the source or for decoding: what would feed it faster."""
     stages: dict[str, float] = facts["stage_seconds"]
     idle = f"the destination commits only {busy:.0%} of the time"
-    last = recent[-MIN_BATCHES:]
-    if all(o.records < 0.5 * o.limit for o in last):
-        held = round(statistics.fmean(o.records for o in last))
-        return [{"setting": "none", "now": None, "suggested": None,
-                 "why": f"{idle} and the last batches held {held} of {last[-1].limit} rows: cut by max_wait or "
-                        "the source's end, so the source delivers all there is; batch size does not matter here"}]
     poll, work = stages.get("poll", 0.0), stages.get("decode", 0.0) + stages.get("quality", 0.0)
     if poll >= work:
-        return [{"setting": "source poll size", "now": None, "suggested": "larger",
+        return {"setting": "source poll size", "now": None, "suggested": "larger",
                  "why": f"{idle}; reading takes longer than decoding ({poll:.3f}s vs {work:.3f}s per batch): "
                         "read more per request (file: read_size, kafka: poll_records, kinesis: records_per_get), "
-                        "or spread partitions over more replicas"}]
-    return [{"setting": "replicas", "now": None, "suggested": "more, up to the partitions",
+                        "or spread partitions over more replicas"}
+    return {"setting": "replicas", "now": None, "suggested": "more, up to the partitions",
              "why": f"{idle}; decoding and rules take {work:.3f}s per batch against {poll:.3f}s of reading: "
-                    "CPU-bound in this process, more replicas (where the source has partitions to share) help"}]
+                    "CPU-bound in this process, more replicas (where the source has partitions to share) help"}
 
 
 def scale_out(partitions: int, replicas: int, tuning: dict[str, Any]) -> Suggestion | None:
