@@ -5,6 +5,7 @@ while the others run and restarts on request, and a bounded run is started and p
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -165,3 +166,34 @@ async def test_a_bounded_run_of_a_pipeline_the_daemon_does_not_run(tmp_path: Pat
         assert (await daemon.get("viewer-a", f"/runs/{run}")).status_code == 404
         assert [r["id"] for r in (await daemon.get("viewer-b", "/pipelines/p_b/runs")).json()["runs"]] == [run]
     assert rows(db, "SELECT count(*), count(DISTINCT id) FROM p_b") == [(30, 30)]
+
+
+async def test_the_event_stream_tells_commits_and_state_changes_of_visible_pipelines_only(tmp_path: Path) -> None:
+    async with serving(tmp_path, config(tmp_path)) as daemon, daemon.client("viewer-a") as client:
+        assert (await client.get("/api/v1/events", params={"pipeline": "p_b"})).status_code == 404
+        async with client.stream("GET", "/api/v1/events") as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            lines = stream.aiter_lines()
+            assert await anext(lines) == ": conduitd events"
+            append(tmp_path / "b" / "1.jsonl", 0, 3)  # project b: not for this viewer
+            await until(lambda: _all_written(daemon, {"p_b": 3}), "p_b to commit")
+            append(tmp_path / "a" / "1.jsonl", 0, 4)
+            seen: list[dict[str, Any]] = []
+            async with asyncio.timeout(60):
+                async for line in lines:
+                    if line.startswith("data: "):
+                        seen.append(json.loads(line[6:]))
+                        if any(e["kind"] == "batch" and e["pipeline"] == "p_a" for e in seen):
+                            break
+            committed = next(e for e in seen if e["kind"] == "batch" and e["pipeline"] == "p_a")
+            assert committed["outcome"] == "committed" and committed["rows_written"] == 4
+            assert "write" in committed["stages"] and "commit" in committed["stages"]
+            assert all(e["pipeline"] != "p_b" for e in seen)
+
+            assert (await daemon.post("operator-a", "/pipelines/p_a/pause")).status_code == 200
+            async with asyncio.timeout(60):
+                async for line in lines:
+                    if line.startswith("data: "):
+                        event = json.loads(line[6:])
+                        if event["kind"] == "state" and event["pipeline"] == "p_a" and event["state"] == "paused":
+                            break
