@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from conduitd.destinations.base import DlqEntry, DlqFilter
+
 
 @dataclass(frozen=True, slots=True)
 class UsageRow:
@@ -77,3 +79,12 @@ class ControlReads(Protocol):
         """Newest first; `projects` None: every project."""
 
     async def pending_changes(self, pipeline: str) -> list[PendingChange]: ...
+
+    async def same_changes(self, pipeline: str, history_id: int) -> list[int]:
+        """The pending changes of the pipeline with the same table and DDL as `history_id` (itself
+        included; each batch that met a change recorded it again); [] when it is not pending."""
+
+    async def read_dlq_page(self, dlq_table: str, pipeline: str, where: DlqFilter, *, after_id: int | None = None,
+                            ids: Sequence[int] | None = None) -> list[DlqEntry]:
+        """The pipeline's DLQ rows matching `where`, with an id above `after_id`, among `ids` when
+        given, in id order ([] when the DLQ table does not exist)."""

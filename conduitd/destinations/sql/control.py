@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from conduitd.destinations.base import DlqEntry, DlqFilter
 from conduitd.destinations.control import AuditEntry, PendingChange, UsageRow
 from conduitd.destinations.sql.driver import SqlDriver
 
@@ -146,6 +147,16 @@ class ControlBooks:
             f"AND h.applied = {d.param(2)} AND h.ddl IS NOT NULL{decided} ORDER BY h.id", (pipeline, False))
         return [PendingChange(int(r[0]), _when(r[1]), r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows]
 
+    async def same_changes(self, pipeline: str, history_id: int) -> list[int]:
+        """The undecided changes of the pipeline with the DDL of change `history_id` (itself
+        included): every batch that met the change recorded it again, and they are one change.
+        Empty when `history_id` is not a pending change of the pipeline."""
+        pending = await self.pending_changes(pipeline)
+        chosen = next((c for c in pending if c.id == history_id), None)
+        if chosen is None:
+            return []
+        return [c.id for c in pending if (c.table, c.ddl) == (chosen.table, chosen.ddl)]
+
     async def decide(self, history_id: int, decision: str, actor: str) -> bool:
         """Record the decision; False when the change was decided already (by someone else)."""
         d, t = self.driver, self.driver.types
@@ -154,6 +165,37 @@ class ControlBooks:
         return await d.execute(f"INSERT INTO {d.table(DECISIONS)} (history_id, decision, actor, decided_at) "
                                f"VALUES ({p[0]}, {p[1]}, {p[2]}, {p[3]}) {keep}",
                                (history_id, decision, actor, d.timestamp_param(datetime.now(UTC)))) == 1
+
+
+    # -- the DLQ table, for the API: pages and selections ---------------------------------------
+
+    async def read_dlq(self, dlq_table: str, pipeline: str, where: DlqFilter, *, after_id: int | None = None,
+                       ids: Sequence[int] | None = None) -> list[DlqEntry]:
+        """DLQ rows of the pipeline in id order: those matching `where` (rule, created since/until,
+        at most `limit`), with an id above `after_id` (paging), and among `ids` when given."""
+        d = self.driver
+        if not await d.table_exists(dlq_table):
+            return []
+        if ids is not None and not ids:
+            return []
+        params: list[Any] = [pipeline]
+        sql = (f"SELECT id, pipeline, {self._q('partition')}, {d.types.json_text.format('position')}, rule, "
+               f"reason, column_name, value, payload, created_at FROM {d.table(dlq_table)} "
+               f"WHERE pipeline = {d.param(1)}")
+        for condition, value in (("rule = {}", where.rule),
+                                 ("created_at >= {}", where.since and d.timestamp_param(where.since)),
+                                 ("created_at < {}", where.until and d.timestamp_param(where.until)),
+                                 ("id > {}", after_id)):
+            if value is not None:
+                params.append(value)
+                sql += " AND " + condition.format(d.param(len(params)))
+        if ids is not None:
+            first = len(params) + 1
+            params += [int(i) for i in ids]
+            sql += f" AND id IN ({', '.join(d.param(n) for n in range(first, len(params) + 1))})"
+        sql += " ORDER BY id" + (f" LIMIT {int(where.limit)}" if where.limit else "")
+        return [DlqEntry(int(r[0]), r[1], r[2], orjson.loads(r[3]) if r[3] else None, r[4], r[5], r[6], r[7], r[8],
+                         _when(r[9])) for r in await d.fetch(sql, params)]
 
 
 def _json(value: Any) -> str | None:
