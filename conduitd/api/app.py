@@ -9,7 +9,8 @@ from fastapi import FastAPI
 from conduitd import __version__
 from conduitd.api import problems
 from conduitd.api.access import Access
-from conduitd.api.routes import checkpoints, dlq, operate, pipelines, schema, usage
+from conduitd.api.routes import audit, checkpoints, dlq, operate, pipelines, schema, usage
+from conduitd.api.routes import tokens as token_routes
 from conduitd.api.tokens import Tokens
 from conduitd.apisettings import ApiConfig
 
@@ -26,7 +27,7 @@ def build_app(runtime: Runtime, settings: ApiConfig, tokens: Tokens) -> FastAPI:
                               "token; errors are RFC 9457 problem documents.")
     app.state.access = Access(runtime, settings, tokens)
     problems.install(app)
-    for module in (pipelines, operate, dlq, checkpoints, schema, usage):
+    for module in (pipelines, operate, dlq, checkpoints, schema, usage, audit, token_routes):
         app.include_router(module.router, prefix=PREFIX)
     from conduitd.ui import pages  # the web UI: static pages that call this API
 
