@@ -84,6 +84,9 @@ class ControlReads(Protocol):
         """The pending changes of the pipeline with the same table and DDL as `history_id` (itself
         included; each batch that met a change recorded it again); [] when it is not pending."""
 
+    async def decision(self, pipeline: str, history_id: int) -> tuple[bool, str | None]:
+        """(whether `history_id` is a schema change of the pipeline, the decision taken on it or None)."""
+
     async def read_dlq_page(self, dlq_table: str, pipeline: str, where: DlqFilter, *, after_id: int | None = None,
                             ids: Sequence[int] | None = None) -> list[DlqEntry]:
         """The pipeline's DLQ rows matching `where`, with an id above `after_id`, among `ids` when

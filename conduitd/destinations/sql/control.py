@@ -157,6 +157,19 @@ class ControlBooks:
             return []
         return [c.id for c in pending if (c.table, c.ddl) == (chosen.table, chosen.ddl)]
 
+    async def decision(self, pipeline: str, history_id: int) -> tuple[bool, str | None]:
+        """(whether `history_id` is a schema change of the pipeline, the decision taken on it or None)."""
+        d = self.driver
+        if not await d.table_exists(HISTORY):
+            return False, None
+        found = await d.fetch(f"SELECT 1 FROM {d.table(HISTORY)} WHERE id = {d.param(1)} AND pipeline = {d.param(2)}",
+                              (history_id, pipeline))
+        if not found or not await d.table_exists(DECISIONS):
+            return bool(found), None
+        taken = await d.fetch(f"SELECT decision FROM {d.table(DECISIONS)} WHERE history_id = {d.param(1)}",
+                              (history_id,))
+        return True, (str(taken[0][0]) if taken else None)
+
     async def decide(self, history_id: int, decision: str, actor: str) -> bool:
         """Record the decision; False when the change was decided already (by someone else)."""
         d, t = self.driver, self.driver.types

@@ -112,6 +112,9 @@ class SqlDestination(abc.ABC):
     async def same_changes(self, pipeline: str, history_id: int) -> list[int]:
         return await ControlBooks(self.bookkeeping().driver).same_changes(pipeline, history_id)
 
+    async def decision(self, pipeline: str, history_id: int) -> tuple[bool, str | None]:
+        return await ControlBooks(self.bookkeeping().driver).decision(pipeline, history_id)
+
     async def read_dlq_page(self, dlq_table: str, pipeline: str, where: DlqFilter, *, after_id: int | None = None,
                             ids: Sequence[int] | None = None) -> list[DlqEntry]:
         return await ControlBooks(self.bookkeeping().driver).read_dlq(dlq_table, pipeline, where, after_id=after_id,
