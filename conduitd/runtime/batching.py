@@ -3,9 +3,10 @@
 A batch is cut when `max_rows` (or the `BatchSizer`'s size) or `max_bytes` is reached, or
 `max_wait` after its first chunk arrived, whichever comes first. A chunk is never split (positions
 are known only at chunk edges), so sources keep chunks at or below that size; a batch never
-exceeds it unless a single chunk does (under `max_rows: auto`, a chunk read before the size
-shrank). `END` in the queue means the source is done: the last batch is cut at once.
-A chunk of a newer epoch (partitions moved) drops the pending chunks of the older one.
+exceeds it unless a single chunk does (under `max_rows: auto`, where the size is a target and not
+a limit, a batch ends as near it as chunks allow, never past `max_rows_limit`). `END` in the
+queue means the source is done: the last batch is cut at once. A chunk of a newer epoch
+(partitions moved) drops the pending chunks of the older one.
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ async def cut_batches(
             continue
         chunk_rows = chunk.rows.num_rows + len(chunk.rejects)
         max_rows = sizer.limit if sizer is not None else limits.max_rows
-        if pending and rows + chunk_rows > max_rows:
+        if pending and rows + chunk_rows > max_rows and not _nearer_with(rows, chunk_rows, max_rows, limits):
             yield build_batch(pending)
             pending, rows, nbytes = [], 0, 0
         if not pending:
@@ -158,3 +159,11 @@ async def cut_batches(
         if rows >= max_rows or nbytes >= limits.max_bytes:
             yield build_batch(pending)
             pending, rows, nbytes = [], 0, 0
+
+
+def _nearer_with(rows: int, chunk_rows: int, size: int, limits: BatchConfig) -> bool:
+    """Whether a chunk that takes a batch past the sizer's `size` still belongs to it: under
+    `max_rows: auto` the size is a target, so the batch ends nearest it (chunks capped by a
+    source's read size would otherwise keep batches a chunk short of it), never past `max_rows`
+    (there `max_rows_limit`). A fixed size is a limit: `size` is `max_rows`, and this is false."""
+    return rows + chunk_rows <= limits.max_rows and rows + chunk_rows - size < size - rows

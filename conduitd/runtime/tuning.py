@@ -5,7 +5,8 @@ A fixed size (`batch.max_rows: <n>`) never changes. Under `max_rows: auto` the s
 `next_limit` after every commit: a commit slower than `target_latency` shrinks the size toward the
 one that would have met it (at most halving it per commit); a faster one grows it the same way (at
 most to four times the rows that batch held, so a half-empty batch, cut by `max_wait` or the
-source's end, is no evidence for more). A latency within `BAND` of the target leaves it alone.
+source's end, is no evidence for more). A latency within `BAND` of the target leaves it alone;
+while sizes hold steady the law sees the median latency of the last `STEADY` commits.
 The size stays within `min_rows`..`max_rows_limit` and below what `max_bytes` holds at the
 measured bytes per row. Sources read chunks of at most the current size (`Resizable`), so a
 small size really gives small batches, and a larger one does not pay the overhead of small chunks.
@@ -14,6 +15,7 @@ small size really gives small batches, and a larger one does not pay the overhea
 from __future__ import annotations
 
 import logging
+import statistics
 import time
 from collections import deque
 from collections.abc import Callable
@@ -34,6 +36,8 @@ AIM = 0.9
 """Sizes are steered to this share of the target: the rest is headroom for noise."""
 BAND = (0.7, 1.1)
 """A commit latency within these multiples of the target leaves the size as it is."""
+STEADY = 3
+"""Commits of about one size whose median latency the law follows (see `_steady_seconds`)."""
 ROW_BYTES_WEIGHT = 0.2
 """Weight of the newest batch in the running mean of bytes per row."""
 
@@ -115,12 +119,21 @@ class BatchSizer:
                 (1 - ROW_BYTES_WEIGHT) * self.row_bytes + ROW_BYTES_WEIGHT * per_row
         if not self.batch.adaptive:
             return
-        size = next_limit(self._limit, records, seconds, self.bounds, self.row_bytes)
+        size = next_limit(self._limit, records, self._steady_seconds(), self.bounds, self.row_bytes)
         if size != self._limit:
             log.debug("batch size %d -> %d (a batch of %d rows committed in %.3fs; target %.3fs)",
                       self._limit, size, records, seconds, self.bounds.target)
             self._limit = size
             self._resize_source()
+
+    def _steady_seconds(self) -> float:
+        """The latest commit's latency, or while sizes hold steady the median of the last
+        `STEADY` commits of about its size: one slow commit (a checkpoint on the server, a busy
+        machine) does not shrink the size, two do."""
+        last = self.recent[-1]
+        alike = [o.seconds for o in list(self.recent)[-STEADY:]
+                 if 0.8 * last.records <= o.records <= 1.25 * last.records]
+        return statistics.median(alike)
 
     def _resize_source(self) -> None:
         if self.source is not None and self.batch.adaptive:

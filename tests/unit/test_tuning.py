@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from conduitd.config import BatchConfig
+from conduitd.core.records import Chunk
 from conduitd.core.timings import Timings
+from conduitd.runtime.batching import END, ChunkQueue, cut_batches
 from conduitd.runtime.suggestions import Observation, cost_model, scale_out, suggest
 from conduitd.runtime.tuning import BatchSizer, Bounds, next_limit
 
@@ -184,3 +187,50 @@ def test_replicas_against_partitions() -> None:
     assert more is not None and more["suggested"] == 8
     assert scale_out(8, 2, {"measured": {"destination_busy": 0.95}}) is None
     assert scale_out(0, 2, idle) is None
+
+
+def chunk(start: int, rows: int) -> Chunk:
+    return Chunk("p", {"offset": start} if start else None, {"offset": start + rows},
+                 pa.table({"id": list(range(start, start + rows))}), (), rows)
+
+
+async def cut(sizer: BatchSizer, sizes: list[int]) -> list[int]:
+    queue = ChunkQueue()
+    start = 0
+    for rows in sizes:
+        await queue.put(chunk(start, rows))
+        start += rows
+    await queue.put(END)
+    return [b.records async for b in cut_batches(queue, sizer.batch, sizer=sizer)]
+
+
+async def test_under_auto_a_batch_ends_nearest_its_size_never_past_the_limit() -> None:
+    # Size 37,500 from chunks of 12,700 (a source's read size): 3 chunks (38,100) are nearer than 2.
+    sizer = BatchSizer(auto(initial_rows=37_500))
+    assert await cut(sizer, [12_700] * 6) == [38_100, 38_100]
+    # 2 chunks (25,400) are nearer to 30,000 than 3.
+    assert await cut(BatchSizer(auto(initial_rows=30_000)), [12_700] * 4) == [25_400, 25_400]
+    # Never past max_rows_limit.
+    assert await cut(BatchSizer(auto(initial_rows=37_500, max_rows_limit=37_500)), [12_700] * 4) == [25_400, 25_400]
+    # A fixed size is a limit, as before.
+    assert await cut(BatchSizer(BatchConfig(max_rows=37_500)), [12_700] * 6) == [25_400] * 3
+
+
+async def test_the_read_ahead_follows_the_size() -> None:
+    sizer = BatchSizer(auto(initial_rows=500))
+    queue = ChunkQueue(max_records=lambda: 2 * sizer.limit)
+    await queue.put(chunk(0, 1000))
+    assert queue.full()
+    run(sizer, Destination(0.01, 1e-6), 1)
+    assert sizer.limit == 2000 and not queue.full()
+
+
+def test_one_slow_commit_among_steady_ones_does_not_shrink_the_size_two_do() -> None:
+    sizer = BatchSizer(auto(initial_rows=100_000, target_latency="1s"))
+    timings = Timings()
+    for _ in range(3):
+        sizer.observe(100_000, 10_000_000, 0.9, timings)
+    sizer.observe(100_000, 10_000_000, 3.0, timings)  # a checkpoint on the server, a busy machine
+    assert sizer.limit == 100_000
+    sizer.observe(100_000, 10_000_000, 3.0, timings)
+    assert sizer.limit == 50_000
