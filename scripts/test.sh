@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python3 -m pip install --quiet --disable-pip-version-check -e ".[test]"
+# Headless Chromium for the web UI's browser tests: Playwright drives Debian's package (`playwright install` cannot download browsers here).
+command -v chromium >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; }; }
 eval "$(bash scripts/services.sh)"
 stop_started() {
   # Stop the servers this run started (a server that was running before is left as it was).
