@@ -152,3 +152,40 @@ def seed(db: Path) -> None:
                 [(*s[:2], s[2].strftime("%Y-%m-%d %H:%M:%S"), *s[3:]) for s in SEEDED])
     finally:
         connection.close()
+
+
+async def test_a_batch_whose_commit_fails_is_never_counted(tmp_path: Path) -> None:
+    """A trigger refuses p_a's usage update (the last step before COMMIT) for any batch holding an
+    id >= 1000: its rows, its checkpoint and its usage roll back together, the pipeline fails,
+    and after the operator removes the trigger and restarts it the batch counts exactly once."""
+    db = tmp_path / "t.db"
+    async with serving(tmp_path, config(tmp_path)) as daemon:
+        append(tmp_path / "a" / "1.jsonl", 0, 100)
+
+        async def counted(expected: dict[str, int]) -> bool:
+            return {p: n for p, n in by_pipeline(await usage(daemon)).items() if p in expected} == expected
+
+        await until(lambda: counted({"p_a": 100, "p_c": 100}), "the first rows to be counted")
+        rows(db, "CREATE TRIGGER poison AFTER UPDATE ON conduitd_usage "
+                 "WHEN NEW.pipeline = 'p_a' AND EXISTS (SELECT 1 FROM p_a WHERE id >= 1000) "
+                 "BEGIN SELECT RAISE(ABORT, 'poisoned batch'); END")
+        append(tmp_path / "a" / "1.jsonl", 1000, 10)
+        await until(lambda: _state(daemon, "p_a", "failed"), "p_a to fail on its usage step")
+        await until(lambda: counted({"p_c": 110}), "p_c to count the same rows")
+        assert "poisoned batch" in (await daemon.pipeline("admin-all", "p_a"))["last_error"]
+        assert (await usage(daemon, pipeline="p_a"))["totals"]["all"]["rows"] == count(db, "p_a") == 100
+        assert rows(db, "SELECT count(*) FROM p_a WHERE id >= 1000") == [(0,)]
+
+        rows(db, "DROP TRIGGER poison")
+        restarted = await daemon.post("operator-a", "/pipelines/p_a/restart")
+        assert restarted.status_code == 200, restarted.text
+        await until(lambda: counted({"p_a": 110}), "p_a to count the batch after its restart")
+        body = await usage(daemon, pipeline="p_a")
+        assert body["totals"]["all"]["rows"] == count(db, "p_a") == 110
+        assert body["totals"]["all"]["batches"] == int(rows(db, "SELECT sum(batches) FROM conduitd_usage "
+                                                                "WHERE pipeline = 'p_a'")[0][0])
+    assert rows(db, "SELECT count(*), count(DISTINCT id) FROM p_a") == [(110, 110)]
+
+
+async def _state(daemon: Daemon, name: str, state: str) -> bool:
+    return str((await daemon.pipeline("admin-all", name))["state"]) == state
