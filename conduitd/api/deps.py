@@ -4,10 +4,10 @@ Idempotency-Key."""
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-import orjson
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -57,12 +57,17 @@ async def once(request: Request, who: Principal, key: str | None, body: Any,
     """Run the mutation `act` unless this caller already made it under `key` (then its first
     answer again, marked with the header `Idempotent-Replay: true`)."""
     found = access(request)
-    fingerprint = hashlib.sha256(orjson.dumps([request.method, request.url.path, body], default=str,
-                                              option=orjson.OPT_SORT_KEYS)).hexdigest()
+    fingerprint = hashlib.sha256(_json([request.method, request.url.path, body]).encode()).hexdigest()
     known = found.remembered(who, key, fingerprint)
     if known is not None:
         return JSONResponse(known.body, status_code=known.status, headers={"Idempotent-Replay": "true"})
     status, answer = await act()
-    answer = orjson.loads(orjson.dumps(answer, default=str))
+    answer = json.loads(json.dumps(answer, default=str))  # as it will be sent; past-64-bit integers too
     found.remember(who, key, fingerprint, status, answer)
     return JSONResponse(answer, status_code=status)
+
+
+def _json(value: Any) -> str:
+    """Canonical JSON of a request for its fingerprint; the standard library's, as orjson refuses
+    integers past 64 bits (which a request may hold)."""
+    return json.dumps(value, default=str, sort_keys=True, separators=(",", ":"))
