@@ -6,6 +6,9 @@ button (an operator sees no admin button)."""
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -205,6 +208,55 @@ async def test_a_viewer_sees_no_operate_button_and_an_operator_no_admin_button(t
 
         admin = await ui.open(daemon, "admin-a", "/pipelines/p_a/dlq")
         await expect(admin.get_by_test_id("dlq-discard")).to_be_visible(timeout=WAIT)
+
+
+async def test_a_checkpoint_reset_from_the_ui_is_dry_run_first_then_confirmed(tmp_path: Path, ui: UI) -> None:
+    db = tmp_path / "t.db"
+    async with serving(tmp_path, config(tmp_path)) as daemon:
+        append(tmp_path / "a" / "1.jsonl", 0, 20)
+        await until(lambda: _written(daemon, {"p_a": 20}), "the first rows")
+        admin = await ui.open(daemon, "admin-a", "/pipelines/p_a")
+        await expect(admin.get_by_test_id("reset-partition").locator("option")).to_have_count(1, timeout=WAIT)
+        await expect(admin.get_by_test_id("reset-dry-run")).to_be_disabled()  # refused while it reads
+
+        await admin.get_by_test_id("pause-p_a").click()
+        await expect(admin.get_by_test_id("pipeline-state")).to_have_text("paused", timeout=WAIT)
+        before = await _checkpoint(daemon)
+        await admin.get_by_test_id("reset-value").fill("0")
+        await admin.get_by_test_id("reset-dry-run").click()
+        await expect(admin.get_by_test_id("reset-effect")).to_contain_text(f"re-read {before:,} bytes", timeout=WAIT)
+        assert await _checkpoint(daemon) == before  # a dry run changes nothing
+
+        await admin.get_by_test_id("reset-confirm").click()
+        await expect(admin.get_by_test_id("notice")).to_contain_text("checkpoint of", timeout=WAIT)
+        assert await _checkpoint(daemon) == 0
+        await admin.get_by_test_id("resume-p_a").click()
+        await until(lambda: rows(db, "SELECT count(*) FROM p_a") == [(40,)], "p_a to read the file again")
+    assert rows(db, "SELECT count(*), count(DISTINCT id) FROM p_a") == [(40, 20)]
+    audit = rows(db, "SELECT actor, action FROM conduitd_audit ORDER BY id")
+    assert audit == [("admin-a", "pause"), ("admin-a", "checkpoint_reset"), ("admin-a", "resume")]
+
+
+async def _checkpoint(daemon: Daemon) -> int:
+    found = (await daemon.get("viewer-a", "/pipelines/p_a/checkpoints")).json()["checkpoints"]
+    return int(found[0]["position"]["offset"])
+
+
+async def test_the_usage_page_exports_csv_with_the_token(tmp_path: Path, ui: UI) -> None:
+    async with serving(tmp_path, config(tmp_path)) as daemon:
+        append(tmp_path / "a" / "1.jsonl", 0, 25)
+        await until(lambda: _written(daemon, {"p_a": 25, "p_c": 25}), "the rows")
+        page = await ui.open(daemon, "viewer-a", "/usage")
+        projects = page.get_by_test_id("usage-projects").locator("tbody tr")
+        await expect(projects).to_have_count(1, timeout=WAIT)
+        await expect(projects.first).to_contain_text("50")  # p_a and p_c, 25 rows each, in project a
+        async with page.expect_download() as download:
+            await page.get_by_test_id("usage-csv").click()
+        saved = await (await download.value).path()
+        text = await asyncio.to_thread(Path(saved).read_text, encoding="utf-8")
+        lines = list(csv.DictReader(io.StringIO(text)))
+        assert sorted((line["pipeline"], line["project"], int(line["rows"])) for line in lines) == [
+            ("p_a", "a", 25), ("p_c", "a", 25)]
 
 
 async def _written(daemon: Daemon, expected: dict[str, int]) -> bool:

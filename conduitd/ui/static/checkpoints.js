@@ -2,7 +2,7 @@
 // would be read again or skipped, then confirm exactly that reset (changing the form cancels it).
 import { call, can, newKey, notify } from "./api.js";
 import { h } from "./dom.js";
-import { json } from "./format.js";
+import { json, num } from "./format.js";
 
 const IDLE = new Set(["paused", "idle", "failed", "stopped", "done"]);
 
@@ -12,11 +12,16 @@ function target(kind, text) {
   return text; // timestamps, watermarks and Kinesis sequence numbers (too long for a JS number) as text
 }
 
+/** What a reset (or its dry run) answered: a sentence ("re-read 50,690 bytes") and every field. */
 function outcome(body) {
-  return h("dl", { class: "facts" }, Object.entries(body).filter(([k]) => k !== "audit").flatMap(([k, v]) => [
+  const said = body.direction && body.count !== null && body.count !== undefined
+    ? h("p", { "data-testid": "reset-effect" }, `${body.dry_run ? "Would" : "Will"} ${body.direction} `,
+      h("strong", {}, `${num(body.count)} ${body.unit ?? ""}`), " of this partition.") : null;
+  const fields = Object.entries(body).filter(([k, v]) => k !== "audit" && v !== null && v !== undefined);
+  return [said, h("dl", { class: "facts" }, fields.flatMap(([k, v]) => [
     h("dt", {}, k.replaceAll("_", " ")),
-    h("dd", { "data-testid": `reset-${k}` }, typeof v === "object" && v !== null ? h("code", {}, json(v)) : String(v)),
-  ]));
+    h("dd", { "data-testid": `reset-${k}` }, typeof v === "object" ? h("code", {}, json(v)) : String(v)),
+  ]))];
 }
 
 /** Wire the panel of pipeline `name`; `show(pipeline, partitions)` keeps it current. */
@@ -58,7 +63,7 @@ export function setUpReset(who, name, changed) {
         confirm.disabled = true;
         try {
           const done = await call(path, { method: "POST", body: { ...body, dry_run: false }, key });
-          preview.replaceChildren(h("h3", {}, "Reset made"), outcome(done));
+          preview.replaceChildren(h("h3", {}, "Reset made"), ...outcome(done));
           notify(`${name}: checkpoint of ${body.partition} reset; resume the pipeline to read from there`);
           changed();
         } catch (error) {
@@ -66,7 +71,7 @@ export function setUpReset(who, name, changed) {
           notify(`reset refused: ${error.message}`, "error");
         }
       });
-      preview.replaceChildren(h("h3", {}, "Dry run: nothing changed yet. This reset would:"), outcome(answer),
+      preview.replaceChildren(h("h3", {}, "Dry run: nothing changed yet"), ...outcome(answer),
         h("p", {}, confirm, " ", cancel));
     } catch (error) {
       notify(`dry run refused: ${error.message}`, "error");

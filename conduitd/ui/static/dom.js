@@ -15,14 +15,16 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
-/** Replace the table's body with one <tr> per row (cells: node, text or [text, attrs]). */
+/** Replace the table's body with one <tr> per row: a <tr>, or a list of cells (a <td>/<th>,
+ * or its content: a node or text; the first becomes the row's header). `empty` shows when none. */
 export function fillTable(table, rows, empty) {
   const body = table.tBodies[0];
-  body.replaceChildren(...rows.map((row) => row instanceof Node ? row : h("tr", {}, ...row.map(cell))));
+  body.replaceChildren(...rows.map((row) => (row instanceof Node ? row
+    : h("tr", {}, ...row.map((c, i) => (c instanceof HTMLTableCellElement ? c : cell(c, i)))))));
   if (empty) empty.hidden = rows.length > 0;
 }
 
-/** A table cell; the first column is a row header. */
+/** A table cell; the first column (index 0) is the row's header. */
 export function cell(content, index) {
   return h(index === 0 ? "th" : "td", index === 0 ? { scope: "row" } : {}, content ?? "–");
 }

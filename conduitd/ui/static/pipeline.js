@@ -27,7 +27,10 @@ function facts(p) {
   ];
   if (p.last_error) items.push(["Last error", p.last_error]);
   if (p.note) items.push(["Note", p.note]);
-  for (const s of p.tuning?.suggestions ?? []) items.push(["Suggestion", s.message ?? json(s)]);
+  for (const s of p.tuning?.suggestions ?? []) {
+    const change = s.suggested !== null && s.suggested !== undefined ? `${s.setting}: ${json(s.now)} → ${json(s.suggested)}; ` : "";
+    items.push(["Suggestion", `${change}${s.why ?? json(s)}`]);
+  }
   return items.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { "data-testid": `fact-${k}` }, v)]);
 }
 
