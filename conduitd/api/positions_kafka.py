@@ -25,7 +25,7 @@ async def kafka_target(source: Any, partition: str, current: Position, ask: Ask)
     from conduitd.sources.kafka.topics import wanted
 
     topic, _, number = partition.rpartition(":")
-    if not topic or not number.isdigit() or not wanted(source, topic):
+    if not topic or not number.isdigit() or len(number) > 9 or not wanted(source, topic):
         raise Problem(422, f"{partition!r} is not a partition source {source.name!r} reads (topic:number)")
     at = int(ask.timestamp.timestamp() * 1000) if ask.timestamp is not None else None
     low, high, found, how = await asyncio.to_thread(_offsets, source, topic, int(number), at)

@@ -42,7 +42,7 @@ class Reset(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     partition: str = Field(min_length=1, max_length=2000)
-    offset: Annotated[int, Field(ge=0)] | None = None
+    offset: Annotated[int, Field(ge=0, le=2 ** 63 - 1)] | None = None
     """Kafka: the next offset to read; a file: the byte to read from (Parquet: the row)."""
     timestamp: datetime | None = None
     """Kafka: the first record at or after this time."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from conduitd.api.access import Access
@@ -25,6 +25,8 @@ from conduitd.destinations.control import AuditEntry, ControlReads, ControlTrans
 
 router = APIRouter(tags=["dlq"])
 MAX_SELECTION = 10_000
+MAX_ID = 2 ** 63 - 1  # ids are BIGINT
+Id = Annotated[int, Field(ge=0, le=MAX_ID)]
 
 
 def entry_dict(e: DlqEntry) -> dict[str, Any]:
@@ -54,7 +56,8 @@ def _reads(destination: Destination) -> ControlReads:
 async def list_dlq(name: str, who: Viewer, access: AccessDep,
                    rule: Annotated[str | None, Query(max_length=500)] = None,
                    since: datetime | None = None, until: datetime | None = None,
-                   after_id: Annotated[int | None, Query(ge=0, description="the `next` of the previous page")] = None,
+                   after_id: Annotated[int | None, Query(ge=0, le=MAX_ID,
+                                                         description="the `next` of the previous page")] = None,
                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
     """Entries created in [since, until) (UTC when no zone is given), of one `rule`, with ids above
     `after_id`; `next` is the `after_id` of the following page, null on the last one."""
@@ -69,7 +72,8 @@ async def list_dlq(name: str, who: Viewer, access: AccessDep,
 
 
 @router.get("/pipelines/{name}/dlq/{entry_id}", summary="One DLQ entry")
-async def show_entry(name: str, entry_id: int, who: Viewer, access: AccessDep) -> dict[str, Any]:
+async def show_entry(name: str, entry_id: Annotated[int, Path(ge=0, le=MAX_ID)], who: Viewer,
+                     access: AccessDep) -> dict[str, Any]:
     resource = access.resource(who, name)
     table = _dlq_table(resource)
     async with access.destination(resource) as destination:
@@ -83,7 +87,7 @@ class Selection(BaseModel):
     """Entries by id, or by a filter (oldest first, at most `limit`)."""
 
     model_config = ConfigDict(extra="forbid")
-    ids: list[Annotated[int, Field(ge=0)]] | None = Field(None, min_length=1, max_length=MAX_SELECTION)
+    ids: list[Id] | None = Field(None, min_length=1, max_length=MAX_SELECTION)
     rule: str | None = Field(None, max_length=500)
     since: datetime | None = None
     until: datetime | None = None
@@ -101,7 +105,7 @@ class Selection(BaseModel):
 
 class Discard(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    ids: list[Annotated[int, Field(ge=0)]] = Field(min_length=1, max_length=1000)
+    ids: list[Id] = Field(min_length=1, max_length=1000)
 
 
 async def _selected(destination: Destination, resource: PipelineConfig, chosen: Selection | Discard

@@ -17,9 +17,9 @@ rows held in the DLQ (rule `schema`) meanwhile are moved by a DLQ replay.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 
 from conduitd.api.access import Access
 from conduitd.api.deps import AccessDep, Admin, IdempotencyKey, Viewer, once
@@ -30,6 +30,7 @@ from conduitd.destinations import Destination
 from conduitd.destinations.control import ControlReads, ControlTransaction, PendingChange
 
 router = APIRouter(tags=["schema"])
+ChangeId = Annotated[int, Path(ge=1, le=2 ** 63 - 1, description="the id the pending list gives")]
 _ACTIONS = {"applied": "schema_apply", "rejected": "schema_reject"}
 
 
@@ -99,7 +100,7 @@ def _transactional_ddl(access: Access, resource: PipelineConfig) -> bool:
 
 @router.post("/pipelines/{name}/schema/pending/{change_id}/apply",
              summary="Run a pending change's DDL and record the decision (admin)")
-async def apply(request: Request, name: str, change_id: int, who: Admin, access: AccessDep,
+async def apply(request: Request, name: str, change_id: ChangeId, who: Admin, access: AccessDep,
                 key: IdempotencyKey = None) -> Any:
     resource = access.resource(who, name)
 
@@ -111,7 +112,7 @@ async def apply(request: Request, name: str, change_id: int, who: Admin, access:
 
 @router.post("/pipelines/{name}/schema/pending/{change_id}/reject",
              summary="Record that a pending change is not to be applied (admin)")
-async def reject(request: Request, name: str, change_id: int, who: Admin, access: AccessDep,
+async def reject(request: Request, name: str, change_id: ChangeId, who: Admin, access: AccessDep,
                  key: IdempotencyKey = None) -> Any:
     resource = access.resource(who, name)
 
