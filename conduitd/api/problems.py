@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -30,11 +31,12 @@ class Problem(Exception):
         self.extra = extra
 
 
-def problem_response(status: int, detail: str, title: str | None = None, **extra: Any) -> JSONResponse:
+def problem_response(status: int, detail: str, title: str | None = None, *,
+                     headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
     body = {"type": "about:blank", "title": title or _TITLES.get(status, "Error"), "status": status,
             "detail": redact_text(detail), **extra}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+    sent = {**(headers or {}), **({"WWW-Authenticate": "Bearer"} if status == 401 else {})}
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=sent or None)
 
 
 def install(app: FastAPI) -> None:
@@ -44,7 +46,7 @@ def install(app: FastAPI) -> None:
 
     async def on_http(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
-        return problem_response(exc.status_code, str(exc.detail))
+        return problem_response(exc.status_code, str(exc.detail), headers=exc.headers)  # e.g. Allow of a 405
 
     async def on_invalid(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

@@ -246,6 +246,12 @@ async def test_every_operation_is_fenced_by_token_role_and_project(tmp_path: Pat
                 fences.expect(filtered, 404, f"project b: {method} {url}?pipeline={name}")
     assert fences.failed == [], "\n".join(fences.failed)
     assert (await calls.call("viewer-a", "GET", "/api/v1/tokens")).status_code == 403
+    wrong_method = await calls.call("admin-all", "DELETE", "/api/v1/pipelines")
+    assert wrong_method.status_code == 405 and wrong_method.headers["content-type"] == PROBLEM
+    assert wrong_method.headers["allow"] == "GET"
+    # Usage of the PostgreSQL destination is what its transactions committed.
+    usage = await calls.call("viewer-a", "GET", "/api/v1/usage", params={"pipeline": "alpha_orders"})
+    assert usage.json()["totals"]["all"]["rows"] == 20, usage.text
     assert (await calls.call("operator-b", "GET", "/api/v1/tokens")).status_code == 403
 
     # Every readable thing, as an admin of everything, holds no secret either.
