@@ -6,10 +6,14 @@ deciding twice is a conflict; only an admin decides."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from tests.helpers.api import Daemon, rows, serving, until
+from tests.integration.test_contract_mysql import mysql_database, mysql_server
+
+__all__ = ["mysql_database", "mysql_server"]  # fixtures shared with the contract test
 
 
 def config(tmp_path: Path) -> dict[str, Any]:
@@ -108,3 +112,61 @@ async def test_reject_records_the_decision_only(tmp_path: Path) -> None:
     assert rows(db, "SELECT count(*) FROM p_a_dlq WHERE rule = 'schema'") == [(1,)]
     assert rows(db, "SELECT decision FROM conduitd_schema_decisions") == [("rejected",)]
     assert rows(db, "SELECT count(*) FROM conduitd_audit WHERE action = 'schema_reject'") == [(1,)]
+
+
+async def apply_and_replay(tmp_path: Path, destination: dict[str, Any],
+                           query: Callable[[str], Awaitable[list[tuple[Any, ...]]]]) -> None:
+    """Manual mode into `destination`: a new column is pending, apply adds it (on MySQL outside
+    the decision's transaction), the held rows page through the DLQ and a replay moves them."""
+    config_ = config(tmp_path)
+    config_["destinations"] = [{"name": "db", **destination}]
+    source = tmp_path / "a" / "1.jsonl"
+
+    async def count(sql: str) -> int:
+        try:
+            return int((await query(sql))[0][0])
+        except Exception:  # noqa: BLE001 - the table does not exist yet
+            return -1
+
+    async with serving(tmp_path, config_) as daemon:
+        append(source, [{"id": i} for i in range(5)])
+        await until(lambda: _is(count("SELECT count(*) FROM p_a"), 5), "the first rows")
+        append(source, [{"id": i, "note": f"n{i}"} for i in range(5, 8)])
+        await until(lambda: _is(count("SELECT count(*) FROM p_a_dlq"), 3), "the held rows")
+        changes = await pending(daemon)
+        applied = await daemon.post("admin-a", f"/pipelines/p_a/schema/pending/{changes[0]['id']}/apply")
+        assert applied.status_code == 200, applied.text
+        assert await pending(daemon) == []
+        assert await query("SELECT count(note) FROM p_a") == [(0,)]  # the column is there now
+        first = (await daemon.get("viewer-a", "/pipelines/p_a/dlq", params={"limit": 2})).json()
+        second = (await daemon.get("viewer-a", "/pipelines/p_a/dlq",
+                                   params={"limit": 2, "after_id": first["next"]})).json()
+        assert len(first["entries"]) == 2 and len(second["entries"]) == 1 and second["next"] is None
+        moved = await daemon.post("operator-a", "/pipelines/p_a/dlq/replay", json={"rule": "schema"})
+        assert moved.status_code == 200 and moved.json()["moved"] == 3, moved.text
+    assert [tuple(r) for r in await query("SELECT id, note FROM p_a ORDER BY id")] == [
+        (i, f"n{i}" if i >= 5 else None) for i in range(8)]
+    assert await query("SELECT count(*) FROM p_a_dlq") == [(0,)]
+    assert sorted(r[0] for r in await query("SELECT action FROM conduitd_audit")) == ["dlq_replay", "schema_apply"]
+
+
+async def _is(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
+
+
+async def test_apply_on_postgres(tmp_path: Path, pg_dsn: str, pg_schema: str, pg: Any) -> None:
+    async def query(sql: str) -> list[tuple[Any, ...]]:
+        await pg.execute(f'SET search_path TO "{pg_schema}"')
+        return [tuple(r) for r in await pg.fetch(sql)]
+
+    await apply_and_replay(tmp_path, {"type": "postgres", "dsn": pg_dsn, "schema": pg_schema}, query)
+
+
+async def test_apply_on_mysql(tmp_path: Path, mysql_database: str) -> None:
+    from tests.integration.test_contract_mysql import HOST, PORT, sql
+
+    async def query(statement: str) -> list[tuple[Any, ...]]:
+        return [tuple(r.values()) for r in await sql(statement, database=mysql_database)]
+
+    await apply_and_replay(tmp_path, {"type": "mysql", "host": HOST, "port": int(PORT or 3306), "user": "root",
+                                      "database": mysql_database}, query)
