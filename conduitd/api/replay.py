@@ -85,7 +85,6 @@ class _Audited:
     def __init__(self, inner: Destination, audit: Callable[[_Seen], AuditEntry]) -> None:
         self._inner = inner
         self._audit = audit
-        self.seen: list[_Seen] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -106,7 +105,6 @@ class _Audited:
             if seen.removed:  # reached only when every step succeeded: the audit row commits with them
                 assert isinstance(tx, ControlTransaction)
                 await tx.record_audit(self._audit(seen))
-                self.seen.append(seen)
 
 
 async def replay(destination: Destination, pipeline: PipelineConfig, entries: Sequence[DlqEntry], *,
