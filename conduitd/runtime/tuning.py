@@ -136,8 +136,13 @@ class BatchSizer:
         return statistics.median(alike)
 
     def _resize_source(self) -> None:
-        if self.source is not None and self.batch.adaptive:
+        if self.source is None or not self.batch.adaptive:
+            return
+        try:
             self.source.max_rows = self._limit
+        except AttributeError:  # a plugin's read-only `max_rows`: its chunks keep their size
+            log.debug("source %s keeps its chunk size", type(self.source).__name__)
+            self.source = None
 
     def report(self) -> dict[str, Any]:
         """JSON-ready: the size now, its bounds, what the recent batches measured and what they suggest."""

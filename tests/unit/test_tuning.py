@@ -234,3 +234,14 @@ def test_one_slow_commit_among_steady_ones_does_not_shrink_the_size_two_do() -> 
     assert sizer.limit == 100_000
     sizer.observe(100_000, 10_000_000, 3.0, timings)
     assert sizer.limit == 50_000
+
+
+def test_a_source_whose_chunk_size_cannot_be_set_keeps_its_own() -> None:
+    class Fixed:
+        @property
+        def max_rows(self) -> int:
+            return 1000
+
+    sizer = BatchSizer(auto(initial_rows=500), source=Fixed())
+    run(sizer, Destination(0.01, 1e-6), 3)
+    assert sizer.limit > 500 and sizer.source is None
