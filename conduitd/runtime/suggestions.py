@@ -134,8 +134,7 @@ def suggest(recent: Sequence[Observation], batch: BatchConfig, limit: int, row_b
     size = None if batch.adaptive else batch_size(model, batch, row_bytes)  # auto steers it itself
     if size is not None:
         rows, why = size
-        overhead = model.fixed / model.seconds(limit)  # small batches also cost every stage a fixed toll
-        if not 0.5 <= limit / rows <= 2 and (busy >= BUSY or rows < limit or overhead >= 0.5):
+        if _worth_changing(model, limit, rows, busy):
             why += (f"; now {limit} rows: {model.rows_per_second(limit):,.0f} rows/s, "
                     f"{model.seconds(limit):.3f}s each")
             found.append({"setting": "batch.max_rows", "now": limit, "suggested": rows, "why": why})
@@ -146,6 +145,16 @@ def suggest(recent: Sequence[Observation], batch: BatchConfig, limit: int, row_b
     if busy < BUSY:
         found.append(_upstream(facts, busy))
     return found
+
+
+def _worth_changing(model: CostModel, limit: int, rows: int, busy: float) -> bool:
+    """Whether a size of `rows` is worth suggesting over `limit`: one over twice as large as
+    needed (latency, memory); one a quarter of the size suggested or less (every stage pays a toll
+    per batch, and per chunk); between, only when the destination is the limit or its fixed cost
+    is half of each commit."""
+    if limit > 2 * rows or 4 * limit <= rows:
+        return True
+    return 2 * limit < rows and (busy >= BUSY or model.fixed >= 0.5 * model.seconds(limit))
 
 
 def batch_size(model: CostModel, batch: BatchConfig, row_bytes: float) -> tuple[int, str] | None:

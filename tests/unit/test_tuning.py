@@ -245,3 +245,15 @@ def test_a_source_whose_chunk_size_cannot_be_set_keeps_its_own() -> None:
     sizer = BatchSizer(auto(initial_rows=500), source=Fixed())
     run(sizer, Destination(0.01, 1e-6), 3)
     assert sizer.limit > 500 and sizer.source is None
+
+
+def test_a_size_a_little_small_is_left_alone_unless_the_destination_is_the_limit() -> None:
+    # No commit stage measured: 1µs a row and a 2s target make the floor size 200,000, and
+    # 60,000 is between a quarter and a half of it.
+    busy = observed(60_000, 0.06, {}, 60_000)
+    assert [s["suggested"] for s in suggest(busy, BatchConfig(max_rows=60_000), 60_000, 100)] == [200_000]
+    idle = [Observation(60_000, 6_000_000, 0.06, {"poll": 0.5}, 60_000, float(i)) for i in range(5)]
+    assert [s["setting"] for s in suggest(idle, BatchConfig(max_rows=60_000), 60_000, 100)] == ["source poll size"]
+    tiny = [Observation(500, 50_000, 0.0005, {"poll": 0.5}, 500, float(i)) for i in range(5)]
+    assert [s["setting"] for s in suggest(tiny, BatchConfig(max_rows=500), 500, 100)] == ["batch.max_rows",
+                                                                                          "source poll size"]
