@@ -98,6 +98,11 @@ def describe(exc: BaseException) -> str:
     return redact(str(error) if error is not None else repr(exc))
 
 
+class NotNow(ConduitError):
+    """An operation the pipeline's state does not allow now (pause a failed pipeline, reset the
+    checkpoints of a running one): the control plane answers 409."""
+
+
 def exit_code_of(exc: BaseException) -> int:
     """The exit code a run that ended with `exc` reports: the first ConduitError's in an
     exception group, else RUNTIME."""

@@ -14,11 +14,11 @@ from conduitd.api.tokens import Principal, Tokens
 from conduitd.apisettings import ApiConfig
 from conduitd.config import Config, PipelineConfig
 from conduitd.destinations import Destination, make_destination
-from conduitd.destinations.control import AuditEntry, ControlTransaction
+from conduitd.destinations.control import AuditEntry, ControlReads, ControlTransaction
 from conduitd.errors import ConduitError
 
 if TYPE_CHECKING:
-    from conduitd.runtime.supervisor import Runtime
+    from conduitd.api.daemon import Daemon
 
 T = TypeVar("T")
 
@@ -36,12 +36,13 @@ class Remembered:
 class Access:
     """See the module docstring; one per API server."""
 
-    def __init__(self, runtime: Runtime, settings: ApiConfig, tokens: Tokens) -> None:
+    def __init__(self, runtime: Daemon, settings: ApiConfig, tokens: Tokens) -> None:
         self.runtime = runtime
         self.config: Config = runtime.config
         self.settings = settings
         self.tokens = tokens
         self._answers: dict[tuple[str, str], Remembered] = {}
+        self._pending: dict[str, tuple[float, int]] = {}
 
     # -- pipelines a caller may see ------------------------------------------------------------
 
@@ -96,6 +97,27 @@ class Access:
                 await tx.record_audit(AuditEntry(who.name, who.role, resource.project, resource.name, action,
                                                  before, after_state, key))
             return result
+
+    async def pending_count(self, resource: PipelineConfig) -> int | None:
+        """Schema changes of `manual` mode awaiting a decision (read at most every 5 s per
+        pipeline); None where the destination keeps no schema history or cannot be read now."""
+        cached = self._pending.get(resource.name)
+        if cached is not None and time.monotonic() - cached[0] < 5.0:
+            return cached[1]
+        if not self.controls(resource):
+            return None
+        try:
+            async with self.destination(resource) as destination:
+                assert isinstance(destination, ControlReads)
+                count = len(await destination.pending_changes(resource.name))
+        except Problem:
+            return None
+        self._pending[resource.name] = (time.monotonic(), count)
+        return count
+
+    def forget_pending(self, name: str) -> None:
+        """A schema change of the pipeline was decided: count again next time."""
+        self._pending.pop(name, None)
 
     # -- idempotency ---------------------------------------------------------------------------
 

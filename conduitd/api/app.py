@@ -15,12 +15,12 @@ from conduitd.api.tokens import Tokens
 from conduitd.apisettings import ApiConfig
 
 if TYPE_CHECKING:
-    from conduitd.runtime.supervisor import Runtime
+    from conduitd.api.daemon import Daemon
 
 PREFIX = "/api/v1"
 
 
-def build_app(runtime: Runtime, settings: ApiConfig, tokens: Tokens) -> FastAPI:
+def build_app(runtime: Daemon, settings: ApiConfig, tokens: Tokens) -> FastAPI:
     app = FastAPI(title="conduitd control plane", version=__version__, openapi_url=f"{PREFIX}/openapi.json",
                   docs_url=None, redoc_url=None,
                   description="Watch and operate the pipelines of a conduitd daemon. Every request needs a bearer "

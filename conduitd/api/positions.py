@@ -20,75 +20,12 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import os
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from conduitd.api.problems import Problem
+from conduitd.api.reset_target import Ask, Target, compare, unfit
 from conduitd.core.records import Position
 from conduitd.sources.file_identity import line_position, open_file, row_position, whole_fingerprint
-
-
-@dataclass(frozen=True, slots=True)
-class Ask:
-    """What the operator asks for: exactly one of the fields."""
-
-    offset: int | None = None
-    timestamp: datetime | None = None
-    sequence: str | None = None
-    watermark: str | None = None
-    position: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    position: Position
-    direction: str | None
-    """`re-read` (the new position is before the current one), `skip` (after it), `none` (the same
-    place); None when the positions cannot be compared (no checkpoint yet, a watermark of text)."""
-    count: int | None = None
-    unit: str | None = None
-    note: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"position": self.position, "direction": self.direction, "count": self.count, "unit": self.unit,
-                "note": self.note}
-
-
-def _unfit(kind: str, ask: Ask, fits: tuple[str, ...]) -> None:
-    given = [name for name in ("offset", "timestamp", "sequence", "watermark") if getattr(ask, name) is not None]
-    if any(name not in fits for name in given):
-        raise Problem(422, f"a {kind} source cannot be reset to a {given[0]}: give "
-                           f"{' or '.join((*fits, 'position'))}")
-
-
-def compare(current: Any, new: Any, unit: str | None) -> tuple[str | None, int | None]:
-    """(direction, count) from the current place to the new one: numbers (offsets, bytes, rows,
-    sequence numbers) with a count, numeric or ISO time texts (watermarks) without one."""
-    if current is None or new is None:
-        return None, None
-    if new == current:
-        return "none", 0
-    if isinstance(current, int) and isinstance(new, int):
-        return ("re-read" if new < current else "skip"), abs(current - new) if unit else None
-    ordered = _ordered(str(current), str(new))
-    if ordered is None:
-        return None, None
-    return ("re-read" if ordered else "skip"), None
-
-
-def _ordered(current: str, new: str) -> bool | None:
-    """Whether `new` comes before `current`, as numbers or times; None when they are neither."""
-    try:
-        return float(new) < float(current)
-    except ValueError:
-        pass
-    try:
-        when, then = datetime.fromisoformat(current), datetime.fromisoformat(new)
-    except ValueError:
-        return None
-    when, then = (w.replace(tzinfo=UTC) if w.tzinfo is None else w for w in (when, then))
-    return then < when
 
 
 async def target(source: Any, partition: str, current: Position, ask: Ask) -> Target:
@@ -98,15 +35,15 @@ async def target(source: Any, partition: str, current: Position, ask: Ask) -> Ta
     if ask.position is not None:
         return _raw(kind, current, ask.position)
     if kind == "kafka":
-        _unfit(kind, ask, ("offset", "timestamp"))
+        unfit(kind, ask, ("offset", "timestamp"))
         from conduitd.api.positions_kafka import kafka_target
 
         return await kafka_target(source, partition, current, ask)
     if kind == "file":
-        _unfit(kind, ask, ("offset",))
+        unfit(kind, ask, ("offset",))
         return await asyncio.to_thread(_file, source, partition, current, ask)
     if kind == "kinesis":
-        _unfit(kind, ask, ("sequence",))
+        unfit(kind, ask, ("sequence",))
         assert ask.sequence is not None
         if not ask.sequence.isdigit():
             raise Problem(422, "a Kinesis sequence number is a string of digits")
@@ -115,7 +52,7 @@ async def target(source: Any, partition: str, current: Position, ask: Ask) -> Ta
         direction, _ = compare(old, int(ask.sequence), None)
         return Target(new, direction, note="records after this sequence number are read")
     if kind in ("postgres", "mysql"):
-        _unfit(f"{kind} table", ask, ("watermark",))
+        unfit(f"{kind} table", ask, ("watermark",))
         if isinstance(current, dict) and "pass" in current:
             raise Problem(422, f"partition {partition!r} is read whole (no cursor column): there is no watermark; "
                                "give a raw position ({\"pass\": n, \"key\": null, \"done\": false} reads it again)")

@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from conduitd.api.positions import Ask, Target, compare
 from conduitd.api.problems import Problem
+from conduitd.api.reset_target import Ask, Target, compare
 from conduitd.core.records import Position
 
 _WAIT = 10.0

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from conduitd.commands.dlq import REPLAY_BATCH, _rejected_as_repeat, _replay
 from conduitd.config import PipelineConfig
 from conduitd.core.records import Reject
 from conduitd.destinations import Destination
 from conduitd.destinations.base import DlqEntry
 from conduitd.destinations.control import AuditEntry, ControlTransaction
+from conduitd.runtime.replay import REPLAY_BATCH, rejected_as_repeat, replay_entries
 
 
 @dataclass
@@ -112,7 +112,7 @@ async def replay(destination: Destination, pipeline: PipelineConfig, entries: Se
     """Replay `entries` (in parts of `REPLAY_BATCH`, one transaction and one audit row each);
     `audit(ids, moved, still_rejected)` makes a part's audit row. Unless the selection named a
     rule (`named_rule`), entries of a `unique` rule are held back, as the CLI does."""
-    held = [] if named_rule else [e for e in entries if _rejected_as_repeat(pipeline, e)]
+    held = [] if named_rule else [e for e in entries if rejected_as_repeat(pipeline, e)]
     held_ids = {e.id for e in held}
     chosen = [e for e in entries if e.id not in held_ids]
     result = Replayed([e.id for e in chosen], held=[e.id for e in held])
@@ -124,7 +124,7 @@ async def replay(destination: Destination, pipeline: PipelineConfig, entries: Se
             return audit(ids, seen.removed - seen.rejected, seen.rejected)
 
         view = _Audited(destination, entry)
-        written, rejected = await _replay(cast(Destination, view), pipeline, part)
+        written, rejected = await replay_entries(cast(Destination, view), pipeline, part)
         result.moved += written
         result.still_rejected += rejected
     return result

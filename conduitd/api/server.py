@@ -13,7 +13,7 @@ from conduitd.apisettings import ApiConfig
 from conduitd.errors import ConfigError, DependencyUnreachable
 
 if TYPE_CHECKING:
-    from conduitd.runtime.supervisor import Runtime
+    from conduitd.api.daemon import Daemon
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 class ApiServer:
     """`start` binds and serves, `stop` closes (harmless twice)."""
 
-    def __init__(self, runtime: Runtime, settings: ApiConfig) -> None:
+    def __init__(self, runtime: Daemon, settings: ApiConfig) -> None:
         try:
             import uvicorn
 

@@ -6,24 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 import orjson
-import pyarrow as pa
 
 from conduitd.config import Config, PipelineConfig
-from conduitd.core.arrowutil import concat_tables
-from conduitd.core.decode import decode_jsonl
-from conduitd.core.records import Batch, Origin, Position, Reject
-from conduitd.destinations import Destination, make_destination
+from conduitd.destinations import make_destination
 from conduitd.destinations.base import DlqEntry, DlqFilter
 from conduitd.dlq_sinks import read_file
 from conduitd.errors import ConfigError
-from conduitd.runtime.commit import commit_batch
-
-REPLAY_BATCH = 10_000
+from conduitd.runtime.replay import REPLAY_BATCH, rejected_as_repeat, replay_entries
 
 
 def _check_filter(where: DlqFilter) -> None:
@@ -100,11 +93,11 @@ async def replay_dlq(config: Config, pipeline: PipelineConfig, where: DlqFilter)
         await destination.setup(pipeline)
         entries = await destination.read_dlq(pipeline, where)
         if where.rule is None:
-            held = [e for e in entries if _rejected_as_repeat(pipeline, e)]
-            entries = [e for e in entries if not _rejected_as_repeat(pipeline, e)]
+            held = [e for e in entries if rejected_as_repeat(pipeline, e)]
+            entries = [e for e in entries if not rejected_as_repeat(pipeline, e)]
         for first in range(0, len(entries), REPLAY_BATCH):
             part = entries[first:first + REPLAY_BATCH]
-            written, rejected = await _replay(destination, pipeline, part)
+            written, rejected = await replay_entries(destination, pipeline, part)
             moved, still = moved + written, still + rejected
     finally:
         await destination.close()
@@ -116,33 +109,3 @@ async def replay_dlq(config: Config, pipeline: PipelineConfig, where: DlqFilter)
               f"a value its batch wrote to {pipeline.table_name}, so replaying it would store that value twice; "
               "name the rule with --rule to replay them anyway")
     return 0
-
-
-def _rejected_as_repeat(pipeline: PipelineConfig, entry: DlqEntry) -> bool:
-    """Rejected by a `unique` rule (named in today's config, or by its default name)."""
-    unique = {c.rule for c in pipeline.quality_checks if c.check == "unique"}
-    return entry.rule in unique or entry.rule.startswith("unique:")
-
-
-def _at(position: Position) -> Callable[[int], Position]:
-    return lambda _: position
-
-
-async def _replay(destination: Destination, pipeline: PipelineConfig, entries: Sequence[DlqEntry]) -> tuple[int, int]:
-    tables: list[pa.Table] = []
-    origins: list[Origin] = []
-    rejects: list[Reject] = []
-    row = 0
-    for entry in entries:
-        payload = (entry.payload or "").encode()
-        rows, bad = decode_jsonl(payload + b"\n", entry.partition or "", _at(entry.position))
-        rejects += [Reject(entry.partition or "", entry.position, r.reason, r.payload) for r in bad]
-        if rows.num_rows:
-            origins.append(Origin(row, entry.partition or "", entry.position))
-            tables.append(rows)
-            row += rows.num_rows
-    batch = Batch(rows=concat_tables(tables), rejects=tuple(rejects), start={}, end={}, nbytes=0,
-                  origins=tuple(origins))
-    # The same commit as `run`'s, which also removes the replayed DLQ rows in its transaction.
-    result = await commit_batch(destination, pipeline, batch, replaying=[int(e.id) for e in entries])
-    return result.rows_written, result.dlq_rows

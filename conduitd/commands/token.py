@@ -16,7 +16,7 @@ def create_token(name: str, role: str, projects: Sequence[str]) -> int:
     if not projects:
         raise ConfigError("token create needs at least one --project (or --project '*' for every project)")
     token = new_token()
-    entry = TokenEntry(name=name, sha256=hash_token(token), role=role,  # type: ignore[arg-type]
+    entry = TokenEntry(name=name, sha256=hash_token(token), role=role,
                        projects=tuple(projects))
     print(f"token (shown once; give it to {name}, keep it secret):\n  {token}\n", file=sys.stderr)
     print("# add this entry under `tokens:` in service.api.tokens_file:", file=sys.stderr)

@@ -19,40 +19,22 @@ import os
 import signal
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from conduitd.config import Config, PipelineConfig
-from conduitd.errors import ConduitError, ExitCode, describe, exit_code_of
+from conduitd.errors import ExitCode, NotNow, describe, exit_code_of
 from conduitd.ops.events import EventHub
 from conduitd.ops.metrics import Metrics, PipelineStatus
 from conduitd.ops.notify import Notifier
 from conduitd.runtime.pipeline import Pipeline
 from conduitd.runtime.runs import RunRecord
+from conduitd.runtime.slots import Slot
 
 if TYPE_CHECKING:
     from conduitd.api.server import ApiServer
     from conduitd.ops.health import HealthServer
 
 log = logging.getLogger(__name__)
-
-
-class Refused(ConduitError):
-    """An operation the pipeline's state does not allow now (the API answers 409)."""
-
-
-@dataclass
-class Slot:
-    """A pipeline this daemon runs, across restarts."""
-
-    resource: PipelineConfig
-    pipeline: Pipeline
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-    restart: asyncio.Event = field(default_factory=asyncio.Event)
-    failure: BaseException | None = None
-    moved: bool = False
-    """Its checkpoints were changed while it was paused (a reset, a bounded run): resuming starts
-    it again from them."""
 
 
 class Runtime:
@@ -131,7 +113,7 @@ class Runtime:
     def pause(self, name: str) -> Pipeline:
         slot = self._slot(name)
         if slot.pipeline.status.state in ("failed", "done", "stopped"):
-            raise Refused(f"pipeline {name!r} is {slot.pipeline.status.state}: there is nothing to pause")
+            raise NotNow(f"pipeline {name!r} is {slot.pipeline.status.state}: there is nothing to pause")
         slot.pipeline.pause()
         return slot.pipeline
 
@@ -139,7 +121,7 @@ class Runtime:
         """Read on; after its checkpoints moved while paused, start it again from them."""
         slot = self._slot(name)
         if slot.pipeline.status.state == "failed":
-            raise Refused(f"pipeline {name!r} failed: restart it instead")
+            raise NotNow(f"pipeline {name!r} failed: restart it instead")
         if slot.moved:
             self._restart(slot)
         else:
@@ -150,7 +132,7 @@ class Runtime:
         """Start a failed (or paused) pipeline again, from its committed positions."""
         slot = self._slot(name)
         if slot.pipeline.status.state not in ("failed", "paused", "pausing"):
-            raise Refused(f"pipeline {name!r} is {slot.pipeline.status.state}: only a failed or paused pipeline "
+            raise NotNow(f"pipeline {name!r} is {slot.pipeline.status.state}: only a failed or paused pipeline "
                           "is restarted")
         self._restart(slot)
 
@@ -173,11 +155,11 @@ class Runtime:
         """A bounded run of the pipeline (`--once` semantics), while the daemon's own reader of
         it is idle; its result is polled from `runs`."""
         if self._tasks is None or self.stop.is_set():
-            raise Refused("the daemon is not running pipelines now")
+            raise NotNow("the daemon is not running pipelines now")
         if any(r.pipeline == resource.name and r.state == "running" for r in self.runs.values()):
-            raise Refused(f"a bounded run of {resource.name!r} is running already")
+            raise NotNow(f"a bounded run of {resource.name!r} is running already")
         if not self.idle(resource.name):
-            raise Refused(f"pipeline {resource.name!r} is running in this daemon: pause it first (a bounded run "
+            raise NotNow(f"pipeline {resource.name!r} is running in this daemon: pause it first (a bounded run "
                           "beside it would compete for the same positions)")
         record = RunRecord(resource.name)
         pipeline = self._pipeline(resource, once=True)
@@ -191,7 +173,7 @@ class Runtime:
     def _slot(self, name: str) -> Slot:
         slot = self.slots.get(name)
         if slot is None:
-            raise Refused(f"pipeline {name!r} is not run by this daemon (not selected)")
+            raise NotNow(f"pipeline {name!r} is not run by this daemon (not selected)")
         return slot
 
     def _restart(self, slot: Slot) -> None:

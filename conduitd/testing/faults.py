@@ -3,7 +3,7 @@
 The steps are the `Transaction` methods the commit protocol calls, plus BEGIN and COMMIT:
 
     begin, table_columns, run_ddl, savepoint, write_rows, screen_rows, delete_rows,
-    write_rejects, delete_rejects, record_changes, compare_and_set, commit
+    write_rejects, delete_rejects, record_changes, compare_and_set, record_usage, commit
 
 A `Faults` value counts every step a destination runs (`trace`) and, when armed with a
 `FailAt`, raises the chosen exception instead of running the n-th call of a step (or of any
@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 import pyarrow as pa
 
@@ -28,11 +29,12 @@ from conduitd.core.dialect import Dialect
 from conduitd.core.records import Position, Reject, SchemaChange
 from conduitd.core.schema import Column
 from conduitd.destinations.base import Capabilities, CheckpointRow, Destination, DlqEntry, DlqFilter, Transaction
+from conduitd.destinations.control import AuditEntry, ControlTransaction
 from conduitd.errors import TransientError
 
 STEPS: tuple[str, ...] = ("begin", "table_columns", "run_ddl", "savepoint", "write_rows", "screen_rows",
                           "delete_rows", "write_rejects", "delete_rejects", "record_changes", "compare_and_set",
-                          "commit")
+                          "record_usage", "commit")
 ANY = "any"
 
 ErrorSpec = BaseException | type[BaseException] | Callable[[], BaseException]
@@ -172,6 +174,24 @@ class FaultyTransaction:
     async def compare_and_set(self, pipeline: str, partition: str, expected: Position, new: Position) -> bool:
         self.faults.step("compare_and_set")
         return await self.inner.compare_and_set(pipeline, partition, expected, new)
+
+    # -- the control plane's steps (`Capabilities.control`), where the destination has them ---
+
+    def _control(self) -> ControlTransaction:
+        if not isinstance(self.inner, ControlTransaction):
+            raise TypeError("the destination keeps no control tables (Capabilities.control is false)")
+        return self.inner
+
+    async def record_usage(self, pipeline: str, project: str, at: datetime, rows: int, nbytes: int,
+                           dlq_rows: int) -> None:
+        self.faults.step("record_usage")
+        await self._control().record_usage(pipeline, project, at, rows, nbytes, dlq_rows)
+
+    async def record_audit(self, entry: AuditEntry) -> None:
+        await self._control().record_audit(entry)
+
+    async def decide_change(self, history_id: int, decision: str, actor: str) -> bool:
+        return await self._control().decide_change(history_id, decision, actor)
 
 
 class FaultyDestination:

@@ -103,6 +103,8 @@ async def until(condition: Callable[[], bool | Awaitable[bool]], what: str, with
 def rows(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     connection = sqlite3.connect(db)
     try:
-        return connection.execute(sql, params).fetchall()
+        found = connection.execute(sql, params).fetchall()
+        connection.commit()
+        return found
     finally:
         connection.close()

@@ -62,6 +62,7 @@ async def test_apply_adds_the_column_and_the_pipeline_fills_it(tmp_path: Path) -
         changes = await pending(daemon)
         assert changes and {(c["column"], c["change"]) for c in changes} == {("note", "add")}
         assert "note" not in columns(db)
+        assert (await daemon.pipeline("viewer-a", "p_a"))["pending_schema_changes"] == len(changes)
         chosen = changes[0]["id"]
 
         for who in ("viewer-a", "operator-a"):
@@ -74,6 +75,7 @@ async def test_apply_adds_the_column_and_the_pipeline_fills_it(tmp_path: Path) -
         assert applied.json()["decision"] == "applied" and sorted(applied.json()["ids"]) == [c["id"] for c in changes]
         assert "note" in columns(db)
         assert await pending(daemon) == []
+        assert (await daemon.pipeline("viewer-a", "p_a"))["pending_schema_changes"] == 0
         twice = await daemon.post("admin-a", f"/pipelines/p_a/schema/pending/{chosen}/reject")
         assert twice.status_code == 409 and "applied already" in twice.json()["detail"]
         repeat = await daemon.post("admin-a", f"/pipelines/p_a/schema/pending/{chosen}/apply",

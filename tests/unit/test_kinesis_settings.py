@@ -12,8 +12,17 @@ from pathlib import Path
 import pytest
 
 from conduitd.configfile import load_config
+from conduitd.core.redact import forget_all
 from conduitd.errors import ConfigError
 from conduitd.sources.kinesis.settings import KinesisSourceConfig
+
+
+@pytest.fixture(autouse=True)
+def _no_remembered_secrets() -> None:
+    """Messages here name `aws_secret_access_key`: a test before this one (in the same worker)
+    may have remembered the word `secret` as a password, which would mask it in the message."""
+    forget_all()
+
 
 TEMPLATE = """\
 destinations:

@@ -124,7 +124,7 @@ def test_connectors_lists_builtins_and_plugins(plugins: None, capsys: pytest.Cap
     assert rows[("destination", "broken")]["status"] == "broken"
     assert rows[("destination", "sqlite")]["package"] == "conduitd"
     assert rows[("destination", "sqlite")]["capabilities"] == ["transactional_ddl", "savepoints", "upsert",
-                                                               "atomic_checkpoint", "deletes", "leases"]
+                                                               "atomic_checkpoint", "deletes", "leases", "control"]
     assert main(["connectors"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["TYPE", "KIND", "PACKAGE", "VERSION", "STATUS", "CAPABILITIES"]

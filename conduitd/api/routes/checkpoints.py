@@ -19,8 +19,9 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from conduitd.api.deps import AccessDep, Admin, IdempotencyKey, Viewer, once
-from conduitd.api.positions import Ask, target
+from conduitd.api.positions import target
 from conduitd.api.problems import Problem
+from conduitd.api.reset_target import Ask
 from conduitd.destinations import Destination
 from conduitd.destinations.base import Transaction
 from conduitd.destinations.control import ControlTransaction

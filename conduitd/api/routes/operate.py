@@ -14,15 +14,14 @@ from conduitd.api.problems import Problem
 from conduitd.api.routes.pipelines import summary
 from conduitd.api.tokens import Principal
 from conduitd.config import PipelineConfig
-from conduitd.errors import ConduitError
-from conduitd.runtime.supervisor import Refused
+from conduitd.errors import ConduitError, NotNow
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["operate"])
 
 
-def _state(access: Access, resource: PipelineConfig) -> dict[str, Any]:
-    body = summary(access, resource)
+async def _state(access: Access, resource: PipelineConfig) -> dict[str, Any]:
+    body = await summary(access, resource)
     return {"state": body["state"], "paused": body.get("paused", False)}
 
 
@@ -45,7 +44,7 @@ async def _operate(request: Request, name: str, who: Principal, access: Access, 
     runtime = access.runtime
 
     async def act() -> tuple[int, Any]:
-        before = _state(access, resource)
+        before = await _state(access, resource)
         try:
             if action == "pause":
                 await runtime.pause(name).wait_paused(access.settings.pause_timeout)
@@ -53,14 +52,14 @@ async def _operate(request: Request, name: str, who: Principal, access: Access, 
                 runtime.resume(name)
             else:
                 runtime.restart(name)
-        except Refused as refused:
+        except NotNow as refused:
             raise Problem(409, str(refused)) from None
         if action != "pause":
             await _settled(access, name)
-        after = _state(access, resource)
+        after = await _state(access, resource)
         audit = await _audit(access, who, resource, action, before, after, key)
         status = 202 if action == "pause" and after["state"] == "pausing" else 200
-        return status, {**summary(access, resource), "audit": audit}
+        return status, {**(await summary(access, resource)), "audit": audit}
 
     return await once(request, who, key, {"action": action}, act)
 
@@ -100,7 +99,7 @@ async def start_run(request: Request, name: str, who: Operator, access: AccessDe
     async def act() -> tuple[int, Any]:
         try:
             record = access.runtime.start_run(resource)
-        except Refused as refused:
+        except NotNow as refused:
             raise Problem(409, str(refused)) from None
         except ConduitError as exc:
             raise Problem(409, f"the run cannot start: {exc}") from None
@@ -115,7 +114,10 @@ async def get_run(run_id: str, who: Viewer, access: AccessDep) -> dict[str, Any]
     record = access.runtime.runs.get(run_id)
     if record is None:
         raise Problem(404, f"no run {run_id!r}")
-    access.resource(who, record.pipeline)  # 404 unless the caller sees its pipeline
+    try:
+        access.resource(who, record.pipeline)
+    except Problem:  # the same answer as for no run: another project's pipeline is not named
+        raise Problem(404, f"no run {run_id!r}") from None
     return record.as_dict()
 
 

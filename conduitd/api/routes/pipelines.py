@@ -17,11 +17,13 @@ from conduitd.api.deps import AccessDep, Viewer
 from conduitd.api.problems import Problem
 from conduitd.config import PipelineConfig
 from conduitd.core.redact import redact_value
+from conduitd.errors import ConfigError
+from conduitd.ops.manifest_entries import read_entries
 
 router = APIRouter(tags=["pipelines"])
 
 
-def summary(access: Access, resource: PipelineConfig) -> dict[str, Any]:
+async def summary(access: Access, resource: PipelineConfig) -> dict[str, Any]:
     """What the pipelines list shows of one pipeline."""
     slot = access.runtime.slot(resource.name)
     base: dict[str, Any] = {
@@ -35,7 +37,7 @@ def summary(access: Access, resource: PipelineConfig) -> dict[str, Any]:
     pipeline = slot.pipeline
     pipeline.refresh_lag()
     status = pipeline.status.as_dict()
-    pending = sum(1 for c in pipeline.status.schema_changes if not c.get("applied"))
+    pending = await access.pending_count(resource)
     return {**base, **{k: status[k] for k in ("state", "ready", "rows_read", "rows_written", "dlq_rows",
                                               "rows_deleted", "batches", "last_commit", "last_error", "lag",
                                               "problem", "leases", "started", "tuning")},
@@ -53,13 +55,13 @@ async def whoami(who: Viewer) -> dict[str, Any]:
 
 @router.get("/pipelines", summary="Every pipeline the caller's projects hold")
 async def list_pipelines(who: Viewer, access: AccessDep) -> dict[str, Any]:
-    return {"pipelines": [summary(access, r) for r in access.visible(who)]}
+    return {"pipelines": [await summary(access, r) for r in access.visible(who)]}
 
 
 @router.get("/pipelines/{name}", summary="One pipeline")
 async def get_pipeline(name: str, who: Viewer, access: AccessDep) -> dict[str, Any]:
     resource = access.resource(who, name)
-    body = summary(access, resource)
+    body = await summary(access, resource)
     slot = access.runtime.slot(name)
     if slot is not None:
         status = slot.pipeline.status
@@ -102,13 +104,15 @@ async def manifest(name: str, who: Viewer, access: AccessDep,
     path = access.config.service.manifest_path
     if path is None:
         return {"records": [], "note": "service.manifest_path is not set"}
-    from conduitd.commands.manifest import read_entries
-
     try:
         text = await asyncio.to_thread(_read_text, path)
     except OSError as exc:
         raise Problem(503, f"the manifest cannot be read: {exc.strerror or type(exc).__name__}") from None
-    entries = [dataclasses.asdict(e) for e in read_entries(text) if e.pipeline == name]
+    try:
+        found = read_entries(text)
+    except ConfigError as exc:
+        raise Problem(409, f"the manifest {path} cannot be read: {exc}") from None
+    entries = [dataclasses.asdict(e) for e in found if e.pipeline == name]
     return {"records": redact_value(entries[-limit:][::-1])}
 
 

@@ -89,6 +89,7 @@ async def _decide(access: Access, who: Principal, resource: PipelineConfig, chan
 
     ids = await access.audited(who, resource, _ACTIONS[decision], change_dict(change),
                                lambda decided: {"decision": decision, "ids": decided}, key, record)
+    access.forget_pending(resource.name)
     return {"decision": decision, "ids": ids, "change": change_dict(change), "audit": "recorded"}
 
 
