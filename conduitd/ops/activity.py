@@ -49,6 +49,7 @@ class Activity:
     def __init__(self, keep: int = 500, clock: Any = time.time) -> None:
         self.timeline: deque[BatchRecord] = deque(maxlen=keep)
         self._buckets: deque[list[float]] = deque()  # [bucket start, rows written]
+        self._lag: deque[tuple[float, dict[str, float]]] = deque()  # (bucket start, total per unit), last sample
         self._clock = clock
 
     def record(self, entry: BatchRecord) -> None:
@@ -83,7 +84,28 @@ class Activity:
             start += _BUCKET
         return out
 
+    def sample_lag(self, lag: dict[str, dict[str, float]]) -> None:
+        """Remember the lag summed over partitions, per unit (the last sample of each bucket)."""
+        totals: dict[str, float] = {}
+        for units in lag.values():
+            for unit, value in units.items():
+                totals[unit] = totals.get(unit, 0.0) + value
+        now = self._clock()
+        start = now - now % _BUCKET
+        if self._lag and self._lag[-1][0] == start:
+            self._lag.pop()
+        self._lag.append((start, totals))
+        self._expire()
+
+    def lag_series(self) -> list[dict[str, Any]]:
+        """The lag over the last 15 minutes, one sample per bucket that had one, oldest first."""
+        self._expire()
+        return [{"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)), "lag": totals}
+                for start, totals in self._lag]
+
     def _expire(self) -> None:
         oldest = self._clock() - _WINDOW - _BUCKET
         while self._buckets and self._buckets[0][0] < oldest:
             self._buckets.popleft()
+        while self._lag and self._lag[0][0] < oldest:
+            self._lag.popleft()

@@ -400,6 +400,7 @@ class Pipeline:
     def refresh_lag(self) -> None:
         """Copy the source's lag and health into /status and /metrics."""
         self.status.lag = self.source.lag()
+        self.activity.sample_lag(self.status.lag)
         for partition, units in self.status.lag.items():
             for unit, value in units.items():
                 self.metrics.lag.labels(self.pipeline.name, partition, unit).set(value)

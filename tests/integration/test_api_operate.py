@@ -47,6 +47,12 @@ async def test_pause_stops_commits_and_resume_loses_and_repeats_nothing(tmp_path
     async with serving(tmp_path, config(tmp_path)) as daemon:
         append(tmp_path / "a" / "1.jsonl", 0, 100)
         await until(lambda: _all_written(daemon, {"p_a": 100, "p_c": 100}), "the first rows")
+        listed = {p["name"]: p for p in (await daemon.get("viewer-a", "/pipelines?series=true")).json()["pipelines"]}
+        assert len(listed["p_a"]["throughput"]) == 90  # 10-second buckets over 15 minutes
+        assert round(sum(b["rows_per_second"] for b in listed["p_a"]["throughput"]) * 10) == 100
+        assert "throughput" not in (await daemon.get("viewer-a", "/pipelines")).json()["pipelines"][0]
+        one = await daemon.pipeline("viewer-a", "p_a")
+        assert one["lag_series"] and one["lag_series"][-1]["lag"] == {"bytes": 0}
 
         paused = await daemon.post("operator-a", "/pipelines/p_a/pause", headers={"Idempotency-Key": "k1"})
         assert paused.status_code == 200, paused.text

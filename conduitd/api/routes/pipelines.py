@@ -54,8 +54,16 @@ async def whoami(who: Viewer) -> dict[str, Any]:
 
 
 @router.get("/pipelines", summary="Every pipeline the caller's projects hold")
-async def list_pipelines(who: Viewer, access: AccessDep) -> dict[str, Any]:
-    return {"pipelines": [await summary(access, r) for r in access.visible(who)]}
+async def list_pipelines(who: Viewer, access: AccessDep, series: bool = False) -> dict[str, Any]:
+    """`series=true` adds each pipeline's 15-minute throughput series (for sparklines)."""
+    found = []
+    for resource in access.visible(who):
+        body = await summary(access, resource)
+        slot = access.runtime.slot(resource.name)
+        if series:
+            body["throughput"] = slot.pipeline.activity.series(900) if slot else []
+        found.append(body)
+    return {"pipelines": found}
 
 
 @router.get("/pipelines/{name}", summary="One pipeline")
@@ -67,7 +75,8 @@ async def get_pipeline(name: str, who: Viewer, access: AccessDep) -> dict[str, A
         status = slot.pipeline.status
         body.update(quality=status.quality, dlq_rows_by_rule=status.dlq_rows_by_rule,
                     schema_changes=status.schema_changes[-50:],
-                    throughput=slot.pipeline.activity.series(900))
+                    throughput=slot.pipeline.activity.series(900),
+                    lag_series=slot.pipeline.activity.lag_series())
     return body
 
 

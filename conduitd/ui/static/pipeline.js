@@ -11,8 +11,6 @@ const who = await session();
 hideAbove(who, can);
 const name = document.body.dataset.pipeline;
 const path = `/pipelines/${encodeURIComponent(name)}`;
-const lagSamples = []; // [{at, value}] taken while this page is open (the API keeps no lag history)
-const LAG_KEEP = 450; // 15 minutes at one sample per 2 s
 
 function facts(p) {
   const items = [
@@ -39,15 +37,13 @@ function charts(p) {
   const t = document.getElementById("throughput-chart");
   update(t, JSON.stringify(p.throughput ?? []), () => [t.querySelector("figcaption"),
     lineChart(throughput, { label: `rows per second of ${name}`, unit: "rows/s" })]);
-  const totals = Object.entries(lagTotals(p.lag));
-  if (totals.length) {
-    lagSamples.push({ at: new Date(), value: totals[0][1], unit: totals[0][0] });
-    if (lagSamples.length > LAG_KEEP) lagSamples.shift();
-  }
+  // The daemon samples the lag (summed over partitions, per unit) at every commit and status read.
+  const samples = p.lag_series ?? [];
+  const unit = Object.keys(samples.at(-1)?.lag ?? lagTotals(p.lag))[0] ?? "";
+  const lag = samples.filter((s) => unit in (s.lag ?? {})).map((s) => ({ at: new Date(s.at), value: s.lag[unit] }));
   const l = document.getElementById("lag-chart");
-  const unit = lagSamples.at(-1)?.unit ?? "";
-  update(l, `${lagSamples.length}/${lagSamples.at(-1)?.value}`, () => [l.querySelector("figcaption"),
-    lineChart(lagSamples.filter((s) => s.unit === unit), { label: `lag of ${name}`, unit })]);
+  update(l, JSON.stringify(samples), () => [l.querySelector("figcaption"),
+    lineChart(lag, { label: `lag of ${name}`, unit })]);
 }
 
 function timeline(batches) {

@@ -9,18 +9,6 @@ const who = await session();
 hideAbove(who, can);
 const table = document.getElementById("pipelines");
 const rows = new Map(); // name -> <tr>
-const series = new Map(); // name -> {at: ms fetched, values}
-const SERIES_EVERY = 10000;
-
-async function throughput(p) {
-  const known = series.get(p.name);
-  if (p.state === "idle" || (known && Date.now() - known.at < SERIES_EVERY)) return known?.values ?? [];
-  const body = await call(`/pipelines/${encodeURIComponent(p.name)}`);
-  const values = (body.throughput ?? []).map((s) => s.rows_per_second);
-  series.set(p.name, { at: Date.now(), values });
-  return values;
-}
-
 function rowFor(name) {
   let tr = rows.get(name);
   if (!tr) {
@@ -55,8 +43,8 @@ function show(tr, p, values) {
 }
 
 async function load() {
-  const { pipelines } = await call("/pipelines");
-  const values = await Promise.all(pipelines.map((p) => throughput(p).catch(() => [])));
+  const { pipelines } = await call("/pipelines?series=true");
+  const values = pipelines.map((p) => (p.throughput ?? []).map((s) => s.rows_per_second));
   const body = table.tBodies[0];
   const wanted = pipelines.map((p, i) => {
     const tr = rowFor(p.name);
