@@ -159,7 +159,7 @@ async def _batches(config: Config, pipeline: PipelineConfig,
         source_config = source_config.model_copy(
             update={"group_id": f"{source_config.group_id}-dry-run-{uuid.uuid4().hex[:8]}"})
     source = open_source(source_config, pipeline, config.service, once=True)
-    queue = ChunkQueue(max_records=2 * pipeline.batch.max_rows)
+    queue = ChunkQueue(max_records=2 * pipeline.batch.first_rows)
     stop = asyncio.Event()
 
     async def read() -> None:  # an error here cancels the batching below and is raised by the task group

@@ -203,3 +203,19 @@ async def test_the_event_stream_tells_commits_and_state_changes_of_visible_pipel
                         event = json.loads(line[6:])
                         if event["kind"] == "state" and event["pipeline"] == "p_a" and event["state"] == "paused":
                             break
+
+
+async def test_the_effective_config_reads_as_written_without_its_secrets(tmp_path: Path) -> None:
+    settings = config(tmp_path, batch={"max_rows": "auto", "initial_rows": 500})
+    settings["sources"][0]["csv_delimiter"] = ";"
+    settings["destinations"].append({"name": "pg", "type": "postgres",
+                                     "dsn": "postgresql://u:hunter2-not-shown@127.0.0.1:1/x"})
+    settings["resources"].append({"name": "p_pg", "source": "src_b", "destination": "pg", "project": "b"})
+    async with serving(tmp_path, settings, only=("p_a",)) as daemon:
+        body = (await daemon.get("viewer-a", "/pipelines/p_a/config")).json()
+        assert body["resource"]["batch"]["max_rows"] == "auto"
+        assert body["resource"]["batch"]["initial_rows"] == 500
+        assert body["source"]["csv_delimiter"] == ";" and body["destination"]["type"] == "sqlite"
+        answer = await daemon.get("admin-all", "/pipelines/p_pg/config")
+        assert answer.status_code == 200
+        assert "hunter2" not in answer.text and body["destination"]["path"].endswith("t.db")

@@ -140,6 +140,8 @@ async def effective_config(name: str, who: Viewer, access: AccessDep) -> dict[st
     body = {"resource": resource.model_dump(mode="json", by_alias=True),
             "source": config.source(resource.source).model_dump(mode="json", by_alias=True),
             "destination": config.destination(resource.destination).model_dump(mode="json", by_alias=True)}
+    if resource.batch.adaptive:  # the model keeps max_rows_limit there; the config said `auto`
+        body["resource"]["batch"]["max_rows"] = "auto"
     return redact_value(_mask_secrets(body))
 
 
