@@ -50,11 +50,31 @@ async def checks_of(config: Config, only: Sequence[str], *, sample: bool = True)
     """Every check of the pipelines in `only` (all when empty). `sample=False` leaves out what
     reads data (the source's own findings and the schema dry run): config, rules, connectivity,
     outputs and the destination's write problems only (the pre-flight of `run --once`)."""
-    checks: list[Check] = []
+    checks: list[Check] = _service_checks(config)
     for pipeline in config.resources:
         if not only or pipeline.name in only:
             checks += await _validate_pipeline(config, pipeline, sample=sample)
     return checks
+
+
+def _service_checks(config: Config) -> list[Check]:
+    """The daemon's own settings that are read only when it starts: the API's tokens."""
+    api = config.service.api
+    if api is None:
+        return []
+    try:
+        from conduitd.api.tokens import Tokens
+    except ImportError as exc:
+        return [Check("service", "api", "invalid", f"service.api needs the API packages: pip install "
+                                                   f"'conduitd[api]' ({exc.name} is missing)")]
+    try:
+        tokens = Tokens.load(api)
+    except ConduitError as exc:
+        return [Check("service", "api tokens", "invalid", str(exc))]
+    if not tokens.entries:
+        return [Check("service", "api tokens", "warning", "no tokens (tokens_file or $CONDUITD_API_TOKENS): every "
+                                                          "API request will be refused")]
+    return [Check("service", "api tokens", "ok", f"{len(tokens.entries)} token(s)")]
 
 
 def exit_code_of(checks: Sequence[Check]) -> int:
