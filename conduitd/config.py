@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from conduitd.alertsettings import AlertsConfig
 from conduitd.apisettings import ApiConfig
 from conduitd.configmodel import NonEmpty as NonEmpty
 from conduitd.configmodel import StrictModel
@@ -506,6 +507,8 @@ class Config(StrictModel):
     sources: tuple[SourceConfig, ...]
     destinations: tuple[DestinationConfig, ...]
     resources: tuple[PipelineConfig, ...]
+    alerts: AlertsConfig | None = None
+    """Alerts to a webhook or Slack when a pipeline fails, stalls, lags or rejects rows (`conduitd.ops.alerts`)."""
 
     @field_validator("resources")
     @classmethod
