@@ -130,6 +130,19 @@ class Access:
             raise Problem(422, "this Idempotency-Key was used for a different request")
         return known
 
+    async def recorded(self, who: Principal, resource: PipelineConfig, key: str) -> AuditEntry | None:
+        """The audit row of a mutation this caller made on the pipeline under `key` (before a
+        restart of the daemon, which forgets the answers it kept); None when there is none or
+        the destination cannot tell now."""
+        if not self.controls(resource):
+            return None
+        try:
+            async with self.destination(resource) as destination:
+                assert isinstance(destination, ControlReads)
+                return await destination.find_audit(who.name, resource.name, key)
+        except Problem:
+            return None
+
     def remember(self, who: Principal, key: str | None, fingerprint: str, status: int, body: Any) -> None:
         if key is not None:
             self._answers[(who.name, key)] = Remembered(fingerprint, status, body)

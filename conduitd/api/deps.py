@@ -15,6 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from conduitd.api.access import Access
 from conduitd.api.problems import Problem
 from conduitd.api.tokens import Principal
+from conduitd.config import PipelineConfig
 
 _bearer = HTTPBearer(auto_error=False, description="A token made by `conduitd token create`.")
 
@@ -53,14 +54,24 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_lengt
 
 
 async def once(request: Request, who: Principal, key: str | None, body: Any,
-               act: Callable[[], Awaitable[tuple[int, Any]]]) -> JSONResponse:
+               act: Callable[[], Awaitable[tuple[int, Any]]], resource: PipelineConfig | None = None
+               ) -> JSONResponse:
     """Run the mutation `act` unless this caller already made it under `key` (then its first
-    answer again, marked with the header `Idempotent-Replay: true`)."""
+    answer again, marked with the header `Idempotent-Replay: true`). The daemon keeps answers
+    in memory; after a restart, a repeat on `resource` is found in its audit log instead, and
+    answered with what the audit row holds (`replayed`, `action`, `at`, `after`)."""
     found = access(request)
     fingerprint = hashlib.sha256(_json([request.method, request.url.path, body]).encode()).hexdigest()
     known = found.remembered(who, key, fingerprint)
     if known is not None:
         return JSONResponse(known.body, status_code=known.status, headers={"Idempotent-Replay": "true"})
+    if key is not None and resource is not None:
+        earlier = await found.recorded(who, resource, key)
+        if earlier is not None:
+            return JSONResponse({"replayed": True, "action": earlier.action, "pipeline": earlier.pipeline,
+                                 "at": earlier.at.isoformat() if earlier.at else None,
+                                 "after": json.loads(json.dumps(earlier.after, default=str))},
+                                headers={"Idempotent-Replay": "true"})
     status, answer = await act()
     answer = json.loads(json.dumps(answer, default=str))  # as it will be sent; past-64-bit integers too
     found.remember(who, key, fingerprint, status, answer)

@@ -78,6 +78,9 @@ class ControlReads(Protocol):
                          before_id: int | None = None) -> list[AuditEntry]:
         """Newest first; `projects` None: every project."""
 
+    async def find_audit(self, actor: str, pipeline: str, key: str) -> AuditEntry | None:
+        """The mutation `actor` made on `pipeline` under the Idempotency-Key `key`, if any."""
+
     async def pending_changes(self, pipeline: str) -> list[PendingChange]: ...
 
     async def same_changes(self, pipeline: str, history_id: int) -> list[int]:

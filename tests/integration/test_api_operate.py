@@ -219,3 +219,21 @@ async def test_the_effective_config_reads_as_written_without_its_secrets(tmp_pat
         answer = await daemon.get("admin-all", "/pipelines/p_pg/config")
         assert answer.status_code == 200
         assert "hunter2" not in answer.text and body["destination"]["path"].endswith("t.db")
+
+
+async def test_a_mutation_repeated_after_a_restart_is_found_in_the_audit_log_and_not_made_again(
+        tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    async with serving(tmp_path, config(tmp_path)) as daemon:
+        paused = await daemon.post("operator-a", "/pipelines/p_a/pause", headers={"Idempotency-Key": "kp"})
+        assert paused.status_code == 200 and paused.json()["state"] == "paused"
+    async with serving(tmp_path, config(tmp_path)) as daemon:  # a new daemon: it remembers no answers
+        await until(lambda: _state(daemon, "p_a", "running"), "p_a to run")
+        again = await daemon.post("operator-a", "/pipelines/p_a/pause", headers={"Idempotency-Key": "kp"})
+        assert again.status_code == 200 and again.headers.get("Idempotent-Replay") == "true"
+        assert again.json()["replayed"] is True and again.json()["action"] == "pause"
+        assert again.json()["after"]["state"] == "paused"
+        assert (await daemon.pipeline("viewer-a", "p_a"))["state"] == "running"  # not paused a second time
+        other = await daemon.post("operator-b", "/pipelines/p_b/pause", headers={"Idempotency-Key": "kp"})
+        assert other.status_code == 200 and "Idempotent-Replay" not in other.headers  # another caller's key
+    assert rows(db, "SELECT count(*) FROM conduitd_audit WHERE idempotency_key = 'kp'") == [(2,)]

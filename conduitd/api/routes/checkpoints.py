@@ -99,4 +99,4 @@ async def reset(request: Request, name: str, body: Reset, who: Admin, access: Ac
         access.runtime.moved(name)
         return 200, {**answer, "audit": "recorded in the reset's transaction"}
 
-    return await once(request, who, key, body.model_dump(mode="json"), act)
+    return await once(request, who, key, body.model_dump(mode="json"), act, resource)

@@ -152,7 +152,7 @@ async def replay_dlq(request: Request, name: str, selection: Selection, who: Ope
                      "still_rejected": done.still_rejected, "held": done.held,
                      "audit": "recorded in the replay's transaction" if done.replayed else "nothing was replayed"}
 
-    return await once(request, who, key, selection.model_dump(mode="json"), act)
+    return await once(request, who, key, selection.model_dump(mode="json"), act, resource)
 
 
 @router.post("/pipelines/{name}/dlq/discard", summary="Delete DLQ entries (the audit log keeps them)")
@@ -178,4 +178,4 @@ async def discard_dlq(request: Request, name: str, chosen: Discard, who: Admin, 
                              {"discarded": ids}, key, delete)
         return 200, {"discarded": len(ids), "ids": ids, "audit": "recorded in the discard's transaction"}
 
-    return await once(request, who, key, chosen.model_dump(mode="json"), act)
+    return await once(request, who, key, chosen.model_dump(mode="json"), act, resource)

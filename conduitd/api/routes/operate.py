@@ -61,7 +61,7 @@ async def _operate(request: Request, name: str, who: Principal, access: Access, 
         status = 202 if action == "pause" and after["state"] == "pausing" else 200
         return status, {**(await summary(access, resource)), "audit": audit}
 
-    return await once(request, who, key, {"action": action}, act)
+    return await once(request, who, key, {"action": action}, act, resource)
 
 
 async def _settled(access: Access, name: str) -> None:
@@ -106,7 +106,7 @@ async def start_run(request: Request, name: str, who: Operator, access: AccessDe
         audit = await _audit(access, who, resource, "run", None, {"run": record.id}, key)
         return 202, {**record.as_dict(), "audit": audit}
 
-    return await once(request, who, key, {"action": "run"}, act)
+    return await once(request, who, key, {"action": "run"}, act, resource)
 
 
 @router.get("/runs/{run_id}", summary="A bounded run's state and result")

@@ -108,7 +108,7 @@ async def apply(request: Request, name: str, change_id: ChangeId, who: Admin, ac
     async def act() -> tuple[int, Any]:
         return 200, await _decide(access, who, resource, change_id, "applied", key)
 
-    return await once(request, who, key, {"change": change_id, "decision": "applied"}, act)
+    return await once(request, who, key, {"change": change_id, "decision": "applied"}, act, resource)
 
 
 @router.post("/pipelines/{name}/schema/pending/{change_id}/reject",
@@ -120,4 +120,4 @@ async def reject(request: Request, name: str, change_id: ChangeId, who: Admin, a
     async def act() -> tuple[int, Any]:
         return 200, await _decide(access, who, resource, change_id, "rejected", key)
 
-    return await once(request, who, key, {"change": change_id, "decision": "rejected"}, act)
+    return await once(request, who, key, {"change": change_id, "decision": "rejected"}, act, resource)

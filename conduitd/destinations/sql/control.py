@@ -132,6 +132,19 @@ class ControlBooks:
                            before=_unjson(r[7]), after=_unjson(r[8]), idempotency_key=r[9], id=int(r[0]),
                            at=_when(r[1])) for r in rows]
 
+    async def find_audit(self, actor: str, pipeline: str, key: str) -> AuditEntry | None:
+        """The mutation `actor` made on `pipeline` under the Idempotency-Key `key`, if any."""
+        d = self.driver
+        if not await d.table_exists(AUDIT):
+            return None
+        rows = await d.fetch(
+            f"SELECT id, at, actor, {self._q('role')}, project, pipeline, action, before_state, after_state, "
+            f"idempotency_key FROM {d.table(AUDIT)} WHERE actor = {d.param(1)} AND pipeline = {d.param(2)} "
+            f"AND idempotency_key = {d.param(3)} ORDER BY id LIMIT 1", (actor, pipeline, key))
+        return next((AuditEntry(actor=r[2], role=r[3], project=r[4], pipeline=r[5], action=r[6],
+                                before=_unjson(r[7]), after=_unjson(r[8]), idempotency_key=r[9], id=int(r[0]),
+                                at=_when(r[1])) for r in rows), None)
+
     # -- schema changes of `manual` evolution --------------------------------------------------
 
     async def pending_changes(self, pipeline: str) -> list[PendingChange]:

@@ -106,6 +106,9 @@ class SqlDestination(abc.ABC):
                          before_id: int | None = None) -> list[AuditEntry]:
         return await ControlBooks(self.bookkeeping().driver).read_audit(projects, limit, before_id)
 
+    async def find_audit(self, actor: str, pipeline: str, key: str) -> AuditEntry | None:
+        return await ControlBooks(self.bookkeeping().driver).find_audit(actor, pipeline, key)
+
     async def pending_changes(self, pipeline: str) -> list[PendingChange]:
         return await ControlBooks(self.bookkeeping().driver).pending_changes(pipeline)
 
