@@ -32,8 +32,9 @@ from conduitd.core.records import Batch, Position
 from conduitd.core.redact import redact, redact_value
 from conduitd.core.schema import Column
 from conduitd.destinations import make_destination
-from conduitd.errors import ConduitError, ExitCode
+from conduitd.errors import ConduitError, ConfigError, ExitCode
 from conduitd.runtime.batching import END, ChunkQueue, cut_batches
+from conduitd.runtime.commit import refresh_problem
 from conduitd.sources import check_source, open_source
 from conduitd.sources.base import Leases
 
@@ -108,6 +109,9 @@ async def dry_run(config: Config, only: Sequence[str], *, as_json: bool = False)
 
 async def _dry_run(config: Config, pipeline: PipelineConfig) -> Outcome:
     destination = make_destination(config.destination(pipeline.destination))
+    problem = refresh_problem(pipeline, destination, once=True)  # what the run would refuse first
+    if problem is not None:
+        raise ConfigError(problem)
     await destination.open(read_only=True)
     try:
         live = await destination.table_columns(pipeline.table_name)

@@ -16,7 +16,7 @@ from conduitd.config import Config, PipelineConfig
 from conduitd.core.redact import redact
 from conduitd.destinations import Destination, make_destination
 from conduitd.errors import ConduitError, ExitCode
-from conduitd.runtime.commit import capability_problem
+from conduitd.runtime.commit import capability_problem, refresh_problem
 from conduitd.runtime.inspection import SchemaDiff, Verdict, inspect, sample_batches
 from conduitd.runtime.retry import RetryPolicy
 from conduitd.sources import check_source, inspect_source
@@ -113,9 +113,10 @@ async def _validate_pipeline(config: Config, pipeline: PipelineConfig, *, sample
         await destination.open(read_only=True)
         await destination.ping()
         checks.append(Check(name, "destination", "ok", "reachable"))
-        problem = capability_problem(pipeline, destination.capabilities)
-        if problem is not None:
-            checks.append(Check(name, "destination", "invalid", problem))
+        for problem in (capability_problem(pipeline, destination.capabilities),
+                        refresh_problem(pipeline, destination, once=True)):
+            if problem is not None:
+                checks.append(Check(name, "destination", "invalid", problem))
         checks += [Check(name, "destination", "invalid", problem)
                    for problem in await destination.write_problems(pipeline)]
         if sample and all(c.status == "ok" for c in checks):
