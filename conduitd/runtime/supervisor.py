@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from conduitd.config import Config, PipelineConfig
 from conduitd.errors import ExitCode, NotNow, describe, exit_code_of
+from conduitd.ops import otel_metrics
 from conduitd.ops.events import EventHub
 from conduitd.ops.metrics import Metrics, PipelineStatus
 from conduitd.ops.notify import Notifier
@@ -79,6 +80,7 @@ class Runtime:
 
             self.health = HealthServer(service.health_host, service.health_port, self.metrics, self.statuses)
             await self.health.start()
+        otlp = otel_metrics.start_from_environment(self.metrics.registry)  # the same registry as /metrics
         try:
             if service.api is not None:
                 from conduitd.api.server import ApiServer  # the ASGI stack, only with the API on
@@ -100,6 +102,8 @@ class Runtime:
             if self.health is not None:
                 await self.health.stop()
             self.notifier.close()
+            if otlp is not None:
+                await asyncio.to_thread(otlp.stop)  # the final values, also of a --once run
         failed = [slot.failure for slot in self.slots.values() if slot.failure is not None]
         if failed:
             return ExitCode(exit_code_of(failed[0]))
