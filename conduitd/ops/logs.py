@@ -2,6 +2,9 @@
 
 Both formatters pass everything they print (message, `extra` fields, exception text) through
 `redact`, so no log line can carry a secret whatever a caller put in it.
+
+A JSON line logged while a batch is committed under `telemetry.batch_trace` (tracing on) carries
+`trace_id` and `span_id`: the ids of that batch's `batch` span, so the line leads to its trace.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ from typing import Any
 import orjson
 
 from conduitd.core.redact import redact, redact_value
+from conduitd.ops.telemetry import current_trace
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, and every `extra` field."""
+    """One JSON object per line: time, level, logger, message, every `extra` field, and the
+    `trace_id` and `span_id` of the batch being committed, if any."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -29,6 +34,10 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        ids = current_trace()
+        if ids is not None:
+            entry.setdefault("trace_id", ids.trace_id)
+            entry.setdefault("span_id", ids.span_id)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         # Redacted before serialising: a secret holding a quote or a backslash is escaped by JSON.

@@ -15,7 +15,8 @@ A family missing from `NAMES` is still exported, as `conduitd.` + the rest of it
 name, and `tests/unit/test_otel_names.py` fails until it is named here and in the README.
 
 Active only when `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT` is set
-(and `OTEL_SDK_DISABLED` is not `true`); `OTEL_METRIC_EXPORT_INTERVAL` (ms, default 60000),
+(unless `OTEL_SDK_DISABLED` is `true` or `OTEL_METRICS_EXPORTER` is `none`, which keeps the
+traces on); `OTEL_METRIC_EXPORT_INTERVAL` (ms, default 60000),
 `OTEL_METRIC_EXPORT_TIMEOUT` (ms, default 30000), `OTEL_SERVICE_NAME` (default `conduitd`), the
 exporter's headers, compression and certificate variables apply. An export runs on a thread of
 its own (the exporter's HTTP client blocks), and once more when the exporter stops, so a
@@ -228,7 +229,8 @@ def start_from_environment(registry: CollectorRegistry) -> OtlpMetrics | None:
     """Start exporting `registry` when the `OTEL_*` environment asks for it; None otherwise."""
     endpoint = (os.environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
                 or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
-    if not endpoint or os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+    if (not endpoint or os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+            or os.environ.get("OTEL_METRICS_EXPORTER", "").strip().lower() == "none"):
         return None
     try:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
