@@ -164,39 +164,44 @@ class Pipeline:
 
     async def _commit_all(self, prepared: PreparedQueue) -> None:
         while (ready := await prepared.get()) is not None:
-            batch = ready.batch
-            started = time.perf_counter()
-            self._committing = True
-            try:
-                async with self._commit_lock:
-                    if batch.epoch != self.source.epoch:
-                        log.info("dropping a batch read before partitions moved; it is read again from the "
-                                 "checkpoint", extra=self._extra)
-                        self._record(batch.records, "dropped")
-                        continue
-                    result = await self._retrying("commit", lambda p=ready: self._commit(p))  # type: ignore[misc]
-            except CheckpointConflict as conflict:
-                # A full refresh's positions are its own run's: a conflict means another run of
-                # the pipeline started over meanwhile (and emptied the staging table).
-                self._record(batch.records, "conflict", error=conflict)
-                if self.staging is not None or not await self.source.resync():
-                    raise
-                log.warning("%s; resuming from the committed positions", conflict, extra=self._extra)
-                self.metrics.conflicts.labels(self.pipeline.name).inc()
-                continue
-            except Exception as exc:
-                self._record(batch.records, "failed", error=exc)
+            # Log lines of the batch's commit carry its trace id (JSON logs, tracing on).
+            with telemetry.batch_trace(self.pipeline.name, ready.batch.timings):
+                await self._commit_one(ready)
+
+    async def _commit_one(self, ready: Prepared) -> None:
+        batch = ready.batch
+        started = time.perf_counter()
+        self._committing = True
+        try:
+            async with self._commit_lock:
+                if batch.epoch != self.source.epoch:
+                    log.info("dropping a batch read before partitions moved; it is read again from the "
+                             "checkpoint", extra=self._extra)
+                    self._record(batch.records, "dropped")
+                    return
+                result = await self._retrying("commit", lambda p=ready: self._commit(p))  # type: ignore[misc]
+        except CheckpointConflict as conflict:
+            # A full refresh's positions are its own run's: a conflict means another run of
+            # the pipeline started over meanwhile (and emptied the staging table).
+            self._record(batch.records, "conflict", error=conflict)
+            if self.staging is not None or not await self.source.resync():
                 raise
-            finally:
-                self._committing = False
-            await self.source.acknowledge(batch.end)
-            seconds = time.perf_counter() - started
-            self._account(ready, result, seconds)
-            self._record(batch.records, "committed", result=result, seconds=seconds, stages=batch.timings)
-            self._settle_pause()
-            telemetry.record_batch(self.pipeline.name, batch.timings, {
-                "conduitd.records": batch.records, "conduitd.rows_written": result.rows_written,
-                "conduitd.dlq_rows": result.dlq_rows, "conduitd.partitions": len(batch.end)})
+            log.warning("%s; resuming from the committed positions", conflict, extra=self._extra)
+            self.metrics.conflicts.labels(self.pipeline.name).inc()
+            return
+        except Exception as exc:
+            self._record(batch.records, "failed", error=exc)
+            raise
+        finally:
+            self._committing = False
+        await self.source.acknowledge(batch.end)
+        seconds = time.perf_counter() - started
+        self._account(ready, result, seconds)
+        self._record(batch.records, "committed", result=result, seconds=seconds, stages=batch.timings)
+        self._settle_pause()
+        telemetry.record_batch(self.pipeline.name, batch.timings, {
+            "conduitd.records": batch.records, "conduitd.rows_written": result.rows_written,
+            "conduitd.dlq_rows": result.dlq_rows, "conduitd.partitions": len(batch.end)})
 
     # -- pause and resume --------------------------------------------------------------------
 

@@ -308,3 +308,27 @@ def test_without_tracing_a_batch_adds_no_ids(json_log: tuple[logging.Logger, io.
         logger.info("inside")
     assert ids is None and "trace_id" not in json_lines(stream)[0]
 
+
+async def test_a_pipeline_log_line_logged_while_its_batch_commits_leads_to_the_batch_trace(
+        tmp_path: Path, traces_to: Collector, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONDUITD_QUICKSTART_DB", str(tmp_path / "quickstart.db"))
+    monkeypatch.setenv("CONDUITD_SAMPLE_DIR", str(ROOT / "config" / "sample"))
+    monkeypatch.setenv("CONDUITD_QUICKSTART_MANIFEST", str(tmp_path / "manifest.jsonl"))
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("conduitd")
+    logger.addHandler(handler)
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    try:
+        runtime = Runtime(load_config(ROOT / "config" / "quickstart.yaml"), once=True)
+        assert await runtime.run() == 0
+    finally:
+        logger.removeHandler(handler)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    (created,) = [line for line in lines if line["message"].startswith("schema change applied")]
+    batches = {span.span_id.hex(): span for span in spans_named(traces_to, "batch")}
+    assert created["span_id"] in batches
+    assert batches[created["span_id"]].trace_id.hex() == created["trace_id"]
+    started = [line for line in lines if " started: " in line["message"]]
+    assert started and all("trace_id" not in line for line in started)  # not inside a batch

@@ -67,7 +67,9 @@ def test_traces_are_exported_over_otlp_when_the_endpoint_is_set(tmp_path: Path, 
 
     class Collector(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.path == "/v1/traces":  # metrics arrive at /v1/metrics
+                received.append(body)
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")
             self.end_headers()
