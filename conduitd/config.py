@@ -32,6 +32,7 @@ from conduitd.core.redact import remember
 from conduitd.core.transcode import codec_name
 from conduitd.core.units import ByteSize, Duration, PositiveDuration
 from conduitd.credentials import Fetched, SecretText
+from conduitd.dbtsettings import AfterCommitConfig
 from conduitd.retrysettings import RetryConfig
 from conduitd.s3settings import S3Settings, settings_problem
 
@@ -459,6 +460,8 @@ class PipelineConfig(StrictModel):
     incremental: IncrementalConfig | None = None
     """Database sources: the cursor of new rows; without it a table is read whole, once per run
     (--once) or per the source's `poll_interval`."""
+    after_commit: AfterCommitConfig = AfterCommitConfig()
+    """What runs after the pipeline's data is committed: `dbt` (see `conduitd.dbtsettings`)."""
 
     @field_validator("unique_key", mode="before")
     @classmethod

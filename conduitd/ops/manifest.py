@@ -79,7 +79,14 @@ class Manifest:
             "quality": {r: a for r, a in quality.items() if any(a.values())},
             "positions_before": positions_before, "positions_after": dict(status.positions),
             "schema_changes": changes, "error": status.last_error if failed else None,
+            "dbt": _dbt_since(status, before),
         }
+
+
+def _dbt_since(status: PipelineStatus, before: PipelineStatus | None) -> dict[str, Any] | None:
+    """The last dbt outcome (`after_commit.dbt`) when it came since the previous record, else None."""
+    last = (status.dbt or {}).get("last")
+    return last if last is not None and last != ((before.dbt or {}).get("last") if before else None) else None
 
 
 def _overall(pipelines: Sequence[dict[str, Any]], exit_code: int | None) -> str:

@@ -82,6 +82,8 @@ class PipelineStatus:
     started: float = field(default_factory=time.time)
     tuning: dict[str, Any] = field(default_factory=dict)
     """The batch sizer's state and suggestions (`conduitd.runtime.tuning`)."""
+    dbt: dict[str, Any] | None = None
+    """`after_commit.dbt`: running or not, runs so far, the last outcome (`conduitd.ops.dbt`); None without it."""
 
     def as_dict(self) -> dict[str, Any]:
         return redact_value({  # /status shows this: no secrets
@@ -93,7 +95,7 @@ class PipelineStatus:
             "quality": self.quality, "schema_changes": self.schema_changes,
             "last_commit": _iso(self.last_commit), "last_error": self.last_error,
             "positions": self.positions, "lag": self.lag, "problem": self.problem, "leases": self.leases,
-            "started": _iso(self.started), "tuning": self.tuning,
+            "started": _iso(self.started), "tuning": self.tuning, "dbt": self.dbt,
         })
 
 

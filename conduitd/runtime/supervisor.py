@@ -27,6 +27,7 @@ from conduitd.ops import otel_metrics
 from conduitd.ops.events import EventHub
 from conduitd.ops.metrics import Metrics, PipelineStatus
 from conduitd.ops.notify import Notifier
+from conduitd.runtime.after_commit import after_run, start_watchers
 from conduitd.runtime.pipeline import Pipeline
 from conduitd.runtime.runs import RunRecord
 from conduitd.runtime.slots import Slot
@@ -93,6 +94,7 @@ class Runtime:
                         for name, slot in self.slots.items()]
                 tasks.create_task(self._enforce_drain_deadline(runs))
                 tasks.create_task(self._propagate_stop(runs))
+                start_watchers(self, tasks, runs)  # after_commit.dbt in daemon mode
                 if self.notifier.enabled:
                     tasks.create_task(self._notify_systemd(runs))
         finally:
@@ -217,6 +219,8 @@ class Runtime:
                 log.error("pipeline %s failed: %s; it stays failed until restarted (POST /api/v1/pipelines/%s/"
                           "restart), the others run on", slot.resource.name, describe(exc), slot.resource.name,
                           extra={"pipeline": slot.resource.name})
+            if self.once and slot.failure is None and await after_run(self, slot):
+                return  # after_commit.dbt failed with fail_run_on_error: exit 1, the data stays committed
             if self.stop.is_set():
                 return
             if not slot.restart.is_set():
