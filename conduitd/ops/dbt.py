@@ -140,8 +140,8 @@ class DbtRunner:
         finally:
             if child.returncode is None:  # cancelled, timed out or stopped: the child goes too
                 await _end(child, self.settings.kill_after)
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(reader, 5)
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(reader, 5)  # a grandchild may hold the pipe open: its output is lost
         code = child.returncode
         if ended == "success":
             ended = {0: "success", 1: "failed"}.get(code if code is not None else -1, "error")

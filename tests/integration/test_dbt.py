@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -180,3 +181,70 @@ async def wait_for(condition: Any, what: str, within: float = 90) -> None:
     while not condition():
         assert loop.time() < deadline, f"no {what} within {within}s"
         await asyncio.sleep(0.1)
+
+
+def slow_dbt(tmp_path: Path) -> Path:
+    """A stand-in `executable` that records its arguments and context file, reports its pid, and
+    hangs: for what the runner does with a dbt that does not end (no dbt behaviour is imitated)."""
+    script = tmp_path / "slow_dbt.sh"
+    script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/argv\n'
+                      f'cp "$CONDUITD_DBT_CONTEXT" {tmp_path}/context.json\n'
+                      f'echo $$ > {tmp_path}/pid\nexec sleep 300\n')
+    script.chmod(0o755)
+    return script
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+
+async def test_a_stop_waits_drain_timeout_for_dbt_then_kills_it(tmp_path: Path, pg_dsn: str, pg_schema: str) -> None:
+    config = setup(tmp_path, pg_dsn, pg_schema, str(slow_dbt(tmp_path)), command="build --select tag:orders",
+                   every="1s", target="prod", kill_after="1s")
+    text = config.read_text().replace("drain_timeout: 20s", "drain_timeout: 1s")
+    config.write_text(text)
+
+    async def until(runtime: Runtime) -> None:
+        await wait_for(lambda: running(runtime) and (tmp_path / "pid").exists() and
+                       (tmp_path / "pid").read_text().strip() != "", "a running dbt")
+
+    code, runtime, events = await run_in_process(config, once=False, until=until)
+    pid = int((tmp_path / "pid").read_text())
+    assert code == 0  # the pipeline drained in time; the dbt run was stopped, the data is committed
+    assert gone(pid)
+    [event] = events
+    assert event["outcome"] == "cancelled" and event["trigger"] == "every"
+    assert runtime.statuses()[0].dbt["last"]["outcome"] == "cancelled"
+    argv = (tmp_path / "argv").read_text().splitlines()
+    assert argv[:3] == ["build", "--select", "tag:orders"] and argv[argv.index("--target") + 1] == "prod"
+    context = json.loads((tmp_path / "context.json").read_text())
+    assert json.loads(argv[argv.index("--vars") + 1]) == {"conduitd": context}
+    assert context["pipeline"] == "orders" and context["tables"] == [f"{pg_schema}.orders"]
+    assert context["rows_written"] == 6 and context["batches"] >= 1 and context["trigger"] == "every"
+
+
+async def test_a_dbt_past_its_timeout_is_stopped(tmp_path: Path, pg_dsn: str, pg_schema: str) -> None:
+    config = setup(tmp_path, pg_dsn, pg_schema, str(slow_dbt(tmp_path)), timeout="1s", kill_after="1s")
+    code, runtime, events = await run_in_process(config, once=True)
+    assert code == 0
+    assert gone(int((tmp_path / "pid").read_text()))
+    assert [e["outcome"] for e in events] == ["timeout"]
+    assert runtime.statuses()[0].dbt["last"]["trigger"] == "after_run"
+
+
+def test_settings() -> None:
+    from pydantic import ValidationError
+
+    from conduitd.dbtsettings import AfterCommitConfig
+
+    parsed = AfterCommitConfig.model_validate({"dbt": {"project_dir": "p", "every": "10m"}})
+    assert parsed.dbt is not None and parsed.dbt.every == 600 and parsed.dbt.command == "build"
+    assert AfterCommitConfig.model_validate({"dbt": {"project_dir": "p"}}).dbt.every == "after_run"  # type: ignore[union-attr]
+    for wrong in ({"project_dir": "p", "every": "sometimes"}, {"project_dir": "p", "evry": "1m"}, {"command": "run"},
+                  {"project_dir": "p", "every": "0s"}):
+        with pytest.raises(ValidationError):
+            AfterCommitConfig.model_validate({"dbt": wrong})
