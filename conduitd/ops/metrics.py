@@ -47,6 +47,9 @@ class Metrics:
                                     labels, registry=self.registry)
         self.manifest_errors = Counter("conduitd_manifest_write_errors", "Manifest records that could not be "
                                        "written (see the log for why).", registry=self.registry)
+        self.alert_deliveries = Counter("conduitd_alert_deliveries", "Alerts handed to a sink, by outcome: sent, "
+                                        "failed (after its retries; the log says why) or dropped (its queue was "
+                                        "full).", ["sink", "outcome"], registry=self.registry)
         self.lag = Gauge("conduitd_source_lag", "How far a partition is behind its source's end, by unit: "
                          "records and seconds (Kafka), bytes (files).", ["pipeline", "partition", "unit"],
                          registry=self.registry)

@@ -95,6 +95,10 @@ class Runtime:
                 tasks.create_task(self._enforce_drain_deadline(runs))
                 tasks.create_task(self._propagate_stop(runs))
                 start_watchers(self, tasks, runs)  # after_commit.dbt in daemon mode
+                if self.config.alerts is not None:
+                    from conduitd.ops.alerts.watch import watch  # httpx, only with alerts on
+
+                    tasks.create_task(watch(self, runs), name="alerts")  # reads events; never in a commit's way
                 if self.notifier.enabled:
                     tasks.create_task(self._notify_systemd(runs))
         finally:
