@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ctypes
 import logging
 import os
 import shlex
 import signal
+import sys
 import tempfile
 import time
 import weakref
@@ -129,7 +131,7 @@ class DbtRunner:
         try:
             child = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT, env=env, start_new_session=True)
+                stderr=asyncio.subprocess.STDOUT, env=env, start_new_session=True, preexec_fn=_die_with_parent)
         except OSError as exc:
             return {"outcome": "error", "exit_code": None, "error": f"cannot start {argv[0]!r}: {exc.strerror or exc}"}
         tail: collections.deque[str] = collections.deque(maxlen=_OUTPUT_LINES)
@@ -195,6 +197,13 @@ async def _end(child: asyncio.subprocess.Process, kill_after: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.shield(asyncio.wait_for(child.wait(), wait))
             return
+
+
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGKILL when the daemon dies, even by SIGKILL or a second
+    signal's immediate exit, so no dbt outlives it (its own session keeps terminal signals away)."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _results(path: Path, started: float) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import pytest
 
 from conduitd.configfile import load_config
 from conduitd.runtime.supervisor import Runtime
-from tests.helpers.daemon import conduitd, write_config
+from tests.helpers.daemon import conduitd, start_daemon, stop_daemon, tail, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -248,3 +249,21 @@ def test_settings() -> None:
                   {"project_dir": "p", "every": "0s"}):
         with pytest.raises(ValidationError):
             AfterCommitConfig.model_validate({"dbt": wrong})
+
+
+def test_dbt_does_not_outlive_a_killed_daemon(tmp_path: Path, pg_dsn: str, pg_schema: str) -> None:
+    config = setup(tmp_path, pg_dsn, pg_schema, str(slow_dbt(tmp_path)), every="1s")
+    daemon = start_daemon(config, tmp_path / "daemon.log")
+    try:
+        deadline = time.monotonic() + 60
+        while not ((tmp_path / "pid").exists() and (tmp_path / "pid").read_text().strip()):
+            assert time.monotonic() < deadline and daemon.poll() is None, tail(tmp_path / "daemon.log")
+            time.sleep(0.1)
+        pid = int((tmp_path / "pid").read_text())
+        daemon.kill()
+        daemon.wait(timeout=30)
+        while not gone(pid):
+            assert time.monotonic() < deadline + 30, "the dbt child outlived the daemon"
+            time.sleep(0.1)
+    finally:
+        stop_daemon(daemon)
