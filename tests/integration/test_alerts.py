@@ -32,12 +32,18 @@ class Receiver:
 
     mode: str = "ok"  # ok | error (500) | hang (never answers)
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    answers: list[int] = field(default_factory=list)
+    """Statuses to answer first, in order (then `mode`)."""
+    paths: list[str] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     url: str = ""
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         self.received.append((dict(request.headers), body))
+        self.paths.append(request.path)
+        if self.answers:
+            return web.Response(status=self.answers.pop(0), text="scripted")
         if self.mode == "hang":
             await self.release.wait()
         return web.Response(status=500 if self.mode == "error" else 200, text="ok")
@@ -50,7 +56,7 @@ class Receiver:
 async def receiver(mode: str = "ok") -> AsyncIterator[Receiver]:
     target = Receiver(mode)
     app = web.Application()
-    app.router.add_post("/hook", target.handle)
+    app.router.add_post("/{name}", target.handle)
     runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -210,3 +216,32 @@ async def test_a_failing_or_hanging_receiver_does_not_slow_commits_and_its_failu
         # alert would cost the receiver's timeout (0.3 s, tried twice): many times longer.
         assert took < baseline * 3 + 3.0, f"{mode}: {took:.2f}s against {baseline:.2f}s without alerts"
         assert failed >= 1, f"{mode}: no failed delivery counted ({received} requests received)"
+
+
+
+async def test_retries_until_delivered_a_refusal_is_not_retried_and_slack_gets_blocks(
+        tmp_path: Path, caplog: Any) -> None:
+    data = tmp_path / "in"
+    data.mkdir()
+    async with receiver() as hook, receiver() as slack:
+        hook.answers = [503, 429]  # retriable twice, then delivered
+        slack.answers = [404]  # a refusal: a retry would not change it
+        alerts = alerts_config(hook.url, dlq_rows_above=0, dlq_window="1h", retries=3)
+        alerts["sinks"].append({"type": "slack", "name": "team", "url": slack.url})
+        async with running(tmp_path, pipeline(tmp_path, data, alerts)) as runtime:
+            write_rows(data / "a.jsonl", 0, 20, bad_every=10)
+            await until(lambda: deliveries(runtime, "sent") == 1, "the webhook delivery")
+            await until(lambda: count(runtime, "team", "failed") == 1, "the Slack refusal")
+    assert len(hook.received) == 3 and len(slack.received) == 1
+    assert count(runtime, "hook", "failed") == 0 and count(runtime, "team", "sent") == 0
+    assert len({json.loads(body)["id"] for _, body in hook.received}) == 1  # one message, tried three times
+    message = json.loads(slack.received[0][1])
+    assert message["blocks"][0]["type"] == "header" and "dlq.threshold" in message["text"]
+    assert "alert sink team: could not deliver" in caplog.text and "HTTP 404" in caplog.text
+    assert SECRET not in caplog.text and "/hook" not in caplog.text and "127.0.0.1" not in caplog.text
+
+
+def count(runtime: Runtime, sink: str, outcome: str) -> float:
+    value = runtime.metrics.registry.get_sample_value("conduitd_alert_deliveries_total",
+                                                       {"sink": sink, "outcome": outcome})
+    return value or 0.0
