@@ -68,6 +68,10 @@ ensure() {
       "$venv/bin/python" -c "import conduitd_orchestrators.$name" >&2
       echo "orchestrator_venvs.sh: made $venv in $((SECONDS - started)) s" >&2
       touch "$venv/.complete"
+      # Venvs of earlier requirements are not used again: remove them (they take hundreds of MB).
+      for stale in "$CACHE/venv-$name-"*; do
+        case "$stale" in "$venv"|"$venv.lock") ;; *) rm -rf "$stale" ;; esac
+      done
     fi
     exec 9>&-
   fi
