@@ -60,6 +60,9 @@ NAMES: Mapping[str, OtelName] = {
     "conduitd_source_problem": OtelName("conduitd.source.problem", "1"),
     "conduitd_manifest_write_errors": OtelName("conduitd.manifest.write_errors", "{record}"),
     "conduitd_source_lag": OtelName("conduitd.source.lag", "1"),
+    "conduitd_dbt_runs": OtelName("conduitd.dbt.runs", "{run}"),
+    "conduitd_dbt_failing": OtelName("conduitd.dbt.failing", "1"),
+    "conduitd_alert_deliveries": OtelName("conduitd.alert.deliveries", "{alert}"),
 }
 """Prometheus family name (as `collect()` names it: counters without `_total`) -> OTel name."""
 

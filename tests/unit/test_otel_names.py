@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from conduitd.ops import dbt
 from conduitd.ops.metrics import Metrics
 from conduitd.ops.otel_metrics import NAMES, attribute, otel_name, to_metrics_data
 
@@ -24,6 +25,9 @@ FROZEN = {  # Prometheus family -> (OTel name, unit); the README's table says th
     "conduitd_source_problem": ("conduitd.source.problem", "1"),
     "conduitd_manifest_write_errors": ("conduitd.manifest.write_errors", "{record}"),
     "conduitd_source_lag": ("conduitd.source.lag", "1"),
+    "conduitd_dbt_runs": ("conduitd.dbt.runs", "{run}"),
+    "conduitd_dbt_failing": ("conduitd.dbt.failing", "1"),
+    "conduitd_alert_deliveries": ("conduitd.alert.deliveries", "{alert}"),
 }
 
 
@@ -32,7 +36,9 @@ def test_the_names_are_frozen() -> None:
 
 
 def test_every_instrument_of_metrics_has_a_frozen_name() -> None:
-    families = {family.name for family in Metrics().registry.collect()}
+    metrics = Metrics()
+    dbt.instruments(metrics)  # registered when a pipeline runs dbt
+    families = {family.name for family in metrics.registry.collect()}
     assert families == set(FROZEN), (
         f"instruments without a frozen OTel name: {sorted(families - set(FROZEN))}; "
         f"names of instruments that no longer exist: {sorted(set(FROZEN) - families)}")
