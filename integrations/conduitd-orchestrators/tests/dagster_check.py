@@ -2,11 +2,13 @@
 (JSONL files into SQLite). The `people` table's materialization carries the run's rows, rejects,
 positions and schema changes, and each of its quality rules is an asset check: `range:age` (dlq)
 fails with ERROR, `not_null:name` (warn) fails with WARN, `not_null:id` passes. The `strict`
-table's run exits 3: the step fails with conduitd's reason and no retry allowed. Run with the
+table's run exits 3: the step fails with conduitd's reason and is not retried under a retry
+policy, while a run that exits 5 (its health port held) is. Run with the
 dagster venv's python (scripts/orchestrator_venvs.sh dagster)."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from conduitd_orchestrators.dagster import conduitd_assets
 def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="conduitd-dagster-"))
     config = scenario.make(root)
-    assets = conduitd_assets(config, pipelines=["people", "strict"])
+    assets = conduitd_assets(config, pipelines=["people", "strict"], retry_policy=dg.RetryPolicy(max_retries=1))
     keys = sorted(k.to_user_string() for a in assets for k in a.keys)
     assert keys == ["conduitd/warehouse/people", "conduitd/warehouse/strict"], keys
     people_key = dg.AssetKey(["conduitd", "warehouse", "people"])
@@ -49,7 +51,21 @@ def main() -> None:
         assert error is not None and "conduitd exited 3" in error.message and "not_null:id" in error.message, error
         assert user is not None and user.metadata["exit_code"].value == 3, user
         assert scenario.rows(root, "SELECT count(*) FROM sqlite_master WHERE name = 'strict'") == [(0,)]
-    print(f"dagster: ok ({root})")
+        assert _retries(failed) == 0  # exit 3: the retry policy is not used
+
+        held = scenario.hold_port()
+        busy = scenario.make_busy(root, held.getsockname()[1])
+        unreachable = conduitd_assets(busy, pipelines=["unreachable"], retry_policy=dg.RetryPolicy(max_retries=1))
+        failed = dg.materialize(unreachable, instance=instance, raise_on_error=False)
+        assert not failed.success
+        assert _retries(failed) == 1  # exit 5: retried once, as the policy allows
+        held.close()
+    shutil.rmtree(root, ignore_errors=True)  # kept when a check fails, to look into
+    print("dagster: ok")
+
+
+def _retries(result: dg.ExecuteInProcessResult) -> int:
+    return sum(1 for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY)
 
 
 if __name__ == "__main__":

@@ -36,10 +36,12 @@ def table_asset_key(pipeline: PipelineConfig, key_prefix: Sequence[str] = ("cond
 def conduitd_assets(config: str | Path, *, pipelines: Sequence[str] | None = None,
                     manifest_path: str | Path | None = None, key_prefix: Sequence[str] = ("conduitd",),
                     group_name: str = "conduitd", command: Sequence[str] = DEFAULT_COMMAND,
-                    timeout: float | None = None) -> list[dg.AssetsDefinition]:
+                    timeout: float | None = None, retry_policy: dg.RetryPolicy | None = None
+                    ) -> list[dg.AssetsDefinition]:
     """The assets of the config's pipelines (all of them, or those named in `pipelines`). The
     config is read now (a config error raises conduitd's ConfigError) and run later, when an
-    asset is materialized; its `service.manifest_path` (or `manifest_path`) must be set."""
+    asset is materialized; its `service.manifest_path` (or `manifest_path`) must be set.
+    `retry_policy` applies to runs that exited 5 only: other failures do not allow retries."""
     loaded = load_config(config, environ=dict(os.environ))
     types = {d.name: str(getattr(d, "type", "")) for d in loaded.destinations}
     chosen = [p for p in loaded.resources if pipelines is None or p.name in pipelines]
@@ -47,12 +49,12 @@ def conduitd_assets(config: str | Path, *, pipelines: Sequence[str] | None = Non
     if unknown:
         raise ValueError(f"no pipeline {sorted(unknown)} in {config}")
     return [_asset(str(config), p, types.get(p.destination, ""), manifest_path, key_prefix, group_name,
-                   tuple(command), timeout) for p in chosen]
+                   tuple(command), timeout, retry_policy) for p in chosen]
 
 
 def _asset(config: str, pipeline: PipelineConfig, destination_type: str, manifest_path: str | Path | None,
-           key_prefix: Sequence[str], group_name: str, command: tuple[str, ...], timeout: float | None
-           ) -> dg.AssetsDefinition:
+           key_prefix: Sequence[str], group_name: str, command: tuple[str, ...], timeout: float | None,
+           retry_policy: dg.RetryPolicy | None) -> dg.AssetsDefinition:
     key = table_asset_key(pipeline, key_prefix)
     rules = {check_name(rule.rule): rule for rule in pipeline.quality_checks}
     specs = [dg.AssetCheckSpec(name, asset=key, description=f"quality rule {rule.rule} ({rule.check} on "
@@ -60,6 +62,7 @@ def _asset(config: str, pipeline: PipelineConfig, destination_type: str, manifes
              for name, rule in rules.items()]
 
     @dg.asset(key=key, check_specs=specs, group_name=group_name, kinds={"conduitd", destination_type} - {""},
+              retry_policy=retry_policy,
               description=f"Table {pipeline.table_name} of destination {pipeline.destination}, loaded by "
                           f"conduitd pipeline {pipeline.name} from source {pipeline.source}.",
               metadata={"pipeline": pipeline.name, "config": config})
