@@ -29,7 +29,10 @@ class RunRecord:
         return {"id": self.id, "pipeline": self.pipeline, "state": self.state, "exit_code": self.exit_code,
                 "error": self.error, "started": _iso(self.started), "ended": _iso(self.ended),
                 "rows_read": status.rows_read if status else 0, "rows_written": status.rows_written if status else 0,
-                "dlq_rows": status.dlq_rows if status else 0, "batches": status.batches if status else 0}
+                "dlq_rows": status.dlq_rows if status else 0, "batches": status.batches if status else 0,
+                "quality": status.quality if status else {}, "schema_changes": status.schema_changes if status else [],
+                "positions_before": status.positions_at_start if status else {},
+                "positions_after": status.positions if status else {}}
 
 
 def _iso(timestamp: float | None) -> str | None:

@@ -169,6 +169,9 @@ async def test_a_bounded_run_of_a_pipeline_the_daemon_does_not_run(tmp_path: Pat
         result = (await daemon.get("viewer-b", f"/runs/{run}")).json()
         assert result["state"] == "succeeded" and result["exit_code"] == 0, result
         assert result["rows_written"] == 30
+        assert result["positions_before"] == {} and len(result["positions_after"]) == 1
+        [position] = result["positions_after"].values()
+        assert position["offset"] == (tmp_path / "b" / "1.jsonl").stat().st_size
         assert (await daemon.get("viewer-a", f"/runs/{run}")).status_code == 404
         assert [r["id"] for r in (await daemon.get("viewer-b", "/pipelines/p_b/runs")).json()["runs"]] == [run]
     assert rows(db, "SELECT count(*), count(DISTINCT id) FROM p_b") == [(30, 30)]
