@@ -35,6 +35,8 @@ class Receiver:
     answers: list[int] = field(default_factory=list)
     """Statuses to answer first, in order (then `mode`)."""
     paths: list[str] = field(default_factory=list)
+    delay: float = 0.0
+    """Seconds to wait before answering (a slow receiver)."""
     release: asyncio.Event = field(default_factory=asyncio.Event)
     url: str = ""
 
@@ -42,6 +44,8 @@ class Receiver:
         body = await request.read()
         self.received.append((dict(request.headers), body))
         self.paths.append(request.path)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.answers:
             return web.Response(status=self.answers.pop(0), text="scripted")
         if self.mode == "hang":
@@ -126,7 +130,7 @@ async def test_a_postgres_outage_is_one_failure_alert_and_one_recovery_signed_an
                 write_rows(data / "b.jsonl", 10, 10)
                 await until(lambda: len(hook.received) >= 1, "the failure alert")
                 await asyncio.to_thread(server.start)
-                await until(lambda: daemon.runtime.pipelines[0].status.rows_written == 10, "the rest to commit")
+                await until(lambda: daemon.runtime.pipelines[0].status.rows_written == 20, "the rest to commit")
                 await until(lambda: len(hook.received) >= 2, "the recovery alert")
                 base = daemon.base
         events = [(d["event"], d["status"]) for d in hook.documents()]
@@ -245,3 +249,33 @@ def count(runtime: Runtime, sink: str, outcome: str) -> float:
     value = runtime.metrics.registry.get_sample_value("conduitd_alert_deliveries_total",
                                                        {"sink": sink, "outcome": outcome})
     return value or 0.0
+
+
+async def test_a_pipeline_that_stops_the_daemon_still_sends_its_failure_alert(tmp_path: Path) -> None:
+    """Without the control plane a failure ends the process: the alert task is cancelled with the
+    others, and still gets the failure alert out before it ends."""
+    data = tmp_path / "in"
+    data.mkdir()
+    async with receiver() as hook:
+        hook.delay = 1.0  # still answering when the process would end
+        alerts = alerts_config(hook.url, failed_after="0s")
+        alerts["sinks"][0]["timeout"] = "4s"
+        config = pipeline(tmp_path, data, alerts)
+        config["resources"][0]["quality_checks"] = [{"column": "id", "check": "range", "max": 5, "action": "fail"}]
+        write_rows(data / "a.jsonl", 0, 20)
+        path = tmp_path / "conduitd.yml"
+        path.write_text(yaml.safe_dump(config))
+        runtime = Runtime(load_config(path))
+        try:
+            code = await asyncio.wait_for(runtime.run(), 60)
+        except BaseExceptionGroup as group:
+            code = None
+            assert group.exceptions
+        finally:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+    assert code != 0
+    assert deliveries(runtime, "sent") == 1
+    (document,) = hook.documents()
+    assert (document["event"], document["status"], document["pipeline"]) == ("pipeline.failed", "firing", "users")
