@@ -4,11 +4,17 @@ rate limit; and the envelope's signature and Slack blocks."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
+import yaml
 
-from conduitd.alertsettings import AlertsConfig
+from conduitd.alertsettings import AlertsConfig, SlackSink, WebhookSink
+from conduitd.configfile import load_config
+from conduitd.core.redact import redact
+from conduitd.errors import ConfigError
 from conduitd.ops.alerts.envelope import SIGNATURE_HEADER, envelope, sign, slack_body, verify, webhook_body
 from conduitd.ops.alerts.pacing import TokenBucket
 from conduitd.ops.alerts.rules import Alert, Rules
@@ -173,3 +179,40 @@ def test_slack_gets_blocks_with_the_summary_and_a_button_to_the_page() -> None:
     (actions,) = [b for b in message["blocks"] if b["type"] == "actions"]
     assert actions["elements"][0]["url"] == "http://ui:1/pipelines/orders"
     assert "actions" not in [b["type"] for b in orjson.loads(slack_body(alert, None))["blocks"]]
+
+
+def test_statuses_alone_open_and_end_a_failure_when_the_state_events_were_dropped() -> None:
+    engine = rules(failed_after="30s")
+    assert kinds(engine.on_statuses([status(state="failed", last_error="boom")], 1.0)) == [
+        ("pipeline.failed", "firing")]
+    assert engine.on_statuses([status(state="failed")], 2.0) == []
+    assert kinds(engine.on_statuses([status(state="running")], 3.0)) == [("pipeline.failed", "resolved")]
+
+
+
+def test_alerts_settings_from_a_config_file_keep_urls_and_secrets_out_of_sight(tmp_path: Path) -> None:
+    config_path = tmp_path / "c.yaml"
+    base = {"sources": [{"name": "s", "type": "file", "path": str(tmp_path / "*.jsonl")}],
+            "destinations": [{"name": "d", "type": "sqlite", "path": str(tmp_path / "d.db")}],
+            "resources": [{"name": "orders", "source": "s", "destination": "d", "table": "t"}]}
+    config_path.write_text(yaml.safe_dump({**base, "alerts": {
+        "sinks": [{"type": "webhook", "url": "https://hooks.example/T0k3nPath", "secret": "${HOOK_SECRET}"},
+                  {"type": "slack", "url": "https://hooks.slack.com/services/AAA/BBB/ccc"}],
+        "dlq_rows_above": 10, "dlq_window": "5m", "stalled_after": None}}))
+    config = load_config(config_path, {"HOOK_SECRET": "s3cret-from-env"})
+    assert config.alerts is not None
+    webhook, slack = config.alerts.sinks
+    assert isinstance(webhook, WebhookSink) and isinstance(slack, SlackSink)
+    assert webhook.secret is not None and webhook.secret.get_secret_value() == "s3cret-from-env"
+    assert config.alerts.dlq_window == 300.0 and config.alerts.stalled_after is None
+    shown = f"{config.alerts!r} " + redact("posting to https://hooks.example/T0k3nPath with s3cret-from-env")
+    assert "T0k3nPath" not in shown and "s3cret-from-env" not in shown and "BBB/ccc" not in shown
+    for wrong, says in (({"sinks": [{"type": "pager", "url": "https://x"}]}, "does not match any of the expected"),
+                        ({"sinks": [{"type": "webhook", "url": "ftp://x.example"}]}, "http:// or https://"),
+                        ({"sinks": []}, "at least one sink"),
+                        ({"sinks": [{"type": "slack", "url": "https://x"}], "stall_after": "1m"}, "stalled_after")):
+        config_path.write_text(yaml.safe_dump({**base, "alerts": wrong}))
+        with pytest.raises(ConfigError, match=says):
+            load_config(config_path, {})
+    config_path.write_text(yaml.safe_dump(base))
+    assert load_config(config_path, {}).alerts is None

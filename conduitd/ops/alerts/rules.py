@@ -142,6 +142,13 @@ class Rules:
         return alerts
 
     def _retrying_too_long(self, status: PipelineStatus, seen: _Pipeline, now: float) -> list[Alert]:
+        """Also opens and ends `pipeline.failed` from the state itself, should the hub have dropped
+        the state event (it drops the oldest for a subscriber that falls behind)."""
+        if status.state == "failed":
+            return self._open(status.name, "pipeline.failed", now, f"pipeline {status.name} failed{self._why(seen)}")
+        if status.state == "running":
+            seen.retrying_since = None
+            return self._resolve(status.name, "pipeline.failed", now, f"pipeline {status.name} recovered")
         if status.state != "retrying":
             return []
         seen.retrying_since = now if seen.retrying_since is None else seen.retrying_since
