@@ -91,6 +91,9 @@ class AlertsConfig(StrictModel):
     """Alert when a batch is refused by the checkpoint compare-and-set (resolved by the next commit)."""
     schema_drift: bool = True
     """Alert while schema changes wait for a human (`manual` evolution, not applied)."""
+    dbt: bool = True
+    """Alert when a dbt run after commits (`after_commit.dbt`) does not succeed; its next success
+    resolves it (a skipped or cancelled run changes nothing)."""
     check_interval: PositiveDuration = 5.0
     """How often statuses (lag, stalls, schema drift, retrying) are looked at."""
     max_per_minute: int = Field(30, gt=0)

@@ -18,10 +18,12 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
+import yaml
 
 from conduitd.configfile import load_config
 from conduitd.runtime.supervisor import Runtime
 from tests.helpers.daemon import conduitd, start_daemon, stop_daemon, tail, write_config
+from tests.integration.test_alerts import alerts_config, receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -117,7 +119,14 @@ async def run_in_process(config: Path, *, once: bool, until: Any = None) -> tupl
 async def test_a_failing_model_is_reported_and_the_data_stays(tmp_path: Path, pg_dsn: str, pg_schema: str,
                                                               dbt_executable: str, dbt_env: dict[str, str]) -> None:
     config = setup(tmp_path, pg_dsn, pg_schema, dbt_executable, command="build --select tag:orders tag:broken")
-    code, runtime, events = await run_in_process(config, once=True)
+    async with receiver() as hook:
+        settings = yaml.safe_load(config.read_text())
+        settings["alerts"] = alerts_config(hook.url)
+        config.write_text(yaml.safe_dump(settings))
+        code, runtime, events = await run_in_process(config, once=True)
+    alerted = [d for d in hook.documents() if d["event"] == "dbt.failed"]
+    assert [(d["status"], d["severity"], d["pipeline"]) for d in alerted] == [("firing", "warning", "orders")]
+    assert "orders_broken" in alerted[0]["summary"] and "stays committed" in alerted[0]["summary"]
 
     assert code == 0  # fail_run_on_error is off: dbt's failure is reported, the run's outcome is the load's
     assert [r["n"] for r in await fetch(pg_dsn, f"SELECT count(*) AS n FROM {pg_schema}.orders")] == [6]

@@ -216,3 +216,17 @@ def test_alerts_settings_from_a_config_file_keep_urls_and_secrets_out_of_sight(t
             load_config(config_path, {})
     config_path.write_text(yaml.safe_dump(base))
     assert load_config(config_path, {}).alerts is None
+
+
+def test_a_failing_dbt_run_is_one_warning_until_dbt_succeeds_again() -> None:
+    engine = rules()
+    failed = {"kind": "dbt", "pipeline": "orders", "outcome": "failed", "exit_code": 1,
+              "failures": [{"node": "model.shop.orders_by_status", "status": "error", "message": "division by zero"}]}
+    [alert] = engine.on_event(failed, 10.0)
+    assert (alert.kind, alert.status, alert.severity) == ("dbt.failed", "firing", "warning")
+    assert "orders_by_status: division by zero" in alert.summary and "stays committed" in alert.summary
+    assert engine.on_event({**failed, "outcome": "timeout"}, 20.0) == []  # the same incident
+    assert engine.on_event({"kind": "dbt", "pipeline": "orders", "outcome": "skipped"}, 25.0) == []
+    [resolved] = engine.on_event({"kind": "dbt", "pipeline": "orders", "outcome": "success"}, 30.0)
+    assert (resolved.kind, resolved.status, resolved.dedup_key) == ("dbt.failed", "resolved", alert.dedup_key)
+    assert rules(dbt=False).on_event(failed, 10.0) == []

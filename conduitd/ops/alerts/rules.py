@@ -12,6 +12,7 @@ it is seen until it is over. Opening an incident yields one `firing` alert; endi
 | lag.threshold | lag (sum over partitions, `lag_unit`) above `lag_above` | lag at or below it |
 | checkpoint.conflict | a batch refused by the checkpoint compare-and-set | the next commit |
 | schema.drift_pending | a schema change waits for a human (not applied) | none waits (e.g. restarted after migrating) |
+| dbt.failed | a dbt run after commits ends `failed`, `error` or `timeout` | a dbt run succeeds |
 
 Nothing here reads a clock or does I/O: `now` (Unix seconds) is passed in.
 """
@@ -28,7 +29,8 @@ from conduitd.core.redact import redact
 from conduitd.ops.metrics import PipelineStatus
 
 SEVERITY = {"pipeline.failed": "critical", "pipeline.stalled": "critical", "dlq.threshold": "warning",
-            "lag.threshold": "warning", "checkpoint.conflict": "warning", "schema.drift_pending": "warning"}
+            "lag.threshold": "warning", "checkpoint.conflict": "warning", "schema.drift_pending": "warning",
+            "dbt.failed": "warning"}
 """Severity of a firing alert by kind; a resolved alert is `info`."""
 _QUIET_STATES = ("paused", "pausing", "stopped", "done", "failed")
 """States in which a pipeline is not expected to commit (no stall, no lag alert)."""
@@ -104,6 +106,8 @@ class Rules:
                 alerts += self._resolve(name, "pipeline.failed", now, f"pipeline {name} recovered")
         elif event.get("kind") == "batch":
             alerts += self._batch(name, seen, event, now)
+        elif event.get("kind") == "dbt" and self.settings.dbt:
+            alerts += self._dbt(name, event, now)
         return alerts
 
     def on_statuses(self, statuses: Iterable[PipelineStatus], now: float) -> list[Alert]:
@@ -140,6 +144,19 @@ class Rules:
             seen.dlq.append((now, rejected))
             alerts += self._dlq_window(name, seen, now)
         return alerts
+
+    def _dbt(self, name: str, event: Mapping[str, Any], now: float) -> list[Alert]:
+        """The data is committed either way: a failing dbt is a warning about what is built on it."""
+        outcome = event.get("outcome")
+        if outcome == "success":
+            return self._resolve(name, "dbt.failed", now, f"pipeline {name}: dbt succeeds again")
+        if outcome not in ("failed", "error", "timeout"):
+            return []  # skipped, cancelled: says nothing of the models
+        failures = [f"{f.get('node')}: {f.get('message')}" for f in event.get("failures") or [] if isinstance(f, dict)]
+        why = failures[0] if failures else (event.get("error") or f"exit code {event.get('exit_code')}")
+        return self._open(name, "dbt.failed", now, f"pipeline {name}: dbt {outcome} after commits (the data stays "
+                          f"committed): {why}", {"outcome": outcome, "exit_code": event.get("exit_code"),
+                                                  "results": event.get("results"), "failures": failures[:20]})
 
     def _retrying_too_long(self, status: PipelineStatus, seen: _Pipeline, now: float) -> list[Alert]:
         """Also opens and ends `pipeline.failed` from the state itself, should the hub have dropped

@@ -121,7 +121,7 @@ def _drain(runtime: AlertedRuntime, rules: Rules, delivery: Delivery, events: as
 
 
 def _one(runtime: AlertedRuntime, rules: Rules, delivery: Delivery, event: dict[str, Any]) -> None:
-    if event.get("kind") not in ("state", "batch"):
+    if event.get("kind") not in ("state", "batch", "dbt"):
         return
     status = next((s for s in _statuses(runtime) if s.name == event.get("pipeline")), None)
     for alert in rules.on_event(event, time.time(), status):
