@@ -48,7 +48,8 @@ _BUILTINS: dict[Kind, dict[str, str]] = {
                     "postgres": "conduitd.destinations.builtins:POSTGRES",
                     "mysql": "conduitd.destinations.mysql.connector:MYSQL",
                     "file": "conduitd.destinations.files.connector:FILE",
-                    "snowflake": "conduitd.destinations.snowflake.connector:SNOWFLAKE"},
+                    "snowflake": "conduitd.destinations.snowflake.connector:SNOWFLAKE",
+                    "duckdb": "conduitd.destinations.duckdb.connector:DUCKDB"},
     "dlq": {"table": "conduitd.dlq_sinks:TABLE", "file": "conduitd.dlq_sinks:FILE",
             "kafka": "conduitd.dlq_sinks:KAFKA"},
 }

@@ -1,0 +1,26 @@
+"""DuckDB, the embedded analytical destination (`type: duckdb, path:`), through the `duckdb`
+package (the `duckdb` extra), run off the event loop on one worker thread (`driver`).
+
+- Rows go in as Arrow: the batch's Arrow table is registered with the connection and loaded by
+  one `INSERT ... SELECT` (no per-row Python); `mode: upsert` adds `ON CONFLICT (key) DO UPDATE`.
+- Rows, DLQ rows, schema changes (DuckDB's DDL is transactional) and checkpoints commit in one
+  transaction; DuckDB's write-ahead log keeps a killed process from losing or half-writing a
+  committed batch.
+- DuckDB has no savepoints: a row it refuses (a NULL key, a value out of range) fails the
+  batch, which is not retried; rows conduitd itself rejects (rules, casts) go to the DLQ as
+  everywhere.
+- DuckDB locks the file for one process: while a pipeline writes it, other processes
+  (`conduitd checkpoints show`, a notebook) cannot open it, and the lease table for replicas
+  is not offered (one process is all a file can have).
+- The control plane's usage and audit tables are not kept here (`Capabilities.control`): their
+  shared layout has a column DuckDB reserves the name of.
+
+Importing this package imports no driver (`CAPABILITIES` is read when connectors are listed).
+"""
+
+from conduitd.destinations.base import Capabilities
+
+CAPABILITIES = Capabilities(transactional_ddl=True, savepoints=False, upsert=True, prepare_ahead=True,
+                            atomic_checkpoint=True, deletes=True, leases=False, control=False)
+
+__all__ = ["CAPABILITIES"]
