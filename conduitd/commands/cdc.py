@@ -1,5 +1,8 @@
-"""`conduitd cdc setup`: prepare PostgreSQL source tables for the exact change-capture mode (an
-`xid8` column stamped by the writing transaction; see `conduitd.sources.tables.xid_setup`).
+"""`conduitd cdc setup`: prepare PostgreSQL source tables for change capture. For a polling source
+the exact mode (an `xid8` column stamped by the writing transaction; see
+`conduitd.sources.tables.xid_setup`); for `mode: log` a publication of the table and a logical
+replication slot with the `pgoutput` plugin (`conduitd.sources.pglog.slot`; the server needs
+`wal_level=logical`, the account the REPLICATION attribute and ownership of the table).
 Prints the DDL for each selected pipeline; `--apply` runs it (the source's account then needs
 ALTER and CREATE rights on the table, which reading does not)."""
 
@@ -30,6 +33,9 @@ async def cdc_setup(config: Config, only: Sequence[str], *, apply: bool) -> int:
         raise ConfigError("no pipeline reads a PostgreSQL source_table: nothing to set up")
     for pipeline, source in targets:
         schema, table = relation(pipeline.source_table or "", source.db_schema)
+        if source.mode == "log":
+            await _log_setup(pipeline, source, schema, table, apply=apply)
+            continue
         conn = await connect(source)
         try:
             key = [r[0] for r in await conn.fetch(PRIMARY_KEY_SQL, f"{quote(schema)}.{quote(table)}")]
@@ -50,3 +56,35 @@ async def cdc_setup(config: Config, only: Sequence[str], *, apply: bool) -> int:
         finally:
             await conn.close()
     return 0
+
+
+async def _log_setup(pipeline: PipelineConfig, source: PostgresSourceConfig, schema: str, table: str, *,
+                     apply: bool) -> None:
+    """The publication and the slot of a log-mode pipeline, each created only if missing. The
+    slot is created last and outside any transaction (the server requires it): the snapshot the
+    source reads first starts after it, so nothing falls between the two."""
+    from conduitd.sources.pglog.slot import EXISTING_SQL, setup_statements, slot_name
+    from conduitd.sources.tables.postgres import connect
+
+    name = slot_name(pipeline.name)
+    conn = await connect(source)
+    try:
+        have_publication, have_slot, wal_level = await conn.fetchrow(EXISTING_SQL, name)
+        statements = setup_statements(schema, table, name, have_publication=have_publication, have_slot=have_slot)
+        print(f"-- pipeline {pipeline.name}: {schema}.{table} read from the log through slot {name}")
+        if wal_level != "logical":
+            print(f"-- the server has wal_level={wal_level}: set wal_level=logical and restart it first")
+        for statement in statements:
+            print(statement + ";")
+        if not statements:
+            print("-- the publication and the slot exist already")
+        if apply and statements:
+            if wal_level != "logical":
+                raise ConfigError(f"pipeline {pipeline.name!r}: the source server has wal_level={wal_level}; "
+                                  "log mode needs wal_level=logical (and a restart)")
+            await conn.execute("SET default_transaction_read_only = off")
+            for statement in statements:
+                await conn.execute(statement)
+            print(f"-- applied: drop the slot when the pipeline is gone: SELECT pg_drop_replication_slot('{name}')")
+    finally:
+        await conn.close()

@@ -49,6 +49,11 @@ def _postgres_source(config: PostgresSourceConfig, options: SourceOptions) -> So
 
     if options.pipeline is None:
         raise ConfigError(f"source {config.name!r}: a database source reads for one pipeline")
+    if config.mode == "log":
+        from conduitd.sources.pglog import LogSource
+
+        return LogSource(config, options.pipeline, once=options.once, max_rows=options.max_rows,
+                         deletes=options.tombstones, unreachable_after=options.unreachable_after)
     return postgres_source(config, options.pipeline, once=options.once, max_rows=options.max_rows,
                            unreachable_after=options.unreachable_after)
 

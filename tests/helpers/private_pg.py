@@ -33,6 +33,8 @@ def _as_postgres(*args: str) -> list[str]:
 class PrivatePostgres:
     directory: Path
     port: int
+    settings: tuple[str, ...] = ()
+    """Extra server settings (`wal_level=logical`), each passed as `-c`."""
 
     @property
     def dsn(self) -> str:
@@ -41,7 +43,8 @@ class PrivatePostgres:
     def start(self) -> None:
         subprocess.run(_as_postgres(_bin("pg_ctl"), "-D", str(self.directory / "data"), "-w", "-t", "30",
                                     "-l", str(self.directory / "log"),
-                                    "-o", f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1",
+                                    "-o", f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"
+                                    + "".join(f" -c {setting}" for setting in self.settings),
                                     "start"), check=True, capture_output=True)
 
     def stop(self) -> None:
@@ -53,13 +56,14 @@ class PrivatePostgres:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def create_private_postgres() -> PrivatePostgres:
+def create_private_postgres(*settings: str) -> PrivatePostgres:
+    """A new cluster, started; `settings` such as `wal_level=logical` go to the server."""
     directory = Path(tempfile.mkdtemp(prefix="conduitd-pg-"))
     os.chmod(directory, 0o755)
     if os.geteuid() == 0:
         shutil.chown(directory, "postgres", "postgres")
     subprocess.run(_as_postgres(_bin("initdb"), "-D", str(directory / "data"), "-U", "postgres", "--auth=trust",
                                 "-E", "UTF8", "--no-sync"), check=True, capture_output=True)
-    server = PrivatePostgres(directory, free_port())
+    server = PrivatePostgres(directory, free_port(), settings)
     server.start()
     return server

@@ -37,6 +37,10 @@ class PostgresSourceConfig(SourceConfig):
     """Kept out of the DSN: `{from: env, name: PGPASSWORD}`, `{from: file, path: ...}`, or text."""
     db_schema: Identifier = Field("public", alias="schema")
     """Schema of a `source_table` that names none."""
+    mode: Literal["poll", "log"] = "poll"
+    """`poll`: read the tables with a cursor; `log`: log-based change capture through a logical
+    replication slot (`conduitd.sources.pglog`; `conduitd cdc setup --apply` creates the slot and
+    the publication), with every insert, update and delete."""
     poll_interval: PositiveDuration = 1.0
     """Daemon mode: pause after a poll that found nothing new."""
     connect_timeout: PositiveDuration = 10.0

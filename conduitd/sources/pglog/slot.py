@@ -1,0 +1,61 @@
+"""A pipeline's replication slot and publication: their names, the DDL that creates them, and
+the SQL that reads, advances and measures the slot. Imports no driver.
+
+One slot and one publication per pipeline, both named `conduitd_<pipeline>` (lower case, other
+characters as `_`, at most 63 bytes). The slot uses the `pgoutput` plugin; the publication
+publishes inserts, updates and deletes of the pipeline's table (not TRUNCATE: a truncate carries
+no keys to delete).
+
+An abandoned slot keeps every WAL segment from its position on, until the source's disk fills:
+drop it with `SELECT pg_drop_replication_slot('conduitd_<pipeline>')` (and the publication with
+`DROP PUBLICATION conduitd_<pipeline>`) once the pipeline is gone."""
+
+from __future__ import annotations
+
+import re
+
+from conduitd.sources.tables.catalog import quote
+
+
+def slot_name(pipeline: str) -> str:
+    """The slot (and publication) of `pipeline`: slot names allow only [a-z0-9_]."""
+    return ("conduitd_" + re.sub(r"[^a-z0-9_]", "_", pipeline.lower()))[:63]
+
+
+def literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def setup_statements(schema: str, table: str, name: str, *, have_publication: bool,
+                     have_slot: bool) -> list[str]:
+    """What `conduitd cdc setup` runs for log mode, each statement alone (a slot cannot be created
+    in a transaction that has written). Idempotent through the two flags."""
+    statements = []
+    if not have_publication:
+        statements.append(f"CREATE PUBLICATION {quote(name)} FOR TABLE {quote(schema)}.{quote(table)} "
+                          "WITH (publish = 'insert, update, delete')")
+    if not have_slot:
+        statements.append(f"SELECT pg_create_logical_replication_slot({literal(name)}, 'pgoutput')")
+    return statements
+
+
+EXISTING_SQL = """
+SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1),
+       EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1),
+       current_setting('wal_level')"""
+
+PEEK_SQL = """
+SELECT data FROM pg_logical_slot_peek_binary_changes($1, $2::pg_lsn, $3,
+    'proto_version', '1', 'publication_names', $4)"""
+"""Changes from the slot's confirmed position on, in commit order, whole transactions: up to
+`$2` (an LSN, or null) and about `$3` messages (the last transaction is finished)."""
+
+ADVANCE_SQL = """
+SELECT pg_replication_slot_advance(slot_name, $2::pg_lsn)
+FROM pg_catalog.pg_replication_slots
+WHERE slot_name = $1 AND confirmed_flush_lsn < $2::pg_lsn"""
+"""Moves the slot on (never back: the server refuses that) after the rows up to `$2` committed."""
+
+LAG_SQL = """
+SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::float8, confirmed_flush_lsn::text
+FROM pg_catalog.pg_replication_slots WHERE slot_name = $1"""

@@ -1,0 +1,149 @@
+"""Decoded pgoutput messages grouped into the transactions of one table, and the snapshot filter
+that decides which of them the initial snapshot already holds. Pure.
+
+The hand-over from the snapshot to the log (the watermark technique, exact): the slot exists
+before the snapshot is read (`conduitd cdc setup` creates it), so every transaction that commits
+after the slot's start is in the log, and every one that committed before is in the snapshot.
+The snapshot is read in one REPEATABLE READ transaction; in it, `pg_current_snapshot()` says which
+transactions it sees (xid below xmax and not in the in-progress list), and
+`pg_current_wal_insert_lsn()`, read just after, bounds their commit records (a transaction's
+commit record is written before it becomes visible). A log transaction is applied exactly when
+the snapshot does not see it: when it ends after that bound, or its xid is not visible. So no
+change is missed (those not in the snapshot come from the log) and none is applied twice.
+
+A snapshot interrupted by a crash resumes after its last committed key in a new snapshot, keeping
+the first one's filter: rows before that key are exactly as in the first snapshot and get every
+later change; rows after it may already hold some of those changes, which the log then writes
+again: each change carries the whole row (or its key for a delete), so replaying it in commit
+order ends in the same rows (no duplicate in upsert mode)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from conduitd.sources.pglog import pgoutput as po
+from conduitd.sources.pglog.rows import Change
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotFilter:
+    xmin: int
+    xmax: int
+    running: frozenset[int]
+    until: int
+    """The WAL insert position read in the snapshot: every transaction it sees ended by here."""
+
+    @classmethod
+    def parse(cls, snapshot: str, until: str) -> SnapshotFilter:
+        """From `pg_current_snapshot()::text` (`xmin:xmax:xip,...`) and an LSN text."""
+        xmin, xmax, running = snapshot.split(":")
+        return cls(int(xmin), int(xmax), frozenset(int(x) for x in running.split(",") if x), po.parse_lsn(until))
+
+    @classmethod
+    def load(cls, data: dict[str, Any] | None) -> SnapshotFilter | None:
+        if not data:
+            return None
+        return cls(int(data["xmin"]), int(data["xmax"]), frozenset(data["xip"]), po.parse_lsn(data["until"]))
+
+    def dump(self) -> dict[str, Any]:
+        return {"xmin": self.xmin, "xmax": self.xmax, "xip": sorted(self.running), "until": po.lsn_text(self.until)}
+
+    def seen(self, xid: int, end_lsn: int) -> bool:
+        """Whether the snapshot holds the effects of the transaction `xid` (32 bits, as pgoutput
+        sends it) that ended at `end_lsn`."""
+        if end_lsn > self.until:
+            return False
+        # Back to 64 bits: the xid nearest xmax with these low 32 bits (xids compare modulo 2**32).
+        diff = (xid - self.xmax) & 0xFFFFFFFF
+        full = self.xmax + (diff - (1 << 32) if diff >= 1 << 31 else diff)
+        return full < self.xmax and full not in self.running
+
+
+@dataclass(slots=True)
+class Transaction:
+    xid: int
+    end_lsn: int
+    commit_time: int
+    messages: int = 0
+    """How many slot messages it spans (to size the next peek)."""
+    changes: list[Change] = field(default_factory=list)
+    truncated: bool = False
+
+
+TypeOf = Callable[[int, int], str]
+"""A column's SQL type name from its type oid and modifier (`format_type`)."""
+
+
+def _values(relation: po.Relation, values: po.Tuple, old: po.Tuple | None) -> tuple[dict[str, str | None], str]:
+    """Column values by name; an unchanged TOASTed value is taken from the old row when it was
+    sent (replica identity full), else the change cannot be written whole: (values, problem)."""
+    out: dict[str, str | None] = {}
+    for i, (column, value) in enumerate(zip(relation.columns, values, strict=False)):
+        if isinstance(value, po.Unchanged):
+            previous = old[i] if old is not None and i < len(old) else po.UNCHANGED
+            if isinstance(previous, po.Unchanged):
+                return out, (f"column {column.name!r} holds a large (TOASTed) value the update did not change, "
+                             "which PostgreSQL does not send: set REPLICA IDENTITY FULL on the table")
+            value = previous
+        out[column.name] = value
+    return out, ""
+
+
+def group(messages: Iterable[bytes], table: tuple[str, str], types: dict[str, str], type_of: TypeOf, *,
+          deletes: bool) -> list[Transaction]:
+    """The transactions in `messages` (whole ones, in commit order), with the changes of `table`
+    only. `types` gathers the SQL type of every column seen (the latest after an ALTER TABLE);
+    with `deletes` False, deletes are left out (append mode). A change that cannot be written
+    whole is kept as a Change whose `problem` says why."""
+    relations: dict[int, po.Relation] = {}
+    done: list[Transaction] = []
+    current: Transaction | None = None
+    for data in messages:
+        message = po.decode(data)
+        if isinstance(message, po.Begin):
+            current = Transaction(message.xid, message.final_lsn, message.commit_time)
+        if current is not None:
+            current.messages += 1
+        if isinstance(message, po.Commit):
+            if current is not None:
+                current.end_lsn = message.end_lsn
+                done.append(current)
+            current = None
+        elif isinstance(message, po.Relation):
+            relations[message.relid] = message
+            if (message.namespace, message.name) == table:
+                for column in message.columns:
+                    types[column.name] = type_of(column.type_oid, column.type_modifier)
+        elif isinstance(message, po.Truncate) and current is not None:
+            current.truncated = any((relations[r].namespace, relations[r].name) == table
+                                    for r in message.relids if r in relations)
+        elif isinstance(message, (po.Insert, po.Update, po.Delete)) and current is not None:
+            relation = relations.get(message.relid)
+            if relation is None or (relation.namespace, relation.name) != table:
+                continue
+            current.changes.extend(_changes(relation, message, deletes=deletes))
+    return done
+
+
+def _changes(relation: po.Relation, message: po.Insert | po.Update | po.Delete, *, deletes: bool) -> list[Change]:
+    if isinstance(message, po.Delete):
+        values, _ = _values(relation, message.old, None)
+        key = {c.name: values.get(c.name) for c in relation.columns if c.key} or values
+        return [Change(key, delete=True)] if deletes else []
+    old = message.old if isinstance(message, po.Update) else None
+    values, problem = _values(relation, message.new, old)
+    out = []
+    if isinstance(message, po.Update) and message.old is not None and deletes:
+        # The key changed: the row under the old key is gone.
+        before, _ = _values(relation, message.old, None)
+        key = {c.name: before.get(c.name) for c in relation.columns if c.key}
+        if key and key != {k: values.get(k) for k in key}:
+            out.append(Change(key, delete=True))
+    out.append(Change(values, problem=problem))
+    return out
+
