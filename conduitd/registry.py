@@ -49,6 +49,7 @@ _BUILTINS: dict[Kind, dict[str, str]] = {
                     "mysql": "conduitd.destinations.mysql.connector:MYSQL",
                     "file": "conduitd.destinations.files.connector:FILE",
                     "snowflake": "conduitd.destinations.snowflake.connector:SNOWFLAKE",
+                    "clickhouse": "conduitd.destinations.clickhouse.connector:CLICKHOUSE",
                     "duckdb": "conduitd.destinations.duckdb.connector:DUCKDB"},
     "dlq": {"table": "conduitd.dlq_sinks:TABLE", "file": "conduitd.dlq_sinks:FILE",
             "kafka": "conduitd.dlq_sinks:KAFKA"},

@@ -1,0 +1,89 @@
+"""The connector contract kit (`conduitd.testing.contract`) run against the ClickHouse destination:
+embedded (chdb) always; a server (clickhouse-connect) when CLICKHOUSE_URL names one
+(e.g. `http://default:@localhost:8123`), skipped otherwise."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+import pytest
+
+from conduitd.destinations.base import Destination
+from conduitd.destinations.clickhouse.destination import ClickHouseDestination
+from conduitd.destinations.clickhouse.dialect import META, quote
+from conduitd.destinations.clickhouse.settings import ClickHouseDestinationConfig
+from conduitd.testing.contract import DestinationContract, Refusal, SecretCase
+
+
+class _ClickHouseContract(DestinationContract):
+    """Rows are read through the open destination's own engine, as a reader would: FINAL on the
+    tables that replace rows, conduitd's columns left out."""
+
+    made: list[ClickHouseDestination]
+
+    def config(self) -> ClickHouseDestinationConfig:
+        raise NotImplementedError
+
+    def make_destination(self) -> Destination:
+        destination = ClickHouseDestination(self.config())
+        self.made = [*getattr(self, "made", []), destination]
+        return destination
+
+    async def read_rows(self, table: str) -> list[dict[str, Any]]:
+        reader = ClickHouseDestination(self.config())
+        await reader.open(read_only=True)
+        try:
+            books = reader.books
+            engine = await books.client.rows(f"SELECT engine FROM system.tables WHERE database = "
+                                             f"'{books.database}' AND name = '{table}'")
+            final = " FINAL" if "Replacing" in str(engine[0][0]) else ""
+            columns = [c for c in (await books.client.rows(
+                f"SELECT name FROM system.columns WHERE database = '{books.database}' AND table = '{table}' "
+                "ORDER BY position")) if c[0] not in META]
+            names = [str(c[0]) for c in columns]
+            rows = await books.client.rows(f"SELECT {', '.join(quote(n) for n in names)} "
+                                           f"FROM {books.table(table)}{final}")
+            return [dict(zip(names, r, strict=True)) for r in rows]
+        finally:
+            await reader.close()
+
+    async def refusal(self, destination: Destination) -> Refusal | None:
+        # ClickHouse enforces no unique key; a CHECK constraint is what it refuses a row by.
+        dialect = destination.dialect
+        assert isinstance(destination.dialect, type(dialect))
+        ddl = ("CREATE TABLE {} (`id` Int64, `name` Nullable(String), _conduitd_batch String, "
+               "_conduitd_version UInt64, _conduitd_deleted UInt8 DEFAULT 0, CONSTRAINT positive CHECK id >= 0) "
+               "ENGINE = MergeTree ORDER BY tuple()")
+        async with destination.transaction() as tx:
+            await tx.run_ddl(ddl.format(f"{quote(self.database())}.{quote('refusals')}"))
+        return Refusal("refusals", [{"id": 10, "name": "first"}],
+                       [{"id": 2, "name": "two"}, {"id": -1, "name": "negative"}, {"id": 3, "name": "three"}], 1)
+
+    def database(self) -> str:
+        return self.config().database
+
+
+class TestClickHouseEmbeddedContract(_ClickHouseContract):
+    def config(self) -> ClickHouseDestinationConfig:
+        pytest.importorskip("chdb")
+        return ClickHouseDestinationConfig(name="d", type="clickhouse", path=str(self.tmp_path / "chdb"),
+                                           database="contract")
+
+
+@pytest.mark.skipif(not os.environ.get("CLICKHOUSE_URL"), reason="no ClickHouse server: set CLICKHOUSE_URL")
+class TestClickHouseServerContract(_ClickHouseContract):
+    def config(self) -> ClickHouseDestinationConfig:
+        pytest.importorskip("clickhouse_connect")
+        if not hasattr(self, "_database"):
+            self._database = f"conduitd_test_{uuid.uuid4().hex[:12]}"
+        return ClickHouseDestinationConfig(name="d", type="clickhouse", url=os.environ["CLICKHOUSE_URL"],
+                                           database=self._database)
+
+    def secret_cases(self) -> list[SecretCase]:
+        secret = "s3cr3t-" + uuid.uuid4().hex
+        config = ClickHouseDestinationConfig(name="d", type="clickhouse", url=os.environ["CLICKHOUSE_URL"],
+                                             user=f"nobody_{uuid.uuid4().hex[:8]}", password=secret,
+                                             database="default")
+        return [SecretCase(lambda: ClickHouseDestination(config), secret)]
