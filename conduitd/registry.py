@@ -43,7 +43,7 @@ _BUILTINS: dict[Kind, dict[str, str]] = {
     "source": {"file": "conduitd.sources.builtins:FILE", "kafka": "conduitd.sources.builtins:KAFKA",
                "postgres": "conduitd.sources.builtins:POSTGRES",
                "mysql": "conduitd.sources.tables.mysql_connector:MYSQL",
-               "kinesis": "conduitd.sources.kinesis.connector:KINESIS"},
+               "kinesis": "conduitd.sources.kinesis.connector:KINESIS", "rest": "conduitd.sources.rest.connector:REST"},
     "destination": {"sqlite": "conduitd.destinations.builtins:SQLITE",
                     "postgres": "conduitd.destinations.builtins:POSTGRES",
                     "mysql": "conduitd.destinations.mysql.connector:MYSQL",

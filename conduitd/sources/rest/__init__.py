@@ -1,0 +1,1 @@
+"""The `type: rest` source: paginated JSON endpoints read over HTTP (httpx)."""
