@@ -32,6 +32,8 @@ class Template:
 TEMPLATES = (
     Template("file_to_sqlite", "file (csv, jsonl, parquet)", "sqlite",
              "Files into a SQLite database: no server needed", ()),
+    Template("file_to_duckdb", "file (csv, jsonl, parquet)", "duckdb",
+             "Files into a DuckDB database file for analysis: no server needed", (), ("duckdb",)),
     Template("file_to_postgres", "file (csv, jsonl, parquet)", "postgres",
              "Files into PostgreSQL, upserted by key, with quality rules", ("POSTGRES_DSN",), ("postgres",)),
     Template("file_to_mysql", "file (csv, jsonl, parquet)", "mysql",
