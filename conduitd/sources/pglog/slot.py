@@ -45,15 +45,15 @@ SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1),
        current_setting('wal_level')"""
 
 PEEK_SQL = """
-SELECT data FROM pg_logical_slot_peek_binary_changes($1, $2::pg_lsn, $3,
+SELECT data FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, $3,
     'proto_version', '1', 'publication_names', $4)"""
 """Changes from the slot's confirmed position on, in commit order, whole transactions: up to
 `$2` (an LSN, or null) and about `$3` messages (the last transaction is finished)."""
 
 ADVANCE_SQL = """
-SELECT pg_replication_slot_advance(slot_name, $2::pg_lsn)
+SELECT pg_replication_slot_advance(slot_name, $2::text::pg_lsn)
 FROM pg_catalog.pg_replication_slots
-WHERE slot_name = $1 AND confirmed_flush_lsn < $2::pg_lsn"""
+WHERE slot_name = $1 AND confirmed_flush_lsn < $2::text::pg_lsn"""
 """Moves the slot on (never back: the server refuses that) after the rows up to `$2` committed."""
 
 LAG_SQL = """
