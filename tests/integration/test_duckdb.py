@@ -26,7 +26,7 @@ from conduitd.config import PipelineConfig
 from conduitd.core.records import Chunk
 from conduitd.destinations.base import DlqFilter
 from conduitd.errors import CheckpointConflict
-from conduitd.runtime.commit import Committer
+from conduitd.runtime.commit import Committer, written_as
 from conduitd.testing.scenario import batch, chunk, malformed
 from tests.helpers.daemon import conduitd, start_conduitd, tail, write_config
 from tests.helpers.kafka import free_port
@@ -112,6 +112,33 @@ def test_dlq_rows_commit_and_roll_back_with_the_rows_and_the_checkpoint(tmp_path
                           for e in entries) == [("decode", "{oops"), ("in_list:status", {"id": 2, "status": "lost"})]
             assert all(e.partition == "p0" and isinstance(e.created_at, datetime) for e in entries)
         assert query(db, "SELECT id FROM orders ORDER BY id") == [(0,), (1,), (3,)]
+    asyncio.run(work())
+
+
+def test_a_full_refresh_swaps_the_staging_rows_in_with_a_widened_column_and_the_key(tmp_path: Path) -> None:
+    db = tmp_path / "r.duckdb"
+    pipeline = PipelineConfig(name="fr", source="s", destination="d", table="fr", mode="full_refresh",
+                              unique_key=("id",))
+
+    async def work() -> None:
+        async with opened(db) as destination:
+            await destination.setup(pipeline)
+            old = [{"id": 1, "v": 1}, {"id": 2, "v": 2}]
+            await Committer(destination, pipeline).commit(
+                await Committer(destination, pipeline).prepare(batch(chunk("p0", None, {"offset": 2}, old))))
+            staging = destination.refresh_table("fr")
+            await destination.begin_refresh(pipeline, staging)
+            assert await destination.load_checkpoints("fr") == {}
+            loading = Committer(destination, written_as(pipeline, staging))
+            new = [{"id": 2, "v": 2}, {"id": 3, "v": 2.5}, {"id": 3, "v": 3.5}]  # v widens; id 3 upserted
+            await loading.commit(await loading.prepare(batch(chunk("p0", None, {"offset": 3}, new))))
+            assert query(db, "SELECT id FROM fr ORDER BY id") == [(1,), (2,)]  # readers see the old rows
+            assert await destination.finish_refresh(pipeline, staging) == 2
+            assert await destination.table_columns(staging) is None
+            assert (await destination.table_columns("fr") or {})["v"].sql == "DECIMAL(38,9)"
+        assert query(db, "SELECT id, v::DOUBLE FROM fr ORDER BY id") == [(2, 2.0), (3, 3.5)]
+        assert query(db, "SELECT constraint_column_names FROM duckdb_constraints() WHERE table_name = 'fr' "
+                         "AND constraint_type = 'PRIMARY KEY'") == [(["id"],)]
     asyncio.run(work())
 
 
