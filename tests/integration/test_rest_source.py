@@ -7,6 +7,7 @@ test kit."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import signal
@@ -40,7 +41,8 @@ class Api:
 
     def __init__(self, records: list[dict[str, Any]], *, token: str | None = TOKEN) -> None:
         self.records = records
-        self.token = token
+        self.auth: tuple[str, str] | None = ("Authorization", f"Bearer {token}") if token else None
+        """The header (name, value) a request must carry, or None."""
         self.seen: list[dict[str, Any]] = []
         self.faults: Callable[[int], tuple[int, str | None] | None] = lambda n: None
         self.bad_page: int | None = None
@@ -86,7 +88,7 @@ class Api:
         note = {"n": self._count, "at": time.monotonic(), "style": style, "query": dict(q),
                 "headers": {k.lower(): v for k, v in request.headers.items()}}
         self.seen.append(note)
-        if self.token is not None and request.headers.get("Authorization") != f"Bearer {self.token}":
+        if self.auth is not None and request.headers.get(self.auth[0]) != self.auth[1]:
             note["status"] = 401
             return web.json_response({"error": "unauthorized"}, status=401)
         fault = self.faults(self._count)
@@ -230,9 +232,28 @@ def test_retries_honour_retry_after_and_give_up_with_an_error_that_holds_no_secr
     with pytest.raises(Exception) as failure:
         read(rest_config(api.url("page"), **STYLES["page"], max_retries=2))
     assert "HTTP 500" in str(failure.value) and TOKEN not in str(failure.value)
-    api.token = "another"
+    api.auth = ("Authorization", "Bearer another")
     with pytest.raises(ConfigError, match="HTTP 401") as refused:
         read(rest_config(api.url("page"), **STYLES["page"]))
+    assert TOKEN not in str(refused.value)
+
+
+@pytest.mark.parametrize("kind", ["basic", "api_key"])
+def test_basic_and_api_key_auth_from_the_credentials_provider(api: Api, kind: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REST_SECRET", TOKEN)
+    if kind == "basic":
+        auth = {"type": "basic", "username": "reader", "password": {"from": "env", "name": "REST_SECRET"}}
+        api.auth = ("Authorization", "Basic " + base64.b64encode(f"reader:{TOKEN}".encode()).decode())
+    else:
+        auth = {"type": "api_key", "header": "X-Api-Token", "value": {"from": "env", "name": "REST_SECRET"}}
+        api.auth = ("X-Api-Token", TOKEN)
+    config = rest_config(api.url("page"), **STYLES["page"], auth=auth)
+    assert TOKEN not in repr(config) and TOKEN not in str(config.model_dump())
+    assert ids(read(config)) == list(range(2_000))
+    api.auth = (api.auth[0], "something else")
+    with pytest.raises(ConfigError, match="HTTP 401") as refused:
+        read(config)
     assert TOKEN not in str(refused.value)
 
 
