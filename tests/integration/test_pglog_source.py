@@ -19,6 +19,9 @@ from typing import Any
 import asyncpg
 import pytest
 
+from conduitd.core.records import Chunk
+from conduitd.sources.base import Leases
+from conduitd.sources.pglog import LogSource
 from tests.helpers.daemon import conduitd, start_daemon, stop_daemon, tail, write_config
 from tests.helpers.private_pg import PrivatePostgres, create_private_postgres
 
@@ -184,5 +187,78 @@ async def test_changes_and_an_alter_table_survive_a_sigkill(tmp_path: Path, logi
         position = checkpoint(tmp_path, "load")
         assert position is not None and position["lsn"] is not None
         assert await slot_position(conn, "conduitd_load") == position["lsn"]  # advanced after the commit
+    finally:
+        await conn.close()
+
+
+class _Committed:
+    """The pipeline's side for a source run in this process: a committed position, no leases."""
+
+    def __init__(self, positions: dict[str, Any]) -> None:
+        self.leases: Leases | None = None
+        self.positions = positions
+
+    async def committed(self) -> dict[str, Any]:
+        return dict(self.positions)
+
+    async def revoke(self) -> None:
+        return None
+
+    async def table_keys(self, columns: Any, after: Any, limit: int) -> list[tuple[Any, ...]]:
+        return []
+
+
+async def test_a_transaction_larger_than_a_chunk_is_split_and_resumed_inside(
+        tmp_path: Path, logical_pg: PrivatePostgres) -> None:
+    """Chunks hold at most max_rows: a 25-row transaction comes as 10 + 10 + 5, the middle
+    position says how much of it was handed over, and a source resumed there reads only the rest.
+    The slot moves only on acknowledge, and lag() shows the WAL it holds back."""
+    from conduitd.configfile import load_config
+
+    conn = await asyncpg.connect(logical_pg.dsn)
+    try:
+        await conn.execute("CREATE TABLE split (id int PRIMARY KEY, v text)")
+        config_path = make_config(tmp_path, logical_pg.dsn, "split", "upsert", unique_key=["id"])
+        setup(config_path)
+        config = load_config(config_path)
+        source_config, pipeline = config.source("src"), config.resources[0]
+
+        async def read(position: dict[str, Any] | None) -> list[Chunk]:
+            source = LogSource(source_config, pipeline, once=True, max_rows=10, deletes=True,  # type: ignore[arg-type]
+                               unreachable_after=10)
+            try:
+                committed = {} if position is None else {"public.split": position}
+                return [c async for c in source.chunks(_Committed(committed), asyncio.Event())]
+            finally:
+                await source.close()
+
+        (snapshot,) = await read(None)  # the table is empty: one empty chunk that hands over to the log
+        assert snapshot.rows.num_rows == 0 and snapshot.end["phase"] == "log" and snapshot.end["lsn"] is None
+        await conn.execute("INSERT INTO split SELECT g, 'v' || g FROM generate_series(1, 25) g")
+        chunks = await read(snapshot.end)
+        assert [c.rows.num_rows for c in chunks] == [10, 10, 5]
+        assert [c.end.get("done") for c in chunks] == [10, 20, None]
+        assert chunks[0].end["lsn"] is None and chunks[2].end["lsn"] == chunks[0].end["txn"]
+        assert chunks[1].start == chunks[0].end and chunks[2].start == chunks[1].end
+        rest = await read(chunks[0].end)
+        assert [r for c in rest for r in c.rows.column("id").to_pylist()] == list(range(11, 26))
+
+        before = await slot_position(conn, "conduitd_split")
+        source = LogSource(source_config, pipeline, once=False, max_rows=100, deletes=True,  # type: ignore[arg-type]
+                           unreachable_after=10)
+        reading = source.chunks(_Committed({"public.split": snapshot.end}), asyncio.Event())
+        try:
+            chunk = await anext(reading)
+            assert chunk.rows.num_rows == 25
+            lag = source.lag()["public.split"]
+            assert lag["bytes"] > 0 and lag["seconds"] >= 0
+            assert await slot_position(conn, "conduitd_split") == before  # nothing acknowledged yet
+            await source.acknowledge({"public.split": chunk.end})
+            assert await slot_position(conn, "conduitd_split") == chunk.end["lsn"]
+            await source.acknowledge({"public.split": snapshot.end})  # an older position: no step back
+            assert await slot_position(conn, "conduitd_split") == chunk.end["lsn"]
+        finally:
+            await reading.aclose()  # type: ignore[attr-defined]
+            await source.close()
     finally:
         await conn.close()

@@ -14,7 +14,7 @@ import pytest
 from conduitd.sources.pglog import pgoutput as po
 from conduitd.sources.pglog.rows import Change, to_rows
 from conduitd.sources.pglog.slot import setup_statements, slot_name
-from conduitd.sources.pglog.transactions import SnapshotFilter, group
+from conduitd.sources.pglog.transactions import SnapshotFilter, Transaction, group
 
 CAPTURED = [
     b'B\x00\x00\x00\x00\x01S\xb7\xa8\x00\x03\x04|\xba\x0e\xe0\xc3\x00\x00\x02\xd6',
@@ -80,7 +80,8 @@ def test_lsn_text_round_trips() -> None:
     assert po.parse_lsn(po.lsn_text(0x153B7D8)) == 0x153B7D8
 
 
-def _group(*, deletes: bool = True, table: tuple[str, str] = ("public", "t")) -> tuple[list, dict[str, str]]:
+def _group(*, deletes: bool = True,
+           table: tuple[str, str] = ("public", "t")) -> tuple[list[Transaction], dict[str, str]]:
     types: dict[str, str] = {}
     return group(CAPTURED, table, types, lambda oid, mod: TYPES[oid, mod], deletes=deletes), types
 
