@@ -12,47 +12,44 @@ import pytest
 
 from conduitd.destinations.base import Destination
 from conduitd.destinations.clickhouse.destination import ClickHouseDestination
-from conduitd.destinations.clickhouse.dialect import META, quote
+from conduitd.destinations.clickhouse.dialect import META, literal, quote
 from conduitd.destinations.clickhouse.settings import ClickHouseDestinationConfig
 from conduitd.testing.contract import DestinationContract, Refusal, SecretCase
 
 
-class _ClickHouseContract(DestinationContract):
-    """Rows are read through the open destination's own engine, as a reader would: FINAL on the
-    tables that replace rows, conduitd's columns left out."""
+async def read_table(config: ClickHouseDestinationConfig, table: str) -> list[dict[str, Any]]:
+    """Every row of `table` as a reader sees it: FINAL on the tables that replace rows, conduitd's
+    columns left out; read through a destination of its own, opened read-only (no recovery)."""
+    reader = ClickHouseDestination(config)
+    await reader.open(read_only=True)
+    try:
+        books = reader.books
+        engine = await books.client.rows(f"SELECT engine FROM system.tables WHERE database = "
+                                         f"{literal(books.database)} AND name = {literal(table)}")
+        final = " FINAL" if "Replacing" in str(engine[0][0]) else ""
+        names = [str(c[0]) for c in await books.client.rows(
+            f"SELECT name FROM system.columns WHERE database = {literal(books.database)} AND table = {literal(table)} "
+            "ORDER BY position") if c[0] not in META]
+        rows = await books.client.rows(f"SELECT {', '.join(quote(n) for n in names)} FROM {books.table(table)}{final}")
+        return [dict(zip(names, r, strict=True)) for r in rows]
+    finally:
+        await reader.close()
 
-    made: list[ClickHouseDestination]
+
+class _ClickHouseContract(DestinationContract):
+    """Rows are read as a reader would (`read_table`)."""
 
     def config(self) -> ClickHouseDestinationConfig:
         raise NotImplementedError
 
     def make_destination(self) -> Destination:
-        destination = ClickHouseDestination(self.config())
-        self.made = [*getattr(self, "made", []), destination]
-        return destination
+        return ClickHouseDestination(self.config())
 
     async def read_rows(self, table: str) -> list[dict[str, Any]]:
-        reader = ClickHouseDestination(self.config())
-        await reader.open(read_only=True)
-        try:
-            books = reader.books
-            engine = await books.client.rows(f"SELECT engine FROM system.tables WHERE database = "
-                                             f"'{books.database}' AND name = '{table}'")
-            final = " FINAL" if "Replacing" in str(engine[0][0]) else ""
-            columns = [c for c in (await books.client.rows(
-                f"SELECT name FROM system.columns WHERE database = '{books.database}' AND table = '{table}' "
-                "ORDER BY position")) if c[0] not in META]
-            names = [str(c[0]) for c in columns]
-            rows = await books.client.rows(f"SELECT {', '.join(quote(n) for n in names)} "
-                                           f"FROM {books.table(table)}{final}")
-            return [dict(zip(names, r, strict=True)) for r in rows]
-        finally:
-            await reader.close()
+        return await read_table(self.config(), table)
 
     async def refusal(self, destination: Destination) -> Refusal | None:
         # ClickHouse enforces no unique key; a CHECK constraint is what it refuses a row by.
-        dialect = destination.dialect
-        assert isinstance(destination.dialect, type(dialect))
         ddl = ("CREATE TABLE {} (`id` Int64, `name` Nullable(String), _conduitd_batch String, "
                "_conduitd_version UInt64, _conduitd_deleted UInt8 DEFAULT 0, CONSTRAINT positive CHECK id >= 0) "
                "ENGINE = MergeTree ORDER BY tuple()")

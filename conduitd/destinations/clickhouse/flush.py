@@ -42,7 +42,8 @@ from conduitd.errors import TransientError
 
 STEPS = ("intent", "deletions", "rows", "dlq", "replays", "history", "checkpoints", "done")
 StepHook = Callable[[str], None]
-"""Called after each step (tests inject failures with it: `ClickHouseDestination.after_step`)."""
+"""Called after each step that wrote something (tests inject failures with it:
+`ClickHouseDestination.after_step`); `intent` and `done` always."""
 
 
 class Versions:
@@ -94,26 +95,26 @@ async def flush(books: Books, pending: Pending, versions: Versions, hook: StepHo
     try:
         for table, keys in pending.deletions:
             await books.client.insert(books.table(table), _tagged(keys, batch, version, 1))
-        step("deletions")
+            step("deletions")
         for table, rows in pending.rows:
             await books.client.insert(books.table(table), _tagged(rows, batch, version, 0))
-        step("rows")
+            step("rows")
         for table, owner, rejects in pending.rejects:
             await books.client.insert(books.table(table), _tagged(_dlq_rows(rejects, owner, versions, now), batch,
                                                                   version, 0))
-        step("dlq")
+            step("dlq")
         for table, ids in pending.replayed:
             await books.client.insert(books.table(table), _tagged(pa.table({"id": pa.array(ids, pa.uint64())}),
                                                                   batch, version, 1))
-        step("replays")
+            step("replays")
         if pending.history:
             await books.client.insert(books.table(HISTORY), _history(pending, versions, now, batch))
-        step("history")
+            step("history")
         if pending.checkpoints:
             reached = True  # from here on, whether it committed is known only by reading the checkpoints
             await books.client.insert(books.table(CHECKPOINTS), _checkpoints(pending, batch, version, now))
-        step("checkpoints")
-        if not pending.checkpoints:
+            step("checkpoints")
+        else:
             await books.log_batch(pipeline, batch, tables, "done", version + 1)
     except BaseException:
         await finish(_abort(books, pipeline, batch, tables, version, reached))
