@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from conduitd.sources.rest.client import retry_after
+from conduitd.sources.rest.client import parse_json, retry_after
 from conduitd.sources.rest.incremental import Sieve
 from conduitd.sources.rest.pages import (
     MISSING,
@@ -149,3 +149,12 @@ def test_retry_after_in_seconds_or_as_an_http_date() -> None:
     assert retry_after(None) is None and retry_after("soon") is None
     assert retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
     assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412490.0) == 0.0
+
+
+def test_integers_beyond_64_bits_are_read_and_decoded_exactly() -> None:
+    body = parse_json(b'[{"id": 1, "big": 123456789012345678901234567890}]')
+    assert body[0]["big"] == 123456789012345678901234567890
+    piece = decode([Read(body[0], {"skip": 1})], "p")
+    assert piece.rejects == () and str(piece.rows.column("big")[0]) == "123456789012345678901234567890"
+    with pytest.raises(ValueError):
+        parse_json(b"<html>busy</html>")

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
+import re
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -27,6 +29,7 @@ from conduitd.sources.rest.pages import PageRequest
 from conduitd.sources.rest.settings import BasicAuth, BearerAuth, HeaderAuth, RestSourceConfig
 
 log = logging.getLogger(__name__)
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 RETRIED = frozenset({429, 500, 502, 503, 504})
 
 
@@ -58,6 +61,15 @@ def retry_after(header: str | None, now: float | None = None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def parse_json(content: bytes) -> Any:
+    """A JSON body; ValueError when it is not JSON. A body with a run of 19 or more digits may hold
+    an integer beyond 64 bits, which orjson would turn into a float: the standard library reads
+    that one, integers exactly (fractions are doubles either way)."""
+    if _LONG_DIGITS.search(content) is None:
+        return orjson.loads(content)
+    return json.loads(content)
 
 
 class RestClient:
@@ -133,8 +145,8 @@ class RestClient:
             raise ConfigError(f"source {self.config.name!r}: GET {self.shown_url}: HTTP {status} "
                               f"{answer.reason_phrase}" + (" (check the credentials)" if status in (401, 403) else ""))
         try:
-            return orjson.loads(answer.content), None, None
-        except orjson.JSONDecodeError:
+            return parse_json(answer.content), None, None
+        except ValueError:
             return None, f"HTTP {status} with a body that is not JSON", None
 
 

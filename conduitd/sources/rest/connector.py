@@ -26,7 +26,8 @@ async def _check_rest(config: RestSourceConfig) -> str:
     try:
         request = first_request(config.pagination, config.params)
         page = await client.get(request, asyncio.Event())
-        assert page is not None
+        if page is None:  # only when stopped, and nothing stops this one
+            return f"GET {client.shown_url}: no answer"
         try:
             records = records_at(page.body, config.records_path)
         except ValueError as exc:

@@ -8,6 +8,7 @@ the piece they fall in.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +66,7 @@ def decode(reads: Sequence[Read], partition: str) -> Piece:
                                   f"({_json_kind(read.record)})", _payload(read.record)))
         else:
             objects.append(read)
-    lines = [orjson.dumps(r.record) for r in objects]
+    lines = [_line(r.record) for r in objects]
     nbytes = sum(len(line) + 1 for line in lines)
     if lines:
         ends = np.cumsum([len(line) + 1 for line in lines])
@@ -81,6 +82,13 @@ def decode(reads: Sequence[Read], partition: str) -> Piece:
     return Piece(rows, tuple(rejects), reads[-1].after, nbytes)
 
 
+def _line(record: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(record)
+    except TypeError:  # an integer beyond 64 bits: the standard library writes it exactly
+        return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def _json_kind(value: Any) -> str:
     if value is None:
         return "null"
@@ -89,6 +97,7 @@ def _json_kind(value: Any) -> str:
 
 def _payload(value: Any) -> str:
     try:
-        return orjson.dumps(value)[:_PAYLOAD_LIMIT].decode("utf-8", errors="replace")
+        text = orjson.dumps(value).decode()
     except TypeError:
-        return repr(value)[:_PAYLOAD_LIMIT]
+        text = json.dumps(value, ensure_ascii=False)
+    return text[:_PAYLOAD_LIMIT]
