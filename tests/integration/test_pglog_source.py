@@ -10,7 +10,9 @@ import asyncio
 import json
 import random
 import sqlite3
+import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -23,6 +25,7 @@ from conduitd.core.records import Chunk
 from conduitd.sources.base import Leases
 from conduitd.sources.pglog import LogSource
 from tests.helpers.daemon import conduitd, start_daemon, stop_daemon, tail, write_config
+from tests.helpers.kafka import free_port
 from tests.helpers.private_pg import PrivatePostgres, create_private_postgres
 
 pytestmark = pytest.mark.asyncio
@@ -37,9 +40,9 @@ def logical_pg() -> Iterator[PrivatePostgres]:
         server.remove()
 
 
-def make_config(tmp_path: Path, dsn: str, table: str, mode: str, **pipeline: Any) -> Path:
+def make_config(tmp_path: Path, dsn: str, table: str, mode: str, health_port: int = 0, **pipeline: Any) -> Path:
     return write_config(tmp_path / "conduitd.yaml", {
-        "service": {"health_port": 0, "log_format": "json"},
+        "service": {"health_port": health_port, "log_format": "json"},
         "sources": [{"name": "src", "type": "postgres", "mode": "log", "dsn": dsn, "poll_interval": "0.1s"}],
         "destinations": [{"name": "out", "type": "sqlite", "path": str(tmp_path / "out.db")}],
         "resources": [{"name": table, "source": "src", "destination": "out", "source_table": f"public.{table}",
@@ -148,12 +151,34 @@ def _normal(rows: list[tuple[Any, ...]]) -> list[tuple[int, str | None, str | No
     return sorted((int(r[0]), r[1], None if r[2] is None else f"{Decimal(str(r[2])):.2f}", r[3]) for r in rows)
 
 
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+async def _lag_shown(port: int, proc: subprocess.Popen[bytes], log: Path) -> dict[str, float]:
+    """The slot's lag as /status shows it, once /metrics has it too."""
+    deadline = time.monotonic() + 30
+    while True:
+        assert proc.poll() is None and time.monotonic() < deadline, tail(log)
+        try:
+            metrics = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/metrics")
+            status = json.loads(await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/status"))["pipelines"][0]
+            if 'conduitd_source_lag{partition="public.load",pipeline="load",unit="bytes"}' in metrics \
+                    and "public.load" in status["lag"]:
+                return dict(status["lag"]["public.load"])
+        except OSError:
+            pass  # not listening yet
+        await asyncio.sleep(0.1)
+
+
 async def test_changes_and_an_alter_table_survive_a_sigkill(tmp_path: Path, logical_pg: PrivatePostgres) -> None:
     conn = await asyncpg.connect(logical_pg.dsn)
     try:
         await conn.execute("CREATE TABLE load (id int PRIMARY KEY, name text, amount numeric(10,2))")
         await conn.execute("INSERT INTO load SELECT g, 'n' || g, g / 10.0 FROM generate_series(1, 1000) g")
-        config = make_config(tmp_path, logical_pg.dsn, "load", "upsert", unique_key=["id"],
+        port = free_port()
+        config = make_config(tmp_path, logical_pg.dsn, "load", "upsert", health_port=port, unique_key=["id"],
                              batch={"max_rows": 200, "max_wait": "0.1s"})
         setup(config)
         log = tmp_path / "daemon.log"
@@ -174,6 +199,8 @@ async def test_changes_and_an_alter_table_survive_a_sigkill(tmp_path: Path, logi
             proc.wait(timeout=30)
             proc = start_daemon(config, log)
             await asyncio.wait_for(writer, 120)
+            lag = await _lag_shown(port, proc, log)
+            assert set(lag) >= {"bytes", "seconds"}
         finally:
             stop_daemon(proc)
             if not writer.done():
