@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import subprocess
+import sys
 import time
 import urllib.request
 from collections import Counter
@@ -188,6 +190,27 @@ def test_the_file_to_duckdb_template_loads_files_into_duckdb(tmp_path: Path) -> 
     assert query(tmp_path / "w.duckdb", "SELECT id, item, amount::DECIMAL(5,2)::VARCHAR FROM orders ORDER BY id") \
         == [(1, "pen", "2.50"), (2, "ink", "7.25")]
     assert query(tmp_path / "w.duckdb", "SELECT count(*) FROM orders_dlq") == [(0,)]
+
+
+def test_a_file_another_process_holds_or_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    from conduitd.errors import ConfigError, DependencyUnreachable
+
+    async def open_fails(path: Path, expected: type[Exception]) -> str:
+        with pytest.raises(expected) as caught:
+            async with opened(path):
+                pass
+        return str(caught.value)
+
+    assert "does not exist" in asyncio.run(open_fails(tmp_path / "no" / "such" / "w.duckdb", ConfigError))
+    db = tmp_path / "held.duckdb"
+    with subprocess.Popen([sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+                           "print('held', flush=True); sys.stdin.read()", str(db)],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+            assert "another process may hold it" in asyncio.run(open_fails(db, DependencyUnreachable))
+        finally:
+            holder.kill()
 
 
 def _status(port: int) -> dict[str, Any] | None:
