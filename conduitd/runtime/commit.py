@@ -103,7 +103,7 @@ def refresh_problem(pipeline: PipelineConfig, destination: Destination, *, once:
                 "daemon mode")
     if not isinstance(destination, Refreshes):
         return (f"resources.{pipeline.name}.mode: destination {pipeline.destination!r} cannot replace a table's "
-                "contents atomically: `full_refresh` needs a PostgreSQL, MySQL/MariaDB or SQLite destination")
+                "contents atomically: `full_refresh` needs a PostgreSQL, MySQL/MariaDB, SQLite or DuckDB destination")
     return None
 
 
