@@ -289,3 +289,56 @@ async def test_a_transaction_larger_than_a_chunk_is_split_and_resumed_inside(
             await source.close()
     finally:
         await conn.close()
+
+
+def _apply(state: dict[int, str | None], chunks: list[Chunk]) -> None:
+    """What an upsert destination does with the chunks: the last change per key wins."""
+    for chunk in chunks:
+        deletes = chunk.deletes if chunk.deletes is not None else [False] * chunk.rows.num_rows
+        for row, delete in zip(chunk.rows.to_pylist(), deletes, strict=True):
+            if delete:
+                state.pop(row["id"], None)
+            else:
+                state[row["id"]] = row["v"]
+
+
+async def test_a_snapshot_resumed_after_a_crash_still_ends_equal_to_the_source(
+        tmp_path: Path, logical_pg: PrivatePostgres) -> None:
+    """The snapshot stops after its first chunk (a crash); rows change on both sides of the key it
+    reached; the resumed snapshot (a new one, from the next key) and the log (with the first
+    snapshot's filter) together give exactly the source's rows."""
+    from conduitd.configfile import load_config
+
+    conn = await asyncpg.connect(logical_pg.dsn)
+    try:
+        await conn.execute("CREATE TABLE resumed (id int PRIMARY KEY, v text)")
+        await conn.execute("INSERT INTO resumed SELECT g, 'v' || g FROM generate_series(1, 25) g")
+        config_path = make_config(tmp_path, logical_pg.dsn, "resumed", "upsert", unique_key=["id"])
+        setup(config_path)
+        config = load_config(config_path)
+
+        async def read(position: dict[str, Any] | None, *, first_only: bool = False) -> list[Chunk]:
+            source = LogSource(config.source("src"), config.resources[0], once=True,  # type: ignore[arg-type]
+                               max_rows=10, deletes=True, unreachable_after=10)
+            reading = source.chunks(_Committed({} if position is None else {"public.resumed": position}),
+                                    asyncio.Event())
+            try:
+                if first_only:
+                    return [await anext(reading)]
+                return [c async for c in reading]
+            finally:
+                await reading.aclose()  # type: ignore[attr-defined]
+                await source.close()
+
+        (first,) = await read(None, first_only=True)
+        assert first.end["phase"] == "snapshot" and first.end["after"] == ["10"]
+        await conn.execute("UPDATE resumed SET v = 'changed' WHERE id IN (5, 15)")
+        await conn.execute("DELETE FROM resumed WHERE id IN (3, 20)")
+        await conn.execute("INSERT INTO resumed VALUES (30, 'new'), (0, 'new too')")
+        rest = await read(first.end)
+        assert rest[0].start == first.end and rest[-1].end["phase"] == "log"
+        state: dict[int, str | None] = {}
+        _apply(state, [first, *rest])
+        assert state == {r["id"]: r["v"] for r in await conn.fetch("SELECT id, v FROM resumed")}
+    finally:
+        await conn.close()

@@ -21,13 +21,14 @@ async def table_shape(conn: asyncpg.Connection, name: str,
 
 
 def select_sql(name: str, types: dict[str, str], key: Sequence[str], after: Sequence[str] | None) -> str:
-    columns = ", ".join(f"{quote(c)}::text" for c in types)
-    order = ", ".join(quote(k) for k in key)
+    # The key is qualified: a bare name in ORDER BY means the output column, its text.
+    columns = ", ".join(f"s.{quote(c)}::text AS {quote(c)}" for c in types)
+    order = ", ".join(f"s.{quote(k)}" for k in key)
     where = ""
     if after is not None:
         bound = ", ".join(f"${i + 1}::text::{types[k]}" for i, k in enumerate(key))
         where = f" WHERE ({order}) > ({bound})"
-    return f"SELECT {columns} FROM {name}{where} ORDER BY {order}"
+    return f"SELECT {columns} FROM {name} AS s{where} ORDER BY {order}"
 
 
 async def read_snapshot(conn: asyncpg.Connection, name: str, unique_key: Sequence[str],
