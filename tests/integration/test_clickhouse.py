@@ -269,3 +269,5 @@ def test_the_config_takes_exactly_one_of_path_and_url() -> None:
             ClickHouseDestinationConfig.model_validate({"name": "d", "type": "clickhouse", **bad})
     server = ClickHouseDestinationConfig.model_validate({"name": "d", "type": "clickhouse", "url": "http://h:8123"})
     assert (server.database, server.user) == ("default", "default")
+    with_login = ClickHouseDestinationConfig(name="d", type="clickhouse", url="https://u:pa55@h:8443")
+    assert "pa55" not in with_login.where() and "h:8443" in with_login.where()

@@ -12,6 +12,7 @@ server's HTTP interface, clickhouse-connect) is given.
 from __future__ import annotations
 
 from typing import Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 
@@ -48,4 +49,6 @@ class ClickHouseDestinationConfig(DestinationConfig):
         """What logs and errors may show of the connection (no secret)."""
         if self.path is not None:
             return f"embedded at {self.path!r}, database {self.database!r}"
-        return f"{self.url!r}, database {self.database!r} as {self.user!r}"
+        shown = urlsplit(self.url or "")
+        host = shown._replace(netloc=shown.netloc.rpartition("@")[2]).geturl()  # never a password in the URL
+        return f"{host!r}, database {self.database!r} as {self.user!r}"
