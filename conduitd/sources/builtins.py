@@ -71,6 +71,10 @@ async def _check_postgres(config: PostgresSourceConfig) -> str:
 
 async def _inspect_postgres(config: PostgresSourceConfig, pipeline: PipelineConfig,
                             positions: dict[str, Position]) -> list[tuple[str, str, str]]:
+    if config.mode == "log":
+        from conduitd.sources.pglog.inspect import inspect as inspect_log
+
+        return await inspect_log(config, pipeline)
     from conduitd.sources.tables.postgres_inspect import inspect
 
     return await inspect(config, pipeline, positions)

@@ -92,7 +92,11 @@ async def test_the_snapshot_hands_over_to_the_log_without_gap_or_duplicate(
         await conn.execute("CREATE TABLE handover (id int PRIMARY KEY, label text)")
         await conn.execute("INSERT INTO handover SELECT g, 'before ' || g FROM generate_series(1, 300) g")
         config = make_config(tmp_path, logical_pg.dsn, "handover", "append", batch={"max_rows": 70})
+        unprepared = conduitd("validate", "-c", str(config), timeout=60)
+        assert unprepared.returncode == 2 and "no publication conduitd_handover" in unprepared.stdout
         setup(config)
+        prepared = conduitd("validate", "-c", str(config), timeout=60)
+        assert prepared.returncode == 0 and "conduitd_handover at " in prepared.stdout, prepared.stdout
         await conn.execute("INSERT INTO handover SELECT g, 'in both ' || g FROM generate_series(301, 500) g")
         await conn.execute("UPDATE handover SET label = 'changed' WHERE id = 7")  # one more version of id 7
         running = await asyncpg.connect(logical_pg.dsn)

@@ -39,6 +39,15 @@ def setup_statements(schema: str, table: str, name: str, *, have_publication: bo
     return statements
 
 
+def setup_missing(wal_level: str, have_publication: bool, have_slot: bool, name: str) -> str:
+    """What keeps log mode from reading (from `EXISTING_SQL`'s answers), or ''."""
+    if wal_level != "logical":
+        return f"the server has wal_level={wal_level}: set wal_level=logical and restart it"
+    missing = [what for what, there in ((f"publication {name}", have_publication),
+                                        (f"replication slot {name}", have_slot)) if not there]
+    return f"no {' and no '.join(missing)}: run `conduitd cdc setup --apply`" if missing else ""
+
+
 EXISTING_SQL = """
 SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1),
        EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1),

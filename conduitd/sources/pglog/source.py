@@ -32,7 +32,7 @@ from conduitd.errors import ConfigError, DependencyUnreachable
 from conduitd.sources.base import Checkpoints
 from conduitd.sources.pglog import pgoutput as po
 from conduitd.sources.pglog.rows import Change, to_rows
-from conduitd.sources.pglog.slot import ADVANCE_SQL, EXISTING_SQL, LAG_SQL, PEEK_SQL, slot_name
+from conduitd.sources.pglog.slot import ADVANCE_SQL, EXISTING_SQL, LAG_SQL, PEEK_SQL, setup_missing, slot_name
 from conduitd.sources.pglog.snapshot import read_snapshot
 from conduitd.sources.pglog.transactions import SnapshotFilter, Transaction, group
 from conduitd.sources.tables.catalog import quote, relation
@@ -91,11 +91,10 @@ class LogSource:
         conn = await connect(self.config)
         await conn.execute("SET default_transaction_read_only = off")  # advancing a slot writes
         publication, slot, wal_level = await conn.fetchrow(EXISTING_SQL, self.slot)
-        if wal_level != "logical" or not (publication and slot):
+        missing = setup_missing(wal_level, publication, slot, self.slot)
+        if missing:
             await conn.close()
-            raise ConfigError(f"pipeline {self.pipeline.name!r}: mode log needs wal_level=logical (it is "
-                              f"{wal_level}), the publication and the replication slot {self.slot!r}: run "
-                              "`conduitd cdc setup --apply`")
+            raise ConfigError(f"pipeline {self.pipeline.name!r}: mode log: {missing}")
         if self.once and self._upto is None:
             self._upto = await conn.fetchval("SELECT pg_current_wal_lsn()::text")
         self._conn = conn
