@@ -27,7 +27,7 @@ from conduitd.destinations.clickhouse.books import BATCHES
 from conduitd.destinations.clickhouse.destination import ClickHouseDestination
 from conduitd.destinations.clickhouse.flush import STEPS
 from conduitd.destinations.clickhouse.settings import ClickHouseDestinationConfig
-from conduitd.errors import ConduitError, TransientError
+from conduitd.errors import ConduitError, SchemaIncompatible, TransientError
 from conduitd.runtime.commit import Committer
 from conduitd.testing import scenario
 from tests.helpers.daemon import conduitd, write_config
@@ -261,6 +261,21 @@ def test_file_to_clickhouse_append_and_upsert_through_the_command(tmp_path: Path
         done = conduitd("run", "--once", "-c", str(path), env=env, timeout=180)
         assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         check()
+
+
+def test_driver_errors_leave_translated_by_their_code(tmp_path: Path) -> None:
+    async def work() -> None:
+        destination = ClickHouseDestination(config(tmp_path / "db"))
+        await destination.open()
+        try:
+            with pytest.raises(SchemaIncompatible, match="Code: 60"):  # UNKNOWN_TABLE
+                await destination.books.client.rows("SELECT * FROM crash.nowhere")
+            with pytest.raises(ConduitError) as syntax:
+                await destination.books.client.command("SELEKT 1")
+            assert type(syntax.value) is ConduitError and "Code: 62" in str(syntax.value)  # SYNTAX_ERROR
+        finally:
+            await destination.close()
+    asyncio.run(work())
 
 
 def test_the_config_takes_exactly_one_of_path_and_url() -> None:

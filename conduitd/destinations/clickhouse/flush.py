@@ -20,7 +20,18 @@ batch stays `open`, and `Books.recover` settles it before the pipeline's next ba
 pipeline loads its checkpoints on start: committed (its checkpoint is the stored one) -> done;
 otherwise its rows are deleted. So once recovery ran, a table holds each batch exactly once.
 What readers may see: a batch's rows from the `rows` step on, before its checkpoint; if the
-batch then fails they disappear again (at once, or at the pipeline's restart after a kill).
+batch then fails they disappear again (at once, or at the pipeline's restart after a kill). A
+reader that must never see them adds `_conduitd_batch NOT IN (SELECT batch FROM
+conduitd_batches FINAL WHERE state = 'open')` (this hides a committed batch too until its `done`
+is logged). Upsert tables are read with FINAL (before merges a key may have several versions,
+and deletions are rows flagged `_conduitd_deleted`, which FINAL leaves out).
+
+Assumed: one writer per pipeline (as with every destination without leases). Settling a batch
+left `open` deletes its rows, so a second process writing the same pipeline at the same moment
+could have its batch undone under it; the checkpoint check (`compare_and_set`) reads and then
+inserts, which detects a stale start but is no lock. A block larger than the server's
+`max_insert_block_size` (1,048,576 rows by default) is inserted as several parts: still undone
+by the batch's id, but readers may see part of it during the flush.
 """
 
 from __future__ import annotations
