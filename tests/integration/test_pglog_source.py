@@ -7,6 +7,7 @@ row, and the slot stands where the destination's checkpoint does."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import sqlite3
@@ -344,5 +345,49 @@ async def test_a_snapshot_resumed_after_a_crash_still_ends_equal_to_the_source(
         state: dict[int, str | None] = {}
         _apply(state, [first, *rest])
         assert state == {r["id"]: r["v"] for r in await conn.fetch("SELECT id, v FROM resumed")}
+    finally:
+        await conn.close()
+
+
+async def test_a_snapshot_whose_connection_is_lost_resumes_where_it_stood(
+        tmp_path: Path, logical_pg: PrivatePostgres) -> None:
+    """The server ends the snapshot's session after the first chunk: the source reconnects and
+    goes on from that chunk's end (the chunks still chain), and the rows end equal to the source."""
+    from conduitd.configfile import load_config
+
+    conn = await asyncpg.connect(logical_pg.dsn)
+    try:
+        await conn.execute("CREATE TABLE cut (id int PRIMARY KEY, v text)")
+        await conn.execute("INSERT INTO cut SELECT g, 'v' || g FROM generate_series(1, 25) g")
+        config_path = make_config(tmp_path, logical_pg.dsn, "cut", "upsert", unique_key=["id"])
+        setup(config_path)
+        config = load_config(config_path)
+        source = LogSource(config.source("src"), config.resources[0], once=True,  # type: ignore[arg-type]
+                           max_rows=10, deletes=True, unreachable_after=10)
+        reading = source.chunks(_Committed({}), asyncio.Event())
+        try:
+            chunks = [await anext(reading)]
+            ended = await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'conduitd source' AND state = 'idle in transaction'")
+            assert ended == 1  # the snapshot's session, held open between chunks
+            await conn.execute("UPDATE cut SET v = 'changed' WHERE id IN (5, 15)")
+            await conn.execute("DELETE FROM cut WHERE id = 20")
+            chunks += [c async for c in reading]
+        finally:
+            await reading.aclose()  # type: ignore[attr-defined]
+            await source.close()
+        assert chunks[-1].end["phase"] == "log"
+        # --once stopped where the WAL stood at its start: a second run reads the changes since.
+        again = LogSource(config.source("src"), config.resources[0], once=True,  # type: ignore[arg-type]
+                          max_rows=10, deletes=True, unreachable_after=10)
+        try:
+            chunks += [c async for c in again.chunks(_Committed({"public.cut": chunks[-1].end}), asyncio.Event())]
+        finally:
+            await again.close()
+        assert all(b.start == a.end for a, b in itertools.pairwise(chunks))
+        state: dict[int, str | None] = {}
+        _apply(state, chunks)
+        assert state == {r["id"]: r["v"] for r in await conn.fetch("SELECT id, v FROM cut")}
     finally:
         await conn.close()

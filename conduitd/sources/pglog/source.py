@@ -119,12 +119,24 @@ class LogSource:
     async def chunks(self, checkpoints: Checkpoints, stop: asyncio.Event) -> AsyncIterator[Chunk]:
         await self._retrying("opening the replication slot")
         position: dict[str, Any] | None = (await checkpoints.committed()).get(self.partition)
-        if position is None or position.get("phase") == "snapshot":
-            async for chunk in self._snapshot(position, stop):
-                yield chunk
-                position = chunk.end
-            if stop.is_set() or position is None or position.get("phase") == "snapshot":
-                return
+        failing_since: float | None = None
+        while position is None or position.get("phase") == "snapshot":
+            try:
+                async for chunk in self._snapshot(position, stop):
+                    yield chunk
+                    position, failing_since = chunk.end, None
+                if stop.is_set():
+                    return
+            except (*_LOST, DependencyUnreachable) as exc:
+                # Resume after the last chunk handed over, in a new snapshot (see `transactions`).
+                self._problem = f"reading the snapshot of {self.partition}: {exc}"
+                log.warning("pipeline %s: %s; resuming", self.pipeline.name, self._problem,
+                            extra={"pipeline": self.pipeline.name})
+                failing_since = failing_since or time.monotonic()
+                if self.once and time.monotonic() - failing_since > self.unreachable_after:
+                    raise DependencyUnreachable(self._problem) from None
+                await asyncio.sleep(0.5)
+        self._problem = None
         async for chunk in self._log(position, stop):
             yield chunk
 
@@ -153,7 +165,7 @@ class LogSource:
                 if stop.is_set():
                     return
         finally:
-            conn.terminate() if conn.is_in_transaction() else await conn.close()
+            conn.terminate()  # nothing to end cleanly: the snapshot only read
 
     async def _log(self, start: dict[str, Any], stop: asyncio.Event) -> AsyncIterator[Chunk]:
         begin = start
