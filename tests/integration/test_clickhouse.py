@@ -278,6 +278,20 @@ def test_driver_errors_leave_translated_by_their_code(tmp_path: Path) -> None:
     asyncio.run(work())
 
 
+def test_a_read_only_destination_where_nothing_was_committed_has_no_checkpoints(tmp_path: Path) -> None:
+    async def work() -> None:
+        destination = ClickHouseDestination(config(tmp_path / "db"))
+        await destination.open(read_only=True)  # `conduitd validate`: no table is created
+        try:
+            assert await destination.load_checkpoints("p") == {}
+            assert await destination.list_checkpoints() == []
+            assert await destination.table_columns("t") is None
+            assert await destination.read_dlq(scenario.scenario_pipeline("p"), DlqFilter()) == []
+        finally:
+            await destination.close()
+    asyncio.run(work())
+
+
 def test_the_config_takes_exactly_one_of_path_and_url() -> None:
     for bad in ({}, {"path": "x", "url": "http://localhost:8123"}):
         with pytest.raises(pydantic.ValidationError, match="exactly one of `path`"):

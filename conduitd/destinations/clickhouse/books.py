@@ -87,6 +87,8 @@ class Books:
         return (str(rows[0][0]), int(rows[0][1])) if rows else None
 
     async def list_checkpoints(self, pipeline: str | None = None) -> list[CheckpointRow]:
+        if not await self.table_exists(CHECKPOINTS):
+            return []  # opened read-only where nothing was ever committed
         where = f" WHERE pipeline = {literal(pipeline)}" if pipeline else ""
         rows = await self.client.rows(
             f"SELECT pipeline, `partition`, position, updated_at FROM {self.table(CHECKPOINTS)} FINAL{where} "
@@ -97,6 +99,8 @@ class Books:
         return {row.partition: row.position for row in await self.list_checkpoints(pipeline)}
 
     async def reset_checkpoints(self, pipeline: str, partition: str | None = None) -> int:
+        if not await self.table_exists(CHECKPOINTS):
+            return 0
         where = f"pipeline = {literal(pipeline)}"
         if partition is not None:
             where += f" AND `partition` = {literal(partition)}"
