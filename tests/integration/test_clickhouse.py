@@ -27,7 +27,7 @@ from conduitd.destinations.clickhouse.books import BATCHES
 from conduitd.destinations.clickhouse.destination import ClickHouseDestination
 from conduitd.destinations.clickhouse.flush import STEPS
 from conduitd.destinations.clickhouse.settings import ClickHouseDestinationConfig
-from conduitd.errors import ConduitError, SchemaIncompatible, TransientError
+from conduitd.errors import ConduitError, ConfigError, SchemaIncompatible, TransientError
 from conduitd.runtime.commit import Committer
 from conduitd.testing import scenario
 from tests.helpers.daemon import conduitd, write_config
@@ -220,6 +220,13 @@ def test_values_of_every_type_come_back_as_written_and_upserts_read_through_fina
             await destination.setup(append)
             committer = Committer(destination, append)
             await committer.commit(await committer.prepare(scenario.batch(scenario.chunk("p0", None, {"o": 2}, rows))))
+            # The table was created for appends: an upsert pipeline on it is refused, nothing written.
+            upsert = append.model_copy(update={"name": "typed_upsert", "mode": "upsert", "unique_key": ("id",)})
+            await destination.setup(upsert)
+            with pytest.raises(ConfigError, match="not a ReplacingMergeTree"):
+                await Committer(destination, upsert).commit(await Committer(destination, upsert).prepare(
+                    scenario.batch(scenario.chunk("p0", None, {"o": 1}, rows[:1]))))
+            assert await destination.load_checkpoints("typed_upsert") == {}
             got = sorted(await read_table(destination.config, "typed"), key=lambda r: r["id"])
             assert got[0]["name"] == rows[0]["name"] and got[0]["score"] == -2.5 and got[0]["ok"] is True
             assert got[0]["at"] == when and got[0]["day"] == date(2026, 3, 1)

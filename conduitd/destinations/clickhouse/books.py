@@ -77,6 +77,12 @@ class Books:
                                       f"AND name = {literal(name)}")
         return bool(rows)
 
+    async def replaces_rows(self, name: str) -> bool:
+        """Whether the table keeps one row per key (a ReplacingMergeTree, as conduitd creates for a key)."""
+        rows = await self.client.rows(f"SELECT engine FROM system.tables WHERE database = {literal(self.database)} "
+                                      f"AND name = {literal(name)}")
+        return bool(rows) and "ReplacingMergeTree" in str(rows[0][0])
+
     # -- checkpoints ---------------------------------------------------------------------------
 
     async def stored(self, pipeline: str, partition: str) -> tuple[str, int] | None:

@@ -21,6 +21,7 @@ from conduitd.core.schema import Column
 from conduitd.destinations.base import RowsPartlyRefused, RowsRefused
 from conduitd.destinations.clickhouse.books import Books
 from conduitd.destinations.clickhouse.dialect import META, column_from_catalog, literal, quote
+from conduitd.errors import ConfigError
 
 
 @dataclass
@@ -80,6 +81,7 @@ class ClickHouseTransaction:
     def __init__(self, books: Books) -> None:
         self.books = books
         self.pending = Pending()
+        self._keyed_tables: set[str] = set()
 
     def _seen(self, pipeline: str) -> None:
         self.pending.pipeline = self.pending.pipeline or pipeline
@@ -103,8 +105,18 @@ class ClickHouseTransaction:
     def savepoint(self) -> Any:
         return self._savepoint()
 
+    async def _keyed(self, table: str) -> None:
+        """Upserts and deletes need a table that replaces rows by key; refuse any other."""
+        if table not in self._keyed_tables:
+            if not await self.books.replaces_rows(table):
+                raise ConfigError(f"table {table!r} is not a ReplacingMergeTree keyed on the unique key (it was "
+                                  "created for appends, or outside conduitd): upserts and deletes need one")
+            self._keyed_tables.add(table)
+
     async def write_rows(self, table: str, rows: pa.Table, columns: Sequence[Column], key: Sequence[str],
                          payload: object | None = None) -> None:
+        if key:
+            await self._keyed(table)
         self.pending.rows.append((table, rows.select([c.name for c in columns])))
 
     async def screen_rows(self, table: str, rows: pa.Table, columns: Sequence[Column],
@@ -112,6 +124,7 @@ class ClickHouseTransaction:
         return []  # a refused value is known at the flush only: it fails the batch (no savepoints)
 
     async def delete_rows(self, table: str, keys: pa.Table) -> int:
+        await self._keyed(table)
         names = keys.column_names
         tuples = ", ".join("(" + ", ".join(_value(v) for v in row.values()) + ")" for row in keys.to_pylist())
         target = f"({', '.join(quote(n) for n in names)})"
