@@ -61,3 +61,20 @@ def configure(fmt: str, level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    quiet_url_loggers()
+
+
+URL_LOGGERS = ("httpx", "httpcore")
+"""Libraries that log every request's full URL at INFO: a webhook or Slack URL is itself a
+secret, and a REST source's URL may carry one."""
+
+
+def quiet_url_loggers() -> None:
+    """Keep the URL-logging libraries at WARNING or above, whatever the root level (the CLI
+    does this when it configures logging; the components that send HTTP requests do it too, for
+    processes that configure logging themselves)."""
+    for name in URL_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+

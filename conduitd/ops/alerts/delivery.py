@@ -23,6 +23,7 @@ from conduitd.core.redact import redact
 from conduitd.ops.alerts.envelope import sign, slack_body, webhook_body
 from conduitd.ops.alerts.pacing import TokenBucket
 from conduitd.ops.alerts.rules import Alert
+from conduitd.ops.logs import quiet_url_loggers
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class Delivery:
 
     async def run(self) -> None:
         """The workers, one per sink, until cancelled."""
+        quiet_url_loggers()
         async with httpx.AsyncClient(transport=self._transport, follow_redirects=False) as client, \
                 asyncio.TaskGroup() as tasks:
             for sink in self.settings.sinks:

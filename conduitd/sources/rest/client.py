@@ -25,6 +25,7 @@ import httpx
 import orjson
 
 from conduitd.errors import ConfigError, DependencyUnreachable
+from conduitd.ops.logs import quiet_url_loggers
 from conduitd.sources.rest.pages import PageRequest
 from conduitd.sources.rest.settings import BasicAuth, BearerAuth, HeaderAuth, RestSourceConfig
 
@@ -85,6 +86,7 @@ class RestClient:
         self.shown_url = config.url.split("?", 1)[0]
 
     def _open(self) -> httpx.AsyncClient:
+        quiet_url_loggers()
         if self._client is None:
             c = self.config
             basic = httpx.BasicAuth(c.auth.username, c.auth.password.get_secret_value()) \
