@@ -103,7 +103,7 @@ def test_plugin_config_gets_unknown_keys_did_you_mean_and_lines(tmp_path: Path, 
     destination = config.destination("out")
     assert isinstance(destination, FakeConfig) and destination.directory == "out"
     assert make_destination(destination) == ("built", destination)  # type: ignore[comparison-overlap]
-    known = "installed destination types: sqlite, postgres, mysql, file, snowflake, broken, fake"
+    known = "installed destination types: sqlite, postgres, mysql, file, snowflake, clickhouse, duckdb, broken, fake"
     assert known in error_of(write(tmp_path, "nope", ""))
 
 
