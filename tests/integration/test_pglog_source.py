@@ -391,3 +391,42 @@ async def test_a_snapshot_whose_connection_is_lost_resumes_where_it_stood(
         assert state == {r["id"]: r["v"] for r in await conn.fetch("SELECT id, v FROM cut")}
     finally:
         await conn.close()
+
+
+async def test_an_idle_slot_moves_past_other_tables_writes(tmp_path: Path, logical_pg: PrivatePostgres) -> None:
+    """Writes to tables outside the publication send nothing to the slot; a daemon-mode source
+    that finds nothing to read still advances the slot, or its WAL would pile up."""
+    from conduitd.configfile import load_config
+
+    conn = await asyncpg.connect(logical_pg.dsn)
+    try:
+        await conn.execute("CREATE TABLE quiet (id int PRIMARY KEY); CREATE TABLE busy (id int PRIMARY KEY)")
+        config_path = make_config(tmp_path, logical_pg.dsn, "quiet", "upsert", unique_key=["id"])
+        setup(config_path)
+        config = load_config(config_path)
+        source = LogSource(config.source("src"), config.resources[0], once=False,  # type: ignore[arg-type]
+                           max_rows=10, deletes=True, unreachable_after=10)
+        start = {"phase": "log", "lsn": None, "filter": None}
+        await conn.execute("INSERT INTO busy SELECT generate_series(1, 1000)")
+        written = await conn.fetchval("SELECT pg_current_wal_lsn()")
+        stop = asyncio.Event()
+
+        async def advanced() -> None:
+            deadline = time.monotonic() + 20
+            try:
+                while await conn.fetchval("SELECT confirmed_flush_lsn FROM pg_replication_slots "
+                                          "WHERE slot_name = 'conduitd_quiet'") < written:
+                    assert time.monotonic() < deadline, "the slot did not move"
+                    await asyncio.sleep(0.05)
+            finally:
+                stop.set()  # the source returns at its next wait
+
+        watcher = asyncio.create_task(advanced())
+        try:
+            assert [c async for c in source.chunks(_Committed({"public.quiet": start}), stop)] == []
+            await watcher
+        finally:
+            watcher.cancel()
+            await source.close()
+    finally:
+        await conn.close()

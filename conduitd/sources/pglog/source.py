@@ -224,7 +224,13 @@ class LogSource:
             conn = await self._retrying("reading the replication slot")
             try:
                 async with self._lock:
+                    flushed = await conn.fetchval("SELECT pg_current_wal_lsn()::text")
                     records = await conn.fetch(PEEK_SQL, self.slot, self._upto, want, self.slot)
+                    if not records and not self.once:
+                        # Nothing of this table up to `flushed` (the peek decoded at least that far),
+                        # and nothing handed over unacknowledged: let the server recycle that WAL
+                        # (PostgreSQL 15+ sends nothing for other tables' transactions).
+                        await conn.execute(ADVANCE_SQL, self.slot, flushed)
                     await self._note_lag(conn, records)
                     await self._load_types(conn, records)
             except _LOST as exc:
