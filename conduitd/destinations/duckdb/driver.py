@@ -4,9 +4,7 @@ the one place all DuckDB work passes."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -15,6 +13,7 @@ import duckdb
 from conduitd.destinations.duckdb.dialect import quote
 from conduitd.destinations.duckdb.errors import translate
 from conduitd.destinations.sql import BookkeepingTypes
+from conduitd.destinations.sql.one_thread import OneThread
 
 T = TypeVar("T")
 IDS = "conduitd_ids"
@@ -33,46 +32,20 @@ def _changed(cursor: duckdb.DuckDBPyConnection) -> int:
     return int(rows[0][0]) if rows and len(rows[0]) == 1 and isinstance(rows[0][0], int) else 0
 
 
-class DuckdbDriver:
+class DuckdbDriver(OneThread[duckdb.DuckDBPyConnection]):
     """See the module docstring. `start` before use, `stop` after (harmless twice)."""
 
     types = TYPES
+    store = "DuckDB"
 
     def __init__(self, path: str) -> None:
+        super().__init__()
         self.path = path
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: duckdb.DuckDBPyConnection | None = None
-
-    def start(self) -> None:
-        if self._executor is not None:
-            raise RuntimeError("the DuckDB destination is already open")
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conduitd-duckdb")
-
-    async def stop(self) -> None:
-        if self._executor is None:
-            return
-        if self._conn is not None:
-            await self.call(self._conn.close)
-            self._conn = None
-        self._executor.shutdown(wait=True)
-        self._executor = None
-
-    @property
-    def conn(self) -> duckdb.DuckDBPyConnection:
-        if self._conn is None:
-            raise RuntimeError("the DuckDB destination is not open")
-        return self._conn
-
-    @conn.setter
-    def conn(self, conn: duckdb.DuckDBPyConnection) -> None:
-        self._conn = conn
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn` on the connection's thread; duckdb errors leave translated."""
-        if self._executor is None:
-            raise RuntimeError("the DuckDB destination is not open")
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+            return await self._on_thread(fn, *args)
         except duckdb.Error as exc:
             raise translate(exc, self.path) from None
 

@@ -4,15 +4,14 @@ all SQLite work passes (see `errors`), except refused values, which the writer i
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from conduitd.destinations.base import RowsRefused
 from conduitd.destinations.sql import BookkeepingTypes
+from conduitd.destinations.sql.one_thread import OneThread
 from conduitd.destinations.sqlite.dialect import quote
 from conduitd.destinations.sqlite.errors import translate
 
@@ -25,46 +24,20 @@ TYPES = BookkeepingTypes(
     seconds_now="((julianday('now') - 2440587.5) * 86400.0)")
 
 
-class SqliteDriver:
+class SqliteDriver(OneThread[sqlite3.Connection]):
     """See the module docstring. `start` before use, `stop` after (harmless twice)."""
 
     types = TYPES
+    store = "SQLite"
 
     def __init__(self, path: str) -> None:
+        super().__init__()
         self.path = path
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
-
-    def start(self) -> None:
-        if self._executor is not None:
-            raise RuntimeError("the SQLite destination is already open")
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conduitd-sqlite")
-
-    async def stop(self) -> None:
-        if self._executor is None:
-            return
-        if self._conn is not None:
-            await self.call(self._conn.close)
-            self._conn = None
-        self._executor.shutdown(wait=True)
-        self._executor = None
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise RuntimeError("the SQLite destination is not open")
-        return self._conn
-
-    @conn.setter
-    def conn(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn` on the connection's thread."""
-        if self._executor is None:
-            raise RuntimeError("the SQLite destination is not open")
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+            return await self._on_thread(fn, *args)
         except (sqlite3.IntegrityError, sqlite3.DataError) as exc:
             # Refused values (a constraint, a trigger's RAISE): where rows are written, the
             # writer isolates them; at any other step the commit fails the batch.
