@@ -430,3 +430,93 @@ async def test_an_idle_slot_moves_past_other_tables_writes(tmp_path: Path, logic
             await source.close()
     finally:
         await conn.close()
+
+
+def two_pipelines_config(tmp_path: Path, dsn: str, table: str, op_column: str) -> Path:
+    """One source table read by an append pipeline (`<table>_hist`) and an upsert one (`<table>_state`)."""
+    return write_config(tmp_path / "conduitd.yaml", {
+        "service": {"log_format": "json"},
+        "sources": [{"name": "src", "type": "postgres", "mode": "log", "dsn": dsn, "op_column": op_column}],
+        "destinations": [{"name": "out", "type": "sqlite", "path": str(tmp_path / "out.db")}],
+        "resources": [
+            {"name": f"{table}_hist", "source": "src", "destination": "out", "source_table": f"public.{table}",
+             "mode": "append", "table": f"{table}_hist"},
+            {"name": f"{table}_state", "source": "src", "destination": "out", "source_table": f"public.{table}",
+             "mode": "upsert", "unique_key": ["id"], "table": f"{table}_state"}],
+    })
+
+
+async def test_op_column_gives_the_history_in_append_and_the_state_in_upsert(
+        tmp_path: Path, logical_pg: PrivatePostgres) -> None:
+    """`op_column: _op`: append mode keeps every change in commit order (snapshot rows, inserts,
+    updates, a key change as a delete of the old key then the new row, deletes with their key);
+    upsert mode ends with the source's rows, each saying what last wrote it. A table column of
+    that name, or the setting on a polling source, is refused with a clear message."""
+    conn = await asyncpg.connect(logical_pg.dsn)
+    try:
+        await conn.execute("CREATE TABLE ops (id int PRIMARY KEY, v text)")
+        await conn.execute("INSERT INTO ops VALUES (1, 'a'), (2, 'b')")
+        config = two_pipelines_config(tmp_path, logical_pg.dsn, "ops", "_op")
+        setup(config)
+        run_once(config)
+        await conn.execute("INSERT INTO ops VALUES (3, 'c')")
+        async with conn.transaction():
+            await conn.execute("UPDATE ops SET v = 'a2' WHERE id = 1")
+            await conn.execute("UPDATE ops SET id = 20 WHERE id = 2")
+        await conn.execute("DELETE FROM ops WHERE id = 3")
+        run_once(config)
+        assert destination(tmp_path, "SELECT id, v, _op FROM ops_hist ORDER BY rowid") == [
+            (1, "a", "snapshot"), (2, "b", "snapshot"), (3, "c", "insert"), (1, "a2", "update"),
+            (2, None, "delete"), (20, "b", "update"), (3, None, "delete")]
+        assert destination(tmp_path, "SELECT id, v, _op FROM ops_state ORDER BY id") == [
+            (1, "a2", "update"), (20, "b", "update")]
+
+        clash = two_pipelines_config(tmp_path, logical_pg.dsn, "ops", "v")
+        done = conduitd("run", "-c", str(clash), "--once", timeout=120)
+        assert done.returncode == 2 and "op_column 'v' is a column of public.ops too" in done.stdout + done.stderr, \
+            done.stdout[-2000:] + done.stderr[-2000:]
+        polling = write_config(tmp_path / "poll.yaml", {
+            "sources": [{"name": "src", "type": "postgres", "dsn": logical_pg.dsn, "op_column": "_op"}],
+            "destinations": [{"name": "out", "type": "sqlite", "path": str(tmp_path / "out.db")}],
+            "resources": [{"name": "p", "source": "src", "destination": "out", "source_table": "public.ops"}]})
+        refused = conduitd("validate", "-c", str(polling), timeout=60)
+        assert refused.returncode == 2 and "op_column" in refused.stdout + refused.stderr \
+            and "needs mode 'log'" in refused.stdout + refused.stderr, refused.stdout + refused.stderr
+    finally:
+        await conn.close()
+
+
+async def test_a_truncate_stops_the_pipeline_until_the_table_is_read_again(
+        tmp_path: Path, logical_pg: PrivatePostgres) -> None:
+    """A publication that does not send TRUNCATE is refused; a TRUNCATE stops the pipeline (exit 1)
+    after the changes before it are written, saying what to do; emptying the destination and
+    resetting the checkpoint reads the table again, and it ends equal to the source."""
+    conn = await asyncpg.connect(logical_pg.dsn)
+    try:
+        await conn.execute("CREATE TABLE trunc (id int PRIMARY KEY, v text)")
+        await conn.execute("INSERT INTO trunc SELECT g, 'v' || g FROM generate_series(1, 10) g")
+        config = make_config(tmp_path, logical_pg.dsn, "trunc", "upsert", unique_key=["id"])
+        setup(config)
+        await conn.execute("ALTER PUBLICATION conduitd_trunc SET (publish = 'insert, update, delete')")
+        old = conduitd("run", "-c", str(config), "--once", timeout=120)
+        assert old.returncode == 2 and "does not publish TRUNCATE" in old.stdout + old.stderr, old.stdout + old.stderr
+        await conn.execute("ALTER PUBLICATION conduitd_trunc SET (publish = 'insert, update, delete, truncate')")
+        run_once(config)
+        await conn.execute("INSERT INTO trunc SELECT g, 'v' || g FROM generate_series(11, 20) g")
+        await conn.execute("TRUNCATE trunc")
+        await conn.execute("INSERT INTO trunc SELECT g, 'w' || g FROM generate_series(100, 105) g")
+        for _ in range(2):  # stopped again at the same place: nothing after the TRUNCATE is written
+            stopped = conduitd("run", "-c", str(config), "--once", timeout=120)
+            said = stopped.stdout + stopped.stderr
+            assert stopped.returncode == 1 and "public.trunc was truncated at the source" in said \
+                and "conduitd checkpoints reset -p trunc" in said, said[-3000:]
+            assert [r[0] for r in destination(tmp_path, "SELECT id FROM trunc ORDER BY id")] == list(range(1, 21))
+        with sqlite3.connect(tmp_path / "out.db") as db:
+            db.execute("DELETE FROM trunc")
+        reset = conduitd("checkpoints", "reset", "-c", str(config), "-p", "trunc", timeout=60)
+        assert reset.returncode == 0, reset.stdout + reset.stderr
+        run_once(config)
+        assert destination(tmp_path, "SELECT id, v FROM trunc ORDER BY id") == \
+            [(r["id"], r["v"]) for r in await conn.fetch("SELECT id, v FROM trunc ORDER BY id")]
+    finally:
+        await conn.close()

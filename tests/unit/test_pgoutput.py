@@ -162,6 +162,7 @@ def test_slot_names_and_setup_statements() -> None:
     assert len(slot_name("x" * 100)) == 63
     statements = setup_statements("sales", 'od"d', "conduitd_o", have_publication=False, have_slot=False)
     assert statements == [
-        'CREATE PUBLICATION "conduitd_o" FOR TABLE "sales"."od""d" WITH (publish = \'insert, update, delete\')',
+        'CREATE PUBLICATION "conduitd_o" FOR TABLE "sales"."od""d" '
+        "WITH (publish = 'insert, update, delete, truncate')",
         "SELECT pg_create_logical_replication_slot('conduitd_o', 'pgoutput')"]
     assert setup_statements("s", "t", "n", have_publication=True, have_slot=True) == []

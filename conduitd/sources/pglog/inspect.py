@@ -4,7 +4,7 @@ and how much WAL the slot holds back (an abandoned slot fills the source's disk)
 from __future__ import annotations
 
 from conduitd.config import PipelineConfig
-from conduitd.sources.pglog.slot import EXISTING_SQL, LAG_SQL, setup_missing, slot_name
+from conduitd.sources.pglog.slot import EXISTING_SQL, LAG_SQL, TRUNCATE_SQL, setup_missing, slot_name, truncate_missing
 from conduitd.sources.tables.postgres import connect
 from conduitd.sources.tables.postgres_settings import PostgresSourceConfig
 
@@ -18,6 +18,8 @@ async def inspect(config: PostgresSourceConfig, pipeline: PipelineConfig) -> lis
         missing = setup_missing(wal_level, publication, slot, name)
         if missing:
             return [("source: slot", "invalid", missing)]
+        if not await conn.fetchval(TRUNCATE_SQL, name):
+            return [("source: slot", "invalid", truncate_missing(name))]
         behind, confirmed = await conn.fetchrow(LAG_SQL, name)
     finally:
         await conn.close()

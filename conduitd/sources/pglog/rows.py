@@ -22,10 +22,12 @@ from conduitd.sources.tables.catalog import arrow_type
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One row: its values by column name (text or None) and whether it deletes its key."""
+    """One row: its values by column name (text or None), whether it deletes its key, and what
+    made it (`op`: snapshot, insert, update, delete; the source's `op_column`)."""
 
     values: dict[str, str | None]
     delete: bool = False
+    op: str = "insert"
     problem: str = ""
     """Why the change cannot be written whole (it goes to the DLQ), or ''."""
 
@@ -50,10 +52,11 @@ def _cast(text: pa.Array, kind: pa.DataType) -> pa.Array:
     return pc.cast(text, kind)
 
 
-def to_rows(changes: Sequence[Change], types: dict[str, str], partition: str, position: Position) -> Rows:
+def to_rows(changes: Sequence[Change], types: dict[str, str], partition: str, position: Position, *,
+            op_column: str | None = None) -> Rows:
     """`changes` as one table; `types` maps every column to its SQL type (`format_type`), the
     latest one where an ALTER changed it; `position` is where the changes start (a reject's DLQ
-    entry points there)."""
+    entry points there). With `op_column`, a last text column holds each change's `op`."""
     names = list(types)
     bad: dict[int, str] = {i: c.problem for i, c in enumerate(changes) if c.problem}
     arrays: dict[str, pa.Array] = {}
@@ -72,7 +75,9 @@ def to_rows(changes: Sequence[Change], types: dict[str, str], partition: str, po
                                       f"({str(exc)[:120]})")
                     values.append(None)
             arrays[name] = pa.array(values, kind)
-    table = pa.table(arrays) if names else pa.table({})
+    if op_column is not None:
+        arrays[op_column] = pa.array([c.op for c in changes], pa.string())
+    table = pa.table(arrays) if arrays else pa.table({})
     deletes = np.fromiter((c.delete for c in changes), dtype=bool, count=len(changes))
     rejects = tuple(Reject(partition, position, reason, orjson.dumps(changes[i].values).decode())
                     for i, reason in sorted(bad.items()))

@@ -3,8 +3,9 @@ the SQL that reads, advances and measures the slot. Imports no driver.
 
 One slot and one publication per pipeline, both named `conduitd_<pipeline>` (lower case, other
 characters as `_`, at most 63 bytes). The slot uses the `pgoutput` plugin; the publication
-publishes inserts, updates and deletes of the pipeline's table (not TRUNCATE: a truncate carries
-no keys to delete).
+publishes inserts, updates, deletes and truncates of the pipeline's table: a TRUNCATE carries no
+keys to delete, so the source stops at it (`source.TruncatedAtSource`) rather than let the
+destination keep rows the source no longer has without a word.
 
 An abandoned slot keeps every WAL segment from its position on, until the source's disk fills:
 drop it with `SELECT pg_drop_replication_slot('conduitd_<pipeline>')` (and the publication with
@@ -15,6 +16,8 @@ from __future__ import annotations
 import re
 
 from conduitd.sources.tables.catalog import quote
+
+PUBLISH = "insert, update, delete, truncate"
 
 
 def slot_name(pipeline: str) -> str:
@@ -33,7 +36,7 @@ def setup_statements(schema: str, table: str, name: str, *, have_publication: bo
     statements = []
     if not have_publication:
         statements.append(f"CREATE PUBLICATION {quote(name)} FOR TABLE {quote(schema)}.{quote(table)} "
-                          "WITH (publish = 'insert, update, delete')")
+                          f"WITH (publish = {literal(PUBLISH)})")
     if not have_slot:
         statements.append(f"SELECT pg_create_logical_replication_slot({literal(name)}, 'pgoutput')")
     return statements
@@ -52,6 +55,17 @@ EXISTING_SQL = """
 SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1),
        EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1),
        current_setting('wal_level')"""
+
+TRUNCATE_SQL = """
+SELECT pubtruncate FROM pg_catalog.pg_publication WHERE pubname = $1"""
+"""Whether the publication sends TRUNCATE (one made before conduitd asked for it does not)."""
+
+
+def truncate_missing(name: str) -> str:
+    """Why a publication that does not publish TRUNCATE cannot be read, and the fix."""
+    return (f"publication {name} does not publish TRUNCATE, so a truncated table would go unnoticed: run "
+            f"ALTER PUBLICATION {quote(name)} SET (publish = {literal(PUBLISH)})")
+
 
 PEEK_SQL = """
 SELECT data FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, $3,

@@ -12,6 +12,14 @@ in `acknowledge`, after the destination committed the rows with L: a crash re-re
 slot, and what was committed (up to L) is skipped. A peek re-reads from the slot's position, so
 the read-ahead of unacknowledged chunks is skipped in memory.
 
+With the source's `op_column`, every row says what made it (`snapshot`, `insert`, `update`,
+`delete`); in append mode deletes then come as rows too (see `transactions.group`).
+
+A TRUNCATE of the table stops the pipeline (`TruncatedAtSource`, after the changes before it are
+handed over): it carries no keys, and going on would leave rows in the destination that the source
+no longer has. Emptying the destination table and resetting the pipeline's checkpoint reads the
+table again from a new snapshot, which sees the TRUNCATE and skips it in the log.
+
 Lag (`lag()`): `bytes`, how far the slot stands behind `pg_current_wal_lsn()` (WAL the server
 keeps for it), and `seconds`, the age of the oldest change not yet acknowledged."""
 
@@ -28,12 +36,21 @@ import asyncpg
 
 from conduitd.config import PipelineConfig
 from conduitd.core.records import Chunk, Position
-from conduitd.errors import ConfigError, DependencyUnreachable
+from conduitd.errors import ConduitError, ConfigError, DependencyUnreachable
 from conduitd.sources.base import Checkpoints
 from conduitd.sources.pglog import pgoutput as po
 from conduitd.sources.pglog.rows import Change, to_rows
-from conduitd.sources.pglog.slot import ADVANCE_SQL, EXISTING_SQL, LAG_SQL, PEEK_SQL, setup_missing, slot_name
-from conduitd.sources.pglog.snapshot import read_snapshot
+from conduitd.sources.pglog.slot import (
+    ADVANCE_SQL,
+    EXISTING_SQL,
+    LAG_SQL,
+    PEEK_SQL,
+    TRUNCATE_SQL,
+    setup_missing,
+    slot_name,
+    truncate_missing,
+)
+from conduitd.sources.pglog.snapshot import read_snapshot, table_shape
 from conduitd.sources.pglog.transactions import SnapshotFilter, Transaction, group
 from conduitd.sources.tables.catalog import quote, relation
 from conduitd.sources.tables.postgres import _LOST, connect
@@ -42,6 +59,10 @@ from conduitd.sources.tables.postgres_settings import PostgresSourceConfig
 log = logging.getLogger(__name__)
 _PG_EPOCH = 946684800.0
 """2000-01-01 UTC in Unix seconds: pgoutput's timestamps count microseconds from there."""
+
+
+class TruncatedAtSource(ConduitError):
+    """The table was truncated at the source: the destination cannot follow (exit 1, not retried)."""
 
 
 class LogSource:
@@ -56,6 +77,8 @@ class LogSource:
         self.partition = ".".join(self.table)
         self.slot = slot_name(pipeline.name)
         self.once, self.max_rows, self.deletes = once, max_rows, deletes
+        self.op_column = config.op_column
+        self.delete_rows = self.op_column is not None and pipeline.mode == "append"
         self.unreachable_after = unreachable_after
         self._conn: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()  # the slot serves one call at a time
@@ -66,6 +89,8 @@ class LogSource:
         self._lag: dict[str, float] = {}
         self._problem: str | None = None
         self._epoch = 0
+        self._acknowledged: Position = None
+        self._acknowledging = asyncio.Event()
 
     @property
     def epoch(self) -> int:
@@ -95,6 +120,9 @@ class LogSource:
         if missing:
             await conn.close()
             raise ConfigError(f"pipeline {self.pipeline.name!r}: mode log: {missing}")
+        if not await conn.fetchval(TRUNCATE_SQL, self.slot):
+            await conn.close()
+            raise ConfigError(f"pipeline {self.pipeline.name!r}: mode log: {truncate_missing(self.slot)}")
         if self.once and self._upto is None:
             self._upto = await conn.fetchval("SELECT pg_current_wal_lsn()::text")
         self._conn = conn
@@ -117,7 +145,10 @@ class LogSource:
                 delay = min(delay * 2, 10.0)
 
     async def chunks(self, checkpoints: Checkpoints, stop: asyncio.Event) -> AsyncIterator[Chunk]:
-        await self._retrying("opening the replication slot")
+        conn = await self._retrying("opening the replication slot")
+        if self.op_column is not None:
+            types, _ = await table_shape(conn, f"{quote(self.table[0])}.{quote(self.table[1])}", ())
+            self._check_op_column(types)
         position: dict[str, Any] | None = (await checkpoints.committed()).get(self.partition)
         failing_since: float | None = None
         while position is None or position.get("phase") == "snapshot":
@@ -159,7 +190,9 @@ class LogSource:
                 else:
                     end = {"phase": "snapshot", "filter": chosen, "after": [rows[-1][k] for k in key]}
                 self._types.update(types)
-                read = to_rows([Change(r) for r in rows], types, self.partition, begin)
+                self._check_op_column(types)
+                read = to_rows([Change(r, op="snapshot") for r in rows], types, self.partition, begin,
+                               op_column=self.op_column)
                 yield Chunk(self.partition, begin, end, read.table, read.rejects, epoch=self._epoch)
                 begin = end
                 if stop.is_set():
@@ -177,11 +210,22 @@ class LogSource:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.config.poll_interval)
                 continue
-            end, changes = self._take(begin, fresh)
-            read = to_rows(changes, self._types, self.partition, begin)
+            try:
+                end, changes = self._take(begin, fresh)
+            except TruncatedAtSource:
+                await self._committed(start, begin, stop)  # what came before is written first
+                raise
+            read = to_rows(changes, self._types, self.partition, begin, op_column=self.op_column)
             yield Chunk(self.partition, begin, end, read.table, read.rejects, epoch=self._epoch,
                         deletes=read.deletes)
             begin = end
+
+    async def _committed(self, start: Position, position: Position, stop: asyncio.Event) -> None:
+        """Return once `position` (handed over by this run) is acknowledged, or on `stop`."""
+        while position != start and self._acknowledged != position and not stop.is_set():
+            self._acknowledging.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._acknowledging.wait(), 1.0)
 
     def _take(self, begin: dict[str, Any], fresh: list[Transaction]) -> tuple[dict[str, Any], list[Change]]:
         """Changes of whole transactions after `begin`, at most `max_rows` of them (a larger
@@ -191,10 +235,17 @@ class LogSource:
         done = int(begin.get("done", 0))
         taken: list[Change] = []
         for txn in fresh:
-            if txn.truncated:
-                log.warning("pipeline %s: %s was truncated at the source; TRUNCATE is not replicated, the "
-                            "destination keeps its rows", self.pipeline.name, self.partition)
-            changes = [] if filter_ is not None and filter_.seen(txn.xid, txn.end_lsn) else txn.changes
+            seen = filter_ is not None and filter_.seen(txn.xid, txn.end_lsn)
+            if txn.truncated and not seen:
+                if taken:
+                    break  # hand over what came before it; the next call stops there
+                raise TruncatedAtSource(
+                    f"pipeline {self.pipeline.name!r}: {self.partition} was truncated at the source (the "
+                    f"transaction ending at {po.lsn_text(txn.end_lsn)}); a TRUNCATE carries no keys, so the "
+                    f"destination cannot follow it. Everything before it is written. To go on, empty the destination "
+                    f"table {self.pipeline.table_name!r} and run `conduitd checkpoints reset -p {self.pipeline.name}`: "
+                    "the next run reads the table again from a new snapshot")
+            changes = [] if seen else txn.changes
             skip = done if partial == po.lsn_text(txn.end_lsn) else 0
             room = self.max_rows - len(taken)
             if len(changes) - skip > room and taken:
@@ -238,13 +289,19 @@ class LogSource:
                 await self.close()
                 continue
             txns = group((r[0] for r in records), self.table, self._types, lambda oid, mod: self._type_names[oid, mod],
-                         deletes=self.deletes)
+                         deletes=self.deletes, delete_rows=self.delete_rows)
+            self._check_op_column(self._types)
             fresh = [t for t in txns if t.end_lsn > read]
             if not fresh and len(records) >= want:
                 want *= 2  # only what was handed over already: look further
                 continue
             self._behind = sum(t.messages for t in txns if t.end_lsn <= read)
             return fresh
+
+    def _check_op_column(self, types: Mapping[str, str]) -> None:
+        if self.op_column is not None and self.op_column in types:
+            raise ConfigError(f"source {self.config.name!r}: op_column {self.op_column!r} is a column of "
+                              f"{self.partition} too: choose another name (pipeline {self.pipeline.name!r})")
 
     async def _load_types(self, conn: asyncpg.Connection, records: list[asyncpg.Record]) -> None:
         for oid, modifier in _column_types(records):
@@ -261,6 +318,8 @@ class LogSource:
 
     async def acknowledge(self, positions: Mapping[str, Position]) -> None:
         position = positions.get(self.partition)
+        self._acknowledged = position
+        self._acknowledging.set()
         if not isinstance(position, dict) or position.get("phase") != "log" or not position.get("lsn"):
             return
         try:

@@ -95,11 +95,12 @@ def _values(relation: po.Relation, values: po.Tuple, old: po.Tuple | None) -> tu
 
 
 def group(messages: Iterable[bytes], table: tuple[str, str], types: dict[str, str], type_of: TypeOf, *,
-          deletes: bool) -> list[Transaction]:
+          deletes: bool, delete_rows: bool = False) -> list[Transaction]:
     """The transactions in `messages` (whole ones, in commit order), with the changes of `table`
     only. `types` gathers the SQL type of every column seen (the latest after an ALTER TABLE);
-    with `deletes` False, deletes are left out (append mode). A change that cannot be written
-    whole is kept as a Change whose `problem` says why."""
+    with `deletes` False, deletes are left out (append mode), unless `delete_rows`: then a delete
+    is a plain row (op `delete`, its key or old row) that deletes nothing. A change that cannot be
+    written whole is kept as a Change whose `problem` says why."""
     relations: dict[int, po.Relation] = {}
     done: list[Transaction] = []
     current: Transaction | None = None
@@ -126,15 +127,18 @@ def group(messages: Iterable[bytes], table: tuple[str, str], types: dict[str, st
             relation = relations.get(message.relid)
             if relation is None or (relation.namespace, relation.name) != table:
                 continue
-            current.changes.extend(_changes(relation, message, deletes=deletes))
+            current.changes.extend(_changes(relation, message, deletes=deletes or delete_rows,
+                                            mask=not delete_rows))
     return done
 
 
-def _changes(relation: po.Relation, message: po.Insert | po.Update | po.Delete, *, deletes: bool) -> list[Change]:
+def _changes(relation: po.Relation, message: po.Insert | po.Update | po.Delete, *, deletes: bool,
+             mask: bool) -> list[Change]:
     if isinstance(message, po.Delete):
         values, _ = _values(relation, message.old, None)
-        key = {c.name: values.get(c.name) for c in relation.columns if c.key} or values
-        return [Change(key, delete=True)] if deletes else []
+        if mask or relation.replica_identity != "f":  # the key (a row, unless the whole old row came)
+            values = {c.name: values.get(c.name) for c in relation.columns if c.key} or values
+        return [Change(values, delete=mask, op="delete")] if deletes else []
     old = message.old if isinstance(message, po.Update) else None
     values, problem = _values(relation, message.new, old)
     out = []
@@ -143,7 +147,8 @@ def _changes(relation: po.Relation, message: po.Insert | po.Update | po.Delete, 
         before, _ = _values(relation, message.old, None)
         key = {c.name: before.get(c.name) for c in relation.columns if c.key}
         if key and key != {k: values.get(k) for k in key}:
-            out.append(Change(key, delete=True))
-    out.append(Change(values, problem=problem))
+            out.append(Change(key if mask or relation.replica_identity != "f" else before, delete=mask,
+                              op="delete"))
+    out.append(Change(values, problem=problem, op="update" if isinstance(message, po.Update) else "insert"))
     return out
 

@@ -41,6 +41,10 @@ class PostgresSourceConfig(SourceConfig):
     """`poll`: read the tables with a cursor; `log`: log-based change capture through a logical
     replication slot (`conduitd.sources.pglog`; `conduitd cdc setup --apply` creates the slot and
     the publication), with every insert, update and delete."""
+    op_column: Identifier | None = None
+    """`mode: log` only: a text column added to every row, saying what it is: `snapshot` (read by
+    the initial snapshot), `insert`, `update` or `delete`. In `append` mode deletes are then
+    appended as rows (their key, or the whole old row under REPLICA IDENTITY FULL)."""
     poll_interval: PositiveDuration = 1.0
     """Daemon mode: pause after a poll that found nothing new."""
     connect_timeout: PositiveDuration = 10.0
@@ -65,6 +69,13 @@ class PostgresSourceConfig(SourceConfig):
             remember([dsn.get_secret_value(), *params.secrets()])
             if self.password is not None and params.password is not None:
                 raise ValueError("the DSN has a password and 'password' is set: keep one")
+        return self
+
+    @model_validator(mode="after")
+    def _op_column_needs_the_log(self) -> PostgresSourceConfig:
+        if self.op_column is not None and self.mode != "log":
+            raise ValueError("op_column says which change made each row: it needs mode 'log' (a polling source "
+                             "sees rows, not inserts, updates and deletes)")
         return self
 
     @property
