@@ -12,8 +12,10 @@ package (the `duckdb` extra), run off the event loop on one worker thread (`driv
 - DuckDB locks the file for one process: while a pipeline writes it, other processes
   (`conduitd checkpoints show`, a notebook) cannot open it, and the lease table for replicas
   is not offered (one process is all a file can have).
-- The control plane's usage and audit tables are not kept here (`Capabilities.control`): their
-  shared layout has a column DuckDB reserves the name of.
+- The control plane's tables (usage per hour, the API's audit log, decisions on pending schema
+  changes; `conduitd.destinations.sql.control`) are kept in the file beside the checkpoints, and
+  usage is added in each batch's transaction, as in the other SQL destinations. The daemon's API
+  reads them in the process that writes the file, through a connection sharing its database (`held`).
 
 Importing this package imports no driver (`CAPABILITIES` is read when connectors are listed).
 """
@@ -21,6 +23,6 @@ Importing this package imports no driver (`CAPABILITIES` is read when connectors
 from conduitd.destinations.base import Capabilities
 
 CAPABILITIES = Capabilities(transactional_ddl=True, savepoints=False, upsert=True, prepare_ahead=True,
-                            atomic_checkpoint=True, deletes=True, leases=False, control=False)
+                            atomic_checkpoint=True, deletes=True, leases=False, control=True)
 
 __all__ = ["CAPABILITIES"]

@@ -13,7 +13,7 @@ import duckdb
 from conduitd.config import PipelineConfig
 from conduitd.core.schema import Column
 from conduitd.destinations.base import Capabilities
-from conduitd.destinations.duckdb import CAPABILITIES
+from conduitd.destinations.duckdb import CAPABILITIES, held
 from conduitd.destinations.duckdb.dialect import DuckdbDialect, quote
 from conduitd.destinations.duckdb.driver import DuckdbDriver
 from conduitd.destinations.duckdb.errors import open_error
@@ -22,13 +22,6 @@ from conduitd.destinations.duckdb.transaction import DuckdbTransaction, table_co
 from conduitd.destinations.rollback import finish
 from conduitd.destinations.sql import Bookkeeping, SqlDestination
 from conduitd.destinations.sql.refresh import RefreshTransaction
-
-
-class DuckdbBookkeeping(Bookkeeping):
-    """The shared bookkeeping without the control plane's tables: their audit table has a column
-    named `at`, unquoted, which DuckDB reserves (`Capabilities.control` is False)."""
-
-    control = False
 
 
 class DuckdbDestination(SqlDestination):
@@ -40,7 +33,9 @@ class DuckdbDestination(SqlDestination):
         self.config = config
         self.dialect = DuckdbDialect()
         self.driver = DuckdbDriver(config.path)
-        self.books = DuckdbBookkeeping(self.driver)
+        self.books = Bookkeeping(self.driver)
+        self._held: str | None = None
+        """The path this destination's connection counts in `held`, while it is open."""
 
     @property
     def capabilities(self) -> Capabilities:
@@ -60,8 +55,10 @@ class DuckdbDestination(SqlDestination):
         path = self.config.path
         # A database that does not exist yet is empty: look at an empty one rather than create it.
         target = ":memory:" if read_only and not os.path.exists(path) else path
+        # A file this process writes is shared only with a connection configured like the writer's.
+        writable = target != ":memory:" and (not read_only or held.is_held(path))
         try:
-            conn = duckdb.connect(target, read_only=read_only and target != ":memory:")
+            conn = duckdb.connect(target, read_only=not writable and target != ":memory:")
         except duckdb.Error as exc:
             raise open_error(exc, path) from None
         try:
@@ -72,9 +69,15 @@ class DuckdbDestination(SqlDestination):
             conn.close()
             raise
         self.driver.conn = conn
+        if writable:
+            held.hold(path)
+            self._held = path
 
     async def close(self) -> None:
         await self.driver.stop()
+        if self._held is not None:
+            held.release(self._held)
+            self._held = None
 
     def bookkeeping(self) -> Bookkeeping:
         return self.books

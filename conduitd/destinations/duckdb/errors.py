@@ -7,7 +7,8 @@
     PermissionException                         ConfigError (exit 2)
     anything else                               ConduitError
 Opening the database is translated apart (`open_error`): a missing directory is a ConfigError, a
-file another process holds (DuckDB locks it) DependencyUnreachable, retried like a server away.
+file another process holds (DuckDB locks it), or this process holds read-only (a connection of
+another configuration), DependencyUnreachable, retried like a server away.
 """
 
 from __future__ import annotations
@@ -44,4 +45,8 @@ def open_error(exc: duckdb.Error, path: str) -> Exception:
     if isinstance(exc, duckdb.IOException):
         return DependencyUnreachable(f"cannot open DuckDB database {path!r} (another process may hold it: DuckDB "
                                      f"lets one process write a file): {exc}")
+    if isinstance(exc, duckdb.ConnectionException):
+        # This process has the file open read-only (the control plane reading it): retried after.
+        return DependencyUnreachable(f"cannot open DuckDB database {path!r} for writing yet (this process is "
+                                     f"reading it): {exc}")
     return translate(exc, path)

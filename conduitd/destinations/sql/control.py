@@ -48,6 +48,11 @@ class ControlBooks:
         q = self.driver.types.quote
         return f"{q}{name}{q}"
 
+    def _audit_columns(self) -> str:
+        """The audit table's columns in `AuditEntry` order (`at` is reserved in DuckDB: quoted)."""
+        return (f"id, {self._q('at')}, actor, {self._q('role')}, project, pipeline, action, before_state, "
+                "after_state, idempotency_key")
+
     def create_statements(self) -> dict[str, str]:
         t, d = self.driver.types, self.driver
         return {
@@ -56,7 +61,7 @@ class ControlBooks:
                    f"{self._q('bytes')} BIGINT NOT NULL, dlq_rows BIGINT NOT NULL, batches BIGINT NOT NULL, "
                    f"PRIMARY KEY (pipeline, hour)){t.table_options}",
             AUDIT: f"CREATE TABLE IF NOT EXISTS {d.table(AUDIT)} (id {t.serial_key}, "
-                   f"at {t.timestamp} NOT NULL DEFAULT {t.created_now}, actor {t.text} NOT NULL, "
+                   f"{self._q('at')} {t.timestamp} NOT NULL DEFAULT {t.created_now}, actor {t.text} NOT NULL, "
                    f"{self._q('role')} {t.text} NOT NULL, project {t.text} NOT NULL, pipeline {t.text}, "
                    f"action {t.text} NOT NULL, before_state {t.text}, after_state {t.text}, "
                    f"idempotency_key {t.text}){t.table_options}",
@@ -104,7 +109,7 @@ class ControlBooks:
         p = ", ".join(d.param(n) for n in range(1, 10))
         await d.execute(
             f"INSERT INTO {d.table(AUDIT)} (actor, {self._q('role')}, project, pipeline, action, before_state, "
-            f"after_state, idempotency_key, at) VALUES ({p})",
+            f"after_state, idempotency_key, {self._q('at')}) VALUES ({p})",
             (entry.actor, entry.role, entry.project, entry.pipeline, entry.action, _json(entry.before),
              _json(entry.after), entry.idempotency_key, d.timestamp_param(datetime.now(UTC))))
 
@@ -126,8 +131,7 @@ class ControlBooks:
             where.append(f"id < {d.param(len(params))}")
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = await d.fetch(
-            f"SELECT id, at, actor, {self._q('role')}, project, pipeline, action, before_state, after_state, "
-            f"idempotency_key FROM {d.table(AUDIT)}{clause} ORDER BY id DESC LIMIT {int(limit)}", params)
+            f"SELECT {self._audit_columns()} FROM {d.table(AUDIT)}{clause} ORDER BY id DESC LIMIT {int(limit)}", params)
         return [AuditEntry(actor=r[2], role=r[3], project=r[4], pipeline=r[5], action=r[6],
                            before=_unjson(r[7]), after=_unjson(r[8]), idempotency_key=r[9], id=int(r[0]),
                            at=_when(r[1])) for r in rows]
@@ -138,9 +142,9 @@ class ControlBooks:
         if not await d.table_exists(AUDIT):
             return None
         rows = await d.fetch(
-            f"SELECT id, at, actor, {self._q('role')}, project, pipeline, action, before_state, after_state, "
-            f"idempotency_key FROM {d.table(AUDIT)} WHERE actor = {d.param(1)} AND pipeline = {d.param(2)} "
-            f"AND idempotency_key = {d.param(3)} ORDER BY id LIMIT 1", (actor, pipeline, key))
+            f"SELECT {self._audit_columns()} FROM {d.table(AUDIT)} WHERE actor = {d.param(1)} "
+            f"AND pipeline = {d.param(2)} AND idempotency_key = {d.param(3)} ORDER BY id LIMIT 1",
+            (actor, pipeline, key))
         return next((AuditEntry(actor=r[2], role=r[3], project=r[4], pipeline=r[5], action=r[6],
                                 before=_unjson(r[7]), after=_unjson(r[8]), idempotency_key=r[9], id=int(r[0]),
                                 at=_when(r[1])) for r in rows), None)
