@@ -15,6 +15,11 @@ dedicated schema that is dropped at the end:
   (not timed) by conduitd's ``encode_copy_binary``, same transactions: the server's ceiling.
 * ``executemany``: asyncpg ``executemany`` INSERT of the same tuples, same transactions: the naive
   baseline.
+* ``conduitd_upsert`` and ``upsert_ceiling`` (``--upsert``): the table first holds all N rows
+  (loaded untimed), then the same N keys with other values (a second seeded generation) are upserted:
+  by conduitd (``mode: upsert``, ``unique_key: [id]``) and by the ceiling, per 50k-row transaction a
+  binary COPY of pre-encoded buffers into a temporary staging table, ``INSERT ... SELECT ... ON
+  CONFLICT (id) DO UPDATE`` and the checkpoint update.
 
 Every path is verified (row count, exact ``sum(amount)`` against the Decimal sum computed at
 generation); conduitd's table is also compared row for row with the ``copy_records`` table.
@@ -60,7 +65,9 @@ from conduitd.runtime.supervisor import Runtime
 
 DEFAULT_DSN = os.environ.get("CONDUITD_TEST_PG_DSN", "postgresql://postgres:postgres@127.0.0.1:5432/conduitd_test")
 DEFAULT_OUT = "benchmarks/results/files_to_postgres.json"
-PATHS = ("conduitd", "conduitd_checked", "copy_records", "copy_binary_preencoded", "executemany")
+DEFAULT_PATHS = ("conduitd", "conduitd_checked", "copy_records", "copy_binary_preencoded", "executemany")
+UPSERT_PATHS = ("conduitd_upsert", "upsert_ceiling")
+PATHS = DEFAULT_PATHS + UPSERT_PATHS
 
 COLUMNS = ("id", "order_uuid", "customer", "amount", "currency", "created_at", "updated_at", "details", "paid",
            "quantity")
@@ -183,7 +190,7 @@ def decode_records(path: Path) -> list[Record]:
 
 def encode_batches(records: Sequence[Record], batch_rows: int) -> list[bytes]:
     """Binary COPY payloads of every batch, by conduitd's encoder from an Arrow table (not timed)."""
-    columns = list(zip(*records, strict=True)) if records else [[] for _ in COLUMNS]
+    columns: list[Sequence[Any]] = list(zip(*records, strict=True)) if records else [[] for _ in COLUMNS]
     table = pa.Table.from_arrays([pa.array(values, type=f.type) for values, f in zip(columns, ARROW_SCHEMA,
                                                                                         strict=True)],
                                  schema=ARROW_SCHEMA)
@@ -331,13 +338,14 @@ class Bench:
 
     def conduitd_config(self, data_dir: Path, table: str = "conduitd") -> Config:
         checks = CHECKS if table == "conduitd_checked" else ()
+        upsert = table == "conduitd_upsert"
         return Config(
             sources=(FileSourceConfig(name="orders_files", type="file", path=str(data_dir), format="jsonl"),),
             destinations=(PostgresDestinationConfig(name="pg", type="postgres", dsn=self.dsn,
                                                     db_schema=self.schema),),
             resources=(PipelineConfig(name=table, source="orders_files", destination="pg", table=table,
-                                      mode="append", batch=BatchConfig(max_rows=self.batch_rows),
-                                      quality_checks=checks),),
+                                      mode="upsert" if upsert else "append", unique_key=("id",) if upsert else (),
+                                      batch=BatchConfig(max_rows=self.batch_rows), quality_checks=checks),),
         )
 
     async def run_conduitd(self, data_dir: Path, path: str = "conduitd") -> Outcome:
@@ -356,8 +364,10 @@ class Bench:
     # -- baselines ---------------------------------------------------------------------------
 
     async def _batched(self, path: str, batches: Iterable[Any],
-                       write: Callable[[asyncpg.Connection, Any], Awaitable[object]]) -> Outcome:
-        """Each batch in one transaction with a checkpoint update, as conduitd commits."""
+                       write: Callable[[asyncpg.Connection, Any], Awaitable[object]],
+                       setup: str | None = None) -> Outcome:
+        """Each batch in one transaction with a checkpoint update, as conduitd commits (`setup`:
+        SQL run once on the connection first, timed)."""
         update = (f"UPDATE {self.q('bench_checkpoints')} SET position = $2::jsonb, updated_at = now() "
                   "WHERE path = $1")
         started = time.perf_counter()
@@ -365,6 +375,8 @@ class Bench:
         try:
             await conn.execute(f"INSERT INTO {self.q('bench_checkpoints')} (path, position) VALUES ($1, 'null')",
                                path)
+            if setup:
+                await conn.execute(setup)
             count = 0
             for batch in batches:
                 async with conn.transaction():
@@ -398,6 +410,34 @@ class Bench:
             await conn.copy_to_table("copy_binary_preencoded", schema_name=self.schema, columns=COLUMNS,
                                      source=io.BytesIO(payload), format="binary")
         return await self._batched("copy_binary_preencoded", payloads, write)
+
+    async def run_upsert_ceiling(self, payloads: Sequence[bytes]) -> Outcome:
+        """What conduitd's upsert does at best: per batch, a binary COPY of pre-encoded rows into a
+        staging table (created once per connection, emptied at each commit) merged into the table
+        by one `INSERT ... ON CONFLICT (id) DO UPDATE`, and the checkpoint update."""
+        target, names = self.q("upsert_ceiling"), ", ".join(COLUMNS)
+        setup = (f"CREATE TEMP TABLE bench_stage ON COMMIT DELETE ROWS AS SELECT {names} FROM {target} "
+                 "WITH NO DATA")
+        merge = (f"INSERT INTO {target} ({names}) SELECT {names} FROM bench_stage ON CONFLICT (id) DO UPDATE SET "
+                 + ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS if c != "id"))
+
+        async def write(conn: asyncpg.Connection, payload: bytes) -> None:
+            await conn.copy_to_table("bench_stage", columns=COLUMNS, source=io.BytesIO(payload), format="binary")
+            await conn.execute(merge)
+        return await self._batched("upsert_ceiling", payloads, write, setup)
+
+    async def preload(self, path: str, payloads: Sequence[bytes]) -> None:
+        """Fill an upsert path's table with the first generation's rows (not timed), then VACUUM
+        ANALYZE it so the timed upsert finds it as a settled table would be."""
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            await conn.execute(f"TRUNCATE {self.q(path)}")
+            for payload in payloads:
+                await conn.copy_to_table(path, schema_name=self.schema, columns=COLUMNS,
+                                         source=io.BytesIO(payload), format="binary")
+            await conn.execute(f"VACUUM (ANALYZE) {self.q(path)}")
+        finally:
+            await conn.close()
 
     # -- verification ------------------------------------------------------------------------
 
@@ -467,7 +507,7 @@ def machine_info(server_version: str, loop: str) -> dict[str, Any]:
 
     try:
         import uvloop
-        uvloop_version: str | None = uvloop.__version__
+        uvloop_version: str | None = getattr(uvloop, "__version__", None)
     except ImportError:
         uvloop_version = None
     return {
@@ -508,12 +548,21 @@ def ratios(best: dict[str, float]) -> dict[str, float]:
         out["copy_records/copy_binary_preencoded"] = round(best["copy_records"] / best["copy_binary_preencoded"], 3)
     if best.get("executemany") and best.get("copy_binary_preencoded"):
         out["executemany/copy_binary_preencoded"] = round(best["executemany"] / best["copy_binary_preencoded"], 3)
+    if best.get("conduitd_upsert") and best.get("upsert_ceiling"):
+        out["conduitd_upsert/upsert_ceiling"] = round(best["conduitd_upsert"] / best["upsert_ceiling"], 3)
     return out
+
+
+# Issue 16's targets for conduitd against the ceilings.
+TARGETS = {"conduitd/copy_binary_preencoded": 0.85, "conduitd_upsert/upsert_ceiling": 0.5}
 
 
 def print_report(runs: list[list[Outcome]], rel: dict[str, float], data: Dataset) -> None:
     print(f"\n{data.rows:,} rows, {data.nbytes / 1e6:.0f} MB of JSON lines ({data.nbytes / data.rows:.0f} B/row)")
-    print(f"{'path':<26}{'rows/s (best)':>15}{'seconds':>10}{'batches':>9}  {'verified':<10}runs (rows/s)")
+    print("CPU seconds per million rows of the best run: client = this process (conduitd or the baseline), "
+          "postgres = every postgres process, broker = none here; other = CPU seconds of everything else")
+    print(f"{'path':<24}{'rows/s (best)':>14}{'seconds':>9}{'batches':>8}{'client':>8}{'postgres':>9}{'broker':>7}"
+          f"{'other s':>8}  {'verified':<9}all runs (rows/s)")
     for path in PATHS:
         outcomes = [o for run in runs for o in run if o.path == path]
         if not outcomes:
@@ -521,20 +570,36 @@ def print_report(runs: list[list[Outcome]], rel: dict[str, float], data: Dataset
         fastest = max(outcomes, key=lambda o: o.rows_per_s)
         samples = ", ".join(f"{o.rows_per_s:,.0f}" for o in outcomes)
         verified = "ok" if all(o.ok for o in outcomes) else "FAILED"
-        print(f"{path:<26}{fastest.rows_per_s:>15,.0f}{fastest.seconds:>10.2f}{fastest.batches:>9}  "
-              f"{verified:<10}{samples}")
+        cpu = fastest.checks.get("cpu", {})
+        print(f"{path:<24}{fastest.rows_per_s:>14,.0f}{fastest.seconds:>9.2f}{fastest.batches:>8}"
+              f"{cpu.get('client_cpu_us_per_row', 0):>8.2f}{cpu.get('postgres_cpu_us_per_row', 0):>9.2f}{'-':>7}"
+              f"{cpu.get('other_cpu_s', 0):>8.2f}  {verified:<9}{samples}")
     print("\nratios of the best runs" + ("; per repeat:" if len(runs) > 1 else ""))
     per_repeat = [ratios({o.path: o.rows_per_s for o in run_}) for run_ in runs] if len(runs) > 1 else []
     for name, value in rel.items():
         extra = "  (" + ", ".join(f"{r[name]:.2f}" for r in per_repeat if name in r) + ")" if per_repeat else ""
-        print(f"{name:<42}{value:>6.2f}{extra}")
+        target = TARGETS.get(name)
+        verdict = f"   target >= {target}: {'met' if value >= target else 'MISSED'}" if target else ""
+        print(f"{name:<42}{value:>6.2f}{extra}{verdict}")
 
 
 # ---------------------------------------------------------------------------------------------
 
 
+@dataclass
+class UpsertData:
+    """The upsert paths' inputs: the second generation (same ids, other values) and its COPY
+    buffers, and the first generation's buffers that fill the table before each upsert path."""
+
+    data: Dataset
+    records: Sequence[Record]
+    old_payloads: Sequence[bytes]
+    new_payloads: Sequence[bytes]
+
+
 async def run_paths(args: argparse.Namespace, selected: list[str], data: Dataset, records: Sequence[Record],
-                    payloads: Sequence[bytes]) -> tuple[list[list[Outcome]], dict[str, Any]]:
+                    payloads: Sequence[bytes], upsert: UpsertData | None = None,
+                    ) -> tuple[list[list[Outcome]], dict[str, Any]]:
     """Every selected path, `--repeat` times, each verified; then the machine info."""
     bench = Bench(args.dsn, f"bench_files_to_pg_{os.getpid()}", args.batch_rows)
     server_version = (await bench.admin("SHOW server_version"))[0][0]
@@ -546,12 +611,18 @@ async def run_paths(args: argparse.Namespace, selected: list[str], data: Dataset
             outcomes: list[Outcome] = []
             order = selected[repeat % len(selected):] + selected[:repeat % len(selected)]  # spread drift
             for path in order:
+                if path in UPSERT_PATHS and upsert is not None:
+                    await bench.preload(path, upsert.old_payloads)
                 await bench.settle()
                 if args.wait_idle > 0:
                     outcome_busy = await wait_until_idle(args.wait_idle)
                 load = os.getloadavg()[0]
                 cpu_before = CpuSnapshot.take()
-                if path.startswith("conduitd"):
+                if path == "conduitd_upsert" and upsert is not None:
+                    outcome = await bench.run_conduitd(upsert.data.path.parent, path)
+                elif path == "upsert_ceiling" and upsert is not None:
+                    outcome = await bench.run_upsert_ceiling(upsert.new_payloads)
+                elif path.startswith("conduitd"):
                     outcome = await bench.run_conduitd(data.path.parent, path)
                 elif path == "copy_records":
                     outcome = await bench.run_copy_records(records)
@@ -564,15 +635,19 @@ async def run_paths(args: argparse.Namespace, selected: list[str], data: Dataset
                 outcome.checks["load_average_1m_before"] = round(load, 2)
                 if args.wait_idle > 0:
                     outcome.checks["machine_busy_before"] = round(outcome_busy, 2)
-                await bench.verify(outcome, data)
+                await bench.verify(outcome, upsert.data if path in UPSERT_PATHS and upsert is not None else data)
                 outcomes.append(outcome)
                 cpu = outcome.checks["cpu"]
                 print(f"  run {repeat + 1}/{args.repeat} {path:<24} {outcome.rows_per_s:>10,.0f} rows/s "
                       f"{outcome.seconds:7.2f}s  cpu: client {cpu['client_cpu_s']:5.2f}s "
-                      f"postgres {cpu['postgres_cpu_s']:5.2f}s other {cpu['other_cpu_s']:5.2f}s  "
+                      f"postgres {cpu['postgres_cpu_s']:5.2f}s other {cpu['other_cpu_s']:5.2f}s "
+                      f"(s per M rows: client {cpu['client_cpu_us_per_row']:.2f} "
+                      f"postgres {cpu['postgres_cpu_us_per_row']:.2f})  "
                       f"{'ok' if outcome.ok else 'FAILED ' + str(outcome.checks)}", flush=True)
             if repeat == args.repeat - 1:
                 await final_checks(bench, outcomes, selected, records)
+                if upsert is not None:
+                    await final_upsert_checks(bench, outcomes, selected, upsert.records)
             runs.append(outcomes)
     finally:
         if not args.keep_schema:
@@ -599,14 +674,37 @@ async def final_checks(bench: Bench, outcomes: list[Outcome], selected: list[str
     print(f"  conduitd value checks: {'ok' if conduitd_outcome.ok else conduitd_outcome.checks}")
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, paths: Sequence[str], what: str, out: str) -> None:
-    """The options both benchmarks take (`what` names a row in the --rows help)."""
+async def final_upsert_checks(bench: Bench, outcomes: list[Outcome], selected: list[str],
+                              records: Sequence[Record]) -> None:
+    """Value-level checks of conduitd's upserted table: a spot check against the second
+    generation, and the same rows as the upsert ceiling's table."""
+    conduitd_outcome = next((o for o in outcomes if o.path == "conduitd_upsert"), None)
+    if conduitd_outcome is None:
+        return
+    problems = await bench.spot_check("conduitd_upsert", records)
+    conduitd_outcome.checks["spot_check_ok"] = not problems
+    if problems:
+        conduitd_outcome.checks["spot_check_problems"] = problems[:20]
+    if "upsert_ceiling" in selected:
+        differing = await bench.compare_tables("conduitd_upsert", "upsert_ceiling")
+        conduitd_outcome.checks["rows_differing_from_upsert_ceiling"] = differing
+        conduitd_outcome.checks["same_rows_as_upsert_ceiling_ok"] = differing == 0
+    conduitd_outcome.ok = conduitd_outcome.ok and all(
+        v for k, v in conduitd_outcome.checks.items() if k.endswith("_ok"))
+    print(f"  conduitd_upsert value checks: {'ok' if conduitd_outcome.ok else conduitd_outcome.checks}")
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, paths: Sequence[str], what: str, out: str,
+                         default: Sequence[str] | None = None) -> None:
+    """The options both benchmarks take (`what` names a row in the --rows help; `default`: the
+    paths run without --paths, all of them when None)."""
     parser.add_argument("--rows", type=int, default=1_000_000, help=f"{what} (default 1,000,000)")
     parser.add_argument("--dsn", default=DEFAULT_DSN, help="PostgreSQL DSN (default: $CONDUITD_TEST_PG_DSN or local)")
     parser.add_argument("--out", default=out, help=f"JSON results file (default {out})")
     parser.add_argument("--batch-rows", type=int, default=50_000, help="rows per transaction (default 50,000)")
     parser.add_argument("--repeat", type=int, default=1, help="run every path this many times; best is reported")
-    parser.add_argument("--paths", default=",".join(paths), help=f"comma-separated subset of {','.join(paths)}")
+    parser.add_argument("--paths", default=",".join(paths if default is None else default),
+                        help=f"comma-separated subset of {','.join(paths)}")
     parser.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
                         help="before each path, wait up to this long for the machine to be idle (shared hosts)")
     parser.add_argument("--seed", type=int, default=20260101)
@@ -647,8 +745,13 @@ def write_result(path: str, result: dict[str, Any]) -> None:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    add_common_arguments(parser, PATHS, "events to generate", DEFAULT_OUT)
+    add_common_arguments(parser, PATHS, "events to generate", DEFAULT_OUT, DEFAULT_PATHS)
+    parser.add_argument("--upsert", action="store_true",
+                        help=f"run the upsert paths ({', '.join(UPSERT_PATHS)}) instead of the default ones "
+                             "(or name them in --paths)")
     args = parser.parse_args(argv)
+    if args.upsert:
+        args.paths = ",".join(UPSERT_PATHS)
     check_common_arguments(parser, args, PATHS)
     return args
 
@@ -665,13 +768,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"generated {data.rows:,} rows ({data.nbytes / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f}s")
         t0 = time.perf_counter()
         records = decode_records(data.path)
-        payloads = encode_batches(records, args.batch_rows) if "copy_binary_preencoded" in selected else []
+        upserting = any(p in UPSERT_PATHS for p in selected)
+        needs_payloads = "copy_binary_preencoded" in selected or upserting
+        payloads = encode_batches(records, args.batch_rows) if needs_payloads else []
         print(f"pre-decoded tuples{' and pre-encoded COPY buffers' if payloads else ''} "
               f"in {time.perf_counter() - t0:.1f}s (not timed)")
+        upsert = None
+        if upserting:
+            t0 = time.perf_counter()
+            (tmp / "upsert").mkdir()
+            # The same ids 1..N with other values (another seed): every row of the table changes.
+            data2 = generate(tmp / "upsert", args.rows, args.seed + 1)
+            records2 = decode_records(data2.path)
+            upsert = UpsertData(data2, records2, payloads, encode_batches(records2, args.batch_rows))
+            print(f"upsert: generated, pre-decoded and pre-encoded the second generation in "
+                  f"{time.perf_counter() - t0:.1f}s (not timed)")
         # The pre-decoded rows must not cost the timed paths anything: no collection traverses them.
         gc.collect()
         gc.freeze()
-        runs, machine = runner(run_paths(args, selected, data, records, payloads))
+        runs, machine = runner(run_paths(args, selected, data, records, payloads, upsert))
         gc.unfreeze()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

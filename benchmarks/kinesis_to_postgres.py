@@ -92,6 +92,7 @@ from benchmarks.files_to_postgres import (
     wait_until_idle,
     write_result,
 )
+from benchmarks.listener import pid_listening_on
 from tests.helpers import kinesis as kh
 
 DEFAULT_DSN = os.environ.get("CONDUITD_TEST_PG_DSN", "postgresql://postgres:postgres@127.0.0.1:5432/conduitd_test")
@@ -179,10 +180,11 @@ class Server:
     kind: str
     process: subprocess.Popen[bytes] | None  # None: a server this benchmark did not start
     log: Path | None = None  # its output
+    listener_pid: int | None = None  # the process of a given local endpoint, for its CPU
 
     @property
     def pid(self) -> int | None:
-        return self.process.pid if self.process else None
+        return self.process.pid if self.process else self.listener_pid
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -212,7 +214,10 @@ def start_server(kind: str, endpoint: str | None, shard_limit: int, log: Path) -
     """A running server at `endpoint`, else a private one of `kind` on a free port (in memory),
     its output into `log`."""
     if endpoint:
-        return Server(endpoint, f"given endpoint {endpoint}", None)
+        # A local server's process is found by its listening port, so its CPU is billed too.
+        pid = pid_listening_on(endpoint)
+        return Server(endpoint, f"given endpoint {endpoint} ({'pid ' + str(pid) if pid else 'CPU not measured'})",
+                      None, None, pid)
     port = kh.free_port()
     output = open(log, "wb")  # noqa: SIM115 - the server's, kept open as long as it runs
     if kind == "kinesalite":
@@ -518,7 +523,8 @@ class Bench:
         await self.settle()
         if self.args.wait_idle:
             await wait_until_idle(self.args.wait_idle)
-        self.backends = backends = {}
+        backends: dict[int, float] = {}
+        self.backends = backends
         done = asyncio.Event()
         sampler = asyncio.create_task(self.sample_backends(backends, done))
         before = Cpu.take(self.server.pid)
@@ -649,20 +655,25 @@ def ratios(best: dict[str, Outcome]) -> dict[str, float]:
 def print_report(runs: list[list[Outcome]], rel: dict[str, float], rows: int, fixed: float | None,
                  load: float) -> None:
     print(f"\n{rows:,} records; best run per path; CPU seconds per million rows "
-          f"(machine load average now {load:.1f} on {os.cpu_count()} CPUs)")
-    print(f"{'path':<11}{'rows/s':>10}{'wall s':>8}{'client':>8}{'pg own':>8}{'pg all':>8}{'server':>8}"
-          f"{'total':>8}{'other s':>8}  verified")
+          f"(machine load average now {load:.1f} on {os.cpu_count()} CPUs): client = this process and its children "
+          "(conduitd or the baseline), pg own = the path's own PostgreSQL backends, pg all = every postgres "
+          "process, broker = the Kinesis server's process")
+    print(f"{'path':<11}{'rows/s':>10}{'wall s':>8}{'client':>8}{'pg own':>8}{'pg all':>8}{'broker':>8}"
+          f"{'total':>8}{'other s':>8}  {'verified':<9}all runs (rows/s)")
     for path in PATHS:
         outcomes = [o for run in runs for o in run if o.path == path]
         if not outcomes:
             continue
         o = max(outcomes, key=lambda x: (x.ok, x.rows_per_s))
         c = o.cpu
-        verified = "ok" if all(x.ok for x in outcomes) else f"FAILED {o.checks}"
+        verified = "ok" if all(x.ok for x in outcomes) else "FAILED"
+        samples = ", ".join(f"{x.rows_per_s:,.0f}" for x in outcomes)
         print(f"{path:<11}{o.rows_per_s:>10,.0f}{o.seconds:>8.2f}{c['client_s_per_m']:>8.2f}"
               f"{c['postgres_own_s_per_m']:>8.2f}{c['postgres_s_per_m']:>8.2f}{c['server_s_per_m']:>8.2f}"
-              f"{c['total_s_per_m']:>8.2f}{c['other_s']:>8.2f}  {verified}")
-    print("(total = client + pg own + server; other s = CPU seconds used by nothing measured: other work)")
+              f"{c['total_s_per_m']:>8.2f}{c['other_s']:>8.2f}  {verified:<9}{samples}")
+        if verified != "ok":
+            print(f"  {path} checks: {next(x.checks for x in outcomes if not x.ok)}")
+    print("(total = client + pg own + broker; other s = CPU seconds used by nothing measured: other work)")
     print(f"\n{'ratio':<20}{'rows/s':>7}{'rows per CPU s':>16}")
     measured = any(o.cpu.get("server_s") for run in runs for o in run)
     by_cpu = cpu_ratios(best_of(runs)) if measured else {}  # without the server's CPU they would mislead
