@@ -64,8 +64,8 @@ class CommitResult:
 
 @runtime_checkable
 class Refreshes(Protocol):
-    """A destination that can run `mode: full_refresh` (the SQL ones; see
-    `conduitd.destinations.sql.refresh`). The pipeline calls `begin_refresh` before the source
+    """A destination that can run `mode: full_refresh` (the SQL ones, see
+    `conduitd.destinations.sql.refresh`; files, see `conduitd.destinations.files.refresh`). The pipeline calls `begin_refresh` before the source
     reads anything, commits the run's batches into `refresh_table(table)` with the usual
     protocol, and calls `finish_refresh` once the source was read to its end; a run that ends
     otherwise leaves the table as it was, and the next run's `begin_refresh` starts over."""
@@ -103,7 +103,8 @@ def refresh_problem(pipeline: PipelineConfig, destination: Destination, *, once:
                 "daemon mode")
     if not isinstance(destination, Refreshes):
         return (f"resources.{pipeline.name}.mode: destination {pipeline.destination!r} cannot replace a table's "
-                "contents atomically: `full_refresh` needs a PostgreSQL, MySQL/MariaDB, SQLite or DuckDB destination")
+                "contents atomically: `full_refresh` needs a PostgreSQL, MySQL/MariaDB, SQLite, DuckDB or file "
+                "destination")
     return None
 
 

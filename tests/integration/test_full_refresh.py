@@ -193,16 +193,16 @@ def test_seed_write_modes_replace_the_table(write_mode: str, tmp_path: Path) -> 
 
 
 def test_validate_and_the_dry_run_refuse_it_where_the_run_would(tmp_path: Path) -> None:
-    """A destination that cannot replace a table atomically (the file destination): `run` refuses
-    it at start, and `validate` and `--dry-run` say so too, instead of passing."""
+    """A destination that cannot replace a table atomically (ClickHouse): `run` refuses it at
+    start, and `validate` and `--dry-run` say so too, instead of passing."""
     data = tmp_path / "items.jsonl"
     _source(data, range(1, 3))
     config = write_config(tmp_path / "conduitd.yml", {
         "sources": [{"name": "src", "type": "file", "path": str(data)}],
-        "destinations": [{"name": "out", "type": "file", "path": str(tmp_path / "out"), "format": "jsonl"}],
+        "destinations": [{"name": "out", "type": "clickhouse", "path": str(tmp_path / "ch")}],
         "resources": [{"name": "items", "source": "src", "destination": "out", "mode": "full_refresh"}]})
     for args in (("validate",), ("run", "--dry-run"), ("run", "--once")):
         result = conduitd(*args, "-c", str(config))
         assert result.returncode == 2, (args, result.stdout + result.stderr)
         assert "cannot replace a table's contents atomically" in result.stdout + result.stderr, args
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.jsonl"))
+    assert not (tmp_path / "ch").exists() or not any((tmp_path / "ch").rglob("*items*"))

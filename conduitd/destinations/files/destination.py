@@ -18,7 +18,7 @@ from conduitd.config import PipelineConfig
 from conduitd.core.records import Position
 from conduitd.core.schema import Column
 from conduitd.destinations.base import Capabilities, CheckpointRow, DlqEntry, DlqFilter, Transaction
-from conduitd.destinations.files import formats, layout, reader
+from conduitd.destinations.files import formats, layout, reader, refresh
 from conduitd.destinations.files.dialect import FileDialect
 from conduitd.destinations.files.settings import FileDestinationConfig
 from conduitd.destinations.files.state import STATE_NAME, State, loads
@@ -147,6 +147,9 @@ class FileDestination:
     async def write_problems(self, pipeline: PipelineConfig) -> list[str]:
         if pipeline.mode == "upsert":
             return [f"file destination {self.storage.shown} appends: it cannot upsert ({pipeline.name!r})"]
+        if pipeline.mode == "full_refresh" and pipeline.unique_key:
+            return [f"file destination {self.storage.shown} appends: a full refresh with `unique_key` keeps the "
+                    f"last row per key, which files cannot do ({pipeline.name!r}: remove `unique_key`)"]
         return []
 
     async def setup(self, pipeline: PipelineConfig) -> None:
@@ -203,9 +206,10 @@ class FileDestination:
 
     def _materialize(self) -> None:
         """Single-file mode: write the output file from the published parts (temporary, rename)."""
-        if self.single is None or not self.state.tables:
+        held = [t for t in self.state.tables if not refresh.is_staging(t)]
+        if self.single is None or not held:
             return
-        table = reader.read_table(self.storage, self.state, next(iter(self.state.tables)), self.fmt)
+        table = reader.read_table(self.storage, self.state, held[0], self.fmt)
         assert table is not None
         output = f"../{self.single}"
         if self.storage.renames:
@@ -220,6 +224,32 @@ class FileDestination:
         async with self._transaction() as tx:
             assert isinstance(tx, FileTransaction)
             return change(tx.state)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- mode full_refresh (see `refresh`) ---------------------------------------------------------
+
+    def refresh_table(self, table: str) -> str:
+        """The staging table a full refresh of `table` loads."""
+        return refresh.staging_name(table, None)
+
+    async def begin_refresh(self, pipeline: PipelineConfig, staging: str) -> None:
+        """Start a full refresh run afresh: checkpoints reset, an empty staging table like the table."""
+        async with self._transaction() as tx:
+            assert isinstance(tx, FileTransaction)
+            tx.obsolete += refresh.begin(tx.state, pipeline.name, pipeline.table_name, staging)
+
+    async def finish_refresh(self, pipeline: PipelineConfig, staging: str) -> int:
+        """Publish the staging parts as the table's, in one state publication; return its rows."""
+        target = pipeline.table_name
+        async with self._transaction() as tx:
+            assert isinstance(tx, FileTransaction)
+            staged, replaced = refresh.take_staging(tx.state, pipeline.name, target, staging)
+            tx.obsolete += replaced
+            if staged is not None:
+                await tx.adopt(target, staged.parts)
+                tx.obsolete += [p.name for p in staged.parts]
+            found = tx.state.tables.get(target)
+            return 0 if found is None else sum(p.rows for p in found.parts)
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- bookkeeping outside any batch -------------------------------------------------------------

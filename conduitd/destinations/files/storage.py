@@ -87,6 +87,20 @@ class Storage:
         self.fs.move(self.full(old), self.full(new))
         _fsync(self.full(new).rsplit("/", 1)[0])
 
+    def copy(self, old: str, new: str) -> None:
+        """Make `new` a durable copy of `old`: a hard link locally (no bytes copied; `old` may be
+        deleted after), a server-side copy on S3."""
+        if self.local:
+            self.fs.create_dir(self.full(new).rsplit("/", 1)[0], recursive=True)
+            try:
+                os.link(self.full(old), self.full(new))
+            except OSError:  # a filesystem without hard links
+                self.fs.copy_file(self.full(old), self.full(new))
+                _fsync(self.full(new))
+            _fsync(self.full(new).rsplit("/", 1)[0])
+        else:
+            self.fs.copy_file(self.full(old), self.full(new))
+
     def delete(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.delete_file(self.full(name))

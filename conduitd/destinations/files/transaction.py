@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from conduitd.core.records import Position, Reject, SchemaChange, position_text
 from conduitd.core.schema import Column
-from conduitd.destinations.files import formats, layout
+from conduitd.destinations.files import formats, layout, refresh
 from conduitd.destinations.files.dialect import parse_ddl
 from conduitd.destinations.files.settings import EXTENSIONS, Format
 from conduitd.destinations.files.state import Part, State, Table
@@ -72,9 +72,10 @@ class FileTransaction:
         if ddl.op == "create":
             if ddl.table in tables:
                 raise TransientError(f"file destination: table {ddl.table!r} exists already (a concurrent change)")
-            if self.single and tables:
+            held = [t for t in tables if not refresh.is_staging(t)]
+            if self.single and held and ddl.table != refresh.staging_name(held[0], None):
                 raise ConfigError(f"file destination {self.storage.shown}: one output file holds one table; "
-                                  f"it holds {next(iter(tables))!r}, so {ddl.table!r} cannot be written to it")
+                                  f"it holds {held[0]!r}, so {ddl.table!r} cannot be written to it")
             tables[ddl.table] = Table([(c.name, c.sql) for c in ddl.columns])
             return
         found = tables.get(ddl.table)
@@ -108,6 +109,15 @@ class FileTransaction:
         await self._io(self.storage.write, self._where(name),
                        lambda stream: formats.write(stream, selected, self.fmt, **self.options))
         found.parts.append(Part(name, rows.num_rows))
+
+    async def adopt(self, table: str, parts: Sequence[Part]) -> None:
+        """Make copies of `parts` (published parts of another table: a full refresh's staging
+        table) parts of `table`, published with this transaction."""
+        found = self.state.tables[table]
+        for part in parts:
+            name = self._new_name(layout.folder(table), "." + part.name.rpartition(".")[2])
+            await self._io(self.storage.copy, part.name, self._where(name))
+            found.parts.append(Part(name, part.rows))
 
     async def screen_rows(self, table: str, rows: pa.Table, columns: Sequence[Column],
                           key: Sequence[str]) -> list[tuple[int, str]]:
