@@ -63,6 +63,11 @@ from conduitd.core.quality import QualityCheck
 from conduitd.destinations.postgres.copy_binary import encode_copy_binary
 from conduitd.runtime.supervisor import Runtime
 
+if __package__ in (None, ""):  # run as a script: `benchmarks` importable from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.pg_backends import BackendCpu
+
 DEFAULT_DSN = os.environ.get("CONDUITD_TEST_PG_DSN", "postgresql://postgres:postgres@127.0.0.1:5432/conduitd_test")
 DEFAULT_OUT = "benchmarks/results/files_to_postgres.json"
 DEFAULT_PATHS = ("conduitd", "conduitd_checked", "copy_records", "copy_binary_preencoded", "executemany")
@@ -229,13 +234,19 @@ class CpuSnapshot:
         times = os.times()
         return CpuSnapshot(_machine_busy(), times.user + times.system, _postgres_cpu())
 
-    def since(self, start: CpuSnapshot, rows: int) -> dict[str, float]:
+    def since(self, start: CpuSnapshot, rows: int, postgres_own: float | None = None) -> dict[str, float]:
+        """CPU seconds since `start` (`postgres_own`: of the path's own backends, when sampled;
+        `postgres` counts every postgres process, other sessions' included)."""
         client, postgres = self.client - start.client, self.postgres - start.postgres
         other = max(0.0, self.machine - start.machine - client - postgres)
         per_row = 1e6 / rows if rows > 0 else 0.0
-        return {"client_cpu_s": round(client, 2), "postgres_cpu_s": round(postgres, 2),
-                "other_cpu_s": round(other, 2), "client_cpu_us_per_row": round(client * per_row, 2),
-                "postgres_cpu_us_per_row": round(postgres * per_row, 2)}
+        out = {"client_cpu_s": round(client, 2), "postgres_cpu_s": round(postgres, 2),
+               "other_cpu_s": round(other, 2), "client_cpu_us_per_row": round(client * per_row, 2),
+               "postgres_cpu_us_per_row": round(postgres * per_row, 2)}
+        if postgres_own is not None:
+            out.update(postgres_own_cpu_s=round(postgres_own, 2),
+                       postgres_own_cpu_us_per_row=round(postgres_own * per_row, 2))
+        return out
 
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -294,6 +305,25 @@ class Bench:
         self.dsn = dsn
         self.schema = schema
         self.batch_rows = batch_rows
+        self.application = f"bench {schema}"[:63]
+        """The application_name of the baselines' connections, by which their backends are found."""
+        self.own: BackendCpu | None = None
+        """The running path's own PostgreSQL backends' CPU."""
+
+    def own_backends(self) -> BackendCpu:
+        """A sampler of the CPU of the backends of the baselines' and conduitd's connections."""
+        self.own = BackendCpu(self.dsn, [self.application, f"conduitd {self.schema}"])
+        return self.own
+
+    async def connect_path(self) -> asyncpg.Connection:
+        """A timed path's connection, named so that its backend's CPU is billed to the path."""
+        return await asyncpg.connect(self.dsn, server_settings={"application_name": self.application})
+
+    async def close_path(self, conn: asyncpg.Connection) -> None:
+        """Close a path's connection, its backend's CPU read first (the sampler may miss its end)."""
+        if self.own is not None:
+            self.own.read(conn.get_server_pid())
+        await conn.close()
 
     def q(self, table: str) -> str:
         return f'"{self.schema}"."{table}"'
@@ -371,7 +401,7 @@ class Bench:
         update = (f"UPDATE {self.q('bench_checkpoints')} SET position = $2::jsonb, updated_at = now() "
                   "WHERE path = $1")
         started = time.perf_counter()
-        conn = await asyncpg.connect(self.dsn)
+        conn = await self.connect_path()
         try:
             await conn.execute(f"INSERT INTO {self.q('bench_checkpoints')} (path, position) VALUES ($1, 'null')",
                                path)
@@ -384,7 +414,7 @@ class Bench:
                     await conn.execute(update, path, f'{{"batch": {count + 1}}}')
                 count += 1
         finally:
-            await conn.close()
+            await self.close_path(conn)
         return Outcome(path, time.perf_counter() - started, -1, count)
 
     def _slices(self, records: Sequence[Record]) -> Iterator[Sequence[Record]]:
@@ -560,9 +590,10 @@ TARGETS = {"conduitd/copy_binary_preencoded": 0.85, "conduitd_upsert/upsert_ceil
 def print_report(runs: list[list[Outcome]], rel: dict[str, float], data: Dataset) -> None:
     print(f"\n{data.rows:,} rows, {data.nbytes / 1e6:.0f} MB of JSON lines ({data.nbytes / data.rows:.0f} B/row)")
     print("CPU seconds per million rows of the best run: client = this process (conduitd or the baseline), "
-          "postgres = every postgres process, broker = none here; other = CPU seconds of everything else")
-    print(f"{'path':<24}{'rows/s (best)':>14}{'seconds':>9}{'batches':>8}{'client':>8}{'postgres':>9}{'broker':>7}"
-          f"{'other s':>8}  {'verified':<9}all runs (rows/s)")
+          "pg own = the path's own PostgreSQL backends, pg all = every postgres process (other sessions' too), "
+          "broker = none here; other = CPU seconds of everything else")
+    print(f"{'path':<24}{'rows/s (best)':>14}{'seconds':>9}{'batches':>8}{'client':>8}{'pg own':>8}{'pg all':>8}"
+          f"{'broker':>7}{'other s':>8}  {'verified':<9}all runs (rows/s)")
     for path in PATHS:
         outcomes = [o for run in runs for o in run if o.path == path]
         if not outcomes:
@@ -572,7 +603,8 @@ def print_report(runs: list[list[Outcome]], rel: dict[str, float], data: Dataset
         verified = "ok" if all(o.ok for o in outcomes) else "FAILED"
         cpu = fastest.checks.get("cpu", {})
         print(f"{path:<24}{fastest.rows_per_s:>14,.0f}{fastest.seconds:>9.2f}{fastest.batches:>8}"
-              f"{cpu.get('client_cpu_us_per_row', 0):>8.2f}{cpu.get('postgres_cpu_us_per_row', 0):>9.2f}{'-':>7}"
+              f"{cpu.get('client_cpu_us_per_row', 0):>8.2f}{cpu.get('postgres_own_cpu_us_per_row', 0):>8.2f}"
+              f"{cpu.get('postgres_cpu_us_per_row', 0):>8.2f}{'-':>7}"
               f"{cpu.get('other_cpu_s', 0):>8.2f}  {verified:<9}{samples}")
     print("\nratios of the best runs" + ("; per repeat:" if len(runs) > 1 else ""))
     per_repeat = [ratios({o.path: o.rows_per_s for o in run_}) for run_ in runs] if len(runs) > 1 else []
@@ -618,20 +650,10 @@ async def run_paths(args: argparse.Namespace, selected: list[str], data: Dataset
                     outcome_busy = await wait_until_idle(args.wait_idle)
                 load = os.getloadavg()[0]
                 cpu_before = CpuSnapshot.take()
-                if path == "conduitd_upsert" and upsert is not None:
-                    outcome = await bench.run_conduitd(upsert.data.path.parent, path)
-                elif path == "upsert_ceiling" and upsert is not None:
-                    outcome = await bench.run_upsert_ceiling(upsert.new_payloads)
-                elif path.startswith("conduitd"):
-                    outcome = await bench.run_conduitd(data.path.parent, path)
-                elif path == "copy_records":
-                    outcome = await bench.run_copy_records(records)
-                elif path == "executemany":
-                    outcome = await bench.run_executemany(records)
-                else:
-                    outcome = await bench.run_preencoded(payloads)
+                async with bench.own_backends() as own:
+                    outcome = await run_path(bench, path, data, records, payloads, upsert)
                 await asyncio.sleep(0.3)  # let the postmaster reap the path's backend: its CPU joins cutime
-                outcome.checks["cpu"] = CpuSnapshot.take().since(cpu_before, data.rows)
+                outcome.checks["cpu"] = CpuSnapshot.take().since(cpu_before, data.rows, own.seconds)
                 outcome.checks["load_average_1m_before"] = round(load, 2)
                 if args.wait_idle > 0:
                     outcome.checks["machine_busy_before"] = round(outcome_busy, 2)
@@ -640,9 +662,9 @@ async def run_paths(args: argparse.Namespace, selected: list[str], data: Dataset
                 cpu = outcome.checks["cpu"]
                 print(f"  run {repeat + 1}/{args.repeat} {path:<24} {outcome.rows_per_s:>10,.0f} rows/s "
                       f"{outcome.seconds:7.2f}s  cpu: client {cpu['client_cpu_s']:5.2f}s "
-                      f"postgres {cpu['postgres_cpu_s']:5.2f}s other {cpu['other_cpu_s']:5.2f}s "
-                      f"(s per M rows: client {cpu['client_cpu_us_per_row']:.2f} "
-                      f"postgres {cpu['postgres_cpu_us_per_row']:.2f})  "
+                      f"postgres {cpu['postgres_own_cpu_s']:5.2f}s (all {cpu['postgres_cpu_s']:5.2f}s) "
+                      f"other {cpu['other_cpu_s']:5.2f}s (s per M rows: client {cpu['client_cpu_us_per_row']:.2f} "
+                      f"postgres {cpu['postgres_own_cpu_us_per_row']:.2f})  "
                       f"{'ok' if outcome.ok else 'FAILED ' + str(outcome.checks)}", flush=True)
             if repeat == args.repeat - 1:
                 await final_checks(bench, outcomes, selected, records)
@@ -653,6 +675,21 @@ async def run_paths(args: argparse.Namespace, selected: list[str], data: Dataset
         if not args.keep_schema:
             await bench.drop_schema()
     return runs, machine_info(server_version, loop)
+
+
+async def run_path(bench: Bench, path: str, data: Dataset, records: Sequence[Record], payloads: Sequence[bytes],
+                   upsert: UpsertData | None) -> Outcome:
+    if path == "conduitd_upsert" and upsert is not None:
+        return await bench.run_conduitd(upsert.data.path.parent, path)
+    if path == "upsert_ceiling" and upsert is not None:
+        return await bench.run_upsert_ceiling(upsert.new_payloads)
+    if path.startswith("conduitd"):
+        return await bench.run_conduitd(data.path.parent, path)
+    if path == "copy_records":
+        return await bench.run_copy_records(records)
+    if path == "executemany":
+        return await bench.run_executemany(records)
+    return await bench.run_preencoded(payloads)
 
 
 async def final_checks(bench: Bench, outcomes: list[Outcome], selected: list[str], records: Sequence[Record]) -> None:

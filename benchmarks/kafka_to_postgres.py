@@ -54,7 +54,6 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: the repository root holds `benchmarks` and `tests`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import asyncpg
 import orjson
 
 from benchmarks.files_to_postgres import (
@@ -339,7 +338,7 @@ class KafkaBench(Bench):
             auto_offset_reset="earliest", session_timeout_ms=GROUP_TIMEOUTS["session.timeout.ms"],
             heartbeat_interval_ms=GROUP_TIMEOUTS["heartbeat.interval.ms"])
         await consumer.start()
-        conn = await asyncpg.connect(self.dsn)
+        conn = await self.connect_path()
         commits: list[tuple[float, int]] = []
         count = batches = 0
         last_progress = time.monotonic()
@@ -364,7 +363,7 @@ class KafkaBench(Bench):
                 last_progress = time.monotonic()
                 commits.append((time.perf_counter(), count))
         finally:
-            await conn.close()
+            await self.close_path(conn)
             await consumer.stop()
         outcome = KafkaOutcome(path, time.perf_counter() - started, -1, batches)
         outcome.set_steady(commits, started)
@@ -607,10 +606,11 @@ def print_report(runs: list[list[KafkaOutcome]], rel: dict[str, float], steady_r
                  bound: float | None) -> None:
     print(f"\n{data.rows:,} records, {data.nbytes / 1e6:.0f} MB of JSON ({data.nbytes / data.rows:.0f} B/record)")
     print("CPU seconds per million records of the best run: client = this process and its children (conduitd "
-          "or the baseline), postgres = every postgres process, broker = the Kafka broker's process; "
-          "other = CPU seconds of everything else")
+          "or the baseline), pg own = the path's own PostgreSQL backends, pg all = every postgres process (other "
+          "sessions' too), broker = the Kafka broker's process; other = CPU seconds of everything else")
     print(f"{'path':<24}{'rows/s (best)':>14}{'seconds':>8}{'1st commit':>11}{'steady rows/s':>14}"
-          f"{'batches':>8}{'client':>8}{'postgres':>9}{'broker':>7}{'other s':>8}  {'verified':<9}all runs (rows/s)")
+          f"{'batches':>8}{'client':>8}{'pg own':>8}{'pg all':>8}{'broker':>7}{'other s':>8}  {'verified':<9}"
+          "all runs (rows/s)")
     for path in PATHS:
         outcomes = [o for run in runs for o in run if o.path == path]
         if not outcomes:
@@ -630,7 +630,8 @@ def print_report(runs: list[list[KafkaOutcome]], rel: dict[str, float], steady_r
         broker = f"{cpu['broker_cpu_s'] * per_m:.2f}" if cpu.get("broker_cpu_s") else "-"
         print(f"{path:<24}{fastest.rows_per_s:>14,.0f}{fastest.seconds:>8.2f}{first:>11}{steady:>14}"
               f"{fastest.batches:>8}{cpu.get('client_cpu_s', 0) * per_m:>8.2f}"
-              f"{cpu.get('postgres_cpu_s', 0) * per_m:>9.2f}{broker:>7}{cpu.get('other_cpu_s', 0):>8.2f}  "
+              f"{cpu.get('postgres_own_cpu_s', 0) * per_m:>8.2f}{cpu.get('postgres_cpu_s', 0) * per_m:>8.2f}"
+              f"{broker:>7}{cpu.get('other_cpu_s', 0):>8.2f}  "
               f"{verified:<9}{samples}")
     print("\nratios of the best runs" + ("; per repeat:" if len(runs) > 1 else ""))
     per_repeat = [ratios(rates(run_)) for run_ in runs] if len(runs) > 1 else []
@@ -693,16 +694,17 @@ async def run_paths(args: argparse.Namespace, selected: list[str], broker: Broke
                 busy = await wait_until_idle(args.wait_idle) if args.wait_idle > 0 else None
                 load = os.getloadavg()[0]
                 cpu_before, broker_before, children_before = CpuSnapshot.take(), process_cpu(broker.pid), children_cpu()
-                if path == "conduitd":
-                    outcome = await bench.run_conduitd()
-                elif path == CEILING:
-                    outcome = await bench.run_ceiling(payloads)
-                elif path == "aiokafka_executemany":
-                    outcome = await bench.run_naive()
-                else:
-                    outcome = await bench.run_quix()
+                async with bench.own_backends() as own:
+                    if path == "conduitd":
+                        outcome = await bench.run_conduitd()
+                    elif path == CEILING:
+                        outcome = await bench.run_ceiling(payloads)
+                    elif path == "aiokafka_executemany":
+                        outcome = await bench.run_naive()
+                    else:  # its psycopg2 connections are not named: only `postgres` (all) bills them
+                        outcome = await bench.run_quix()
                 await asyncio.sleep(0.3)  # let the postmaster reap the path's backend: its CPU joins cutime
-                cpu = CpuSnapshot.take().since(cpu_before, data.rows)
+                cpu = CpuSnapshot.take().since(cpu_before, data.rows, own.seconds)
                 broker_cpu = process_cpu(broker.pid) - broker_before
                 children = children_cpu() - children_before  # the Quix worker (and py-spy) run as subprocesses
                 cpu["broker_cpu_s"] = round(broker_cpu, 2)
@@ -722,7 +724,8 @@ async def run_paths(args: argparse.Namespace, selected: list[str], broker: Broke
                 steady = f"{outcome.steady_rows_per_s:>9,.0f}" if outcome.steady_rows_per_s else f"{'-':>9}"
                 print(f"  run {repeat + 1}/{args.repeat} {path:<22} {outcome.rows_per_s:>9,.0f} rows/s "
                       f"{outcome.seconds:6.2f}s (steady {steady} rows/s)  cpu: client {cpu['client_cpu_s']:5.2f}s "
-                      f"postgres {cpu['postgres_cpu_s']:5.2f}s broker {cpu['broker_cpu_s']:5.2f}s "
+                      f"postgres {cpu['postgres_own_cpu_s']:5.2f}s (all {cpu['postgres_cpu_s']:5.2f}s) "
+                      f"broker {cpu['broker_cpu_s']:5.2f}s "
                       f"other {cpu['other_cpu_s']:5.2f}s  "
                       f"{'ok' if outcome.ok else 'FAILED ' + str(outcome.checks)}", flush=True)
             if repeat == args.repeat - 1:
