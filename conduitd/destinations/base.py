@@ -144,7 +144,8 @@ class Transaction(Protocol):
                           key: Sequence[str]) -> list[tuple[int, str]]:
         """(index in `rows`, reason) of rows `write_rows` would refuse, found together without
         writing anything, as far as the destination can tell them exactly ([] where it cannot).
-        Called once a write of these rows was refused."""
+        Called once a write of these rows was refused; on a destination without savepoints,
+        before every write (a refused row cannot be taken out of its transaction after it)."""
 
     async def delete_rows(self, table: str, keys: pa.Table) -> int:
         """Delete the rows whose key columns equal a row of `keys`; return how many went."""

@@ -31,6 +31,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+import pyarrow as pa
+
 from conduitd.config import PipelineConfig
 from conduitd.core.prepare import Prepared, prepare, refused_rejects
 from conduitd.core.quality import Violation
@@ -65,10 +68,11 @@ class CommitResult:
 @runtime_checkable
 class Refreshes(Protocol):
     """A destination that can run `mode: full_refresh` (the SQL ones, see
-    `conduitd.destinations.sql.refresh`; files, see `conduitd.destinations.files.refresh`). The pipeline calls `begin_refresh` before the source
-    reads anything, commits the run's batches into `refresh_table(table)` with the usual
-    protocol, and calls `finish_refresh` once the source was read to its end; a run that ends
-    otherwise leaves the table as it was, and the next run's `begin_refresh` starts over."""
+    `conduitd.destinations.sql.refresh`; files, see `conduitd.destinations.files.refresh`). The
+    pipeline calls `begin_refresh` before the source reads anything, commits the run's batches into
+    `refresh_table(table)` with the usual protocol, and calls `finish_refresh` once the source was
+    read to its end; a run that ends otherwise leaves the table as it was, and the next run's
+    `begin_refresh` starts over."""
 
     def refresh_table(self, table: str) -> str:
         """The staging table the run's batches go to."""
@@ -299,17 +303,25 @@ async def _delete_rows(tx: Transaction, pipeline: PipelineConfig, prepared: Prep
 async def _write_rows(tx: Transaction, pipeline: PipelineConfig, prepared: Prepared,
                       capabilities: Capabilities) -> list[tuple[int, str]]:
     """Write the rows; return the ones the destination refused (row in `prepared.rows`, reason).
-    Without savepoints a refused row cannot be taken out of the transaction: the batch fails."""
+    Without savepoints a refused row cannot be taken out of the transaction after a write: the
+    rows the destination can tell it would refuse (`screen_rows`) are taken out before it, and a
+    row refused all the same fails the batch."""
     if not prepared.rows.num_rows:
         return []
     if not capabilities.savepoints:
+        rows, payload = prepared.rows, prepared.payload
+        screened = await tx.screen_rows(pipeline.table_name, rows, prepared.columns, pipeline.unique_key)
+        if screened:
+            kept = np.ones(rows.num_rows, dtype=bool)
+            kept[[row for row, _ in screened]] = False
+            rows, payload = rows.filter(pa.array(kept)), None
         try:
-            await tx.write_rows(pipeline.table_name, prepared.rows, prepared.columns, pipeline.unique_key,
-                                prepared.payload)
+            if rows.num_rows:
+                await tx.write_rows(pipeline.table_name, rows, prepared.columns, pipeline.unique_key, payload)
         except RowsRefused as refused:
             raise ConduitError(f"the destination refused a row of the batch and cannot isolate it "
                                f"(it has no savepoints): {refused.reason}") from None
-        return []
+        return screened
     isolation = await write_isolating(tx, pipeline.table_name, prepared.rows, prepared.columns,
                                       pipeline.unique_key, prepared.payload)
     return isolation.refused

@@ -86,7 +86,8 @@ class TestSnowflakeContract(DestinationContract):
         async with destination.transaction() as tx:
             await tx.run_ddl(ddl)
         return Refusal("refusals", [{"id": 1, "name": "first"}],
-                       [{"id": 2, "name": "two"}, {"id": 3, "name": None}, {"id": 4, "name": "four"}], 1)
+                       [{"id": 2, "name": "two"}, {"id": 3, "name": None}, {"id": 4, "name": "four"}], 1,
+                       screened=True)
 
     def secret_cases(self) -> Sequence[SecretCase]:
         secret = f"Contract-{uuid.uuid4().hex[:8]}-p@ss:w/rd"

@@ -32,7 +32,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from conduitd.core.schema import Column
-from conduitd.destinations.snowflake import catalog
+from conduitd.destinations.snowflake import catalog, screen
 from conduitd.destinations.snowflake.dialect import SnowflakeDialect, quote
 from conduitd.destinations.snowflake.driver import SnowflakeDriver
 from conduitd.destinations.snowflake.load import last_of_each_key, load_table, write_parquet
@@ -92,7 +92,9 @@ class SnowflakeTransaction(SqlTransaction):
 
     async def screen_rows(self, table: str, rows: pa.Table, columns: Sequence[Column],
                           key: Sequence[str]) -> list[tuple[int, str]]:
-        return []  # no savepoints: a refused row fails the batch, nothing to isolate
+        """See `screen`: asked before the write (no savepoints to isolate a refused row after it)."""
+        limits = await screen.column_limits(self.snowflake, table)
+        return await asyncio.to_thread(screen.refused_rows, rows.select([c.name for c in columns]), limits)
 
     async def delete_rows(self, table: str, keys: pa.Table) -> int:
         self.wrote = True
