@@ -61,9 +61,10 @@ def decode_jsonl_lines(block: bytes, partition: str, position_at: PositionAt,
     if not utf8:
         block, position_at, early = _transcoded(block, encoding, partition, position_at, screened)
     screened.update(_too_deep(block, screened))
-    if not screened and _every_line_opens_an_object(block):
+    counted = None if screened else _object_lines(block)
+    if counted is not None:
         fast = _read_json(block).table
-        if fast is not None and _strict(fast, block, lines):
+        if fast is not None and _strict(fast, counted if lines is None else lines):
             return fast, [], None
     if utf8:  # the fast path checked UTF-8 in bulk; here each line that is not gets its reason
         block, position_at, early = _transcoded(block, encoding, partition, position_at, screened)
@@ -113,24 +114,23 @@ def _too_deep(block: bytes, screened: dict[int, str]) -> dict[int, str]:
     return {int(i): f"nested deeper than {MAX_DEPTH} levels" for i in indexes if int(i) not in screened}
 
 
-def _every_line_opens_an_object(block: bytes) -> bool:
-    """Whether every line starts with `{`: only then may pyarrow's reader see the block whole.
-    It is laxer than JSON lines of objects (a `null` line is an empty row), and pyarrow 26 crashes
-    the process on a block whose first line is `null` followed by another line; other blocks
-    (blank lines, leading blanks, non-objects) go line by line, where only objects reach it."""
+def _object_lines(block: bytes) -> int | None:
+    """How many lines the block has when every line starts with `{` (else None): only then may
+    pyarrow's reader see the block whole. It is laxer than JSON lines of objects (a `null` line
+    is an empty row), and pyarrow 26 crashes the process on a block whose first line is `null`
+    followed by another line; other blocks (blank lines, leading blanks, non-objects, no line
+    at all) go line by line, where only objects reach it."""
     data = np.frombuffer(block, dtype=np.uint8)
-    if not len(data):
-        return True
+    if not len(data) or data[0] != 123:
+        return None
     starts = np.flatnonzero(data[:-1] == 10) + 1
-    return bool(data[0] == 123 and (data[starts] == 123).all())
+    return len(starts) + 1 if (data[starts] == 123).all() else None
 
 
-def _strict(table: pa.Table, block: bytes, lines: int | None) -> bool:
+def _strict(table: pa.Table, lines: int) -> bool:
     """pyarrow's reader is laxer than JSON lines of objects: it reads a `null` line as an empty
     row, two objects on one line as two rows, and NaN. Those blocks go line by line instead.
     (Blank lines and `{}` lines take that path too; it reads them right.)"""
-    if lines is None:
-        lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
     if table.num_rows != lines:
         return False
     if table.num_columns and all(column.null_count for column in table.columns):
@@ -158,10 +158,12 @@ class _Read(NamedTuple):
 def _read_json(block: bytes) -> _Read:
     """The block read by pyarrow, every value as written (strings that look like timestamps,
     numbers a double does not hold: `jsonnumbers`)."""
-    if not block.strip():
+    if not block or block.isspace():  # (strip() would copy the block)
         return _Read(pa.table({}))
+    table = _read_hinted(block)
     try:
-        table = pajson.read_json(io.BytesIO(block), read_options=_read_options(block))
+        if table is None:
+            table = pajson.read_json(io.BytesIO(block), read_options=_read_options(block))
         table.validate(full=True)  # rejects invalid UTF-8, which the reader lets through
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         return _Read(None, unrepresentable(str(exc)))
@@ -172,6 +174,49 @@ def _read_json(block: bytes) -> _Read:
     if exact.refused:
         return _Read(None, refused=exact.refused)
     return _Read(_timestamps_as_utc(exact.table))
+
+
+def _read_hinted(block: bytes) -> pa.Table | None:
+    """The block read once where it would otherwise be read twice, or None (read it as usual).
+
+    When the first line holds a date-like string that a timestamp would not print back as
+    written ("2026-01-01T10:00:00.120Z"), the block surely takes `_strings_as_written`'s second
+    read, which makes every timestamp the reader found a string again. So the first line's
+    top-level fields holding date-like strings are read as strings at once (an explicit schema;
+    every other field is inferred as before). The result is the same table: the same types (a
+    field holding anything but strings fails the read, as it fails inference: then the block is
+    read as usual), the columns moved back to where inference puts them (first appearance)."""
+    end = block.find(b"\n")
+    first = block[:end] if end >= 0 else block
+    if not _ALTERED_BY_PARSING.search(first):
+        return None
+    try:
+        record = orjson.loads(first)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(record, dict):
+        return None
+    dates = [name for name, value in record.items() if isinstance(value, str) and _DATE_LIKE.match(value)]
+    if not dates:
+        return None
+    explicit = pa.schema([(name, pa.string()) for name in dates])
+    try:
+        table = pajson.read_json(io.BytesIO(block), read_options=_read_options(block),
+                                 parse_options=pajson.ParseOptions(explicit_schema=explicit,
+                                                                   unexpected_field_behavior="infer"))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
+    names = table.column_names
+    if len(set(names)) != len(names):
+        return None
+    first_keys = list(record)
+    order = first_keys + [name for name in names if name not in record]
+    if sorted(order) != sorted(names):
+        return None
+    return table.select(order)
+
+
+_DATE_LIKE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _read_options(block: bytes) -> pajson.ReadOptions:
