@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from conduitd.core import quality
 from conduitd.core.dialect import Dialect
 from conduitd.core.evolution import Evolution, ambiguous_fields, held_rows, plan, widen_for
+from conduitd.core.fastcasts import precast
 from conduitd.core.records import Batch, Reject
 from conduitd.core.schema import Column, conform
 from conduitd.errors import ConduitError, QualityFailure, SchemaIncompatible
@@ -99,6 +100,7 @@ def _prepare_rows(prepared: Prepared, dialect: Dialect, pipeline: PipelineConfig
     if not keep.all():
         rows, source_rows, deletes = rows.filter(pa.array(keep)), source_rows[keep], deletes[keep]
     writable = {n: c for n, c in evolution.columns.items() if n not in evolution.dropped}
+    rows = precast(rows, writable)  # the same values as conform's casts, without text on the way
     candidate, failures, kept = conform(rows, writable)
     if failures and widen_for(dialect, pipeline, evolution, rows, {f.column for f in failures}):
         writable = {n: c for n, c in evolution.columns.items() if n not in evolution.dropped}
