@@ -229,6 +229,30 @@ def _uuid_chars(arr: Any, valid: Mask | None) -> U8:
     return np.take(padded, starts[:, None] + np.arange(36))
 
 
+_UUID_HEX_RUNS = ((0, 8), (9, 13), (14, 18), (19, 23), (24, 36))
+
+
+def _uuid_bytes(chars: U8) -> U8 | None:
+    """The ``(n, 16)`` bytes of well-formed uuid characters by ``bytes.fromhex`` over the hex
+    digits copied out in five column runs (3x faster than the arithmetic below); None for
+    anything else (a dash missing, a byte not hex), which the arithmetic then names."""
+    n = len(chars)
+    if (chars[:, _UUID_DASH_POS] != _U8(45)).any():
+        return None
+    digits = np.empty((n, 32), dtype=np.uint8)
+    at = 0
+    for start, end in _UUID_HEX_RUNS:
+        digits[:, at : at + end - start] = chars[:, start:end]
+        at += end - start
+    try:
+        raw = bytes.fromhex(digits.tobytes().decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if len(raw) != 16 * n:  # fromhex skips whitespace between digit pairs: not a uuid
+        return None
+    return np.frombuffer(raw, dtype=np.uint8).reshape(n, 16)
+
+
 def _encode_uuid(arr: Any) -> list[Part]:
     """Canonical (any case) uuid strings, or fixed_size_binary(16), to the 16 raw bytes.
 
@@ -240,6 +264,9 @@ def _encode_uuid(arr: Any) -> list[Part]:
     if pa.types.is_fixed_size_binary(arr.type):
         return [fixed_field(_values(arr, "u1", 16).reshape(n, 16), valid)]
     chars = _uuid_chars(arr, valid)
+    fast = _uuid_bytes(chars)
+    if fast is not None:
+        return [fixed_field(fast, valid)]
     is_hex = (chars - _U8(48)) < _U8(10)
     is_hex |= ((chars | _U8(0x20)) - _U8(97)) < _U8(6)
     bad = ~is_hex[:, _UUID_HEX_POS].all(axis=1)
