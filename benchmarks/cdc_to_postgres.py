@@ -1,7 +1,7 @@
 """Benchmark: database table -> PostgreSQL by polling CDC, conduitd against the COPY ceiling and a
 naive poller, side by side in one run.
 
-    python benchmarks/cdc_to_postgres.py [--rows 1000000] [--quick] [--mysql] [--repeat N] [--profile DIR]
+    python benchmarks/cdc_to_postgres.py [--rows 1000000] [--quick] [--mysql] [--log] [--repeat N] [--profile DIR]
 
 Creates N rows (bigint id primary key, timestamptz updated_at indexed, text/numeric/int/bool
 columns, ~100 bytes a row; deterministic, not timed) in a PostgreSQL database of its own (the
@@ -21,6 +21,20 @@ them by several paths, each into its own fresh destination table with the same D
   with its bytecode cached (in the run's temporary directory, filled by one untimed run first), as
   an installed package has it: with PYTHONDONTWRITEBYTECODE set every start would compile its
   modules again (``--compile-each-start`` measures that).
+
+With ``--log``, log-based change capture (``type: postgres, mode: log``: a logical replication
+slot read with ``pgoutput``) joins them. It needs ``wal_level=logical`` on the source server: when
+the DSN's server has another level, the benchmark starts a throwaway cluster of its own (initdb and
+pg_ctl, as ``tests/helpers/private_pg.py`` does, ``wal_level=logical``, default settings otherwise)
+and it is the source of *every* path of that run, so the ceiling, polling and log paths read the
+same server; the destination stays the DSN's. Two log paths, append mode, ``batch.max_rows`` as
+``conduitd``'s, the slot and publication made by ``conduitd cdc setup --apply`` before (untimed):
+
+* ``conduitd_log``: the initial snapshot of the N existing rows (one REPEATABLE READ cursor,
+  every value as text, cast to the catalog's types), through to the hand-over to the log.
+* ``conduitd_log_changes``: the log itself. An empty ``src_log`` is snapshotted (untimed run), then
+  the N rows are inserted into it (untimed, transactions of ``--log-txn-rows`` rows, default 10,000)
+  and the timed ``conduitd --once`` drains the slot: every row decoded from ``pgoutput``.
 
 With ``--mysql``, the same rows are also created in MariaDB (127.0.0.1:3306, root, no password) and
 copied by ``mysql_pipe`` (``mariadb --batch --quick`` piped into ``psql`` COPY text), ``mysql_naive``
@@ -61,6 +75,7 @@ DEFAULT_DSN = os.environ.get("CONDUITD_TEST_PG_DSN", "postgresql://postgres:post
 DEFAULT_OUT = "benchmarks/results/cdc_to_postgres.json"
 MYSQL: dict[str, Any] = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 PG_PATHS = ("copy_pipe_asyncpg", "copy_pipe_psql", "naive_poller", "conduitd", "conduitd_100k")
+LOG_PATHS = ("conduitd_log", "conduitd_log_changes")
 MYSQL_PATHS = ("mysql_pipe", "mysql_naive", "conduitd_mysql")
 CEILINGS = ("copy_pipe_asyncpg", "copy_pipe_psql")
 NAIVE_PAGE = 10_000
@@ -185,6 +200,9 @@ class Bench:
         self.rows: int = args.rows
         tag = f"{os.getpid()}"
         self.source_db = f"bench_cdc_src_{tag}"
+        self.source_server = args.dsn
+        """The source's server (its admin database): the DSN's, or a private cluster for `--log`."""
+        self.private: Any = None
         self.source_dsn = with_db(args.dsn, self.source_db)
         self.dsn = args.dsn
         self.schema = f"bench_cdc_{tag}"
@@ -209,8 +227,21 @@ class Bench:
 
     # -- setup (not timed) -------------------------------------------------------------------
 
+    async def logical_source(self) -> str:
+        """Make the source server one with wal_level=logical: the DSN's if it is, else a private
+        cluster started here (removed by `drop`). Says which."""
+        level = (await self.admin("SHOW wal_level"))[0][0]
+        if level == "logical":
+            return "the DSN's server (wal_level=logical)"
+        from tests.helpers.private_pg import create_private_postgres
+
+        self.private = await asyncio.to_thread(create_private_postgres, "wal_level=logical", "max_replication_slots=10")
+        self.source_server = self.private.dsn
+        self.source_dsn = with_db(self.private.dsn, self.source_db)
+        return f"a private cluster on port {self.private.port} (the DSN's server has wal_level={level})"
+
     async def create_source(self) -> None:
-        await self.admin(f'CREATE DATABASE "{self.source_db}"')
+        await self.admin(f'CREATE DATABASE "{self.source_db}"', dsn=self.source_server)
         conn = await connect(self.source_dsn)
         try:
             await conn.execute(TABLE_DDL.format(table="src"))
@@ -240,16 +271,23 @@ class Bench:
 
     async def drop(self) -> None:
         await self.admin(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
-        await self.admin(f'DROP DATABASE IF EXISTS "{self.source_db}" WITH (FORCE)')
+        if self.private is not None:
+            await asyncio.to_thread(self.private.remove)
+            return
+        for path in LOG_PATHS:  # a slot left behind would hold the server's WAL for ever
+            await self.admin("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                             "WHERE slot_name = $1", f"conduitd_{path}", dsn=self.source_dsn)
+        await self.admin(f'DROP DATABASE IF EXISTS "{self.source_db}" WITH (FORCE)', dsn=self.source_server)
 
     async def settle(self) -> None:
-        conn = await connect(self.dsn)
-        try:
-            await conn.execute("CHECKPOINT")
-        except asyncpg.InsufficientPrivilegeError:
-            pass
-        finally:
-            await conn.close()
+        for dsn in {self.dsn, self.source_dsn}:
+            conn = await connect(dsn)
+            try:
+                await conn.execute("CHECKPOINT")
+            except asyncpg.InsufficientPrivilegeError:
+                pass
+            finally:
+                await conn.close()
 
     # -- the PostgreSQL paths (timed) --------------------------------------------------------
 
@@ -323,6 +361,7 @@ class Bench:
 
     def conduitd_config(self, path: str, source: str, max_rows: int, source_table: str = "src") -> Path:
         config = self.tmp / f"{path}.yaml"
+        incremental = "" if "mode: log" in source else "incremental: {column: updated_at, strategy: timestamp}"
         config.write_text(textwrap.dedent(f"""\
             sources:
               - {source}
@@ -335,15 +374,16 @@ class Bench:
                 source_table: {source_table}
                 table: {self.table(path)}
                 mode: append
-                incremental: {{column: updated_at, strategy: timestamp}}
+                {incremental}
                 batch: {{max_rows: {max_rows}}}
             """))
         return config
 
-    async def conduitd(self, path: str, source: str, max_rows: int, source_table: str = "src") -> int:
+    async def conduitd(self, path: str, source: str, max_rows: int, source_table: str = "src", *,
+                       profile: bool = True) -> int:
         config = self.conduitd_config(path, source, max_rows, source_table)
         command = [sys.executable]
-        if self.args.profile and source_table == "src":
+        if self.args.profile and profile and source_table != "empty":
             await asyncio.to_thread(Path(self.args.profile).mkdir, parents=True, exist_ok=True)
             command += ["-m", "cProfile", "-o", str(Path(self.args.profile) / f"{path}.pstats")]
         command += ["-m", "conduitd", "--once", "-c", str(config)]
@@ -379,6 +419,46 @@ class Bench:
 
     def pg_source(self) -> str:
         return f'{{name: src, type: postgres, dsn: "{self.source_dsn}"}}'
+
+    def log_source(self) -> str:
+        return f'{{name: src, type: postgres, mode: log, dsn: "{self.source_dsn}"}}'
+
+    def log_table(self, path: str) -> str:
+        return "src_log" if path == "conduitd_log_changes" else "src"
+
+    async def prepare_log(self, path: str) -> None:
+        """Untimed: a new slot and publication for the path (`conduitd cdc setup --apply`); for the
+        log phase an empty `src_log` read once (its snapshot), then filled with the rows."""
+        slot, table = f"conduitd_{path}", self.log_table(path)
+        conn = await connect(self.source_dsn)
+        try:
+            await conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                               "WHERE slot_name = $1", slot)
+            await conn.execute(f'DROP PUBLICATION IF EXISTS "{slot}"')
+            if table == "src_log":
+                await conn.execute("DROP TABLE IF EXISTS src_log")
+                await conn.execute(TABLE_DDL.format(table="src_log"))
+        finally:
+            await conn.close()
+        config = self.conduitd_config(path, self.log_source(), self.args.batch_rows, table)
+        setup = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "conduitd", "cdc", "setup", "-c", str(config), "--apply",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=self.conduitd_env())
+        out, _ = await setup.communicate()
+        if setup.returncode:
+            raise RuntimeError(f"conduitd cdc setup exit {setup.returncode}: {out.decode()[-2000:]}")
+        if table != "src_log":
+            return
+        if await self.conduitd(path, self.log_source(), self.args.batch_rows, table, profile=False):
+            raise RuntimeError("the snapshot of the empty src_log wrote rows")
+        conn = await connect(self.source_dsn)
+        try:
+            step = self.args.log_txn_rows
+            for first in range(1, self.rows + 1, step):  # each statement its own transaction
+                await conn.execute("INSERT INTO src_log SELECT * FROM src WHERE id BETWEEN $1 AND $2", first,
+                                   first + step - 1)
+        finally:
+            await conn.close()
 
     # -- MariaDB (setup untimed, paths timed) ------------------------------------------------
 
@@ -473,7 +553,15 @@ class Bench:
             "mysql_pipe": lambda: self.mysql_pipe(path),
             "mysql_naive": lambda: self.mysql_naive(path),
             "conduitd_mysql": lambda: self.conduitd(path, self.mysql_source(), self.args.batch_rows),
+            "conduitd_log": lambda: self.conduitd(path, self.log_source(), self.args.batch_rows),
+            "conduitd_log_changes": lambda: self.conduitd(path, self.log_source(), self.args.batch_rows, "src_log"),
         }
+        if path in LOG_PATHS:
+            try:
+                await self.prepare_log(path)
+            except Exception as exc:  # noqa: BLE001 - reported as the path's failure
+                outcome.checks["error"] = f"preparing: {type(exc).__name__}: {exc}"[:2000]
+                return outcome
         await self.settle()
         if self.args.wait_idle:
             await wait_until_idle(self.args.wait_idle)
@@ -534,6 +622,12 @@ def ratios(best: dict[str, Outcome]) -> dict[str, float]:
                 out[f"{path}/ceiling"] = round(rate[path] / ceiling, 3)
             if rate.get("naive_poller"):
                 out[f"{path}/naive_poller"] = round(rate[path] / rate["naive_poller"], 3)
+    for path in LOG_PATHS:
+        if path in rate:
+            if ceiling:
+                out[f"{path}/ceiling"] = round(rate[path] / ceiling, 3)
+            if rate.get("conduitd"):
+                out[f"{path}/conduitd"] = round(rate[path] / rate["conduitd"], 3)
     if rate.get("conduitd_mysql"):
         if rate.get("mysql_pipe"):
             out["conduitd_mysql/mysql_pipe"] = round(rate["conduitd_mysql"] / rate["mysql_pipe"], 3)
@@ -548,7 +642,7 @@ TARGETS = {"/ceiling": 0.5, "/mysql_pipe": 0.5, "/naive_poller": 3.0, "/mysql_na
 def print_report(runs: list[list[Outcome]], rel: dict[str, float], rows: int, fixed: float | None) -> None:
     print(f"\n{rows:,} rows; best run per path; CPU seconds per million rows")
     print(f"{'path':<20}{'rows/s':>10}{'wall s':>8}{'client':>8}{'postgres':>9}{'other s':>8}  verified")
-    for path in (*PG_PATHS, *MYSQL_PATHS):
+    for path in (*PG_PATHS, *LOG_PATHS, *MYSQL_PATHS):
         outcomes = [o for run in runs for o in run if o.path == path]
         if not outcomes:
             continue
@@ -568,7 +662,7 @@ def print_report(runs: list[list[Outcome]], rel: dict[str, float], rows: int, fi
     if fixed is not None:
         best = best_of(runs)
         ceiling = max((best[p].rows_per_s for p in CEILINGS if p in best), default=0.0)
-        for path in ("conduitd", "conduitd_100k", "conduitd_mysql"):
+        for path in ("conduitd", "conduitd_100k", *LOG_PATHS, "conduitd_mysql"):
             if path in best and best[path].seconds > fixed and ceiling:
                 rate = rows / (best[path].seconds - fixed)
                 print(f"{path} without its fixed cost ({fixed:.2f}s): {rate:,.0f} rows/s, {rate / ceiling:.2f} of the "
@@ -584,13 +678,16 @@ async def run_all(args: argparse.Namespace, selected: list[str]) -> tuple[list[l
     runs: list[list[Outcome]] = []
     mysql = any(p in MYSQL_PATHS for p in selected)
     try:
+        if any(p in LOG_PATHS for p in selected):
+            info["source_server"] = await bench.logical_source()
+            print(f"source: {info['source_server']}", flush=True)
         t0 = time.perf_counter()
         await bench.create_source()
         if mysql:
             await bench.create_mysql_source()
         info["setup_s"] = round(time.perf_counter() - t0, 1)
         info["bytes_per_row"] = round(float(bench.expected["bytes_per_row"]), 1)
-        info["postgresql"] = (await bench.admin("SHOW server_version"))[0][0]
+        info["postgresql"] = (await bench.admin("SHOW server_version", dsn=bench.source_server))[0][0]
         print(f"created {args.rows:,} source rows ({info['bytes_per_row']} bytes a row"
               f"{', also in MariaDB' if mysql else ''}) in {info['setup_s']}s (not timed)", flush=True)
         if any(p.startswith("conduitd") for p in selected):
@@ -633,9 +730,14 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     parser.add_argument("--mysql", action="store_true",
                         help="also copy the rows from MariaDB at 127.0.0.1:3306 (conduitd's path needs its mysql "
                              "source)")
+    parser.add_argument("--log", action="store_true",
+                        help="also the log-based paths (mode: log); the source moves to a wal_level=logical server")
+    parser.add_argument("--log-txn-rows", type=int, default=10_000,
+                        help="conduitd_log_changes: rows per source transaction (default 10,000)")
     parser.add_argument("--dsn", default=DEFAULT_DSN, help="PostgreSQL DSN (default: $CONDUITD_TEST_PG_DSN or local)")
     parser.add_argument("--batch-rows", type=int, default=50_000, help="conduitd's batch.max_rows (default 50,000)")
-    parser.add_argument("--paths", default=None, help=f"comma-separated subset of {','.join(PG_PATHS + MYSQL_PATHS)}")
+    parser.add_argument("--paths", default=None,
+                        help=f"comma-separated subset of {','.join(PG_PATHS + LOG_PATHS + MYSQL_PATHS)}")
     parser.add_argument("--repeat", type=int, default=1, help="run every path this many times; best is reported")
     parser.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
                         help="before each path, wait up to this long for the machine to be idle (shared hosts)")
@@ -649,13 +751,14 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     args = parser.parse_args(argv)
     if args.quick:
         args.rows = 100_000
-    known = PG_PATHS + MYSQL_PATHS
-    wanted = args.paths.split(",") if args.paths else list(PG_PATHS) + (list(MYSQL_PATHS) if args.mysql else [])
+    known = PG_PATHS + LOG_PATHS + MYSQL_PATHS
+    wanted = args.paths.split(",") if args.paths else \
+        list(PG_PATHS) + (list(LOG_PATHS) if args.log else []) + (list(MYSQL_PATHS) if args.mysql else [])
     unknown = set(wanted) - set(known)
     if unknown:
         parser.error(f"unknown path(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}")
-    if args.rows < 1 or args.repeat < 1 or args.batch_rows < 1:
-        parser.error("--rows, --repeat and --batch-rows must be positive")
+    if args.rows < 1 or args.repeat < 1 or args.batch_rows < 1 or args.log_txn_rows < 1:
+        parser.error("--rows, --repeat, --batch-rows and --log-txn-rows must be positive")
     return args, [p for p in known if p in wanted]
 
 

@@ -10,7 +10,7 @@ option, which the project does not ask for)."""
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 Value = str | None
 """A column as text, or None for SQL NULL."""
@@ -61,6 +61,11 @@ class Relation:
     replica_identity: str
     """`d` default (the key), `f` full, `i` an index, `n` nothing."""
     columns: tuple[Column, ...]
+    names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    """The columns' names, in order (computed once: every change zips them with its values)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(c.name for c in self.columns))
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +110,43 @@ class DecodeError(ValueError):
     """The bytes are not a well-formed pgoutput message."""
 
 
+_U16 = struct.Struct("!H").unpack_from
+_I32 = struct.Struct("!i").unpack_from
+_U32 = struct.Struct("!I").unpack_from
+_NULL, _UNCHANGED, _TEXT = ord("n"), ord("u"), ord("t")
+
+
+def _tuple_at(data: bytes, at: int) -> tuple[Tuple, int]:
+    """The TupleData at `at`, and where it ends: the hot loop of decoding, one pass over the bytes
+    (struct.error on a short message is turned into DecodeError by `decode`)."""
+    (count,) = _U16(data, at)
+    at += 2
+    end = len(data)
+    values: list[Value | Unchanged] = []
+    append = values.append
+    for _ in range(count):
+        if at >= end:
+            raise DecodeError(f"message ends early at byte {at}")
+        kind = data[at]
+        if kind == _TEXT:
+            (size,) = _I32(data, at + 1)
+            at += 5
+            stop = at + size
+            if size < 0 or stop > end:
+                raise DecodeError(f"a value of {size} bytes runs past the message")
+            append(data[at:stop].decode())
+            at = stop
+        elif kind == _NULL:
+            append(None)
+            at += 1
+        elif kind == _UNCHANGED:
+            append(UNCHANGED)
+            at += 1
+        else:
+            raise DecodeError(f"column kind {chr(kind)!r} (binary values are not asked for)")
+    return tuple(values), at
+
+
 class _Reader:
     def __init__(self, data: bytes) -> None:
         self.data = data
@@ -137,24 +179,26 @@ class _Reader:
         return chunk
 
     def tuple(self) -> Tuple:
-        values: list[Value | Unchanged] = []
-        for _ in range(self.take("!H")):
-            kind = self.byte()
-            if kind == "n":
-                values.append(None)
-            elif kind == "u":
-                values.append(UNCHANGED)
-            elif kind == "t":
-                values.append(self.raw(self.take("!i")).decode())
-            else:
-                raise DecodeError(f"column kind {kind!r} (binary values are not asked for)")
-        return tuple(values)
+        values, self.at = _tuple_at(self.data, self.at)
+        return values
 
 
 def decode(data: bytes) -> Message:
     """One pgoutput message (protocol version 1)."""
     if not data:
         raise DecodeError("an empty message")
+    try:
+        if data[0] == 73 and data[5:6] == b"N":  # `I`nsert, the common case, without the reader
+            values, _ = _tuple_at(data, 6)
+            return Insert(_U32(data, 1)[0], values)
+        return _decode(data)
+    except struct.error:
+        raise DecodeError("message ends early") from None
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"a value that is not UTF-8: {exc}") from None
+
+
+def _decode(data: bytes) -> Message:
     r = _Reader(data)
     kind = r.byte()
     if kind == "B":

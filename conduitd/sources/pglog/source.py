@@ -83,7 +83,8 @@ class LogSource:
         self._conn: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()  # the slot serves one call at a time
         self._upto: str | None = None
-        self._behind = 0
+        self._peeked: list[Transaction] = []
+        """The transactions the last peek returned (from the slot's position then)."""
         self._types: dict[str, str] = {}
         self._type_names: dict[tuple[int, int], str] = {}
         self._lag: dict[str, float] = {}
@@ -202,8 +203,12 @@ class LogSource:
 
     async def _log(self, start: dict[str, Any], stop: asyncio.Event) -> AsyncIterator[Chunk]:
         begin = start
+        fresh: list[Transaction] = []
         while not stop.is_set():
-            fresh = await self._peek(begin)
+            # What the last peek read beyond the chunks handed over is used first: a peek decodes
+            # again everything the slot has not been advanced past.
+            handed = po.parse_lsn(begin["lsn"]) if begin.get("lsn") else -1
+            fresh = [t for t in fresh if t.end_lsn > handed] or await self._peek(begin)
             if not fresh:
                 if self.once:
                     return
@@ -270,7 +275,8 @@ class LogSource:
     async def _peek(self, begin: dict[str, Any]) -> list[Transaction]:
         """The transactions after `begin` (those ending after its LSN, the partial one included)."""
         read = po.parse_lsn(begin["lsn"]) if begin.get("lsn") else -1
-        want = self._behind + self.max_rows + 16
+        # The slot stands (at the latest) where the last peek started: skip what was handed over since.
+        want = sum(t.messages for t in self._peeked if t.end_lsn <= read) + self.max_rows + 16
         while True:
             conn = await self._retrying("reading the replication slot")
             try:
@@ -289,13 +295,13 @@ class LogSource:
                 await self.close()
                 continue
             txns = group((r[0] for r in records), self.table, self._types, lambda oid, mod: self._type_names[oid, mod],
-                         deletes=self.deletes, delete_rows=self.delete_rows)
+                         deletes=self.deletes, delete_rows=self.delete_rows, after=read)
             self._check_op_column(self._types)
             fresh = [t for t in txns if t.end_lsn > read]
             if not fresh and len(records) >= want:
                 want *= 2  # only what was handed over already: look further
                 continue
-            self._behind = sum(t.messages for t in txns if t.end_lsn <= read)
+            self._peeked = txns
             return fresh
 
     def _check_op_column(self, types: Mapping[str, str]) -> None:

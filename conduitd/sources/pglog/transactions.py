@@ -76,12 +76,15 @@ class Transaction:
 
 
 TypeOf = Callable[[int, int], str]
+_ROW_KINDS = (b"I", b"U", b"D")
 """A column's SQL type name from its type oid and modifier (`format_type`)."""
 
 
 def _values(relation: po.Relation, values: po.Tuple, old: po.Tuple | None) -> tuple[dict[str, str | None], str]:
     """Column values by name; an unchanged TOASTed value is taken from the old row when it was
     sent (replica identity full), else the change cannot be written whole: (values, problem)."""
+    if not any(v is po.UNCHANGED for v in values):  # the common case: every value sent
+        return dict(zip(relation.names, values, strict=False)), ""  # type: ignore[arg-type]
     out: dict[str, str | None] = {}
     for i, (column, value) in enumerate(zip(relation.columns, values, strict=False)):
         if isinstance(value, po.Unchanged):
@@ -95,19 +98,26 @@ def _values(relation: po.Relation, values: po.Tuple, old: po.Tuple | None) -> tu
 
 
 def group(messages: Iterable[bytes], table: tuple[str, str], types: dict[str, str], type_of: TypeOf, *,
-          deletes: bool, delete_rows: bool = False) -> list[Transaction]:
+          deletes: bool, delete_rows: bool = False, after: int = -1) -> list[Transaction]:
     """The transactions in `messages` (whole ones, in commit order), with the changes of `table`
     only. `types` gathers the SQL type of every column seen (the latest after an ALTER TABLE);
     with `deletes` False, deletes are left out (append mode), unless `delete_rows`: then a delete
     is a plain row (op `delete`, its key or old row) that deletes nothing. A change that cannot be
-    written whole is kept as a Change whose `problem` says why."""
+    written whole is kept as a Change whose `problem` says why. The changes of a transaction that
+    ends at or before the LSN `after` (handed over already) are counted, not decoded: its commit
+    record comes before `after`, a later transaction's at or after it."""
     relations: dict[int, po.Relation] = {}
     done: list[Transaction] = []
     current: Transaction | None = None
+    skipping = False
     for data in messages:
+        if skipping and data[:1] in _ROW_KINDS and current is not None:
+            current.messages += 1
+            continue
         message = po.decode(data)
         if isinstance(message, po.Begin):
             current = Transaction(message.xid, message.final_lsn, message.commit_time)
+            skipping = message.final_lsn < after
         if current is not None:
             current.messages += 1
         if isinstance(message, po.Commit):
