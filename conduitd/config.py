@@ -231,11 +231,18 @@ class IncrementalConfig(StrictModel):
     """timestamp strategy: read a row only once the source's clock is this far past its cursor,
     for timestamps the application sets (or a clock that lags) up to this long before the row
     commits. Nothing is read twice; new rows arrive this much later."""
+    lag_seconds: float = Field(0.0, ge=0.0, le=86_400.0)
+    """timestamp strategy, `mode: upsert` only: each poll also reads again the rows whose cursor
+    is within this many seconds below the highest one read, so a row committed late with an older
+    application timestamp (or from a lagging clock) is still read; rows read again are absorbed
+    by the upsert. The committed position stays the highest row read."""
 
     @model_validator(mode="after")
     def _lookback_for_timestamps(self) -> IncrementalConfig:
         if self.lookback_seconds and self.strategy not in (None, "timestamp"):
             raise ValueError("lookback_seconds applies to strategy 'timestamp'")
+        if self.lag_seconds and self.strategy not in (None, "timestamp"):
+            raise ValueError("lag_seconds applies to strategy 'timestamp'")
         return self
 
 
@@ -425,6 +432,9 @@ class PipelineConfig(StrictModel):
                              "whole table, so rows gone from the source are gone from it")
         if self.deletes.key_scan is not None and self.mode != "upsert":
             raise ValueError("deletes.key_scan deletes rows by key: it needs mode 'upsert' with a unique_key")
+        if self.incremental is not None and self.incremental.lag_seconds and self.mode != "upsert":
+            raise ValueError("incremental.lag_seconds reads rows again: it needs mode 'upsert' with a unique_key "
+                             f"(mode {self.mode!r} would write them twice)")
         return self
 
     @property

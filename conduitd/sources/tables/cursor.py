@@ -5,7 +5,12 @@ in PostgreSQL's own text forms (cast back on the server, so nothing is rounded);
 `(cursor, key...) > (last...) ORDER BY cursor, key... LIMIT n`, so rows sharing one cursor value
 are never split badly. Whole-table reads: `{"pass": n, "key": [...] | null, "done": bool}`, the
 table walked in key order once per pass. Each database writes its own keyset SQL from the plan
-(`postgres_sql`)."""
+(`postgres_sql`).
+
+The lag window (`incremental.lag_seconds`): after a poll has caught up, the rows at or below the
+high water `upto` (the committed position) whose cursor is at most `lag` seconds below its cursor
+are read again, in the same keyset order; such a read's `after` is `{"upto": position, "lag":
+seconds}` plus, past its first chunk, the `cursor` and `key` of the last row it read."""
 
 from __future__ import annotations
 
@@ -47,3 +52,10 @@ def next_pass(position: dict[str, Any] | None) -> dict[str, Any]:
     if position.get("done"):
         return {"pass": int(position.get("pass", 0)) + 1, "key": None, "done": False}
     return position
+
+
+def window_of(after: dict[str, Any] | None) -> tuple[dict[str, Any], float] | None:
+    """(high water, seconds) of a read of the lag window, None for a read after a position."""
+    if after is None or "upto" not in after:
+        return None
+    return after["upto"], float(after["lag"])

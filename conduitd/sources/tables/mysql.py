@@ -43,7 +43,7 @@ from asyncmy.errors import MySQLError
 from conduitd.config import PipelineConfig
 from conduitd.errors import ConduitError, ConfigError, DependencyUnreachable
 from conduitd.sources.tables.catalog import relation
-from conduitd.sources.tables.cursor import Plan
+from conduitd.sources.tables.cursor import Plan, window_of
 from conduitd.sources.tables.mysql_catalog import (
     decode,
     empty,
@@ -249,7 +249,7 @@ class MysqlReader:
             return [position_text(c, row[i]) for i, c in hidden]
 
         last = texts(rows[-1])
-        if self.read_ahead and len(rows) >= limit:
+        if self.read_ahead and len(rows) >= limit and window_of(after) is None:
             self._read_ahead(plan, plan.position_after(last, after), limit)
         table, rejects = await asyncio.to_thread(decode, rows, plan.columns, partition,
                                                  lambda i: plan.position_after(texts(rows[i]), after))
@@ -373,4 +373,5 @@ def mysql_source(config: MysqlSourceConfig, pipeline: PipelineConfig, *, once: b
     return PollingSource(MysqlReader(config, pipeline), partition, name=config.name, pipeline=pipeline.name,
                          once=once, max_rows=max_rows, poll_interval=config.poll_interval,
                          unreachable_after=unreachable_after, lease_ttl=config.lease_ttl,
-                         key_scan=pipeline.deletes.key_scan, key_columns=pipeline.unique_key)
+                         key_scan=pipeline.deletes.key_scan, key_columns=pipeline.unique_key,
+                         lag_seconds=pipeline.incremental.lag_seconds if pipeline.incremental else 0.0)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from conduitd.sources.tables.catalog import SourceColumn
-from conduitd.sources.tables.cursor import Plan
+from conduitd.sources.tables.cursor import Plan, window_of
 from conduitd.sources.tables.mysql_catalog import parameter, quote, select
 
 ALIAS = "conduitd_src"
@@ -76,13 +76,23 @@ def select_sql(plan: Plan, position: dict[str, Any] | None, bound: str | None, l
     if plan.cursor is not None:
         where.append(f"{ref(plan.cursor)} IS NOT NULL")
         last = (position or {}).get("cursor")
+        window = window_of(position)
         if last is not None and last_key is not None:
             sql, values = after(order, [str(last), *map(str, last_key)])
             where.append(sql)
             args += values
-        elif last is not None or plan.initial is not None:
+        elif last is not None or (plan.initial is not None and window is None):
             where.append(f"{ref(plan.cursor)} > {parameter(plan.cursor)}")
             args.append(str(last if last is not None else plan.initial))
+        if window is not None:  # the lag window below the high water `upto`, read again
+            upto, lag = window
+            sql, values = after(order, [str(upto["cursor"]), *map(str, upto["key"])])
+            where += [f"NOT {sql}",
+                      f"{ref(plan.cursor)} >= {parameter(plan.cursor)} - INTERVAL CAST(%s AS SIGNED) MICROSECOND"]
+            args += [*values, str(upto["cursor"]), str(round(lag * 1_000_000))]
+            if plan.initial is not None:
+                where.append(f"{ref(plan.cursor)} > {parameter(plan.cursor)}")
+                args.append(str(plan.initial))
         if bound is not None:
             where.append(bound_clause(plan.cursor, plan.strategy))
             args.append(bound)

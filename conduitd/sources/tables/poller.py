@@ -26,10 +26,11 @@ import pyarrow as pa
 
 from conduitd.core.records import Chunk, Position, Reject
 from conduitd.core.timings import Timings
-from conduitd.errors import ConduitError, DependencyUnreachable
+from conduitd.errors import ConduitError, ConfigError, DependencyUnreachable
 from conduitd.sources.base import Checkpoints
 from conduitd.sources.lease_keeper import Held, LeaseKeeper
 from conduitd.sources.tables.cursor import Plan, next_pass
+from conduitd.sources.tables.lag_window import LagWindow
 
 log = logging.getLogger(__name__)
 _HELD_PAUSE = 0.1
@@ -89,7 +90,7 @@ class PollingSource:
 
     def __init__(self, reader: TableReader, partition: str, *, name: str, pipeline: str, once: bool, max_rows: int,
                  poll_interval: float, unreachable_after: float, lease_ttl: float | None = None,
-                 key_scan: float | None = None, key_columns: Sequence[str] = ()) -> None:
+                 key_scan: float | None = None, key_columns: Sequence[str] = (), lag_seconds: float = 0.0) -> None:
         self.reader = reader
         self.partition = partition
         self.name = name
@@ -101,6 +102,9 @@ class PollingSource:
         self.lease_ttl = lease_ttl
         self.key_scan = key_scan
         self.key_columns = tuple(key_columns)
+        self.lag_seconds = lag_seconds
+        self.window: LagWindow | None = None
+        """The lag window (`incremental.lag_seconds`), once the plan is known."""
         self._next_scan = time.monotonic() + (key_scan or 0.0)
         self.epoch = 0
         self.keeper: LeaseKeeper | None = None
@@ -174,6 +178,8 @@ class PollingSource:
         while not stop.is_set() and not (lost is not None and lost.is_set()):
             if self.epoch != epoch:  # resync: start again from what is committed
                 epoch = self.epoch
+                if self.window is not None:
+                    self.window.clear()
                 position = (await checkpoints.committed()).get(self.partition)
                 if held is not None and lost is not None and (position or {}).get("lease") != held.stamp:
                     lost.set()  # another replica stamped the checkpoint: the lease is theirs now
@@ -184,6 +190,7 @@ class PollingSource:
                     connected = True
                 if plan is None:
                     plan = await self.reader.plan()
+                    self.window = self._window(plan)
                 chunk, caught_up = await self._poll(plan, position, epoch, held.stamp if held else None)
                 self._problem, failing_since = None, None
             except ConduitError as exc:
@@ -270,10 +277,23 @@ class PollingSource:
         await _wait(stop, min(5.0, self.poll_interval))
         return since, False
 
+    def _window(self, plan: Plan) -> LagWindow | None:
+        if not self.lag_seconds:
+            return None
+        if plan.cursor is None or plan.strategy != "timestamp":
+            raise ConfigError(f"pipeline {self.pipeline!r}: incremental.lag_seconds needs the timestamp strategy "
+                              f"(a timestamp cursor column); this pipeline's cursor is read as "
+                              f"{plan.strategy or 'a whole-table read'}")
+        return LagWindow(self.lag_seconds, plan.cursor.name, [c.name for c in plan.key])
+
     async def _poll(self, plan: Plan, position: dict[str, Any] | None, epoch: int,
                     stamp: Any = None) -> tuple[Chunk | None, bool]:
         """The next chunk after `position` (None when there is none) and whether the poll caught up.
-        A whole-table read walks pass after pass: its chunk that reaches the end says `done`."""
+        A whole-table read walks pass after pass: its chunk that reaches the end says `done`. With a
+        lag window, a poll that caught up reads the window below `position` next."""
+        window = self.window if position is not None and "cursor" in position else None
+        if window is not None and window.sweep is not None:
+            return await self._poll_window(window, plan, position or {}, epoch, stamp)
         reading = next_pass(position) if plan.cursor is None else position
         timings = Timings()
         with timings.stage("poll"):
@@ -281,6 +301,13 @@ class PollingSource:
         if read is None:
             return None, False  # nothing may be read yet: a running transaction holds the bound
         caught_up = read.count < self.max_rows
+        if self.window is not None:
+            self.window.note(read.rows, read.rejects)
+            if caught_up and (read.last is not None or window is not None):
+                self.window.start()  # the window below the new high water is read next
+                if read.last is None:
+                    return await self._poll_window(self.window, plan, position or {}, epoch, stamp)
+                caught_up = False
         if read.last is None:
             if reading is not None and plan.cursor is None:  # an empty pass (or its end): say it is done
                 done = {**reading, "done": True}
@@ -295,6 +322,27 @@ class PollingSource:
             end["lease"] = stamp
         return Chunk(self.partition, position, end, read.rows, tuple(read.rejects), nbytes=read.nbytes,
                      epoch=epoch, timings=timings), caught_up
+
+    async def _poll_window(self, window: LagWindow, plan: Plan, position: dict[str, Any], epoch: int,
+                           stamp: Any) -> tuple[Chunk | None, bool]:
+        """The next rows of the lag window not handed over yet, as a chunk at the high water
+        `position` (it starts and ends there: the position does not move), and whether the window
+        is done. Pages holding nothing new are passed over."""
+        end = {**position, "lease": stamp} if stamp is not None else position
+        while True:
+            timings = Timings()
+            with timings.stage("poll"):
+                read = await self.reader.read(plan, window.after(position), self.max_rows, self.partition)
+            if read is None:
+                return None, False
+            window.advance(read.last, read.count < self.max_rows)
+            rows, rejects = window.fresh(read.rows, read.rejects)
+            done = window.sweep is None
+            if rows.num_rows or rejects:
+                return Chunk(self.partition, position, end, rows, tuple(rejects), nbytes=rows.nbytes, epoch=epoch,
+                             timings=timings), done
+            if done:
+                return None, True
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

@@ -21,7 +21,7 @@ import pyarrow as pa
 from conduitd.config import IncrementalConfig, PipelineConfig
 from conduitd.errors import ConduitError, ConfigError, DependencyUnreachable
 from conduitd.sources.tables.catalog import COLUMNS_SQL, PRIMARY_KEY_SQL, SourceColumn, quote, relation
-from conduitd.sources.tables.cursor import Plan
+from conduitd.sources.tables.cursor import Plan, window_of
 from conduitd.sources.tables.decode import decode_copy, last_texts
 from conduitd.sources.tables.poller import PollingSource, Read
 from conduitd.sources.tables.postgres_keys import present_keys
@@ -228,7 +228,7 @@ class PostgresReader:
         copied = await (ahead if ahead is not None else self._copy(self.conn, plan, after, limit))
         if copied is None:
             return None
-        if self.read_ahead and copied.count >= limit and copied.last is not None:
+        if self.read_ahead and copied.count >= limit and copied.last is not None and window_of(after) is None:
             self._read_ahead(plan, plan.position_after(copied.last, after), limit)
         columns = {c.name: c.arrow for c in plan.columns}
         hidden = [name for _, name in hidden_columns(plan)]
@@ -320,4 +320,5 @@ def postgres_source(config: PostgresSourceConfig, pipeline: PipelineConfig, *, o
     return PollingSource(PostgresReader(config, pipeline), partition, name=config.name, pipeline=pipeline.name,
                          once=once, max_rows=max_rows, poll_interval=config.poll_interval,
                          unreachable_after=unreachable_after, lease_ttl=config.lease_ttl,
-                         key_scan=pipeline.deletes.key_scan, key_columns=pipeline.unique_key)
+                         key_scan=pipeline.deletes.key_scan, key_columns=pipeline.unique_key,
+                         lag_seconds=pipeline.incremental.lag_seconds if pipeline.incremental else 0.0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from conduitd.sources.tables.catalog import SourceColumn, quote
-from conduitd.sources.tables.cursor import Plan
+from conduitd.sources.tables.cursor import Plan, window_of
 
 _UNBOUNDED = {"character": "bpchar"}
 """A query's columns come without their length, and `character` alone is `character(1)`: a
@@ -34,13 +34,23 @@ def select_sql(plan: Plan, after: dict[str, Any] | None, bound: str | None, limi
         where.append(f"{ref(plan.cursor)} IS NOT NULL")
         last = (after or {}).get("cursor")
         last_key = (after or {}).get("key")
+        window = window_of(after)
         if last is not None and last_key is not None:
             left = ", ".join(ref(c) for c in order)
             right = ", ".join(arg(v, c) for v, c in zip([last, *last_key], order, strict=True))
             where.append(f"({left}) > ({right})")
-        elif last is not None or plan.initial is not None:
+        elif last is not None or (plan.initial is not None and window is None):
             start = str(last if last is not None else plan.initial)
             where.append(f"{ref(plan.cursor)} > {arg(start, plan.cursor)}")
+        if window is not None:  # the lag window below the high water `upto`, read again
+            upto, lag = window
+            top = ", ".join(arg(v, c) for v, c in zip([upto["cursor"], *upto["key"]], order, strict=True))
+            where.append(f"({', '.join(ref(c) for c in order)}) <= ({top})")
+            high = arg(str(upto["cursor"]), plan.cursor)
+            args.append(str(lag))
+            where.append(f"{ref(plan.cursor)} >= {high} - make_interval(secs => (${len(args)}::text)::float8)")
+            if plan.initial is not None:
+                where.append(f"{ref(plan.cursor)} > {arg(str(plan.initial), plan.cursor)}")
         if bound is not None:
             if plan.strategy == "timestamp":
                 where.append(f"{ref(plan.cursor)} < (${len(args) + 1}::text)::timestamptz")
