@@ -70,7 +70,7 @@ class DuckdbTransaction(SqlTransaction):
 
     async def screen_rows(self, table: str, rows: pa.Table, columns: Sequence[Column],
                           key: Sequence[str]) -> list[tuple[int, str]]:
-        return []  # never called: without savepoints a refused row fails the batch
+        return []  # nothing DuckDB refuses is told before the write: a refused row fails the batch
 
     async def delete_rows(self, table: str, keys: pa.Table) -> int:
         target = quote(table)
