@@ -46,12 +46,14 @@ def decode_jsonl(block: bytes, partition: str, position_at: PositionAt) -> tuple
 
 def decode_jsonl_lines(block: bytes, partition: str, position_at: PositionAt,
                        lines: int | None = None, *, max_record_bytes: int | None = None,
-                       encoding: str = "utf-8") -> tuple[pa.Table, list[Reject], np.ndarray | None]:
+                       encoding: str = "utf-8", newlines: np.ndarray | None = None,
+                       ) -> tuple[pa.Table, list[Reject], np.ndarray | None]:
     """Like `decode_jsonl`, also returning which lines (0-based, counting every line) became rows,
     or None when every line did: callers with per-line metadata keep it aligned with this.
     `lines`: the number of lines in `block`, where the caller knows it already.
     `max_record_bytes`: a longer line is rejected with its size (None: no limit).
     `encoding`: the text encoding of `block` (read as UTF-8 after transcoding).
+    `newlines`: the offset of every LF in `block`, where the caller knows them (a pass saved).
 
     Before any parser sees the block, lines over `max_record_bytes` and lines nested deeper than
     `nesting.MAX_DEPTH` are set aside as rejects (a parser would crash or fail on them)."""
@@ -61,7 +63,7 @@ def decode_jsonl_lines(block: bytes, partition: str, position_at: PositionAt,
     if not utf8:
         block, position_at, early = _transcoded(block, encoding, partition, position_at, screened)
     screened.update(_too_deep(block, screened))
-    counted = None if screened else _object_lines(block)
+    counted = None if screened else _object_lines(block, newlines if utf8 else None)
     if counted is not None:
         fast = _read_json(block).table
         if fast is not None and _strict(fast, counted if lines is None else lines):
@@ -114,7 +116,7 @@ def _too_deep(block: bytes, screened: dict[int, str]) -> dict[int, str]:
     return {int(i): f"nested deeper than {MAX_DEPTH} levels" for i in indexes if int(i) not in screened}
 
 
-def _object_lines(block: bytes) -> int | None:
+def _object_lines(block: bytes, newlines: np.ndarray | None = None) -> int | None:
     """How many lines the block has when every line starts with `{` (else None): only then may
     pyarrow's reader see the block whole. It is laxer than JSON lines of objects (a `null` line
     is an empty row), and pyarrow 26 crashes the process on a block whose first line is `null`
@@ -123,7 +125,10 @@ def _object_lines(block: bytes) -> int | None:
     data = np.frombuffer(block, dtype=np.uint8)
     if not len(data) or data[0] != 123:
         return None
-    starts = np.flatnonzero(data[:-1] == 10) + 1
+    if newlines is None:
+        starts = np.flatnonzero(data[:-1] == 10) + 1
+    else:
+        starts = newlines[:-1] + 1 if len(newlines) and newlines[-1] == len(data) - 1 else newlines + 1
     return len(starts) + 1 if (data[starts] == 123).all() else None
 
 

@@ -39,11 +39,9 @@ def decode_partition(config: KafkaSourceConfig, partition: str, messages: Sequen
     """Decode the records of one partition (in offset order); `offsets` are theirs."""
     values = list(map(Message.value, messages))
     if config.format == "json" and None not in values:
-        joined = b"\n".join(values)  # type: ignore[arg-type]
-        if _plain(values, joined, config.max_record_bytes):  # type: ignore[arg-type]
-            plain = _decode_plain(config, partition, messages, offsets, values, joined)  # type: ignore[arg-type]
-            if plain is not None:
-                return plain
+        plain = _decode_plain(config, partition, messages, offsets, values)  # type: ignore[arg-type]
+        if plain is not None:
+            return plain
     rejects: list[Reject] = []
     lines: list[bytes] = []
     kept_messages: list[Message] = []
@@ -92,23 +90,24 @@ def decode_partition(config: KafkaSourceConfig, partition: str, messages: Sequen
                    deletes if deletes.any() else None)
 
 
-def _plain(values: list[bytes], joined: bytes, limit: int) -> bool:
-    """The usual poll: nothing oversized, empty or spread over lines (checked by C-level passes
-    over the list and the joined block, not a Python branch per record)."""
-    return (b"\r" not in joined and joined.count(b"\n") == len(values) - 1
-            and all(values) and max(map(len, values)) <= limit)
-
-
 def _decode_plain(config: KafkaSourceConfig, partition: str, messages: Sequence[Message], offsets: np.ndarray,
-                  values: list[bytes], joined: bytes) -> Decoded | None:
-    """The columnar path; None when a record needs looking at (the general path then names it)."""
+                  values: list[bytes]) -> Decoded | None:
+    """The columnar path for the usual poll: nothing oversized, empty or spread over lines
+    (checked by C-level passes over the lengths and the joined block, not a Python branch per
+    record); None when a record needs looking at (the general path then names it)."""
     lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
-    ends = np.cumsum(lengths + 1)
+    if not len(lengths) or lengths.min() == 0 or lengths.max() > config.max_record_bytes:
+        return None
+    joined = b"\n".join(values)
+    ends = np.cumsum(lengths + 1)  # of each line, its LF counted
+    separators = ends[:-1] - 1  # where the join put its LFs
+    if b"\r" in joined or np.count_nonzero(np.frombuffer(joined, dtype=np.uint8) == 10) != len(separators):
+        return None
 
     def position_at(byte_end: int) -> Position:
         return {"offset": int(offsets[min(int(np.searchsorted(ends, byte_end)), len(offsets) - 1)])}
 
-    rows, rejects, kept = decode_jsonl_lines(joined, partition, position_at, lines=len(values))
+    rows, rejects, kept = decode_jsonl_lines(joined, partition, position_at, lines=len(values), newlines=separators)
     if kept is not None or rejects:
         return None
     rows = _with_metadata(rows, messages, config.metadata_columns)
