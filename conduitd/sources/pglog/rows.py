@@ -8,7 +8,7 @@ evolution adds new columns)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,12 +57,31 @@ def to_rows(changes: Sequence[Change], types: dict[str, str], partition: str, po
     """`changes` as one table; `types` maps every column to its SQL type (`format_type`), the
     latest one where an ALTER changed it; `position` is where the changes start (a reject's DLQ
     entry points there). With `op_column`, a last text column holds each change's `op`."""
-    names = list(types)
-    bad: dict[int, str] = {i: c.problem for i, c in enumerate(changes) if c.problem}
+    text = {name: pa.array([c.values.get(name) for c in changes], pa.string()) for name in types}
+    problems = {i: c.problem for i, c in enumerate(changes) if c.problem}
+    deletes = np.fromiter((c.delete for c in changes), dtype=bool, count=len(changes))
+    ops = pa.array([c.op for c in changes], pa.string()) if op_column is not None else None
+    return _typed(text, len(changes), types, partition, position, problems, deletes, (op_column, ops),
+                  lambda i: orjson.dumps(changes[i].values).decode())
+
+
+def text_rows(text: pa.Table, types: dict[str, str], partition: str, position: Position, *, op: str,
+              op_column: str | None = None) -> Rows:
+    """A table of text columns (the snapshot's CSV) as `to_rows` makes rows of changes, every row's
+    op `op`."""
+    n = text.num_rows
+    columns = {name: text.column(name).combine_chunks() for name in types}
+    ops = pa.array([op] * n, pa.string()) if op_column is not None else None
+    return _typed(columns, n, types, partition, position, {}, np.zeros(n, dtype=bool), (op_column, ops),
+                  lambda i: orjson.dumps(text.slice(i, 1).to_pylist()[0]).decode())
+
+
+def _typed(texts: dict[str, pa.Array], count: int, types: dict[str, str], partition: str, position: Position,
+           bad: dict[int, str], deletes: np.ndarray, op: tuple[str | None, pa.Array | None],
+           payload: Callable[[int], str]) -> Rows:
     arrays: dict[str, pa.Array] = {}
-    for name in names:
+    for name, text in texts.items():
         kind = arrow_type(types[name], "A" if types[name].endswith("]") else "")
-        text = pa.array([c.values.get(name) for c in changes], pa.string())
         try:
             arrays[name] = _cast(text, kind)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
@@ -75,13 +94,11 @@ def to_rows(changes: Sequence[Change], types: dict[str, str], partition: str, po
                                       f"({str(exc)[:120]})")
                     values.append(None)
             arrays[name] = pa.array(values, kind)
-    if op_column is not None:
-        arrays[op_column] = pa.array([c.op for c in changes], pa.string())
+    if op[0] is not None and op[1] is not None:
+        arrays[op[0]] = op[1]
     table = pa.table(arrays) if arrays else pa.table({})
-    deletes = np.fromiter((c.delete for c in changes), dtype=bool, count=len(changes))
-    rejects = tuple(Reject(partition, position, reason, orjson.dumps(changes[i].values).decode())
-                    for i, reason in sorted(bad.items()))
+    rejects = tuple(Reject(partition, position, reason, payload(i)) for i, reason in sorted(bad.items()))
     if bad:
-        keep = np.array([i not in bad for i in range(len(changes))], dtype=bool)
+        keep = np.array([i not in bad for i in range(count)], dtype=bool)
         table, deletes = table.filter(pa.array(keep)), deletes[keep]
     return Rows(table, deletes if deletes.any() else None, rejects)

@@ -39,7 +39,7 @@ from conduitd.core.records import Chunk, Position
 from conduitd.errors import ConduitError, ConfigError, DependencyUnreachable
 from conduitd.sources.base import Checkpoints
 from conduitd.sources.pglog import pgoutput as po
-from conduitd.sources.pglog.rows import Change, to_rows
+from conduitd.sources.pglog.rows import Change, text_rows, to_rows
 from conduitd.sources.pglog.slot import (
     ADVANCE_SQL,
     EXISTING_SQL,
@@ -186,14 +186,14 @@ class LogSource:
                                       "set unique_key")
                 chosen = (kept or found).dump()
                 end: dict[str, Any]
-                if len(rows) < self.max_rows:
+                if rows.num_rows < self.max_rows:
                     end = {"phase": "log", "lsn": None, "filter": chosen}
                 else:
-                    end = {"phase": "snapshot", "filter": chosen, "after": [rows[-1][k] for k in key]}
+                    end = {"phase": "snapshot", "filter": chosen,
+                           "after": [rows.column(k)[rows.num_rows - 1].as_py() for k in key]}
                 self._types.update(types)
                 self._check_op_column(types)
-                read = to_rows([Change(r, op="snapshot") for r in rows], types, self.partition, begin,
-                               op_column=self.op_column)
+                read = text_rows(rows, types, self.partition, begin, op="snapshot", op_column=self.op_column)
                 yield Chunk(self.partition, begin, end, read.table, read.rejects, epoch=self._epoch)
                 begin = end
                 if stop.is_set():
