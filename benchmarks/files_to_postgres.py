@@ -236,9 +236,12 @@ class CpuSnapshot:
 
     def since(self, start: CpuSnapshot, rows: int, postgres_own: float | None = None) -> dict[str, float]:
         """CPU seconds since `start` (`postgres_own`: of the path's own backends, when sampled;
-        `postgres` counts every postgres process, other sessions' included)."""
+        `postgres` counts every postgres process, other sessions' included, and goes down when a
+        server on the machine stops during the path)."""
         client, postgres = self.client - start.client, self.postgres - start.postgres
-        other = max(0.0, self.machine - start.machine - client - postgres)
+        # With the path's own backends known, other sessions' backends count as other work (and a
+        # PostgreSQL server that stopped during the path, whose CPU leaves `postgres`, skews nothing).
+        other = max(0.0, self.machine - start.machine - client - (postgres if postgres_own is None else postgres_own))
         per_row = 1e6 / rows if rows > 0 else 0.0
         out = {"client_cpu_s": round(client, 2), "postgres_cpu_s": round(postgres, 2),
                "other_cpu_s": round(other, 2), "client_cpu_us_per_row": round(client * per_row, 2),
