@@ -57,6 +57,7 @@ from conduitd.sources.tables.postgres import _LOST, connect
 from conduitd.sources.tables.postgres_settings import PostgresSourceConfig
 
 log = logging.getLogger(__name__)
+_READ_AHEAD, _READ_AHEAD_CAP = 4, 200_000
 _PG_EPOCH = 946684800.0
 """2000-01-01 UTC in Unix seconds: pgoutput's timestamps count microseconds from there."""
 
@@ -276,7 +277,7 @@ class LogSource:
         """The transactions after `begin` (those ending after its LSN, the partial one included)."""
         read = po.parse_lsn(begin["lsn"]) if begin.get("lsn") else -1
         # The slot stands (at the latest) where the last peek started: skip what was handed over since.
-        want = sum(t.messages for t in self._peeked if t.end_lsn <= read) + self.max_rows + 16
+        want = sum(t.messages for t in self._peeked if t.end_lsn <= read) + self._read_ahead() + 16
         while True:
             conn = await self._retrying("reading the replication slot")
             try:
@@ -308,6 +309,11 @@ class LogSource:
         if self.op_column is not None and self.op_column in types:
             raise ConfigError(f"source {self.config.name!r}: op_column {self.op_column!r} is a column of "
                               f"{self.partition} too: choose another name (pipeline {self.pipeline.name!r})")
+
+    def _read_ahead(self) -> int:
+        """Changes one peek asks for beyond those handed over: a few chunks (kept as bytes until
+        taken), since every peek decodes again what the slot was not advanced past yet."""
+        return max(self.max_rows, min(_READ_AHEAD * self.max_rows, _READ_AHEAD_CAP))
 
     async def _load_types(self, conn: asyncpg.Connection, records: list[asyncpg.Record]) -> None:
         for oid, modifier in _column_types(records):

@@ -20,6 +20,7 @@ order ends in the same rows (no duplicate in upsert mode)."""
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,19 +72,42 @@ class Transaction:
     commit_time: int
     messages: int = 0
     """How many slot messages it spans (to size the next peek)."""
-    changes: list[Change] = field(default_factory=list)
     truncated: bool = False
+    raw: list[tuple[po.Relation, bytes]] = field(default_factory=list)
+    """Its row messages for the table, not decoded yet (with their relation as it then stood)."""
+    deletes: bool = True
+    delete_rows: bool = False
+    _changes: list[Change] | None = None
+
+    @property
+    def changes(self) -> list[Change]:
+        """The changes, decoded on first use: a peek reads ahead, and a transaction handed over
+        already is never decoded (see `group`)."""
+        if self._changes is None:
+            self._changes = []
+            for relation, data in self.raw:
+                message = po.decode(data)
+                assert isinstance(message, (po.Insert, po.Update, po.Delete))
+                if isinstance(message, po.Insert) and po.UNCHANGED not in message.new:  # the common case, short
+                    self._changes.append(Change(dict(zip(relation.names, message.new, strict=False)),  # type: ignore[arg-type]
+                                                op="insert"))
+                else:
+                    self._changes.extend(_changes(relation, message, deletes=self.deletes or self.delete_rows,
+                                                  mask=not self.delete_rows))
+            self.raw = []
+        return self._changes
 
 
 TypeOf = Callable[[int, int], str]
-_ROW_KINDS = (b"I", b"U", b"D")
 """A column's SQL type name from its type oid and modifier (`format_type`)."""
+_ROW_KINDS = frozenset(b"IUD")
+_RELID = struct.Struct("!I").unpack_from
 
 
 def _values(relation: po.Relation, values: po.Tuple, old: po.Tuple | None) -> tuple[dict[str, str | None], str]:
     """Column values by name; an unchanged TOASTed value is taken from the old row when it was
     sent (replica identity full), else the change cannot be written whole: (values, problem)."""
-    if not any(v is po.UNCHANGED for v in values):  # the common case: every value sent
+    if po.UNCHANGED not in values:  # the common case: every value sent (a text never equals it)
         return dict(zip(relation.names, values, strict=False)), ""  # type: ignore[arg-type]
     out: dict[str, str | None] = {}
     for i, (column, value) in enumerate(zip(relation.columns, values, strict=False)):
@@ -107,16 +131,21 @@ def group(messages: Iterable[bytes], table: tuple[str, str], types: dict[str, st
     ends at or before the LSN `after` (handed over already) are counted, not decoded: its commit
     record comes before `after`, a later transaction's at or after it."""
     relations: dict[int, po.Relation] = {}
+    mine: set[int] = set()
+    """The relids of `table` (one, unless it was dropped and made again)."""
     done: list[Transaction] = []
     current: Transaction | None = None
     skipping = False
     for data in messages:
-        if skipping and data[:1] in _ROW_KINDS and current is not None:
+        if data and data[0] in _ROW_KINDS and current is not None:  # kept as bytes: decoded when used
             current.messages += 1
+            if not skipping and len(data) >= 5 and (relid := _RELID(data, 1)[0]) in mine:
+                current.raw.append((relations[relid], data))
             continue
         message = po.decode(data)
         if isinstance(message, po.Begin):
-            current = Transaction(message.xid, message.final_lsn, message.commit_time)
+            current = Transaction(message.xid, message.final_lsn, message.commit_time, deletes=deletes,
+                                  delete_rows=delete_rows)
             skipping = message.final_lsn < after
         if current is not None:
             current.messages += 1
@@ -127,18 +156,13 @@ def group(messages: Iterable[bytes], table: tuple[str, str], types: dict[str, st
             current = None
         elif isinstance(message, po.Relation):
             relations[message.relid] = message
+            mine.discard(message.relid)
             if (message.namespace, message.name) == table:
+                mine.add(message.relid)
                 for column in message.columns:
                     types[column.name] = type_of(column.type_oid, column.type_modifier)
         elif isinstance(message, po.Truncate) and current is not None:
-            current.truncated = any((relations[r].namespace, relations[r].name) == table
-                                    for r in message.relids if r in relations)
-        elif isinstance(message, (po.Insert, po.Update, po.Delete)) and current is not None:
-            relation = relations.get(message.relid)
-            if relation is None or (relation.namespace, relation.name) != table:
-                continue
-            current.changes.extend(_changes(relation, message, deletes=deletes or delete_rows,
-                                            mask=not delete_rows))
+            current.truncated = current.truncated or any(r in mine for r in message.relids)
     return done
 
 
