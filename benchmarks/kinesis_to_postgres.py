@@ -542,8 +542,12 @@ class Bench:
         done.set()
         await sampler
         await asyncio.sleep(0.3)  # let the postmaster reap the path's backends: their CPU joins cutime
-        outcome.cpu = cpu_since(before, Cpu.take(self.server.pid), outcome.rows)
+        after = Cpu.take(self.server.pid)
+        outcome.cpu = cpu_since(before, after, outcome.rows)
         own = sum(backends.values())
+        # Other sessions' backends are other work; `pg all` drops when a server on the machine stops.
+        outcome.cpu["other_s"] = round(max(0.0, after.machine - before.machine - outcome.cpu["client_s"] - own
+                                           - outcome.cpu["server_s"]), 2)
         total = outcome.cpu["client_s"] + own + outcome.cpu["server_s"]
         per_m = 1e6 / outcome.rows if outcome.rows else 0.0
         outcome.cpu.update(postgres_own_s=round(own, 2), postgres_own_s_per_m=round(own * per_m, 2),
