@@ -6,6 +6,8 @@ real connector fails to log in to an account that cannot be reached."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import decimal
 import os
 import uuid
 import warnings
@@ -15,8 +17,11 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from conduitd.config import PipelineConfig
 from conduitd.destinations.base import Destination
 from conduitd.destinations.sql import HISTORY
+from conduitd.runtime.commit import Committer
+from conduitd.testing import scenario
 from conduitd.testing.contract import DestinationContract, Refusal, SecretCase
 
 if os.environ.get("CONDUITD_REQUIRE_SERVICES") != "1":
@@ -93,3 +98,34 @@ class TestSnowflakeContract(DestinationContract):
         secret = f"Contract-{uuid.uuid4().hex[:8]}-p@ss:w/rd"
         return [SecretCase(lambda: destination(account=f"conduitd-nowhere-{uuid.uuid4().hex[:6]}", password=secret,
                                                connect_timeout=3), secret)]
+
+
+def test_an_upsert_keeps_the_columns_a_batch_lacks_like_a_merge(fake_snowflake: None) -> None:
+    """Snowflake's upsert is a delete and a load: the values of columns the batch does not carry
+    are read first and loaded again with the replaced rows (exact decimals and timestamps); new
+    keys get NULL there; rows of other keys are untouched."""
+    async def work() -> list[dict[str, Any]]:
+        target = destination()
+        await target.open()
+        try:
+            pipeline = PipelineConfig(name="kept", source="s", destination="d", table="kept", mode="upsert",
+                                      unique_key=["id"])
+            await target.setup(pipeline)
+            committer = Committer(target, pipeline)
+            when = dt.datetime(2026, 5, 1, 12, 30, 15, 123456, tzinfo=dt.UTC)
+            first = [{"id": i, "name": f"n{i}", "note": f"note {i}", "amount": decimal.Decimal(f"{i}.05"), "at": when}
+                     for i in (1, 2, 3)]
+            await committer.commit(await committer.prepare(scenario.batch(scenario.chunk("p0", None, {"o": 3}, first))))
+            second = [{"id": 3, "name": "n3 again"}, {"id": 9, "name": "new"}, {"id": 1, "name": "n1 again"}]
+            await committer.commit(await committer.prepare(
+                scenario.batch(scenario.chunk("p0", {"o": 3}, {"o": 6}, second))))
+        finally:
+            await target.close()
+        return await asyncio.to_thread(query, f'SELECT * FROM "{DATABASE}"."{SCHEMA}"."kept" ORDER BY "id"')
+
+    rows = asyncio.run(work())
+    assert [(r["id"], r["name"], r["note"], r["amount"]) for r in rows] == [
+        (1, "n1 again", "note 1", decimal.Decimal("1.05")), (2, "n2", "note 2", decimal.Decimal("2.05")),
+        (3, "n3 again", "note 3", decimal.Decimal("3.05")), (9, "new", None, None)]
+    assert {r["at"].astimezone(dt.UTC) for r in rows if r["id"] != 9} == {
+        dt.datetime(2026, 5, 1, 12, 30, 15, 123456, tzinfo=dt.UTC)}

@@ -62,8 +62,8 @@ def refused_rows(rows: pa.Table, limits: Sequence[Limits]) -> list[tuple[int, st
             continue
         values = rows.column(limit.name)
         if not limit.nullable and values.null_count:
-            for row in np.flatnonzero(pc.is_null(values).to_numpy(zero_copy_only=False)):
-                reasons.setdefault(int(row), f'NULL result in a non-nullable column "{limit.name}"')
+            for found in np.flatnonzero(pc.is_null(values).to_numpy(zero_copy_only=False)):
+                reasons.setdefault(int(found), f'NULL result in a non-nullable column "{limit.name}"')
         if limit.max_length is None:
             continue
         if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
@@ -73,7 +73,7 @@ def refused_rows(rows: pa.Table, limits: Sequence[Limits]) -> list[tuple[int, st
         else:
             continue
         too_long = pc.fill_null(pc.greater(lengths, limit.max_length), False)
-        for row in np.flatnonzero(too_long.to_numpy(zero_copy_only=False)):
-            reasons.setdefault(int(row), f'value of {lengths[int(row)].as_py()} {unit} is too long for column '
+        for found in np.flatnonzero(too_long.to_numpy(zero_copy_only=False)):
+            reasons.setdefault(int(found), f'value of {lengths[int(found)].as_py()} {unit} is too long for column '
                                          f'"{limit.name}" (at most {limit.max_length}): Snowflake would refuse it')
     return sorted(reasons.items())

@@ -9,9 +9,9 @@ attempt stays in the stage, which Snowflake drops with the session.
 
 Upsert: the rows' keys are deleted (bound as parameters, `KEYS_PER_DELETE` at a time), then the
 rows loaded as an append; rows repeating a key keep the last. Not a MERGE: fakesnow, which the
-tests run against, runs a MERGE through a temporary table, which DuckDB refuses in a transaction
-that wrote already (the DLQ, the history). A row replaced this way loses the values of columns
-the batch does not carry (a MERGE would keep them).
+tests run against, runs a MERGE through a temporary table of another database, which DuckDB
+refuses in any explicit transaction. The effect is a MERGE's: columns the batch does not carry
+keep their values in replaced rows (read first, see `upsert`) and get their defaults in new ones.
 
 DDL commits the open transaction in Snowflake (`Capabilities.transactional_ddl` is False, so the
 commit protocol runs schema changes as their own step first): `run_ddl` commits, runs the
@@ -32,7 +32,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from conduitd.core.schema import Column
-from conduitd.destinations.snowflake import catalog, screen
+from conduitd.destinations.snowflake import catalog, screen, upsert
 from conduitd.destinations.snowflake.dialect import SnowflakeDialect, quote
 from conduitd.destinations.snowflake.driver import SnowflakeDriver
 from conduitd.destinations.snowflake.load import last_of_each_key, load_table, write_parquet
@@ -68,10 +68,26 @@ class SnowflakeTransaction(SqlTransaction):
     async def write_rows(self, table: str, rows: pa.Table, columns: Sequence[Column], key: Sequence[str],
                          payload: object | None = None) -> None:
         self.wrote = True
-        if key:
-            rows = await asyncio.to_thread(last_of_each_key, rows, key)
+        if not key:
+            await self._copy(table, rows, columns)
+            return
+        rows = await asyncio.to_thread(last_of_each_key, rows, key)
+        live = await self.table_columns(table) or {}
+        carried = {c.name for c in columns}
+        absent = [c for name, c in live.items() if name not in carried]
+        if not absent:
             await self.delete_rows(table, rows.select(list(key)))
-        await self._copy(table, rows, columns)
+            await self._copy(table, rows, columns)
+            return
+        by_name = {c.name: c for c in columns}
+        current = await upsert.current_values(self.snowflake, self.dialect.table(table), rows.select(list(key)),
+                                              [by_name[k] for k in key], absent)
+        matched, fresh = await asyncio.to_thread(upsert.split, rows, key, current)
+        await self.delete_rows(table, rows.select(list(key)))
+        if matched.num_rows:
+            await self._copy(table, matched, [*columns, *absent])
+        if fresh.num_rows:
+            await self._copy(table, fresh, columns)
 
     async def _copy(self, table: str, rows: pa.Table, columns: Sequence[Column]) -> None:
         folder = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="conduitd-snowflake-"))
