@@ -215,6 +215,35 @@ async def test_a_whole_table_is_read_once_per_run_and_upsert_absorbs_the_rereads
     assert len(got) == 2500 and [r["v"] for r in got if r["n"] == 7] == ["w"]
 
 
+async def test_a_full_refresh_from_a_table_replaces_the_rows_each_run_even_with_a_cursor(
+        pg: asyncpg.Connection, db_dsn: str, pg_schema: str, tmp_path: Path) -> None:
+    """`mode: full_refresh` from a table source: each `--once` run reads the whole table (the
+    cursor's checkpoint is reset by the swap), so rows deleted at the source leave the copy."""
+    await pg.execute(f'CREATE TABLE "{pg_schema}".src (id int PRIMARY KEY, v text, '
+                     "at timestamptz NOT NULL DEFAULT now())")
+    await pg.execute(f"INSERT INTO \"{pg_schema}\".src (id, v) SELECT g, 'a' FROM generate_series(1, 2500) g")
+    config = write_config(tmp_path, db_dsn, pg_schema, """\
+        - name: copy
+          source: db
+          destination: wh
+          source_table: src
+          table: dst
+          mode: full_refresh
+          incremental: {column: at}
+          batch: {max_rows: 1000}
+        """)
+    assert await once(config) == 0
+    assert [r["id"] for r in await rows(pg, pg_schema, "dst")] == list(range(1, 2501))
+    await pg.execute(f'DELETE FROM "{pg_schema}".src WHERE id <= 1000')
+    await pg.execute(f"UPDATE \"{pg_schema}\".src SET v = 'b' WHERE id = 2000")
+    assert await once(config) == 0
+    got = await rows(pg, pg_schema, "dst")
+    assert [r["id"] for r in got] == list(range(1001, 2501))
+    assert [r["v"] for r in got if r["id"] == 2000] == ["b"]
+    assert await pg.fetchval(f"SELECT count(*) FROM \"{pg_schema}\".conduitd_checkpoints "
+                             "WHERE pipeline = 'copy'") == 0
+
+
 async def test_a_query_with_a_unique_key_is_read_incrementally(
         pg: asyncpg.Connection, db_dsn: str, pg_schema: str, tmp_path: Path) -> None:
     await pg.execute(f'CREATE TABLE "{pg_schema}".src (id int PRIMARY KEY, amount int)')
