@@ -63,14 +63,16 @@ async def _log_setup(pipeline: PipelineConfig, source: PostgresSourceConfig, sch
     """The publication and the slot of a log-mode pipeline, each created only if missing. The
     slot is created last and outside any transaction (the server requires it): the snapshot the
     source reads first starts after it, so nothing falls between the two."""
-    from conduitd.sources.pglog.slot import EXISTING_SQL, setup_statements, slot_name
+    from conduitd.sources.pglog.slot import EXISTING_SQL, TRUNCATE_SQL, setup_statements, slot_name
     from conduitd.sources.tables.postgres import connect
 
     name = slot_name(pipeline.name)
     conn = await connect(source)
     try:
         have_publication, have_slot, wal_level = await conn.fetchrow(EXISTING_SQL, name)
-        statements = setup_statements(schema, table, name, have_publication=have_publication, have_slot=have_slot)
+        truncates = not have_publication or bool(await conn.fetchval(TRUNCATE_SQL, name))
+        statements = setup_statements(schema, table, name, have_publication=have_publication, have_slot=have_slot,
+                                      publishes_truncate=truncates)
         print(f"-- pipeline {pipeline.name}: {schema}.{table} read from the log through slot {name}")
         if wal_level != "logical":
             print(f"-- the server has wal_level={wal_level}: set wal_level=logical and restart it first")

@@ -121,32 +121,32 @@ async def test_the_snapshot_hands_over_to_the_log_without_gap_or_duplicate(
         await conn.close()
 
 
-async def _write_load(dsn: str, seed: int, stop_after: int, altered: asyncio.Event) -> None:
+async def _write_load(dsn: str, seed: int, stop_after: int, altered: asyncio.Event, table: str = "load",
+                      next_id: int = 1001) -> None:
     """Random inserts, updates and deletes, an ALTER TABLE half-way, until `stop_after` transactions."""
     rng = random.Random(seed)
     conn = await asyncpg.connect(dsn)
     try:
-        next_id = 1001
         for step in range(stop_after):
             if step == stop_after // 2:
-                await conn.execute("ALTER TABLE load ADD COLUMN note text")
+                await conn.execute(f"ALTER TABLE {table} ADD COLUMN note text")
                 altered.set()
             async with conn.transaction():
                 for _ in range(rng.randint(1, 8)):
                     action = rng.random()
                     if action < 0.4:
-                        await conn.execute("INSERT INTO load (id, name, amount) VALUES ($1, $2, $3)", next_id,
+                        await conn.execute(f"INSERT INTO {table} (id, name, amount) VALUES ($1, $2, $3)", next_id,
                                            f"n{next_id}", Decimal(rng.randint(0, 99999)) / 100)
                         next_id += 1
                     elif action < 0.8:
                         target = rng.randint(1, next_id)
                         if altered.is_set():
-                            await conn.execute("UPDATE load SET amount = amount + 1, note = $2 WHERE id = $1",
+                            await conn.execute(f"UPDATE {table} SET amount = amount + 1, note = $2 WHERE id = $1",
                                                target, f"s{step}")
                         else:
-                            await conn.execute("UPDATE load SET amount = amount + 1 WHERE id = $1", target)
+                            await conn.execute(f"UPDATE {table} SET amount = amount + 1 WHERE id = $1", target)
                     else:
-                        await conn.execute("DELETE FROM load WHERE id = $1", rng.randint(1, next_id))
+                        await conn.execute(f"DELETE FROM {table} WHERE id = $1", rng.randint(1, next_id))
             await asyncio.sleep(0.002)
     finally:
         await conn.close()
@@ -500,7 +500,8 @@ async def test_a_truncate_stops_the_pipeline_until_the_table_is_read_again(
         await conn.execute("ALTER PUBLICATION conduitd_trunc SET (publish = 'insert, update, delete')")
         old = conduitd("run", "-c", str(config), "--once", timeout=120)
         assert old.returncode == 2 and "does not publish TRUNCATE" in old.stdout + old.stderr, old.stdout + old.stderr
-        await conn.execute("ALTER PUBLICATION conduitd_trunc SET (publish = 'insert, update, delete, truncate')")
+        fixed = conduitd("cdc", "setup", "-c", str(config), "--apply", timeout=60)
+        assert fixed.returncode == 0 and "ALTER PUBLICATION" in fixed.stdout, fixed.stdout + fixed.stderr
         run_once(config)
         await conn.execute("INSERT INTO trunc SELECT g, 'v' || g FROM generate_series(11, 20) g")
         await conn.execute("TRUNCATE trunc")
@@ -520,3 +521,71 @@ async def test_a_truncate_stops_the_pipeline_until_the_table_is_read_again(
             [(r["id"], r["v"]) for r in await conn.fetch("SELECT id, v FROM trunc ORDER BY id")]
     finally:
         await conn.close()
+
+
+async def test_into_postgresql_changes_and_an_alter_table_survive_sigkills(
+        tmp_path: Path, logical_pg: PrivatePostgres, pg_dsn: str, pg_schema: str) -> None:
+    """The same load into a PostgreSQL destination (upsert), the daemon SIGKILLed twice: once
+    during the snapshot, once after the ALTER TABLE; the table ends equal to the source row by row
+    and the slot stands at the destination's checkpoint."""
+    conn = await asyncpg.connect(logical_pg.dsn)
+    out = await asyncpg.connect(pg_dsn)
+
+    async def position() -> dict[str, Any] | None:
+        try:
+            text = await out.fetchval(f'SELECT position::text FROM "{pg_schema}".conduitd_checkpoints '
+                                      "WHERE pipeline = 'load_pg'")
+        except asyncpg.UndefinedTableError:
+            return None
+        return json.loads(text) if text else None
+
+    try:
+        await conn.execute("CREATE TABLE load_pg (id int PRIMARY KEY, name text, amount numeric(10,2))")
+        await conn.execute("INSERT INTO load_pg SELECT g, 'n' || g, g / 10.0 FROM generate_series(1, 4000) g")
+        config = write_config(tmp_path / "conduitd.yaml", {
+            "service": {"log_format": "json"},
+            "sources": [{"name": "src", "type": "postgres", "mode": "log", "dsn": logical_pg.dsn,
+                         "poll_interval": "0.1s"}],
+            "destinations": [{"name": "out", "type": "postgres", "dsn": pg_dsn, "schema": pg_schema}],
+            "resources": [{"name": "load_pg", "source": "src", "destination": "out", "source_table": "public.load_pg",
+                           "mode": "upsert", "unique_key": ["id"], "batch": {"max_rows": 200, "max_wait": "0.1s"}}],
+        })
+        setup(config)
+        log = tmp_path / "daemon.log"
+        altered = asyncio.Event()
+        proc = start_daemon(config, log)
+        writer: asyncio.Task[None] | None = None
+        try:
+            deadline = time.monotonic() + 60
+            while await position() is None:  # the first chunks committed (of the snapshot, most likely)
+                assert proc.poll() is None and time.monotonic() < deadline, tail(log)
+                await asyncio.sleep(0.02)
+            writer = asyncio.create_task(_write_load(logical_pg.dsn, 16, 300, altered, "load_pg", 4001))
+            proc.kill()  # 1: in the snapshot, with changes arriving
+            proc.wait(timeout=30)
+            proc = start_daemon(config, log)
+            await asyncio.wait_for(altered.wait(), 60)
+            first = await position()
+            while (await position()) == first or (await position() or {}).get("phase") != "log":
+                assert proc.poll() is None and time.monotonic() < deadline, tail(log)
+                await asyncio.sleep(0.02)
+            proc.kill()  # 2: in the log, after the ALTER TABLE
+            proc.wait(timeout=30)
+            proc = start_daemon(config, log)
+            await asyncio.wait_for(writer, 120)
+        finally:
+            stop_daemon(proc)
+            if writer is not None and not writer.done():
+                writer.cancel()
+        run_once(config)
+        source = _normal(list(await conn.fetch("SELECT id, name, amount::text, note FROM load_pg")))
+        copied = _normal(list(await out.fetch(f'SELECT id, name, amount::text, note FROM "{pg_schema}".load_pg')))
+        assert len(copied) == len(source)
+        assert copied == source, next((a, b) for a, b in zip(copied, source, strict=False) if a != b)
+        assert any(r[3] is not None for r in source)  # the new column arrived
+        stored = await position()
+        assert stored is not None and stored["lsn"] is not None
+        assert await slot_position(conn, "conduitd_load_pg") == stored["lsn"]
+    finally:
+        await conn.close()
+        await out.close()

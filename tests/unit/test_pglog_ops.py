@@ -8,6 +8,7 @@ import pytest
 
 from conduitd.sources.pglog import pgoutput as po
 from conduitd.sources.pglog.rows import to_rows
+from conduitd.sources.pglog.slot import setup_statements
 from conduitd.sources.pglog.transactions import group
 from tests.unit.test_pgoutput import CAPTURED, TRUNCATE, TYPES
 
@@ -63,3 +64,8 @@ def test_transactions_handed_over_are_counted_not_decoded(handed: int) -> None:
 def test_a_value_that_is_not_utf8_is_a_decode_error() -> None:
     with pytest.raises(po.DecodeError):
         po.decode(b"I\x00\x00@\x00N\x00\x01t\x00\x00\x00\x01\xff")
+
+
+def test_setup_alters_a_publication_made_without_truncate() -> None:
+    assert setup_statements("s", "t", "n", have_publication=True, have_slot=True, publishes_truncate=False) == [
+        """ALTER PUBLICATION "n" SET (publish = 'insert, update, delete, truncate')"""]

@@ -30,10 +30,13 @@ def literal(text: str) -> str:
 
 
 def setup_statements(schema: str, table: str, name: str, *, have_publication: bool,
-                     have_slot: bool) -> list[str]:
+                     have_slot: bool, publishes_truncate: bool = True) -> list[str]:
     """What `conduitd cdc setup` runs for log mode, each statement alone (a slot cannot be created
-    in a transaction that has written). Idempotent through the two flags."""
+    in a transaction that has written). Idempotent through the flags; a publication made before
+    conduitd asked for TRUNCATE (`publishes_truncate` False) is altered."""
     statements = []
+    if have_publication and not publishes_truncate:
+        statements.append(f"ALTER PUBLICATION {quote(name)} SET (publish = {literal(PUBLISH)})")
     if not have_publication:
         statements.append(f"CREATE PUBLICATION {quote(name)} FOR TABLE {quote(schema)}.{quote(table)} "
                           f"WITH (publish = {literal(PUBLISH)})")
@@ -64,7 +67,7 @@ SELECT pubtruncate FROM pg_catalog.pg_publication WHERE pubname = $1"""
 def truncate_missing(name: str) -> str:
     """Why a publication that does not publish TRUNCATE cannot be read, and the fix."""
     return (f"publication {name} does not publish TRUNCATE, so a truncated table would go unnoticed: run "
-            f"ALTER PUBLICATION {quote(name)} SET (publish = {literal(PUBLISH)})")
+            f"`conduitd cdc setup --apply`, or ALTER PUBLICATION {quote(name)} SET (publish = {literal(PUBLISH)})")
 
 
 PEEK_SQL = """
