@@ -17,6 +17,11 @@ def _mysql_source(config: MysqlSourceConfig, options: SourceOptions) -> Source:
 
     if options.pipeline is None:
         raise ConfigError(f"source {config.name!r}: a database source reads for one pipeline")
+    if config.mode == "log":
+        from conduitd.sources.mysqllog import MysqlLogSource
+
+        return MysqlLogSource(config, options.pipeline, once=options.once, max_rows=options.max_rows,
+                              deletes=options.tombstones, unreachable_after=options.unreachable_after)
     return mysql_source(config, options.pipeline, once=options.once, max_rows=options.max_rows,
                         unreachable_after=options.unreachable_after)
 
@@ -49,6 +54,10 @@ async def _check_mysql(config: MysqlSourceConfig) -> str:
 
 async def _inspect_mysql(config: MysqlSourceConfig, pipeline: PipelineConfig,
                          positions: dict[str, Position]) -> list[tuple[str, str, str]]:
+    if config.mode == "log":
+        from conduitd.sources.mysqllog.inspect import inspect as inspect_log
+
+        return await inspect_log(config, pipeline, positions)
     from conduitd.sources.tables.mysql_inspect import inspect
 
     return await inspect(config, pipeline, positions)

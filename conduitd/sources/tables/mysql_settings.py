@@ -93,6 +93,12 @@ class MysqlSourceConfig(SourceConfig):
     db_schema: str | None = Field(None, alias="schema", min_length=1, max_length=64)
     """The database of a `source_table` that names none (MySQL's schemas are its databases);
     default: the connection's database."""
+    mode: Literal["poll", "log"] = "poll"
+    """`poll`: read the table with a cursor; `log`: every insert, update and delete from the ROW
+    binary log, after an initial snapshot (`conduitd.sources.mysqllog`; a `source_table`, MariaDB)."""
+    server_id: int | None = Field(None, gt=0, lt=2**32)
+    """`mode: log` only: the replica id the binlog reader announces, unique among the server's
+    replicas; default: derived from the pipeline's name."""
     poll_interval: PositiveDuration = 1.0
     """Daemon mode: pause after a poll that found nothing new."""
     connect_timeout: PositiveDuration = 10.0
@@ -125,6 +131,8 @@ class MysqlSourceConfig(SourceConfig):
                 raise ValueError("the DSN has a password and 'password' is set: keep one")
         if self.schema_name is None:
             raise ValueError("name the database: 'database', the DSN's /database, or 'schema'")
+        if self.server_id is not None and self.mode != "log":
+            raise ValueError("server_id is the binlog reader's replica id: it needs mode 'log'")
         return self
 
     @property
