@@ -127,9 +127,10 @@ def group(messages: Iterable[bytes], table: tuple[str, str], types: dict[str, st
     only. `types` gathers the SQL type of every column seen (the latest after an ALTER TABLE);
     with `deletes` False, deletes are left out (append mode), unless `delete_rows`: then a delete
     is a plain row (op `delete`, its key or old row) that deletes nothing. A change that cannot be
-    written whole is kept as a Change whose `problem` says why. The changes of a transaction that
-    ends at or before the LSN `after` (handed over already) are counted, not decoded: its commit
-    record comes before `after`, a later transaction's at or after it."""
+    written whole is kept as a Change whose `problem` says why. Row messages are kept as bytes,
+    decoded when a transaction's `changes` are first used; those of a transaction that ends at or
+    before the LSN `after` (handed over already) are only counted: its commit record comes before
+    `after`, a later transaction's at or after it."""
     relations: dict[int, po.Relation] = {}
     mine: set[int] = set()
     """The relids of `table` (one, unless it was dropped and made again)."""
