@@ -45,7 +45,7 @@ def binlog_server() -> Iterator[PrivateMariadb]:
 
 
 def run_sql(server: PrivateMariadb, *statements: str, user: str = "root") -> list[tuple[Any, ...]]:
-    conn = pymysql.connect(host="127.0.0.1", port=server.port, user=user, autocommit=True)
+    conn = pymysql.connect(host="127.0.0.1", port=server.port, user=user, autocommit=True, read_timeout=60)
     try:
         with conn.cursor() as cursor:
             rows: list[tuple[Any, ...]] = []
@@ -191,6 +191,51 @@ async def test_once_stops_where_the_binlog_stood_and_a_big_transaction_resumes_i
     assert [r for c in following for r in c.rows.column("id").to_pylist()] == [27]
 
 
+async def _drain(reading: Any) -> list[Chunk]:
+    return [c async for c in reading]
+
+
+async def test_an_alter_table_mid_stream_brings_its_column_and_a_stop_ends_the_reader(
+        tmp_path: Path, binlog_server: PrivateMariadb, database: str) -> None:
+    """A daemon-mode source reading when `ALTER TABLE ... ADD COLUMN` comes: the rows before keep
+    their shape, the rows after carry the new column with its type; lag() shows where it stands;
+    a stop ends the reader's thread."""
+    run_sql(binlog_server, f"CREATE TABLE `{database}`.altered (id int PRIMARY KEY, label varchar(40))")
+    config = make_config(tmp_path, binlog_server.dsn(database), "altered", "upsert", unique_key=["id"])
+    source = _source(config, max_rows=100, deletes=True, once=False)
+    stop = asyncio.Event()
+    reading = source.chunks(_Committed({}), stop)
+    try:
+        snapshot = await anext(reading)
+        assert snapshot.end["phase"] == "log"
+        run_sql(binlog_server, f"INSERT INTO `{database}`.altered VALUES (1, 'old shape')",
+                f"ALTER TABLE `{database}`.altered ADD COLUMN amount decimal(8,3)",
+                f"INSERT INTO `{database}`.altered VALUES (2, 'new shape', 12.345)",
+                f"DELETE FROM `{database}`.altered WHERE id = 1")
+        rows: list[dict[str, Any]] = []
+        deletes: list[bool] = []
+        while len(rows) < 3:
+            chunk = await asyncio.wait_for(anext(reading), 30)
+            rows += chunk.rows.to_pylist()
+            deletes += [False] * chunk.rows.num_rows if chunk.deletes is None else chunk.deletes.tolist()
+            if "amount" in chunk.rows.column_names:
+                assert str(chunk.rows.schema.field("amount").type) == "decimal128(8, 3)"
+        assert [(r["id"], r.get("amount"), d) for r, d in zip(rows, deletes, strict=True)] == \
+            [(1, None, False), (2, Decimal("12.345"), False), (1, None, True)]
+        rest = asyncio.create_task(_drain(reading))  # the source waits for more, noting its lag
+        deadline = time.monotonic() + 30
+        while source.lag().get(f"{database}.altered", {}).get("bytes") != 0:  # caught up
+            assert time.monotonic() < deadline and not rest.done(), "no lag shown"
+            await asyncio.sleep(0.05)
+        stop.set()
+        assert await asyncio.wait_for(rest, 30) == []
+        assert source.lag()[f"{database}.altered"]["seconds"] == 0
+    finally:
+        await reading.aclose()
+        await source.close()
+    assert not [t for t in threading.enumerate() if t.name == f"binlog {database}.altered"]
+
+
 async def test_validate_names_missing_settings_and_grants(
         tmp_path: Path, binlog_server: PrivateMariadb, database: str) -> None:
     run_sql(binlog_server, f"CREATE TABLE `{database}`.checked (id int PRIMARY KEY)",
@@ -225,18 +270,20 @@ async def test_a_purged_binlog_position_is_a_clear_error(
         await _read(config, f"{database}.purged", snapshot.end)
 
 
-def _write_load(server: PrivateMariadb, database: str, seed: int, steps: int, altered: threading.Event,
-                halt: threading.Event) -> None:
-    """Random inserts, updates and deletes in transactions, an ALTER TABLE half-way."""
+def _write_load(server: PrivateMariadb, database: str, seed: int, altering: threading.Event,
+                altered: threading.Event, halt: threading.Event) -> None:
+    """Random inserts, updates and deletes in transactions until `halt`; an ALTER TABLE when
+    `altering` is set."""
     rng = random.Random(seed)
-    conn = pymysql.connect(host="127.0.0.1", port=server.port, user="root", database=database, autocommit=False)
+    conn = pymysql.connect(host="127.0.0.1", port=server.port, user="root", database=database, autocommit=False,
+                           read_timeout=60)
     try:
         with conn.cursor() as cursor:
             next_id = 1001
-            for step in range(steps):
+            for step in range(100_000):
                 if halt.is_set():
                     return
-                if step == steps // 2:
+                if altering.is_set() and not altered.is_set():
                     cursor.execute("ALTER TABLE loaded ADD COLUMN note varchar(20)")
                     altered.set()
                 for _ in range(rng.randint(1, 8)):
@@ -255,6 +302,7 @@ def _write_load(server: PrivateMariadb, database: str, seed: int, steps: int, al
                     else:
                         cursor.execute("DELETE FROM loaded WHERE id = %s", (rng.randint(1, next_id),))
                 conn.commit()
+                time.sleep(0.002)  # pacing, not synchronisation: a load spread over the kills
     finally:
         conn.close()
 
@@ -271,26 +319,32 @@ async def test_changes_and_an_alter_table_survive_sigkills(
     config = make_config(tmp_path, binlog_server.dsn(database), "loaded", "upsert", unique_key=["id"],
                          batch={"max_rows": 150, "max_wait": "0.1s"})
     log = tmp_path / "daemon.log"
-    altered, halt = threading.Event(), threading.Event()
-    writer = asyncio.create_task(asyncio.to_thread(_write_load, binlog_server, database, 7, 600, altered, halt))
+    altering, altered, halt = threading.Event(), threading.Event(), threading.Event()
+    writer = asyncio.create_task(asyncio.to_thread(_write_load, binlog_server, database, 7, altering, altered, halt))
     proc = start_daemon(config, log)
+
+    async def committed_again() -> None:
+        seen, deadline = checkpoint(tmp_path, "loaded"), time.monotonic() + 60
+        while checkpoint(tmp_path, "loaded") == seen:  # a commit since the last start
+            assert proc.poll() is None and time.monotonic() < deadline and not writer.done(), tail(log)
+            await asyncio.sleep(0.02)
+
     try:
-        deadline = time.monotonic() + 90
         for kill in range(4):
-            seen = checkpoint(tmp_path, "loaded")
-            while checkpoint(tmp_path, "loaded") == seen:  # a commit since the last start
-                assert proc.poll() is None and time.monotonic() < deadline, tail(log)
-                await asyncio.sleep(0.02)
-            if kill == 2:
+            await committed_again()
+            if kill == 2:  # two kills before the ALTER, two after
+                altering.set()
                 await asyncio.wait_for(asyncio.to_thread(altered.wait), 60)
+                await committed_again()
             proc.kill()
             proc.wait(timeout=30)
             proc = start_daemon(config, log)
-        await asyncio.wait_for(writer, 120)
+        await committed_again()
     finally:
-        stop_daemon(proc)
         halt.set()
         await asyncio.wait([writer], timeout=60)
+        stop_daemon(proc)
+    writer.result()  # the load itself did not fail
     done = conduitd("run", "-c", str(config), "--once", timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     source = _normal(run_sql(binlog_server, f"SELECT id, name, CAST(amount AS CHAR), note FROM `{database}`.loaded"))

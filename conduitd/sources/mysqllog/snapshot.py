@@ -7,7 +7,8 @@ So the log read from that coordinate continues the snapshot with no gap and no c
 
 The rows are read in key order, `size` at a time, by keyset queries in that one transaction (the
 same snapshot for all of them), as the server's text, and become Arrow through the catalog's
-types exactly as the polling source's rows do."""
+types exactly as the polling source's rows do. The transaction holds the table's metadata lock
+until the last block is read: an `ALTER TABLE` of it waits for the snapshot."""
 
 from __future__ import annotations
 
@@ -49,6 +50,8 @@ async def read_blocks(conn: Any, plan: Plan, after: list[str] | None,
         rows = await fetch_all(conn, sql, tuple(args))
         if rows:
             after = [position_text(plan.key[i], rows[-1][j]) for i, j in enumerate(at_key)]
-        yield rows, after
         if len(rows) < size:
+            await fetch_all(conn, "COMMIT")  # the table's metadata lock goes before the rows do
+            yield rows, after
             return
+        yield rows, after
