@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import conduitd.destinations.postgres.copy_binary_types as types
 from conduitd.destinations.postgres.copy_binary import encode_copy_binary
+from conduitd.destinations.postgres.copy_binary_uuid import uuid_bytes
 
 
 @settings(max_examples=100, deadline=None)
@@ -22,7 +23,7 @@ def test_fast_equals_arithmetic(values: list[str | None]) -> None:
     table = pa.table({"u": pa.array(values, pa.string())})
     fast = encode_copy_binary(table, ["uuid"])
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(types, "_uuid_bytes", lambda chars: None)
+        patch.setattr(types, "uuid_bytes", lambda chars: None)  # the exact path alone
         slow = encode_copy_binary(table, ["uuid"])
     assert fast == slow
     for value in values:
@@ -38,4 +39,4 @@ def test_whitespace_and_non_ascii_are_malformed(bad: str) -> None:
         encode_copy_binary(table, ["uuid"])
     chars = np.frombuffer(bad.encode(), dtype=np.uint8)
     if len(chars) == 36:
-        assert types._uuid_bytes(chars.reshape(1, 36)) is None
+        assert uuid_bytes(chars.reshape(1, 36)) is None

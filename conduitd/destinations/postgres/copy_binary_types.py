@@ -2,8 +2,8 @@
 
 Every encoder turns one Arrow array into a list of *parts*.  A part describes, for every
 row, one contiguous run of bytes of the final tuple (length prefix and/or field data).
-``copy_binary`` interleaves the parts of all columns row by row with a single vectorised
-gather, so encoders never loop over rows in Python; they only build numpy arrays.
+``copy_binary`` interleaves the parts of all columns row by row (one Arrow join), so
+encoders never loop over rows in Python; they only build numpy arrays.
 
 Two kinds of parts exist because they are assembled differently:
 
@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+
+from .copy_binary_uuid import NIL_UUID_TEXT, uuid_bytes, uuid_bytes_exactly
 
 U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
@@ -208,12 +210,6 @@ def _encode_jsonb(arr: Any) -> list[Part]:
     return _var_field(arr, b"\x01")  # jsonb binary format version 1, then the JSON text
 
 
-_U8 = np.uint8  # scalar operands of the uint8 type keep uuid arithmetic in uint8
-_UUID_ZERO = np.frombuffer(b"00000000-0000-0000-0000-000000000000", dtype=np.uint8)
-_UUID_HEX_POS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)], dtype=np.intp)
-_UUID_DASH_POS = np.array([8, 13, 18, 23], dtype=np.intp)
-
-
 def _uuid_chars(arr: Any, valid: Mask | None) -> U8:
     """The ``(n, 36)`` characters of a uuid string array (null rows: the nil uuid)."""
     n = len(arr)
@@ -224,58 +220,26 @@ def _uuid_chars(arr: Any, valid: Mask | None) -> U8:
     ok = lengths == 36 if valid is None else (lengths == 36) | ~valid
     if not ok.all():
         raise BadValue(int(np.argmin(ok)), "uuid text must be the canonical 36-character form")
-    padded = np.concatenate([data, _UUID_ZERO])
+    padded = np.concatenate([data, NIL_UUID_TEXT])
     starts = offs[:-1] if valid is None else np.where(valid, offs[:-1], len(data))
     return np.take(padded, starts[:, None] + np.arange(36))
 
 
-_UUID_HEX_RUNS = ((0, 8), (9, 13), (14, 18), (19, 23), (24, 36))
-
-
-def _uuid_bytes(chars: U8) -> U8 | None:
-    """The ``(n, 16)`` bytes of well-formed uuid characters by ``bytes.fromhex`` over the hex
-    digits copied out in five column runs (3x faster than the arithmetic below); None for
-    anything else (a dash missing, a byte not hex), which the arithmetic then names."""
-    n = len(chars)
-    if (chars[:, _UUID_DASH_POS] != _U8(45)).any():
-        return None
-    digits = np.empty((n, 32), dtype=np.uint8)
-    at = 0
-    for start, end in _UUID_HEX_RUNS:
-        digits[:, at : at + end - start] = chars[:, start:end]
-        at += end - start
-    try:
-        raw = bytes.fromhex(digits.tobytes().decode("ascii"))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if len(raw) != 16 * n:  # fromhex skips whitespace between digit pairs: not a uuid
-        return None
-    return np.frombuffer(raw, dtype=np.uint8).reshape(n, 16)
-
-
 def _encode_uuid(arr: Any) -> list[Part]:
-    """Canonical (any case) uuid strings, or fixed_size_binary(16), to the 16 raw bytes.
-
-    Hex is decoded arithmetically ('0'-'9' -> c & 15, letters -> (c & 15) + 9) rather than
-    with a lookup table: numpy table lookups convert every index to intp, which is slower.
-    """
+    """Canonical (any case) uuid strings, or fixed_size_binary(16), to the 16 raw bytes
+    (``copy_binary_uuid``: by ``bytes.fromhex``, else exactly, naming the first malformed row)."""
     n = len(arr)
     valid = validity(arr)
     if pa.types.is_fixed_size_binary(arr.type):
         return [fixed_field(_values(arr, "u1", 16).reshape(n, 16), valid)]
     chars = _uuid_chars(arr, valid)
-    fast = _uuid_bytes(chars)
+    fast = uuid_bytes(chars)
     if fast is not None:
         return [fixed_field(fast, valid)]
-    is_hex = (chars - _U8(48)) < _U8(10)
-    is_hex |= ((chars | _U8(0x20)) - _U8(97)) < _U8(6)
-    bad = ~is_hex[:, _UUID_HEX_POS].all(axis=1)
-    bad |= (chars[:, _UUID_DASH_POS] != _U8(45)).any(axis=1)
-    if bad.any():
-        raise BadValue(int(np.argmax(bad)), "malformed uuid text")
-    nibbles = (chars & _U8(15)) + _U8(9) * (chars >> _U8(6))
-    high = np.take(nibbles, _UUID_HEX_POS[0::2], axis=1) << _U8(4)
-    return [fixed_field(high | np.take(nibbles, _UUID_HEX_POS[1::2], axis=1), valid)]
+    decoded, bad = uuid_bytes_exactly(chars)
+    if bad is not None:
+        raise BadValue(bad, "malformed uuid text")
+    return [fixed_field(decoded, valid)]
 
 
 def numeric_field(unscaled: int, scale: int) -> bytes:
