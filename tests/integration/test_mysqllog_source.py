@@ -236,6 +236,51 @@ async def test_an_alter_table_mid_stream_brings_its_column_and_a_stop_ends_the_r
     assert not [t for t in threading.enumerate() if t.name == f"binlog {database}.altered"]
 
 
+async def test_a_server_restart_is_waited_out_and_the_log_goes_on(
+        tmp_path: Path, binlog_server: PrivateMariadb, database: str) -> None:
+    """The server goes away under a daemon-mode source and comes back (in a new binlog file): the
+    source says why it waits (`problem()`), then reads on from where it was, nothing lost or doubled."""
+    run_sql(binlog_server, f"CREATE TABLE `{database}`.restarted (id int PRIMARY KEY)")
+    config = make_config(tmp_path, binlog_server.dsn(database), "restarted", "upsert", unique_key=["id"])
+    source = _source(config, max_rows=100, deletes=True, once=False)
+    stop = asyncio.Event()
+    reading = source.chunks(_Committed({}), stop)
+    try:
+        rest: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        rest.set_result(None)
+        await anext(reading)  # the (empty) snapshot
+        run_sql(binlog_server, f"INSERT INTO `{database}`.restarted VALUES (1)")
+        first = await asyncio.wait_for(anext(reading), 30)
+        assert first.rows.column("id").to_pylist() == [1]
+        later: list[Chunk] = []
+
+        async def collect() -> None:
+            async for chunk in reading:
+                later.append(chunk)
+
+        rest = asyncio.create_task(collect())
+        await asyncio.to_thread(binlog_server.stop)
+        deadline = time.monotonic() + 30
+        while source.problem() is None:
+            assert time.monotonic() < deadline and not rest.done(), "no problem shown while the server is down"
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(binlog_server.start)
+        run_sql(binlog_server, f"INSERT INTO `{database}`.restarted VALUES (2)")
+        while not any(c.rows.num_rows for c in later):
+            assert time.monotonic() < deadline + 30 and not rest.done(), source.problem()
+            await asyncio.sleep(0.05)
+        assert source.problem() is None
+        stop.set()
+        await asyncio.wait_for(rest, 30)
+    finally:
+        stop.set()
+        await asyncio.wait([rest], timeout=30)
+        await reading.aclose()
+        await source.close()
+    assert [i for c in later for i in c.rows.column("id").to_pylist()] == [2]
+    assert later[-1].end["file"] != first.end["file"]  # a new binlog file after the restart
+
+
 async def test_validate_names_missing_settings_and_grants(
         tmp_path: Path, binlog_server: PrivateMariadb, database: str) -> None:
     run_sql(binlog_server, f"CREATE TABLE `{database}`.checked (id int PRIMARY KEY)",

@@ -208,6 +208,8 @@ class MysqlLogSource:
             self._reader.start()
             try:
                 async for chunk in self._follow(self._reader, begin, stop):
+                    if failing_since is not None:  # read again: the failure is over
+                        self._problem = None
                     yield chunk
                     begin, failing_since, delay = chunk.end, None, 0.5
                 return
