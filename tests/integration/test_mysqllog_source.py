@@ -281,6 +281,33 @@ async def test_a_server_restart_is_waited_out_and_the_log_goes_on(
     assert later[-1].end["file"] != first.end["file"]  # a new binlog file after the restart
 
 
+async def test_the_table_lock_hand_over_for_mysql_also_has_no_gap(
+        tmp_path: Path, binlog_server: PrivateMariadb, database: str) -> None:
+    """MySQL has no Binlog_snapshot_* status: the snapshot starts while a second session holds
+    the table read-locked and reads the binlog's end. Forced here on MariaDB: the snapshot sees
+    the rows before, the log from that coordinate has exactly the row written after."""
+    from conduitd.configfile import load_config
+    from conduitd.sources.mysqllog.snapshot import begin_snapshot
+    from conduitd.sources.tables.mysql import connect
+    from conduitd.sources.tables.mysql_plan import fetch_all
+
+    run_sql(binlog_server, f"CREATE TABLE `{database}`.locked (id int PRIMARY KEY)",
+            f"INSERT INTO `{database}`.locked VALUES (1), (2)")
+    config_path = make_config(tmp_path, binlog_server.dsn(database), "locked", "upsert", unique_key=["id"])
+    settings = load_config(config_path).source("src")
+    conn = await connect(settings)  # type: ignore[arg-type]
+    try:
+        at, _ = await begin_snapshot(conn, lambda: connect(settings),  # type: ignore[arg-type]
+                                     f"`{database}`.`locked`", use_status=False)
+        run_sql(binlog_server, f"INSERT INTO `{database}`.locked VALUES (3)")
+        assert [r[0] for r in await fetch_all(conn, f"SELECT id FROM `{database}`.locked ORDER BY id")] == ["1", "2"]
+    finally:
+        conn.close()
+    start = {"phase": "log", "file": at.file, "pos": at.pos, "gtid": None}
+    chunks = await _read(config_path, f"{database}.locked", start)
+    assert [i for c in chunks for i in c.rows.column("id").to_pylist()] == [3]
+
+
 async def test_validate_names_missing_settings_and_grants(
         tmp_path: Path, binlog_server: PrivateMariadb, database: str) -> None:
     run_sql(binlog_server, f"CREATE TABLE `{database}`.checked (id int PRIMARY KEY)",

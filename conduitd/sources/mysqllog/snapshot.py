@@ -4,6 +4,7 @@
 snapshot (`Binlog_snapshot_file` / `Binlog_snapshot_position`, read in the same session): every
 transaction committed before it is in the snapshot, every one after it is in the binlog after it.
 So the log read from that coordinate continues the snapshot with no gap and no change twice.
+MySQL has no such status: there a brief read lock of the table stands in (`begin_snapshot`).
 
 The rows are read in key order, `size` at a time, by keyset queries in that one transaction (the
 same snapshot for all of them), as the server's text, and become Arrow through the catalog's
@@ -12,31 +13,48 @@ until the last block is read: an `ALTER TABLE` of it waits for the snapshot."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from conduitd.config import PipelineConfig
 from conduitd.errors import ConfigError
 from conduitd.sources.mysqllog.position import Coordinate
-from conduitd.sources.mysqllog.server import gtid_at
+from conduitd.sources.mysqllog.server import binlog_end, gtid_at
 from conduitd.sources.tables.cursor import Plan
 from conduitd.sources.tables.mysql_catalog import position_text
 from conduitd.sources.tables.mysql_plan import fetch_all
 from conduitd.sources.tables.mysql_sql import select_sql
 
 
-async def begin_snapshot(conn: Any, pipeline: PipelineConfig) -> tuple[Coordinate, str | None]:
-    """Start the snapshot transaction on `conn`; the binlog coordinate (and GTID) it stands at."""
-    await fetch_all(conn, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-    status = {str(k).lower(): str(v) for k, v in await fetch_all(conn, "SHOW STATUS LIKE 'binlog\\_snapshot\\_%%'")}
-    file, position = status.get("binlog_snapshot_file", ""), status.get("binlog_snapshot_position", "")
-    if not file or not position.isdigit():
+async def begin_snapshot(conn: Any, open_locker: Callable[[], Awaitable[Any]], table: str, *,
+                         use_status: bool = True) -> tuple[Coordinate, str | None]:
+    """Start the snapshot transaction on `conn`; the binlog coordinate (and GTID) it stands at.
+    MariaDB says it (`Binlog_snapshot_*`); elsewhere (MySQL) a second session (`open_locker`) holds
+    `FLUSH TABLES <table> WITH READ LOCK` while the snapshot starts and the binlog's end is read:
+    no write to the table can then fall between the two (RELOAD and LOCK TABLES privileges)."""
+    if use_status:
+        await fetch_all(conn, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        status = {str(k).lower(): str(v)
+                  for k, v in await fetch_all(conn, "SHOW STATUS LIKE 'binlog\\_snapshot\\_%%'")}
+        file, position = status.get("binlog_snapshot_file", ""), status.get("binlog_snapshot_position", "")
+        if file and position.isdigit():
+            at = Coordinate(file, int(position))
+            return at, await gtid_at(conn, at)
         await fetch_all(conn, "ROLLBACK")
-        raise ConfigError(f"pipeline {pipeline.name!r}: mode log needs the binlog coordinate of a consistent "
-                          "snapshot (MariaDB's Binlog_snapshot_file status): this server has none (MySQL is not "
-                          "supported for the initial snapshot; is the binary log on?)")
-    at = Coordinate(file, int(position))
-    return at, await gtid_at(conn, at)
+    locker = await open_locker()
+    try:
+        await fetch_all(locker, "SET SESSION TRANSACTION READ WRITE")  # FLUSH is refused in a read-only one
+        await fetch_all(locker, f"FLUSH TABLES {table} WITH READ LOCK")
+        try:
+            await fetch_all(conn, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            end = await binlog_end(locker)
+        finally:
+            await fetch_all(locker, "UNLOCK TABLES")
+    finally:
+        locker.close()
+    if end is None:
+        await fetch_all(conn, "ROLLBACK")
+        raise ConfigError("mode log: the server's binary log is off (SHOW MASTER STATUS is empty)")
+    return end, None
 
 
 async def read_blocks(conn: Any, plan: Plan, after: list[str] | None,

@@ -37,7 +37,7 @@ from conduitd.sources.mysqllog.snapshot import begin_snapshot, read_blocks
 from conduitd.sources.tables.catalog import SourceColumn, relation
 from conduitd.sources.tables.cursor import Plan
 from conduitd.sources.tables.mysql import connect
-from conduitd.sources.tables.mysql_catalog import decode
+from conduitd.sources.tables.mysql_catalog import decode, quote
 from conduitd.sources.tables.mysql_errors import LOST, code_of, message
 from conduitd.sources.tables.mysql_plan import plan_for
 from conduitd.sources.tables.mysql_settings import MysqlSourceConfig
@@ -169,7 +169,8 @@ class MysqlLogSource:
     async def _snapshot(self, start: dict[str, Any] | None) -> AsyncIterator[Chunk]:
         conn = await connect(self.config)
         try:
-            at, gtid = await begin_snapshot(conn, self.pipeline)
+            at, gtid = await begin_snapshot(conn, lambda: connect(self.config),
+                                            f"{quote(self.schema)}.{quote(self.table)}")
             after: list[str] | None = None
             if start is not None:  # resumed: the log still starts at the first snapshot's coordinate
                 at, gtid, after = coordinate(start), start.get("gtid"), list(start["after"])
