@@ -340,6 +340,9 @@ async def test_a_purged_binlog_position_is_a_clear_error(
 
     with pytest.raises(ConduitError, match=r"no longer on the server.*checkpoints reset"):
         await _read(config, f"{database}.purged", snapshot.end)
+    ahead = {**snapshot.end, "file": "binlog.999999"}  # a position from before a RESET MASTER
+    with pytest.raises(ConduitError, match=r"past the server's binlog end.*checkpoints reset"):
+        await _read(config, f"{database}.purged", ahead)
 
 
 def _write_load(server: PrivateMariadb, database: str, seed: int, altering: threading.Event,

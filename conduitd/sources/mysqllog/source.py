@@ -203,6 +203,11 @@ class MysqlLogSource:
 
     async def _log(self, begin: dict[str, Any], stop: asyncio.Event) -> AsyncIterator[Chunk]:
         until = await self._until()
+        if until is not None and until < coordinate(begin):
+            name = self.pipeline.name
+            raise ConduitError(f"pipeline {name!r}: the committed binlog position {coordinate(begin)} is past the "
+                               f"server's binlog end {until} (RESET MASTER, or another server?): reset the checkpoint "
+                               f"(`conduitd checkpoints reset -p {name}`) to read a new snapshot")
         delay, failing_since = 0.5, None
         while not stop.is_set():
             self._reader = rd.BinlogReader(self._target(coordinate(begin), until), asyncio.get_running_loop())

@@ -66,4 +66,5 @@ async def _inspect_mysql(config: MysqlSourceConfig, pipeline: PipelineConfig,
 MYSQL = Connector(type="mysql", kind="source", config_model=MysqlSourceConfig, factory=_mysql_source,
                   check=_check_mysql, inspect=_inspect_mysql, capabilities=("deletes", "key_scan", "leases"),
                   requires=("asyncmy",), extra="mysql",
-                  description="MySQL or MariaDB tables or queries, polled with a cursor safe against late commits")
+                  description="MySQL or MariaDB tables or queries, polled with a cursor safe against late commits "
+                              "(or every change from the ROW binlog: mode log)")
