@@ -322,6 +322,15 @@ async def test_validate_names_missing_settings_and_grants(
     granted = conduitd("validate", "-c", config, timeout=60)
     assert granted.returncode == 0, granted.stdout + granted.stderr
     assert "log_bin ON, ROW format" in granted.stdout and "key (id)" in granted.stdout
+    run_sql(binlog_server, f"INSERT INTO `{database}`.checked VALUES (1)")
+    ran = conduitd("run", "-c", config, "--once", timeout=120)  # those grants are all the source needs
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    run_sql(binlog_server, f"INSERT INTO `{database}`.checked VALUES (2)")
+    ran = conduitd("run", "-c", config, "--once", timeout=120)
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    assert destination(tmp_path, "SELECT id FROM checked ORDER BY id") == [(1,), (2,)]
+    again = conduitd("validate", "-c", config, timeout=60)
+    assert "source: position" in again.stdout and "byte(s) of binlog after it" in again.stdout, again.stdout
 
 
 async def test_a_purged_binlog_position_is_a_clear_error(
