@@ -98,6 +98,11 @@ def describe(exc: BaseException) -> str:
     return redact(str(error) if error is not None else repr(exc))
 
 
+class TruncatedAtSource(ConduitError):
+    """A log-based source's table was truncated at the source: a TRUNCATE carries no keys, so the
+    destination cannot follow it (exit 1, not retried; the message says how to re-read the table)."""
+
+
 class NotNow(ConduitError):
     """An operation the pipeline's state does not allow now (pause a failed pipeline, reset the
     checkpoints of a running one): the control plane answers 409."""

@@ -21,6 +21,7 @@ from typing import Any
 
 import pymysql
 import pytest
+import yaml
 
 from conduitd.core.records import Chunk
 from conduitd.sources.base import Leases
@@ -438,3 +439,63 @@ async def test_changes_and_an_alter_table_survive_sigkills(
     assert any(r[3] is not None for r in source)  # the new column arrived
     position = checkpoint(tmp_path, "loaded")
     assert position is not None and position["phase"] == "log" and "done" not in position
+
+
+async def test_op_column_appends_the_history_with_deletes_as_rows(
+        tmp_path: Path, binlog_server: PrivateMariadb, database: str) -> None:
+    """Append mode with `op_column`: snapshot rows say `snapshot`, then every change is a row in
+    binlog order, a delete (and the old key of an update that moves the key) as its key alone."""
+    run_sql(binlog_server, f"CREATE TABLE `{database}`.ops (id int PRIMARY KEY, label varchar(40))",
+            f"INSERT INTO `{database}`.ops VALUES (1, 'a'), (2, 'b')")
+    config = make_config(tmp_path, binlog_server.dsn(database), "ops", "append")
+    loaded = yaml.safe_load(config.read_text())
+    loaded["sources"][0]["op_column"] = "_op"
+    write_config(config, loaded)
+    (snapshot,) = await _read(config, f"{database}.ops", None, deletes=False)
+    assert snapshot.rows.to_pylist() == [{"id": 1, "label": "a", "_op": "snapshot"},
+                                         {"id": 2, "label": "b", "_op": "snapshot"}]
+    run_sql(binlog_server, f"INSERT INTO `{database}`.ops VALUES (3, 'c')",
+            f"UPDATE `{database}`.ops SET label = 'a2' WHERE id = 1",
+            f"DELETE FROM `{database}`.ops WHERE id = 2",
+            f"UPDATE `{database}`.ops SET id = 4 WHERE id = 3")
+    chunks = await _read(config, f"{database}.ops", snapshot.end, deletes=False)
+    assert [r for c in chunks for r in c.rows.to_pylist()] == [
+        {"id": 3, "label": "c", "_op": "insert"}, {"id": 1, "label": "a2", "_op": "update"},
+        {"id": 2, "label": None, "_op": "delete"}, {"id": 3, "label": None, "_op": "delete"},
+        {"id": 4, "label": "c", "_op": "update"}]
+    assert all(c.deletes is None for c in chunks), "append mode: deletes are rows, not a delete mask"
+
+    run_sql(binlog_server, f"ALTER TABLE `{database}`.ops ADD COLUMN `_op` text")
+    with pytest.raises(Exception, match="op_column '_op' is a column of"):
+        await _read(config, f"{database}.ops", chunks[-1].end, deletes=False)
+    loaded["sources"][0]["mode"] = "poll"
+    write_config(config, loaded)
+    refused = conduitd("validate", "-c", str(config))
+    assert refused.returncode == 2 and "op_column says which change made each row" in refused.stdout + refused.stderr
+
+
+async def test_a_truncate_stops_the_pipeline_until_the_table_is_read_again(
+        tmp_path: Path, binlog_server: PrivateMariadb, database: str) -> None:
+    """A TRUNCATE carries no keys: the run writes what came before it, then stops (exit 1) with what
+    to do, at the same place every time; after the destination is emptied and the checkpoint reset,
+    the next run reads a new snapshot and the destination equals the source."""
+    run_sql(binlog_server, f"CREATE TABLE `{database}`.trunc (id int PRIMARY KEY, label varchar(40))",
+            f"INSERT INTO `{database}`.trunc VALUES (1, 'a'), (2, 'b')")
+    config = make_config(tmp_path, binlog_server.dsn(database), "trunc", "upsert", unique_key=["id"])
+    first = conduitd("--once", "-c", str(config))
+    assert first.returncode == 0, first.stderr[-3000:]
+    run_sql(binlog_server, f"INSERT INTO `{database}`.trunc VALUES (10, 'before')",
+            f"TRUNCATE TABLE `{database}`.trunc", f"INSERT INTO `{database}`.trunc VALUES (20, 'after')")
+    for _ in range(2):
+        stopped = conduitd("--once", "-c", str(config))
+        said = stopped.stdout + stopped.stderr
+        assert stopped.returncode == 1 and f"{database}.trunc was truncated at the source" in said \
+            and "conduitd checkpoints reset -p trunc" in said, said[-3000:]
+        assert destination(tmp_path, "SELECT id FROM trunc ORDER BY id") == [(1,), (2,), (10,)]
+    with sqlite3.connect(tmp_path / "out.db") as db:
+        db.execute("DELETE FROM trunc")
+    reset = conduitd("checkpoints", "reset", "-c", str(config), "-p", "trunc")
+    assert reset.returncode == 0, reset.stdout + reset.stderr
+    again = conduitd("--once", "-c", str(config))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert destination(tmp_path, "SELECT id, label FROM trunc ORDER BY id") == [(20, "after")]

@@ -9,6 +9,7 @@ Items, in binlog order:
              coordinate where its transaction starts and the transaction's commit time;
     Commit   a transaction (or a standalone statement) ended at `at`: every change before is read;
     Schema   a DDL statement naming the table (its columns may have changed);
+    Truncated  a TRUNCATE of the table;
     Idle     nothing more to read for now (a heartbeat), everything up to `at` read;
     Reached  `--once`: the coordinate captured at the start is reached, the reader ended;
     Failed   the reader stopped on an error (the source decides: retry, or a purged binlog).
@@ -39,6 +40,8 @@ class Row:
     problem: str
     start: Coordinate
     timestamp: int
+    op: str = "insert"
+    """What made the row: `insert`, `update` or `delete` (the old key of an update that changed it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,13 @@ class Commit:
 
 @dataclass(frozen=True, slots=True)
 class Schema:
+    query: str
+
+
+@dataclass(frozen=True, slots=True)
+class Truncated:
+    """A TRUNCATE of the table: it carries no keys, so the source cannot follow it."""
+
     query: str
 
 
@@ -68,7 +78,7 @@ class Failed:
     error: BaseException
 
 
-Item = Row | Commit | Schema | Idle | Reached | Failed
+Item = Row | Commit | Schema | Truncated | Idle | Reached | Failed
 
 
 @dataclass
@@ -183,7 +193,7 @@ class BinlogReader:
                     txn_start, begun = txn_start or boundary, True
                 elif word in ("COMMIT", "ROLLBACK") or not begun:
                     if word not in ("COMMIT", "ROLLBACK", "BEGIN", "SAVEPOINT") and _names(query, t.schema, t.table):
-                        out.append(Schema(query))
+                        out.append(Truncated(query) if word == "TRUNCATE" else Schema(query))
                     boundary, txn_start = Coordinate(file, log_pos), None
                     out.append(Commit(boundary, gtid, int(event.timestamp)))
             elif isinstance(event, rows.RowsEvent):
@@ -225,11 +235,11 @@ class BinlogReader:
                 after, problem = row_texts(row["after_values"], row.get("after_none_sources", {}), columns)
                 gone, gone_problem = row_texts(old, row.get("before_none_sources", {}), columns)
                 if any(gone.get(k) != after.get(k) for k in key):
-                    found.append(Row(gone, True, gone_problem, start, stamp))  # the old key goes
-                found.append(Row(after, False, problem, start, stamp))
+                    found.append(Row(gone, True, gone_problem, start, stamp, "delete"))  # the old key goes
+                found.append(Row(after, False, problem, start, stamp, "update"))
             elif isinstance(event, rows.DeleteRowsEvent):
                 values, problem = row_texts(keyed(row["values"]), row.get("none_sources", {}), columns)
-                found.append(Row(values, True, problem, start, stamp))
+                found.append(Row(values, True, problem, start, stamp, "delete"))
             else:
                 values, problem = row_texts(row["values"], row.get("none_sources", {}), columns)
                 found.append(Row(values, False, problem, start, stamp))

@@ -41,9 +41,11 @@ def _text(value: str | bytes | None, column: SourceColumn) -> str | bytes | None
     return value
 
 
-def to_rows(changes: Sequence[Row], columns: Sequence[SourceColumn], partition: str, position: Position) -> Rows:
+def to_rows(changes: Sequence[Row], columns: Sequence[SourceColumn], partition: str, position: Position, *,
+            op_column: str | None = None, deletes_as_rows: bool = False) -> Rows:
     """`changes` as one table of `columns`; `position` is where the chunk starts (a reject's DLQ
-    entry points there)."""
+    entry points there). `op_column`: a column of what made each row (`Row.op`) is added;
+    `deletes_as_rows`: deletes are rows like the others (append mode with `op_column`), no mask."""
     names = {c.name for c in columns}
     rejects: list[Reject] = []
     kept: list[Row] = []
@@ -56,7 +58,8 @@ def to_rows(changes: Sequence[Row], columns: Sequence[SourceColumn], partition: 
         else:
             kept.append(row)
     if not kept:
-        return Rows(empty(columns), None, tuple(rejects))
+        table = empty(columns)
+        return Rows(with_op(table, op_column, []), None, tuple(rejects))
     grid = [tuple(_text(row.values.get(c.name), c) for c in columns) for row in kept]
     bad: list[int] = []
 
@@ -67,8 +70,16 @@ def to_rows(changes: Sequence[Row], columns: Sequence[SourceColumn], partition: 
     table, found = decode(grid, columns, partition, at)
     rejects.extend(found)
     deletes = np.fromiter((r.delete for r in kept), dtype=bool, count=len(kept))
+    ops = [r.op for r in kept]
     if bad:
         keep = np.ones(len(kept), dtype=bool)
         keep[bad] = False
         deletes = deletes[keep]
-    return Rows(table, deletes if deletes.any() else None, tuple(rejects))
+        ops = [op for op, k in zip(ops, keep, strict=True) if k]
+    table = with_op(table, op_column, ops)
+    return Rows(table, None if deletes_as_rows or not deletes.any() else deletes, tuple(rejects))
+
+
+def with_op(table: pa.Table, op_column: str | None, ops: Sequence[str]) -> pa.Table:
+    """`table` with the `op_column` (text) holding `ops`, or as it is without one."""
+    return table if op_column is None else table.append_column(op_column, pa.array(ops, pa.string()))

@@ -17,6 +17,7 @@ since the commit of the last change read when there is more to read."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import zlib
@@ -27,11 +28,11 @@ from asyncmy.errors import MySQLError
 
 from conduitd.config import PipelineConfig
 from conduitd.core.records import Chunk, Position
-from conduitd.errors import ConduitError, ConfigError, DependencyUnreachable
+from conduitd.errors import ConduitError, ConfigError, DependencyUnreachable, TruncatedAtSource
 from conduitd.sources.base import Checkpoints
 from conduitd.sources.mysqllog import reader as rd
 from conduitd.sources.mysqllog.position import Coordinate, bytes_behind, coordinate, log_position, snapshot_position
-from conduitd.sources.mysqllog.rows import to_rows
+from conduitd.sources.mysqllog.rows import to_rows, with_op
 from conduitd.sources.mysqllog.server import binary_logs, binlog_end, missing_settings, settings
 from conduitd.sources.mysqllog.snapshot import begin_snapshot, read_blocks
 from conduitd.sources.tables.catalog import SourceColumn, relation
@@ -75,7 +76,15 @@ class MysqlLogSource:
         self.partition = f"{self.schema}.{self.table}"
         self.once, self.max_rows, self.unreachable_after = once, max_rows, unreachable_after
         self.deletes = deletes
-        """Whether deletes are handed over (upsert mode); otherwise they are left out."""
+        """Whether deletes are handed over (upsert mode); otherwise they are left out (or, with an
+        `op_column`, appended as rows)."""
+        self.op_column = config.op_column
+        self.deletes_as_rows = self.op_column is not None and pipeline.mode == "append"
+        """Append mode with an `op_column`: deletes are appended as rows (their key), not left out."""
+        self._handed: Position = None
+        """The end of the last chunk this run handed over."""
+        self._acknowledged: Position = None
+        self._acknowledging = asyncio.Event()
         self._columns: dict[str, SourceColumn] = {}
         self._key: list[str] = []
         self._reader: rd.BinlogReader | None = None
@@ -98,7 +107,11 @@ class MysqlLogSource:
         return False
 
     async def acknowledge(self, positions: Mapping[str, Position]) -> None:
-        return None  # nothing to release on the server: the position lives with the rows
+        # Nothing to release on the server (the position lives with the rows): only noted, so a
+        # TRUNCATE can wait for what came before it.
+        if self.partition in positions:
+            self._acknowledged = positions[self.partition]
+            self._acknowledging.set()
 
     async def close(self) -> None:
         reader, self._reader = self._reader, None
@@ -112,6 +125,9 @@ class MysqlLogSource:
         for col in plan.columns:
             self._columns[col.name] = col  # the latest type; a dropped column stays known
         self._key = [c.name for c in plan.key]
+        if self.op_column is not None and self.op_column in self._columns:
+            raise ConfigError(f"pipeline {self.pipeline.name!r}: op_column {self.op_column!r} is a column of "
+                              f"{self.partition}: name the operation column something else")
         return plan
 
     async def _refresh(self) -> None:
@@ -130,6 +146,7 @@ class MysqlLogSource:
         while position is None or position.get("phase") == "snapshot":
             try:
                 async for chunk in self._snapshot(position):
+                    self._handed = chunk.end
                     yield chunk
                     position, failing_since = chunk.end, None
                     if stop.is_set():
@@ -144,6 +161,7 @@ class MysqlLogSource:
                 await asyncio.sleep(0.5)
         self._problem = None
         async for chunk in self._log(position, stop):
+            self._handed = chunk.end
             yield chunk
 
     async def _check_server(self) -> None:
@@ -180,6 +198,7 @@ class MysqlLogSource:
                 end = (snapshot_position(at, gtid, last or []) if len(rows) == self.max_rows
                        else log_position(at, gtid))
                 table, rejects = decode(rows, plan.columns, self.partition, _at(begin))
+                table = with_op(table, self.op_column, ["snapshot"] * table.num_rows)
                 yield Chunk(self.partition, begin, end, table, tuple(rejects))
                 begin = end
         finally:
@@ -258,7 +277,8 @@ class MysqlLogSource:
                         if item.start != txn:
                             txn, index = item.start, 0
                         index += 1
-                        if (item.start == first and index <= skip) or (item.delete and not self.deletes):
+                        if (item.start == first and index <= skip) or (
+                                item.delete and not self.deletes and not self.deletes_as_rows):
                             continue  # handed over before the restart; a delete append mode ignores
                         changes.append(item)
                         self._last_commit = float(item.timestamp)
@@ -274,6 +294,17 @@ class MysqlLogSource:
                         log.info("pipeline %s: %s changed (%s): columns now %s", self.pipeline.name,
                                  self.partition, item.query[:120], ", ".join(self._columns),
                                  extra={"pipeline": self.pipeline.name})
+                    elif isinstance(item, rd.Truncated):
+                        if changes:
+                            yield self._chunk(begin, position, changes)
+                            begin, changes = position, []
+                        await self._committed(stop)  # what came before it is written first
+                        raise TruncatedAtSource(
+                            f"pipeline {self.pipeline.name!r}: {self.partition} was truncated at the source "
+                            f"({item.query[:80]!r} after {coordinate(position)}); a TRUNCATE carries no keys, so the "
+                            "destination cannot follow it. Everything before it is written. To go on, empty the "
+                            f"destination table {self.pipeline.table_name!r} and run `conduitd checkpoints reset -p "
+                            f"{self.pipeline.name}`: the next run reads the table again from a new snapshot")
                     elif isinstance(item, rd.Idle):
                         if txn is None:
                             position = log_position(item.at, gtid)
@@ -297,8 +328,16 @@ class MysqlLogSource:
         finally:
             stopping.cancel()
 
+    async def _committed(self, stop: asyncio.Event) -> None:
+        """Return once the last chunk this run handed over is acknowledged, or on `stop`."""
+        while self._handed is not None and self._acknowledged != self._handed and not stop.is_set():
+            self._acknowledging.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._acknowledging.wait(), 1.0)
+
     def _chunk(self, begin: dict[str, Any], end: dict[str, Any], changes: list[rd.Row]) -> Chunk:
-        read = to_rows(changes, list(self._columns.values()), self.partition, begin)
+        read = to_rows(changes, list(self._columns.values()), self.partition, begin, op_column=self.op_column,
+                       deletes_as_rows=self.deletes_as_rows)
         return Chunk(self.partition, begin, end, read.table, read.rejects, deletes=read.deletes)
 
     def _failure(self, error: BaseException, position: dict[str, Any]) -> str:

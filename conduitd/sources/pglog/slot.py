@@ -4,7 +4,7 @@ the SQL that reads, advances and measures the slot. Imports no driver.
 One slot and one publication per pipeline, both named `conduitd_<pipeline>` (lower case, other
 characters as `_`, at most 63 bytes). The slot uses the `pgoutput` plugin; the publication
 publishes inserts, updates, deletes and truncates of the pipeline's table: a TRUNCATE carries no
-keys to delete, so the source stops at it (`source.TruncatedAtSource`) rather than let the
+keys to delete, so the source stops at it (`errors.TruncatedAtSource`) rather than let the
 destination keep rows the source no longer has without a word.
 
 An abandoned slot keeps every WAL segment from its position on, until the source's disk fills:

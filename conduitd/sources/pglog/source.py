@@ -36,7 +36,7 @@ import asyncpg
 
 from conduitd.config import PipelineConfig
 from conduitd.core.records import Chunk, Position
-from conduitd.errors import ConduitError, ConfigError, DependencyUnreachable
+from conduitd.errors import ConfigError, DependencyUnreachable, TruncatedAtSource
 from conduitd.sources.base import Checkpoints
 from conduitd.sources.pglog import pgoutput as po
 from conduitd.sources.pglog.rows import Change, text_rows, to_rows
@@ -60,10 +60,6 @@ log = logging.getLogger(__name__)
 _READ_AHEAD, _READ_AHEAD_CAP = 4, 200_000
 _PG_EPOCH = 946684800.0
 """2000-01-01 UTC in Unix seconds: pgoutput's timestamps count microseconds from there."""
-
-
-class TruncatedAtSource(ConduitError):
-    """The table was truncated at the source: the destination cannot follow (exit 1, not retried)."""
 
 
 class LogSource:

@@ -21,7 +21,7 @@ from urllib.parse import unquote
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from conduitd.config import SourceConfig
+from conduitd.config import Identifier, SourceConfig
 from conduitd.core.redact import remember
 from conduitd.core.units import PositiveDuration
 from conduitd.credentials import SecretText
@@ -99,6 +99,10 @@ class MysqlSourceConfig(SourceConfig):
     server_id: int | None = Field(None, gt=0, lt=2**32)
     """`mode: log` only: the replica id the binlog reader announces, unique among the server's
     replicas; default: derived from the pipeline's name."""
+    op_column: Identifier | None = None
+    """`mode: log` only: a text column added to every row, saying what it is: `snapshot` (read by
+    the initial snapshot), `insert`, `update` or `delete`. In `append` mode deletes are then
+    appended as rows (their key, the other columns null)."""
     poll_interval: PositiveDuration = 1.0
     """Daemon mode: pause after a poll that found nothing new."""
     connect_timeout: PositiveDuration = 10.0
@@ -133,6 +137,9 @@ class MysqlSourceConfig(SourceConfig):
             raise ValueError("name the database: 'database', the DSN's /database, or 'schema'")
         if self.server_id is not None and self.mode != "log":
             raise ValueError("server_id is the binlog reader's replica id: it needs mode 'log'")
+        if self.op_column is not None and self.mode != "log":
+            raise ValueError("op_column says which change made each row: it needs mode 'log' (a polling source "
+                             "sees rows, not inserts, updates and deletes)")
         return self
 
     @property
