@@ -4,6 +4,8 @@ asyncmy) when called."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from conduitd.config import PipelineConfig
 from conduitd.core.records import Position
 from conduitd.errors import ConfigError
@@ -28,28 +30,37 @@ def _mysql_source(config: MysqlSourceConfig, options: SourceOptions) -> Source:
 
 async def _check_mysql(config: MysqlSourceConfig) -> str:
     """The server's version, and whether the late-commit guard can see other transactions."""
-    from asyncmy.errors import MySQLError
-
     from conduitd.sources.tables.mysql import connect
-    from conduitd.sources.tables.mysql_errors import NO_PRIVILEGE, code_of
 
     conn = await connect(config)
     try:
         async with conn.cursor() as cursor:
             await cursor.execute("SELECT VERSION()")
             (version,), = await cursor.fetchall()
-            try:
-                await cursor.execute("SELECT COUNT(*) FROM information_schema.INNODB_TRX")
-                await cursor.fetchall()
-                guard = "the late-commit guard sees other sessions' transactions"
-            except MySQLError as exc:
-                if code_of(exc) not in NO_PRIVILEGE:
-                    raise
-                guard = "the late-commit guard is OFF (the user lacks the PROCESS privilege)"
+            if config.mode == "log":  # no cursor, no guard: `inspect` checks the binlog's settings
+                guard = "reading the binlog (mode log)"
+            else:
+                guard = await _guard(cursor)
     finally:
         conn.close()
     kind = "MariaDB" if "mariadb" in str(version).lower() else "MySQL"
     return f"{kind} {version} at {config.connect_params.where()}; {guard}"
+
+
+async def _guard(cursor: Any) -> str:
+    """Whether the late-commit guard can see other sessions' transactions."""
+    from asyncmy.errors import MySQLError
+
+    from conduitd.sources.tables.mysql_errors import NO_PRIVILEGE, code_of
+
+    try:
+        await cursor.execute("SELECT COUNT(*) FROM information_schema.INNODB_TRX")
+        await cursor.fetchall()
+        return "the late-commit guard sees other sessions' transactions"
+    except MySQLError as exc:
+        if code_of(exc) not in NO_PRIVILEGE:
+            raise
+        return "the late-commit guard is OFF (the user lacks the PROCESS privilege)"
 
 
 async def _inspect_mysql(config: MysqlSourceConfig, pipeline: PipelineConfig,
