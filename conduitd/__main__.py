@@ -1,3 +1,3 @@
-from conduitd.cli import main
+from conduitd.cli import entry
 
-raise SystemExit(main())
+entry()

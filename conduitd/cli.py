@@ -23,14 +23,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
+import contextlib
 import gc
 import logging
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from conduitd.commands.arguments import COMMANDS, DEFAULT_CONFIG, build_parser
 from conduitd.config import Config, PipelineConfig
@@ -46,7 +49,31 @@ BATCH_NAME = "conduit"
 """The seed tool's command name: under it `run` means `run --once` unless told `--daemon`."""
 CONFIG_SUFFIXES = (".yml", ".yaml", ".json")
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "entry", "main"]
+
+
+def entry() -> NoReturn:
+    """The console scripts' and `python -m conduitd`'s entry point: `main`, then `leave`."""
+    leave(main())
+
+
+def leave(code: int) -> NoReturn:
+    """End the process with `code` as a normal exit would, without the interpreter's teardown.
+
+    The atexit handlers run (logging's flush among them) and stdout and stderr are flushed; what
+    is skipped is freeing every loaded module's objects one by one, which costs ~0.2 s after a
+    run that loaded pyarrow and the drivers: a fifth of a `--once` run over an empty table. Every
+    file and connection is closed by then (the run closes what it opened, files are written
+    inside `with` blocks). When a thread other than this one still runs, Python's own exit
+    waits for it as usual."""
+    others = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
+    if any(t.is_alive() for t in others):
+        raise SystemExit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe: nothing can reach it
+            stream.flush()
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
