@@ -267,6 +267,12 @@ def _check_references(config: Config, located: _Locator) -> None:
                 hint = difflib.get_close_matches(value, names, n=1)
                 extra = f"; did you mean '{hint[0]}'?" if hint else f"; defined: {', '.join(names)}"
                 problems.append(located.at(("resources", index, key), f"no {key} named {value!r}{extra}"))
+    pipeline_names = [p.name for p in config.resources]
+    for index, name in enumerate(config.alerts.pipelines if config.alerts else ()):
+        if name not in pipeline_names:
+            hint = difflib.get_close_matches(name, pipeline_names, n=1)
+            extra = f"; did you mean '{hint[0]}'?" if hint else f"; defined: {', '.join(pipeline_names)}"
+            problems.append(located.at(("alerts", "pipelines", index), f"no pipeline named {name!r}{extra}"))
     if problems:
         raise ConfigError("\n".join(problems))
 

@@ -4,6 +4,7 @@ rate limit; and the envelope's signature and Slack blocks."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +217,26 @@ def test_alerts_settings_from_a_config_file_keep_urls_and_secrets_out_of_sight(t
             load_config(config_path, {})
     config_path.write_text(yaml.safe_dump(base))
     assert load_config(config_path, {}).alerts is None
+
+
+def test_alerts_pipelines_must_name_pipelines_of_the_config(tmp_path: Path) -> None:
+    config_path = tmp_path / "c.yaml"
+    config_path.write_text(textwrap.dedent(f"""\
+        sources: [{{name: s, type: file, path: "{tmp_path}/*.jsonl"}}]
+        destinations: [{{name: d, type: sqlite, path: "{tmp_path}/d.db"}}]
+        resources: [{{name: orders, source: s, destination: d}}, {{name: refunds, source: s, destination: d}}]
+        alerts:
+          sinks: [{{type: webhook, url: "https://hooks.example/x"}}]
+          pipelines:
+            - orders
+            - order
+            - shipments
+        """))
+    with pytest.raises(ConfigError) as refused:
+        load_config(config_path, {})
+    assert str(refused.value).splitlines() == [
+        f"{config_path}:8: alerts.pipelines[1]: no pipeline named 'order'; did you mean 'orders'?",
+        f"{config_path}:9: alerts.pipelines[2]: no pipeline named 'shipments'; defined: orders, refunds"]
 
 
 def test_a_failing_dbt_run_is_one_warning_until_dbt_succeeds_again() -> None:
