@@ -101,7 +101,8 @@ class AlertsConfig(StrictModel):
     retries: int = Field(5, ge=0)
     """Further attempts after a failed delivery (connection error, timeout, 429 or 5xx)."""
     retry_wait: PositiveDuration = 1.0
-    """Pause before the first retry; it doubles up to `retry_max_wait`."""
+    """Pause before the first retry; it doubles up to `retry_max_wait`. A receiver's `Retry-After`
+    (429 or 5xx) lengthens a pause to what it asks, up to `retry_max_wait`."""
     retry_max_wait: PositiveDuration = 60.0
     queue_size: int = Field(1000, gt=0)
     """Per sink: alerts waiting for delivery beyond this drop the oldest (counted as `dropped`)."""

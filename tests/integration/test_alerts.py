@@ -34,6 +34,10 @@ class Receiver:
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     answers: list[int] = field(default_factory=list)
     """Statuses to answer first, in order (then `mode`)."""
+    retry_after: str | None = None
+    """The `Retry-After` header of the scripted answers."""
+    at: list[float] = field(default_factory=list)
+    """When each POST arrived (the loop's clock)."""
     paths: list[str] = field(default_factory=list)
     delay: float = 0.0
     """Seconds to wait before answering (a slow receiver)."""
@@ -42,12 +46,14 @@ class Receiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
+        self.at.append(asyncio.get_running_loop().time())
         self.received.append((dict(request.headers), body))
         self.paths.append(request.path)
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.answers:
-            return web.Response(status=self.answers.pop(0), text="scripted")
+            headers = {"Retry-After": self.retry_after} if self.retry_after else {}
+            return web.Response(status=self.answers.pop(0), text="scripted", headers=headers)
         if self.mode == "hang":
             await self.release.wait()
         return web.Response(status=500 if self.mode == "error" else 200, text="ok")
@@ -246,6 +252,19 @@ async def test_retries_until_delivered_a_refusal_is_not_retried_and_slack_gets_b
     # sinks' URLs are secrets (httpx logs every URL at INFO unless kept quiet).
     ours = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("aiohttp"))
     assert SECRET not in ours and "/hook" not in ours and "127.0.0.1" not in ours
+
+
+async def test_a_retry_waits_as_long_as_the_receivers_retry_after_asks(tmp_path: Path) -> None:
+    data = tmp_path / "in"
+    data.mkdir()
+    async with receiver() as hook:
+        hook.answers, hook.retry_after = [429], "1"  # retry_wait is 0.05 s: the header must win
+        alerts = alerts_config(hook.url, dlq_rows_above=0, dlq_window="1h", retries=2)
+        async with running(tmp_path, pipeline(tmp_path, data, alerts)) as runtime:
+            write_rows(data / "a.jsonl", 0, 20, bad_every=10)
+            await until(lambda: deliveries(runtime, "sent") == 1, "the webhook delivery")
+    assert len(hook.received) == 2
+    assert hook.at[1] - hook.at[0] >= 0.95, "the retry came before Retry-After said"
 
 
 def count(runtime: Runtime, sink: str, outcome: str) -> float:

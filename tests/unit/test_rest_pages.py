@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from conduitd.sources.rest.client import parse_json, retry_after
+from conduitd.retryafter import retry_after
+from conduitd.sources.rest.client import parse_json
 from conduitd.sources.rest.incremental import Sieve
 from conduitd.sources.rest.pages import (
     MISSING,

@@ -3,7 +3,8 @@
 `Delivery.submit` never blocks and never raises: the alert joins each sink's bounded queue (the
 oldest waiting alert is dropped, and counted, when it is full). One worker task per sink sends
 them in order, at most `max_per_minute` a minute, each with up to `retries` further attempts on a
-connection error, a timeout, 429 or 5xx, pausing `retry_wait` doubling up to `retry_max_wait`.
+connection error, a timeout, 429 or 5xx, pausing `retry_wait` doubling up to `retry_max_wait`, or
+longer when the answer's `Retry-After` asks for it (never longer than `retry_max_wait`).
 Outcomes are counted in `conduitd_alert_deliveries{sink, outcome}`; a failure is logged with the
 sink's name and the reason, never its URL or secret.
 """
@@ -24,6 +25,7 @@ from conduitd.ops.alerts.envelope import sign, slack_body, webhook_body
 from conduitd.ops.alerts.pacing import TokenBucket
 from conduitd.ops.alerts.rules import Alert
 from conduitd.ops.logs import quiet_url_loggers
+from conduitd.retryafter import retry_after
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +119,13 @@ class Delivery:
                 break
             except (httpx.HTTPError, OSError) as exc:  # network, timeout, 429/5xx: worth another try
                 reason = _reason(exc)
+                asked = retry_after(exc.response.headers.get("retry-after")) \
+                    if isinstance(exc, httpx.HTTPStatusError) else None
             if attempt < self.settings.retries:
+                pause = wait if asked is None else max(wait, min(asked, self.settings.retry_max_wait))
                 log.info("alert sink %s: attempt %d failed (%s), retrying in %.1fs", sink.name, attempt + 1,
-                         reason, wait)
-                await asyncio.sleep(wait)
+                         reason, pause)
+                await asyncio.sleep(pause)
                 wait = min(wait * 2, self.settings.retry_max_wait)
         log.warning("alert sink %s: could not deliver the %s %s alert of %s: %s", sink.name, alert.kind,
                     alert.status, alert.pipeline, reason, extra={"pipeline": alert.pipeline})

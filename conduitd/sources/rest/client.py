@@ -18,7 +18,6 @@ import random
 import re
 import time
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -26,6 +25,7 @@ import orjson
 
 from conduitd.errors import ConfigError, DependencyUnreachable
 from conduitd.ops.logs import quiet_url_loggers
+from conduitd.retryafter import retry_after
 from conduitd.sources.rest.pages import PageRequest
 from conduitd.sources.rest.settings import BasicAuth, BearerAuth, HeaderAuth, RestSourceConfig
 
@@ -48,20 +48,6 @@ def auth_headers(config: RestSourceConfig) -> dict[str, str]:
     if isinstance(auth, HeaderAuth):
         return {auth.header: auth.value.get_secret_value()}
     return {}
-
-
-def retry_after(header: str | None, now: float | None = None) -> float | None:
-    """Seconds a `Retry-After` header asks to wait (delta-seconds or an HTTP date); None if none."""
-    if not header:
-        return None
-    header = header.strip()
-    if header.isdigit():
-        return float(header)
-    try:
-        when = parsedate_to_datetime(header)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def parse_json(content: bytes) -> Any:
