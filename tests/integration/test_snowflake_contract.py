@@ -129,3 +129,49 @@ def test_an_upsert_keeps_the_columns_a_batch_lacks_like_a_merge(fake_snowflake: 
         (3, "n3 again", "note 3", decimal.Decimal("3.05")), (9, "new", None, None)]
     assert {r["at"].astimezone(dt.UTC) for r in rows if r["id"] != 9} == {
         dt.datetime(2026, 5, 1, 12, 30, 15, 123456, tzinfo=dt.UTC)}
+
+
+def test_a_batch_reads_the_catalog_once_and_again_after_its_ddl(fake_snowflake: None) -> None:
+    """information_schema is read once per table and transaction (each read is a metadata query on
+    Snowflake), and again after the batch's own DDL: a column added by schema evolution is written."""
+    from conduitd.destinations.snowflake.driver import SnowflakeDriver
+
+    catalog_reads: list[str] = []
+    fetch = SnowflakeDriver.fetch
+
+    async def counting(self: SnowflakeDriver, sql: str, *args: Any, **kwargs: Any) -> Any:
+        if "information_schema.columns" in sql:
+            catalog_reads.append(sql)
+        return await fetch(self, sql, *args, **kwargs)
+
+    async def work() -> tuple[list[int], list[dict[str, Any]]]:
+        target = destination()
+        await target.open()
+        per_batch = []
+        try:
+            pipeline = PipelineConfig(name="cached", source="s", destination="d", table="cached", mode="upsert",
+                                      unique_key=["id"])
+            await target.setup(pipeline)
+            committer = Committer(target, pipeline)
+            batches = [[{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+                       [{"id": 2, "name": "b2"}, {"id": 3, "name": "c"}],
+                       [{"id": 3, "name": "c2", "extra": "new column"}]]
+            for n, records in enumerate(batches):
+                before = len(catalog_reads)
+                await committer.commit(await committer.prepare(
+                    scenario.batch(scenario.chunk("p0", {"o": n} if n else None, {"o": n + 1}, records))))
+                per_batch.append(len(catalog_reads) - before)
+        finally:
+            await target.close()
+        table = f'"{DATABASE}"."{SCHEMA}"."cached"'
+        return per_batch, await asyncio.to_thread(query, f'SELECT * FROM {table} ORDER BY "id"')
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SnowflakeDriver, "fetch", counting)
+        per_batch, rows = asyncio.run(work())
+    assert [(r["id"], r["name"], r["extra"]) for r in rows] == [
+        (1, "a", None), (2, "b2", None), (3, "c2", "new column")]
+    # One read when the batch is prepared (schema evolution), then columns and limits once each in
+    # the transaction (it was five: every step of the upsert asked again).
+    assert per_batch[1] == 3, f"a batch without DDL: {per_batch}"
+    assert per_batch[2] <= 4, f"read again after the ADD COLUMN, once each: {per_batch}"

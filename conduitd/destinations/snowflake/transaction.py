@@ -51,15 +51,24 @@ class SnowflakeTransaction(SqlTransaction):
         self.dialect = dialect
         self.stage = stage
         self.wrote = False
+        self._columns: dict[str, dict[str, Column] | None] = {}
+        self._limits: dict[str, list[screen.Limits]] = {}
+        """A table's catalog as read once in this transaction (an information_schema query costs a
+        round trip and, on Snowflake, a metadata query each); DDL run here forgets it."""
 
     async def table_columns(self, table: str) -> dict[str, Column] | None:
-        return await catalog.table_columns(self.snowflake, table)
+        if table not in self._columns:
+            self._columns[table] = await catalog.table_columns(self.snowflake, table)
+        found = self._columns[table]
+        return None if found is None else dict(found)
 
     async def run_ddl(self, statement: str) -> None:
         if self.wrote:
             raise TransientError("the table changed between the schema step and the batch (another writer?): "
                                  "the batch is rolled back and retried")
         await self.snowflake.raw("COMMIT")  # what DDL would do itself: nothing is written yet
+        self._columns.clear()
+        self._limits.clear()
         try:
             await self.snowflake.raw(statement)
         finally:
@@ -109,7 +118,9 @@ class SnowflakeTransaction(SqlTransaction):
     async def screen_rows(self, table: str, rows: pa.Table, columns: Sequence[Column],
                           key: Sequence[str]) -> list[tuple[int, str]]:
         """See `screen`: asked before the write (no savepoints to isolate a refused row after it)."""
-        limits = await screen.column_limits(self.snowflake, table)
+        if table not in self._limits:
+            self._limits[table] = await screen.column_limits(self.snowflake, table)
+        limits = self._limits[table]
         return await asyncio.to_thread(screen.refused_rows, rows.select([c.name for c in columns]), limits)
 
     async def delete_rows(self, table: str, keys: pa.Table) -> int:
