@@ -187,7 +187,7 @@ def _reject(batch: Batch, row: int, reason: str, rule: str, column: str | None =
     """A DLQ entry for row `row` of the batch, with the original record as its payload."""
     origin = batch.origin_of(row)
     return Reject(origin.partition, batch.position_of(row), reason, record_json(batch.rows.slice(row, 1)), rule,
-                  column, value)
+                  column, value, origin.reread)
 
 
 def record_json(row: pa.Table) -> str:

@@ -34,6 +34,10 @@ class Reject:
     rule: str = "decode"
     column: str | None = None
     value: str | None = None
+    reread: bool = False
+    """Found again by a read of rows handed over before (a polling source's lag window): a DLQ
+    that already holds an entry of the same pipeline, partition, rule, reason and payload does
+    not take it again (see `conduitd.destinations.dlq_rereads`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,8 @@ class Chunk:
     """Per row, True where the row stands for a delete of its key (a Kafka tombstone: only its
     key fields are set); None: no row does. Kept beside the rows, never as a column, so no field
     of the data can be taken for it."""
+    reread: bool = False
+    """The rows are read again (a polling source's lag window): their rejects are `Reject.reread`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +92,8 @@ class Origin:
     start: Position
     row_key: str = "offset"
     """The key of these rows' own positions (`Chunk.row_key`)."""
+    reread: bool = False
+    """These rows are read again (`Chunk.reread`)."""
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ def build_batch(chunks: list[Chunk]) -> Batch:
         start.setdefault(chunk.partition, chunk.start)
         end[chunk.partition] = chunk.end
         if chunk.rows.num_rows:
-            origins.append(Origin(first_row, chunk.partition, chunk.start, chunk.row_key))
+            origins.append(Origin(first_row, chunk.partition, chunk.start, chunk.row_key, chunk.reread))
             first_row += chunk.rows.num_rows
     timings = Timings()
     for chunk in chunks:

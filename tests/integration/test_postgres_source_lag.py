@@ -2,7 +2,8 @@
 committed after a poll with an application timestamp older than the high water still arrives
 (and is missed without the window), re-reads leave one row per key and the committed position at
 the high water, an idle daemon's window passes write nothing and send a rejected row to the DLQ
-once, and the window needs `mode: upsert`."""
+once, runs that each read the window again leave one DLQ entry per rejected row (a new one still
+lands), validate reports the window, and the window needs `mode: upsert`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,17 @@ from typing import Any
 import asyncpg
 
 from tests.helpers.api import serving, until
-from tests.integration.test_postgres_source import db_dsn, once, pg, pg_schema, rows, run, source_dsn, write_config
+from tests.integration.test_postgres_source import (
+    db_dsn,
+    once,
+    pg,
+    pg_schema,
+    rows,
+    run,
+    source_dsn,
+    validate,
+    write_config,
+)
 
 __all__ = ["db_dsn", "pg", "pg_schema", "source_dsn"]  # fixtures shared with the source's tests
 
@@ -104,3 +115,68 @@ async def test_the_window_needs_upsert_and_a_timestamp_strategy(pg: asyncpg.Conn
     code, err = await run(config)
     assert code == 2 and "incremental.lag_seconds needs the timestamp strategy" in err, err
     assert "Traceback" not in err, err
+
+
+async def dlq(pg: asyncpg.Connection, schema: str) -> list[tuple[str, str]]:
+    return [(r["rule"], r["payload"]) for r in await pg.fetch(f'SELECT rule, payload FROM "{schema}".lagged_dlq '
+                                                               "ORDER BY rule, payload")]
+
+
+async def test_runs_rereading_the_window_leave_one_dlq_entry_per_rejected_row_and_a_new_reject_lands(
+        pg: asyncpg.Connection, db_dsn: str, pg_schema: str, tmp_path: Path) -> None:
+    src = f'"{pg_schema}".src'
+    await pg.execute(f"CREATE TABLE {src} (id int PRIMARY KEY, v text, d date, ts timestamptz NOT NULL)")
+    config = write_config(tmp_path, db_dsn, pg_schema, """\
+        - {name: lagged, source: db, destination: wh, source_table: src, table: lagged, mode: upsert,
+           unique_key: [id], incremental: {column: ts, lag_seconds: 600},
+           quality_checks: [{column: v, check: not_null}]}
+        """)
+    # Row 2 fails the rule, row 3 does not decode (a date Arrow cannot hold): both within the window.
+    await pg.execute(f"INSERT INTO {src} VALUES (1, 'a', NULL, now() - interval '100 s'), "
+                     f"(2, NULL, NULL, now() - interval '60 s'), (3, 'c', 'infinity', now() - interval '40 s'), "
+                     f"(4, 'd', NULL, now() - interval '10 s')")
+    await once(config)
+    first = await dlq(pg, pg_schema)
+    assert [rule for rule, _ in first] == ["decode", "not_null:v"], first
+    await once(config)  # reads the window again: the same two rejects, not added again
+    assert await dlq(pg, pg_schema) == first
+    # A rejected row committed late, within the window: it lands, once, however many runs follow.
+    await pg.execute(f"INSERT INTO {src} VALUES (5, NULL, NULL, now() - interval '30 s')")
+    await once(config)
+    await once(config)
+    entries = await dlq(pg, pg_schema)
+    assert len(entries) == 3 and set(first) < set(entries) and '"id":5' in entries[-1][1], entries
+    assert await ids(pg, pg_schema, "lagged") == [1, 4]
+
+
+async def test_validate_reports_the_window_and_where_it_cannot_work(
+        pg: asyncpg.Connection, db_dsn: str, pg_schema: str, tmp_path: Path) -> None:
+    src = f'"{pg_schema}".src'
+    await pg.execute(f"CREATE TABLE {src} (id int PRIMARY KEY, n int, ts timestamptz NOT NULL)")
+    await pg.execute(f"INSERT INTO {src} VALUES (1, 1, now() - interval '1 day'), (2, 2, now() - interval '100 s'), "
+                     f"(3, 3, now() - interval '10 s')")
+    config = write_config(tmp_path, db_dsn, pg_schema, """\
+        - {name: lagged, source: db, destination: wh, source_table: src, table: lagged, mode: upsert,
+           unique_key: [id], incremental: {column: ts, lag_seconds: 600}}
+        """)
+    code, checks = await validate(config)
+    found = {c["check"]: (c["status"], c["detail"]) for c in checks}
+    assert code == 0 and found["source: lag window"] == (
+        "ok", "re-reads the last 600 s below the committed position after each catch-up (nothing committed yet); "
+              "upsert absorbs the re-reads, a rejected row there gets one DLQ entry"), checks
+    await once(config)
+    code, checks = await validate(config)
+    found = {c["check"]: (c["status"], c["detail"]) for c in checks}
+    assert found["source: lag window"][1].startswith("re-reads the last 600 s below the committed position after "
+                                                     "each catch-up (2 row(s) there now)"), found
+    # A DLQ file outside the destination takes a rejected row of the window again at each run.
+    config.write_text(config.read_text().replace("lag_seconds: 600}", f"lag_seconds: 600}}, dlq: {{type: file, "
+                                                                      f"path: {tmp_path / 'dlq.jsonl'}}}"))
+    code, checks = await validate(config)
+    status, detail = {c["check"]: (c["status"], c["detail"]) for c in checks}["source: lag window"]
+    assert code == 0 and status == "warning" and "added to it again at each run" in detail, checks
+    # An integer cursor is read sequentially: the run would refuse the window.
+    config.write_text(config.read_text().replace("column: ts,", "column: n,").replace("name: lagged", "name: seq"))
+    code, checks = await validate(config)
+    status, detail = {c["check"]: (c["status"], c["detail"]) for c in checks}["source: lag window"]
+    assert code == 2 and status == "invalid" and "needs the timestamp strategy" in detail, checks

@@ -25,6 +25,7 @@ from conduitd.core.records import Position
 from conduitd.destinations.base import CheckpointRow, DlqEntry, DlqFilter
 from conduitd.destinations.clickhouse.client import Client
 from conduitd.destinations.clickhouse.dialect import BATCH, DELETED, VERSION, literal, quote
+from conduitd.destinations.dlq_rereads import Identity
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,16 @@ class Books:
         rows = await self.client.rows(f"SELECT id FROM {self.table(dlq_table)} FINAL "
                                       f"WHERE id IN ({', '.join(str(int(i)) for i in ids)})")
         return [int(r[0]) for r in rows]
+
+    async def stored_rejects(self, dlq_table: str, pipeline: str, payloads: list[str]) -> list[Identity]:
+        """The pipeline's DLQ rows now (not replayed) with one of `payloads` (`dlq_rereads`)."""
+        found: list[Identity] = []
+        for start in range(0, len(payloads), 500):
+            listed = ", ".join(literal(p) for p in payloads[start:start + 500])
+            found += [(r[0], r[1], r[2], r[3]) for r in await self.client.rows(
+                f"SELECT `partition`, rule, reason, payload FROM {self.table(dlq_table)} FINAL "
+                f"WHERE pipeline = {literal(pipeline)} AND payload IN ({listed})")]
+        return found
 
     async def read_dlq(self, dlq_table: str, pipeline: str, where: DlqFilter) -> list[DlqEntry]:
         if not await self.table_exists(dlq_table):

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from conduitd.core.records import Position, Reject, SchemaChange, position_text
 from conduitd.core.schema import Column
+from conduitd.destinations import dlq_rereads
 from conduitd.destinations.base import RowsPartlyRefused, RowsRefused
 from conduitd.destinations.clickhouse.books import Books
 from conduitd.destinations.clickhouse.dialect import META, column_from_catalog, literal, quote
@@ -135,7 +136,11 @@ class ClickHouseTransaction:
 
     async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> None:
         self._seen(pipeline)
-        self.pending.rejects.append((dlq_table, pipeline, list(rejects)))
+        payloads = dlq_rereads.reread_payloads(rejects)
+        if payloads:  # a re-read reject the DLQ holds already is left out
+            rejects = dlq_rereads.unseen(rejects, await self.books.stored_rejects(dlq_table, pipeline, payloads))
+        if rejects:
+            self.pending.rejects.append((dlq_table, pipeline, list(rejects)))
 
     async def delete_rejects(self, dlq_table: str, ids: Sequence[int]) -> int:
         live = await self.books.live_rejects(dlq_table, [int(i) for i in ids])

@@ -11,13 +11,14 @@ from typing import Any
 import orjson
 
 from conduitd.core.records import Position, Reject, SchemaChange, position_text
+from conduitd.destinations import dlq_rereads
 from conduitd.destinations.base import CheckpointRow, DlqEntry, DlqFilter
 from conduitd.destinations.sql.control import ControlBooks
 from conduitd.destinations.sql.driver import SqlDriver
 
 CHECKPOINTS = "conduitd_checkpoints"
 HISTORY = "conduitd_schema_history"
-_IDS_PER_STATEMENT = 500  # DLQ ids removed by one DELETE (SQLite allows 32,766 parameters)
+_IDS_PER_STATEMENT = 500  # DLQ ids (or payloads) in one statement (SQLite allows 32,766 parameters)
 
 
 def _when(value: Any) -> datetime | None:
@@ -107,7 +108,11 @@ class Bookkeeping:
     # -- the DLQ table -------------------------------------------------------------------------
 
     async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> None:
+        """Append DLQ rows; a re-read reject the table holds already is left out (`dlq_rereads`)."""
         text = self.driver.text
+        rejects = dlq_rereads.unseen(rejects, await self._stored(dlq_table, pipeline, rejects), text)
+        if not rejects:
+            return
         p = self._params(8)
         sql = (f"INSERT INTO {self.driver.table(dlq_table)} (pipeline, {self._name('partition')}, position, rule, "
                f"reason, column_name, value, payload) VALUES ({p[0]}, {p[1]}, "
@@ -115,6 +120,20 @@ class Bookkeeping:
         await self.driver.executemany(sql, [
             (pipeline, r.partition, position_text(r.position), r.rule, text(r.reason), text(r.column),
              text(r.value), text(r.payload)) for r in rejects])
+
+    async def _stored(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> list[dlq_rereads.Identity]:
+        """The pipeline's DLQ entries with the payload of a re-read reject among `rejects`. `=`
+        only narrows them down (MySQL compares text without regard to case): the exact comparison
+        is `dlq_rereads.unseen`'s."""
+        payloads = dlq_rereads.reread_payloads(rejects, self.driver.text)
+        found: list[dlq_rereads.Identity] = []
+        sql = (f"SELECT {self._name('partition')}, rule, reason, payload FROM {self.driver.table(dlq_table)} "
+               f"WHERE pipeline = {self.driver.param(1)} AND payload IN ")
+        for start in range(0, len(payloads), _IDS_PER_STATEMENT):
+            part = payloads[start:start + _IDS_PER_STATEMENT]
+            rows = await self.driver.fetch(sql + f"({', '.join(self._params(len(part), 2))})", [pipeline, *part])
+            found += [(r[0], r[1], r[2], r[3]) for r in rows]
+        return found
 
     async def delete_rejects(self, dlq_table: str, ids: Sequence[int]) -> int:
         """Remove DLQ rows (being replayed); return how many went."""

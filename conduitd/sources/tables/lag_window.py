@@ -9,19 +9,24 @@ already (the cursor and key of each row, the position of each row the source cou
 not handed over again, so an idle daemon re-reads the window without writing anything and a
 rejected row is not sent to the DLQ again at every poll. That memory is this process's alone and
 is forgotten when what was read is dropped (a resync, a moved lease, a new run): the first window
-of a run then hands its rows over once more (the upsert absorbs them; a row the run's rules or
-casts reject gets a DLQ entry again, once per run while it stays within the window).
+of a run then hands its rows over once more. The upsert absorbs the rows; the window's chunks and
+rejects are marked `reread`, so a DLQ table that holds an identical entry already (a row the
+rules, casts or decoding rejected in an earlier run) does not take it again
+(`conduitd.destinations.dlq_rereads`). A DLQ file or topic outside the destination is written at
+least once: it takes such a reject again at each run while the row stays within the window.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
 
+from conduitd.config import PipelineConfig
 from conduitd.core.records import Reject, position_text
+from conduitd.sources.tables.cursor import Plan
 
 MAX_REMEMBERED = 1_000_000
 """Rows remembered at most; past it the memory starts again (the next window writes its rows once more)."""
@@ -103,6 +108,39 @@ class LagWindow:
                 new_rejects.append(reject)
         kept = rows if all(keep) else rows.filter(pa.array(keep, type=pa.bool_()))
         return kept, new_rejects
+
+
+CHECK = "source: lag window"
+"""The name of `validate`'s line about the window."""
+
+
+async def window_findings(pipeline: PipelineConfig, plan: Plan, position: Any,
+                          count: Callable[[dict[str, Any]], Awaitable[int]], cap: int) -> list[tuple[str, str, str]]:
+    """What `validate` says about the pipeline's lag window (nothing without one): invalid where
+    the run refuses it, else how much it re-reads (`count` of the rows of a window read `after`,
+    at most `cap`), and a warning where rejects there reach a DLQ outside the destination."""
+    seconds = pipeline.incremental.lag_seconds if pipeline.incremental is not None else 0.0
+    if not seconds:
+        return []
+    if plan.cursor is None or plan.strategy != "timestamp":
+        read_as = plan.strategy or "a whole-table read"
+        return [(CHECK, "invalid", f"incremental.lag_seconds needs the timestamp strategy (a timestamp cursor "
+                                   f"column); this pipeline's cursor is read as {read_as}: the run stops with a "
+                                   "config error")]
+    if isinstance(position, dict) and "cursor" in position:
+        rows = await count({"upto": {"cursor": position["cursor"], "key": list(position.get("key") or [])},
+                            "lag": seconds})
+        there = f"at least {cap:,}" if rows >= cap else f"{rows:,}"
+        now = f"{there} row(s) there now"
+    else:
+        now = "nothing committed yet"
+    detail = (f"re-reads the last {seconds:g} s below the committed position after each catch-up ({now}); "
+              f"upsert absorbs the re-reads")
+    if pipeline.dlq.type != "table":
+        return [(CHECK, "warning", f"{detail}; the DLQ is a {pipeline.dlq.type} outside the destination, written "
+                                   "at least once: a rejected row within the window is added to it again at each "
+                                   "run or restart (a DLQ table keeps one entry)")]
+    return [(CHECK, "ok", f"{detail}, a rejected row there gets one DLQ entry")]
 
 
 def _later(a: Any, b: Any) -> bool:

@@ -1,12 +1,16 @@
 """What `conduitd validate` says about a pipeline reading a MySQL/MariaDB table: the plan,
-whether the cursor leads an index, and how far the committed position is behind the source (the
-late-commit guard's visibility is in the source check line)."""
+whether the cursor leads an index, how far the committed position is behind the source (the
+late-commit guard's visibility is in the source check line), and what the lag window
+(`incremental.lag_seconds`) re-reads."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from conduitd.config import PipelineConfig
 from conduitd.core.records import Position
 from conduitd.sources.tables.catalog import relation
+from conduitd.sources.tables.lag_window import window_findings
 from conduitd.sources.tables.mysql import connect
 from conduitd.sources.tables.mysql_catalog import INDEX_LEADS_SQL
 from conduitd.sources.tables.mysql_plan import fetch_all, plan_for
@@ -48,6 +52,12 @@ async def inspect(config: MysqlSourceConfig, pipeline: PipelineConfig,
         shown = f"at least {COUNT_CAP:,}" if int(behind) >= COUNT_CAP else f"{int(behind):,}"
         since = "the committed position" if after is not None else "the start (nothing committed yet)"
         findings.append(("source: lag", "ok", f"{shown} row(s) after {since}"))
-        return findings
+
+        async def in_window(window: dict[str, Any]) -> int:
+            sql, args = select_sql(plan, window, None, COUNT_CAP)
+            (found,), = await fetch_all(conn, f"SELECT COUNT(*) FROM ({sql}) AS conduitd_window", tuple(args))
+            return int(found)
+
+        return findings + await window_findings(pipeline, plan, position, in_window, COUNT_CAP)
     finally:
         conn.close()

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from datetime import time as time_of_day
 from typing import Any, Protocol
@@ -339,8 +339,10 @@ class PollingSource:
             rows, rejects = window.fresh(read.rows, read.rejects)
             done = window.sweep is None
             if rows.num_rows or rejects:
-                return Chunk(self.partition, position, end, rows, tuple(rejects), nbytes=rows.nbytes, epoch=epoch,
-                             timings=timings), done
+                # Marked as read again: a reject the DLQ holds already (a run before this one
+                # found it) is not added again.
+                return Chunk(self.partition, position, end, rows, tuple(replace(r, reread=True) for r in rejects),
+                             nbytes=rows.nbytes, epoch=epoch, timings=timings, reread=True), done
             if done:
                 return None, True
 

@@ -1,15 +1,18 @@
 """What `conduitd validate` says about a pipeline reading a PostgreSQL table: the plan (table,
 key, cursor), whether the cursor leads an index, whether the account sees other sessions'
-transactions (else the late-commit guard is blind to them), and how far the committed position is
-behind the source."""
+transactions (else the late-commit guard is blind to them), how far the committed position is
+behind the source, and what the lag window (`incremental.lag_seconds`) re-reads."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import asyncpg
 
 from conduitd.config import PipelineConfig
 from conduitd.core.records import Position
 from conduitd.sources.tables.catalog import relation
+from conduitd.sources.tables.lag_window import window_findings
 from conduitd.sources.tables.postgres import connect, plan_for
 from conduitd.sources.tables.postgres_settings import PostgresSourceConfig
 from conduitd.sources.tables.postgres_sql import select_sql
@@ -80,4 +83,9 @@ async def _findings(conn: asyncpg.Connection, config: PostgresSourceConfig, pipe
     shown = f"at least {COUNT_CAP:,}" if behind >= COUNT_CAP else f"{behind:,}"
     since = "the committed position" if after is not None else "the start (nothing committed yet)"
     findings.append(("source: lag", "ok", f"{shown} row(s) after {since}"))
-    return findings
+
+    async def in_window(window: dict[str, Any]) -> int:
+        sql, args = select_sql(plan, window, None, COUNT_CAP)
+        return int(await conn.fetchval(f"SELECT count(*) FROM ({sql}) AS conduitd_window", *args))
+
+    return findings + await window_findings(pipeline, plan, position, in_window, COUNT_CAP)
