@@ -41,11 +41,12 @@ from asyncmy.cursors import SSCursor
 from asyncmy.errors import MySQLError
 
 from conduitd.config import PipelineConfig
+from conduitd.core.records import Reject
 from conduitd.errors import ConduitError, ConfigError, DependencyUnreachable
 from conduitd.sources.tables.catalog import relation
 from conduitd.sources.tables.cursor import Plan, window_of
 from conduitd.sources.tables.mysql_catalog import (
-    decode,
+    decode_columns,
     empty,
     parameter,
     position_text,
@@ -54,13 +55,13 @@ from conduitd.sources.tables.mysql_errors import ACCESS, LOST, NO_PRIVILEGE, cod
 from conduitd.sources.tables.mysql_plan import fetch_all, plan_for
 from conduitd.sources.tables.mysql_settings import MysqlSourceConfig
 from conduitd.sources.tables.mysql_sql import ALIAS, OLDEST_WRITER_SQL, largest_sql, ref, select_sql
+from conduitd.sources.tables.mysql_wire import WireRows, read_rows
 from conduitd.sources.tables.poller import PollingSource, Read
 
 log = logging.getLogger(__name__)
 
 _HELD_WARNING = 60.0
 """Seconds a running write transaction may hold the bound back before it is logged."""
-_FETCH = 10_000
 _PROBE = 500
 """Keys looked up at the source per statement in a key scan."""
 _MARGIN = Decimal(1)
@@ -133,8 +134,8 @@ class TimedSequence:
         return self.safe
 
 
-Rows = list[tuple[Any, ...]]
-"""A read's rows as the server sent them (texts; bytes for binary columns)."""
+Rows = WireRows
+"""A read's rows as the server sent them (`mysql_wire`)."""
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,8 @@ class MysqlReader:
             sql = (f"SELECT probe.n FROM ({probes}) AS probe WHERE EXISTS "
                    f"(SELECT 1 FROM {plan.source} AS {ALIAS} WHERE {match})")
             args = [str(v) for j, key in enumerate(part) for v in (start + j, *key)]
-            found |= {int(r[0]) for r in await self._stream(sql, args)}
+            probed = await self._stream(sql, args, 1)
+            found |= {int(probed.row(i)[0] or 0) for i in range(len(probed))}
         return found
 
     def lag(self) -> dict[str, float]:
@@ -245,14 +247,19 @@ class MysqlReader:
         index = {c.name: i for i, c in enumerate(plan.columns)}
         hidden = [(index[c.name], c) for c in order]
 
-        def texts(row: tuple[Any, ...]) -> list[str]:
+        def texts(at: int) -> list[str]:
+            row = rows.row(at)
             return [position_text(c, row[i]) for i, c in hidden]
 
-        last = texts(rows[-1])
+        last = texts(len(rows) - 1)
         if self.read_ahead and len(rows) >= limit and window_of(after) is None:
             self._read_ahead(plan, plan.position_after(last, after), limit)
-        table, rejects = await asyncio.to_thread(decode, rows, plan.columns, partition,
-                                                 lambda i: plan.position_after(texts(rows[i]), after))
+
+        def decode() -> tuple[pa.Table, list[Reject]]:
+            return decode_columns(rows.columns(), plan.columns, partition,
+                                  lambda i: plan.position_after(texts(i), after))
+
+        table, rejects = await asyncio.to_thread(decode)
         if plan.strategy == "timestamp" and plan.cursor is not None:
             self._note_cursor_age(table, plan.cursor.name)
         return Read(table, rejects, last, len(rows), table.nbytes)
@@ -264,7 +271,7 @@ class MysqlReader:
         if plan.cursor is not None and plan.strategy == "sequential" and bound is None:
             return None
         sql, args = select_sql(plan, after, bound, limit)
-        return await self._stream(sql, args)
+        return await self._stream(sql, args, len(plan.columns))
 
     def _read_ahead(self, plan: Plan, after: dict[str, Any], limit: int) -> None:
         """Start reading the chunk after a full one: the next `read` from that position takes it
@@ -291,17 +298,16 @@ class MysqlReader:
         if ahead is not None:
             await asyncio.gather(ahead.task, return_exceptions=True)
 
-    async def _stream(self, sql: str, args: list[str]) -> list[tuple[Any, ...]]:
-        """The rows of one SELECT in a read-only transaction, fetched unbuffered in blocks."""
+    async def _stream(self, sql: str, args: list[str], width: int) -> WireRows:
+        """The rows of one SELECT of `width` columns in a read-only transaction, read unbuffered
+        as the server sends them (`mysql_wire`)."""
         conn = self.conn
-        rows: list[tuple[Any, ...]] = []
         async with conn.cursor() as control:
             await control.execute("START TRANSACTION READ ONLY")
             cursor = conn.cursor(SSCursor)
             try:
                 await cursor.execute(sql, tuple(args))
-                while block := await cursor.fetchmany(_FETCH):
-                    rows.extend(block)
+                rows = await read_rows(conn, cursor, width)
             finally:
                 await cursor.close()
             await control.execute("COMMIT")

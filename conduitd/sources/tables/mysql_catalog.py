@@ -34,6 +34,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -154,9 +155,9 @@ def parameter(col: SourceColumn) -> str:
 
 
 def position_text(col: SourceColumn, value: object) -> str:
-    """A value as a position holds it: its text (bytes as hex)."""
+    """A value as a position holds it: its text (a binary column's bytes as hex)."""
     if isinstance(value, bytes | bytearray):
-        return bytes(value).hex()
+        return bytes(value).hex() if is_binary(col) else bytes(value).decode()
     return str(value)
 
 
@@ -204,13 +205,20 @@ def decode(rows: Sequence[tuple[Any, ...]], columns: Sequence[SourceColumn], par
            position_at: Callable[[int], Position]) -> tuple[pa.Table, list[Reject]]:
     """The row tuples as one Arrow table of the columns' types, and the rows that do not fit
     (with `position_at(row index)` for their DLQ entries). The values go into one flat array and
-    come out column by column (a fixed-size list's elements): no per-row Python work."""
+    come out column by column (every width-th element): no per-row Python work."""
     width = len(columns)
     binary = any(is_binary(c) for c in columns)
     flat = pa.array(list(itertools.chain.from_iterable(rows)), pa.binary() if binary else pa.string())
-    grid = pa.FixedSizeListArray.from_arrays(flat, width)
-    raw = [pc.list_element(grid, j) for j in range(width)]
-    raw = [r if is_binary(c) or not binary else r.cast(pa.string()) for r, c in zip(raw, columns, strict=True)]
+    every = np.arange(0, len(flat), width, dtype=np.int64)
+    return decode_columns([flat.take(every + j) for j in range(width)], columns, partition, position_at)
+
+
+def decode_columns(raw: Sequence[pa.Array], columns: Sequence[SourceColumn], partition: str,
+                   position_at: Callable[[int], Position]) -> tuple[pa.Table, list[Reject]]:
+    """`decode` of the columns' server texts as arrays (string, or binary/large_binary: text
+    columns among them are checked as UTF-8 when they are parsed)."""
+    raw = [r.cast(pa.binary()) if is_binary(c) and not pa.types.is_binary(r.type) else r
+           for r, c in zip(raw, columns, strict=True)]
     types = [arrow_type(c) for c in columns]
     bad: dict[int, tuple[str, str, str]] = {}
     parsed: list[pa.Array] = []
@@ -222,7 +230,8 @@ def decode(rows: Sequence[tuple[Any, ...]], columns: Sequence[SourceColumn], par
     logical = {c.name: c.logical for c in columns if c.logical}
     if not bad:
         return with_logical(pa.table({c.name: p for c, p in zip(columns, parsed, strict=True)}), logical), []
-    keep = pa.array([i for i in range(len(rows)) if i not in bad], pa.int64())
+    rows = len(raw[0]) if raw else 0
+    keep = pa.array([i for i in range(rows) if i not in bad], pa.int64())
     rejects = [Reject(partition, position_at(i), reason, _payload(raw, columns, i), rule="decode", column=name,
                       value=value) for i, (reason, name, value) in sorted(bad.items())]
     table = pa.table({c.name: _parse(r.take(keep), c, t) for r, c, t in zip(raw, columns, types, strict=True)})
@@ -236,8 +245,13 @@ def empty(columns: Sequence[SourceColumn]) -> pa.Table:
 
 
 def _parse(text: pa.Array, col: SourceColumn, kind: pa.DataType) -> pa.Array:
-    """A column's server texts as `kind` (ArrowInvalid when one does not fit)."""
-    if pa.types.is_string(kind) or pa.types.is_binary(kind):
+    """A column's server texts as `kind` (ArrowInvalid when one does not fit; text given as bytes
+    is checked as UTF-8)."""
+    if pa.types.is_binary(kind):
+        return text
+    if not pa.types.is_string(text.type):
+        text = text.cast(pa.string())
+    if pa.types.is_string(kind):
         return text
     if pa.types.is_boolean(kind):
         if not pc.all(pc.or_kleene(pc.is_in(text, pa.array(["0", "1"])), pc.is_null(text))).as_py():
@@ -256,7 +270,7 @@ def _find_bad(text: pa.Array, col: SourceColumn, kind: pa.DataType, bad: dict[in
         try:
             _parse(pa.array([value], text.type), col, kind)
         except _PARSE_ERRORS as exc:
-            shown = value.hex() if isinstance(value, bytes) else value
+            shown = _shown(value, col)
             bad[index] = (f"column {col.name!r}: value {shown[:80]!r} of {col.sql_type} does not fit {kind} "
                           f"({str(exc)[:120]})", col.name, shown)
 
@@ -264,5 +278,11 @@ def _find_bad(text: pa.Array, col: SourceColumn, kind: pa.DataType, bad: dict[in
 def _payload(raw: Sequence[pa.Array], columns: Sequence[SourceColumn], index: int) -> str:
     import orjson
 
-    row = {c.name: r[index].as_py() for r, c in zip(raw, columns, strict=True)}
-    return orjson.dumps({k: v.hex() if isinstance(v, bytes) else v for k, v in row.items()}).decode()
+    return orjson.dumps({c.name: _shown(r[index].as_py(), c) for r, c in zip(raw, columns, strict=True)}).decode()
+
+
+def _shown(value: Any, col: SourceColumn) -> Any:
+    """A value as a reject shows it: binary as hex, text as text (bytes not UTF-8: with U+FFFD)."""
+    if not isinstance(value, bytes):
+        return value
+    return value.hex() if is_binary(col) else value.decode("utf-8", "replace")
