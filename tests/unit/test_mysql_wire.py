@@ -3,12 +3,15 @@ NULL against the empty value, bytes kept exactly, and where a read of packets st
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
 from conduitd.sources.tables.catalog import SourceColumn
 from conduitd.sources.tables.mysql_catalog import decode_columns
 from conduitd.sources.tables.mysql_wire import WireRows, _rows_only, _scan
+
+ZERO = np.zeros(1, np.int64)
 
 
 def packet(values: list[bytes | None], seq: int) -> bytes:
@@ -23,7 +26,7 @@ def test_each_length_encoding_null_and_empty_come_out_as_sent() -> None:
     values = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
     rows = WireRows(3)
     for i, value in enumerate(values):
-        rows.add(packet([str(i).encode(), value, None if i % 2 else b"\t\n\\\x00\xff"], 1 + i), [0])
+        rows.add(packet([str(i).encode(), value, None if i % 2 else b"\t\n\\\x00\xff"], 1 + i), ZERO)
     ids, blobs, tails = rows.columns()
     assert ids.to_pylist() == [str(i).encode() for i in range(len(sizes))]
     assert blobs.to_pylist() == values
@@ -36,11 +39,11 @@ def test_each_length_encoding_null_and_empty_come_out_as_sent() -> None:
 def test_an_eight_byte_length_and_a_packet_of_other_width_are_refused_or_read() -> None:
     payload = b"\x011" + b"\xfe" + (3).to_bytes(8, "little") + b"abc"
     rows = WireRows(2)
-    rows.add(len(payload).to_bytes(3, "little") + b"\x01" + payload, [0])
+    rows.add(len(payload).to_bytes(3, "little") + b"\x01" + payload, ZERO)
     assert [c.to_pylist() for c in rows.columns()] == [[b"1"], [b"abc"]]
     assert rows.row(0) == (b"1", b"abc")
     wider = WireRows(1)
-    wider.add(packet([b"1", b"2"], 1), [0])
+    wider.add(packet([b"1", b"2"], 1), ZERO)
     with pytest.raises(pa.ArrowInvalid):
         wider.columns()
 
@@ -60,8 +63,8 @@ def test_text_that_is_not_utf8_is_a_reject_and_binary_stays_bytes() -> None:
     columns = [SourceColumn("id", "int(11)", "int"), SourceColumn("note", "text", "text"),
                SourceColumn("raw", "varbinary(4)", "varbinary")]
     rows = WireRows(3)
-    rows.add(packet([b"1", "snow ☃".encode(), b"\xff\x00"], 1) + packet([b"2", b"\xff\xfe", b"\x80"], 2),
-             [0, len(packet([b"1", "snow ☃".encode(), b"\xff\x00"], 1))])
+    first = packet([b"1", "snow ☃".encode(), b"\xff\x00"], 1)
+    rows.add(first + packet([b"2", b"\xff\xfe", b"\x80"], 2), np.array([0, len(first)]))
     table, rejects = decode_columns(rows.columns(), columns, "t", lambda i: {"row": i})
     assert table.to_pylist() == [{"id": 1, "note": "snow ☃", "raw": b"\xff\x00"}]
     assert table.schema.field("note").type == pa.string() and table.schema.field("raw").type == pa.binary()

@@ -1,11 +1,11 @@
 """The MySQL/MariaDB table source (`type: mysql`): a pipeline's `source_table` or `query`, read by
 polling with a keyset cursor (`cursor`, `mysql_sql`), bounded against late commits (below),
-streamed with an unbuffered cursor and turned into Arrow with the catalog's types
-(`mysql_catalog`).
+streamed unbuffered, its row packets taken from the connection as they are and cut into columns
+(`mysql_wire`), then turned into Arrow with the catalog's types (`mysql_catalog`).
 
 The session is read only (`SET SESSION TRANSACTION READ ONLY`, each read in its own `START
-TRANSACTION READ ONLY`), REPEATABLE READ, in UTC (`time_zone = '+00:00'`), utf8mb4; asyncmy
-decodes nothing, so every value reaches Arrow as the server's own text.
+TRANSACTION READ ONLY`), REPEATABLE READ, in UTC (`time_zone = '+00:00'`), utf8mb4; nothing is decoded
+on the way, so every value reaches Arrow as the server's own text.
 
 The late-commit bound (`information_schema.INNODB_TRX`: needs the PROCESS privilege; without it
 a warning says once that the guard is off):

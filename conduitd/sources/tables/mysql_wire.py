@@ -15,6 +15,7 @@ row comes back as values and is written out again as the packet it was.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ import pyarrow as pa
 _NULL, _TWO, _THREE, _EIGHT = 0xFB, 0xFC, 0xFD, 0xFE
 _JUMBO = 0xFFFFFF
 """A packet of this payload length continues in the next one (a row of 16 MB or more)."""
+Ints = np.ndarray[Any, np.dtype[np.int64]]
 
 
 @dataclass
@@ -33,16 +35,16 @@ class WireRows:
 
     width: int
     pieces: list[bytes] = field(default_factory=list)
-    starts: list[np.ndarray[Any, np.dtype[np.int64]]] = field(default_factory=list)
+    starts: list[Ints] = field(default_factory=list)
     count: int = 0
     size: int = 0
 
     def __len__(self) -> int:
         return self.count
 
-    def add(self, data: bytes, starts: list[int], base: int = 0) -> None:
+    def add(self, data: bytes, starts: Ints, base: int = 0) -> None:
         """`data`, whose packets start at `starts` less `base`."""
-        self.starts.append(np.asarray(starts, np.int64) + (self.size - base))
+        self.starts.append(starts + (self.size - base))
         self.pieces.append(data)
         self.size += len(data)
         self.count += len(starts)
@@ -56,9 +58,9 @@ class WireRows:
                 continue
             data = value.encode() if isinstance(value, str) else bytes(value)
             parts += [_length(len(data)), data]
-        self.add(b"".join(parts), [0])
+        self.add(b"".join(parts), np.zeros(1, np.int64))
 
-    def joined(self) -> tuple[bytes, np.ndarray[Any, np.dtype[np.int64]]]:
+    def joined(self) -> tuple[bytes, Ints]:
         if len(self.pieces) > 1:
             self.pieces, self.starts = [b"".join(self.pieces)], [np.concatenate(self.starts)]
         return (self.pieces[0], self.starts[0]) if self.pieces else (b"", np.zeros(0, np.int64))
@@ -118,8 +120,6 @@ class WireRows:
 
 _WIDTHS = {_TWO: 2, _THREE: 3, _EIGHT: 8}
 
-Ints = np.ndarray[Any, np.dtype[np.int64]]
-
 
 def _special(buf: np.ndarray[Any, np.dtype[np.uint8]], pos: Ints, head: np.ndarray[Any, np.dtype[np.uint8]],
              special: np.ndarray[Any, np.dtype[np.bool_]]) -> tuple[np.ndarray[Any, np.dtype[np.bool_]] | None,
@@ -154,11 +154,11 @@ def _length(size: int) -> bytes:
     raise ValueError(size)
 
 
-def _scan(buf: bytearray, pos: int, end: int) -> tuple[list[int], int]:
+def _scan(buf: bytearray, pos: int, end: int) -> tuple[Ints, int]:
     """Starts of the whole packets in `buf[pos:end]` (up to one of 16 MB or more), and where the
     first one not whole starts."""
-    starts: list[int] = []
-    add = starts.append
+    found = array("q")
+    add = found.append
     while end - pos >= 4:
         size = buf[pos] | (buf[pos + 1] << 8) | (buf[pos + 2] << 16)
         after = pos + 4 + size
@@ -166,7 +166,7 @@ def _scan(buf: bytearray, pos: int, end: int) -> tuple[list[int], int]:
             break
         add(pos)
         pos = after
-    return starts, pos
+    return np.frombuffer(found, np.int64) if found else np.zeros(0, np.int64), pos
 
 
 async def read_rows(conn: Any, cursor: Any, width: int) -> WireRows:
@@ -180,13 +180,13 @@ async def read_rows(conn: Any, cursor: Any, width: int) -> WireRows:
         starts, stop = _scan(buf, pos, end)
         keep = _rows_only(buf, starts, conn._next_seq_id)
         if keep:
-            stop = starts[keep] if keep < len(starts) else stop
+            stop = int(starts[keep]) if keep < len(starts) else stop
             rows.add(bytes(memoryview(buf)[pos:stop]), starts[:keep], pos)
             proto.pos = stop
             conn._next_seq_id = (conn._next_seq_id + keep) & 0xFF
             continue
         size = _size(buf, pos) if end - pos >= 4 else -1
-        if starts or size == _JUMBO:
+        if len(starts) or size == _JUMBO:
             row = await cursor.fetchone()  # the end (None), an error (raised) or a row of 16 MB or more
             if row is None:
                 return rows
@@ -199,14 +199,14 @@ def _size(buf: bytearray, pos: int) -> int:
     return buf[pos] | (buf[pos + 1] << 8) | (buf[pos + 2] << 16)
 
 
-def _rows_only(buf: bytearray, starts: list[int], seq: int) -> int:
+def _rows_only(buf: bytearray, starts: Ints, seq: int) -> int:
     """How many of the leading packets are rows: in sequence, not empty, and not an EOF/OK (0xFE)
     or error (0xFF) packet (a row's first byte is a length-encoded value's, and 0xFE would need a
     packet of 16 MB)."""
-    if not starts:
+    if not len(starts):
         return 0
     view = np.frombuffer(buf, np.uint8)
-    at = np.asarray(starts, np.int64)
+    at = starts
     size = view[at].astype(np.int64) | (view[at + 1].astype(np.int64) << 8) | (view[at + 2].astype(np.int64) << 16)
     expected = (seq + np.arange(len(at))) & 0xFF
     bad = (view[at + 3] != expected) | (size == 0) | (view[np.minimum(at + 4, len(view) - 1)] >= _EIGHT)
