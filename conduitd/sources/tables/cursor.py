@@ -1,11 +1,12 @@
 """Positions of a database-table partition, and the `Plan` of what a pipeline reads.
 
-Incremental: `{"cursor": text, "key": [text, ...]}`, the last row's cursor value and primary key
-in PostgreSQL's own text forms (cast back on the server, so nothing is rounded); rows are read with
-`(cursor, key...) > (last...) ORDER BY cursor, key... LIMIT n`, so rows sharing one cursor value
-are never split badly. Whole-table reads: `{"pass": n, "key": [...] | null, "done": bool}`, the
-table walked in key order once per pass. Each database writes its own keyset SQL from the plan
-(`postgres_sql`).
+Incremental: `{"cursor": text, "key": [text, ...], "on": [names]}`, the last row's cursor value and
+primary key in PostgreSQL's own text forms (cast back on the server, so nothing is rounded); rows
+are read with `(cursor, key...) > (last...) ORDER BY cursor, key... LIMIT n`, so rows sharing one
+cursor value are never split badly. Whole-table reads: `{"pass": n, "key": [...] | null, "done":
+bool, "on": [names]}`, the table walked in key order once per pass. `on` names the columns the
+values are of (`Plan.reads_by`): a position written under another reading is refused
+(`resume_problem`). Each database writes its own keyset SQL from the plan (`postgres_sql`).
 
 The lag window (`incremental.lag_seconds`): after a poll has caught up, the rows at or below the
 high water `upto` (the committed position) whose cursor is at most `lag` seconds below its cursor
@@ -38,11 +39,40 @@ class Plan:
     def hidden_names(self) -> list[str]:
         return [f"\x00cursor{i}" for i in range(len(self.key) + (1 if self.cursor else 0))]
 
+    @property
+    def reads_by(self) -> list[str]:
+        """The columns of this plan's positions, in order: the cursor and then the key, or the key
+        alone for whole-table reads. Positions record them (`on`), so one written under another
+        reading is refused, not misread."""
+        return [c.name for c in [*([self.cursor] if self.cursor is not None else []), *self.key]]
+
     def position_after(self, hidden_values: Sequence[str], previous: dict[str, Any] | None) -> dict[str, Any]:
         """The position after a row whose cursor and key texts are `hidden_values`."""
         if self.cursor is not None:
-            return {"cursor": hidden_values[0], "key": list(hidden_values[1:])}
-        return {"pass": (previous or {}).get("pass", 1), "key": list(hidden_values), "done": False}
+            return {"cursor": hidden_values[0], "key": list(hidden_values[1:]), "on": self.reads_by}
+        return {"pass": (previous or {}).get("pass", 1), "key": list(hidden_values), "done": False,
+                "on": self.reads_by}
+
+    def resume_problem(self, position: object) -> str | None:
+        """Why a committed position cannot be resumed by this plan (it was written under another
+        `incremental` setting or another key: its values would be read as other columns' and rows
+        skipped or the read refused), or None. Positions written before `on` was recorded are
+        checked for their kind only."""
+        if not isinstance(position, dict) or not ({"cursor", "pass"} & position.keys()):
+            return None
+        by_cursor = "cursor" in position
+        if by_cursor == (self.cursor is not None) and position.get("on", self.reads_by) == self.reads_by:
+            return None
+        return f"its committed position was read {_reading(by_cursor, position.get('on'))}, but the config " \
+               f"now reads {_reading(self.cursor is not None, self.reads_by)}"
+
+
+def _reading(by_cursor: bool, columns: Sequence[str] | None) -> str:
+    if not columns:
+        return "by a cursor" if by_cursor else "whole, in key order"
+    if by_cursor:
+        return f"by the cursor {columns[0]!r} then the key ({', '.join(columns[1:])})"
+    return f"whole, in the order of the key ({', '.join(columns)})"
 
 
 def next_pass(position: dict[str, Any] | None) -> dict[str, Any]:

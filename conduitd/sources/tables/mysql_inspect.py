@@ -46,6 +46,10 @@ async def inspect(config: MysqlSourceConfig, pipeline: PipelineConfig,
                                      f"no index starts with {plan.cursor.name!r}: every poll scans the table "
                                      f"(ALTER TABLE ... ADD INDEX ({plan.cursor.name}, {keys}))"))
         position = positions.get(partition)
+        problem = plan.resume_problem(position)
+        if problem is not None:
+            return [*findings, ("source: position", "invalid", f"{partition}: {problem} (`conduitd checkpoints "
+                                                               "reset` starts it over)")]
         after = position if isinstance(position, dict) and plan.cursor is not None else None
         sql, args = select_sql(plan, after, None, COUNT_CAP)
         (behind,), = await fetch_all(conn, f"SELECT COUNT(*) FROM ({sql}) AS conduitd_lag", tuple(args))

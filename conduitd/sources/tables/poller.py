@@ -291,6 +291,12 @@ class PollingSource:
         """The next chunk after `position` (None when there is none) and whether the poll caught up.
         A whole-table read walks pass after pass: its chunk that reaches the end says `done`. With a
         lag window, a poll that caught up reads the window below `position` next."""
+        problem = plan.resume_problem(position)
+        if problem is not None:
+            raise ConfigError(
+                f"pipeline {self.pipeline!r}: {self.partition}: {problem}. `conduitd checkpoints reset -c CONFIG "
+                f"-p {self.pipeline} --partition {self.partition}` starts it over (an append pipeline then loads its "
+                "rows again, an upsert absorbs them), or restore the former setting")
         window = self.window if position is not None and "cursor" in position else None
         if window is not None and window.sweep is not None:
             return await self._poll_window(window, plan, position or {}, epoch, stamp)

@@ -75,6 +75,10 @@ async def _findings(conn: asyncpg.Connection, config: PostgresSourceConfig, pipe
                                  "rows after its start wait until it ends"))
     partition = ".".join(relation(pipeline.source_table, config.db_schema)) if pipeline.source_table else "query"
     position = positions.get(partition)
+    problem = plan.resume_problem(position)
+    if problem is not None:
+        return [*findings, ("source: position", "invalid", f"{partition}: {problem} (`conduitd checkpoints reset` "
+                                                           "starts it over)")]
     after = position if isinstance(position, dict) else None
     if plan.cursor is None:
         after = None  # a whole-table read starts each pass again
