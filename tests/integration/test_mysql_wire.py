@@ -17,7 +17,7 @@ import asyncmy
 from asyncmy.cursors import SSCursor
 
 from conduitd.sources.tables.mysql import _decoders_off
-from conduitd.sources.tables.mysql_wire import read_rows
+from conduitd.sources.tables.mysql_wire import read_rows, wire_readable
 from tests.conftest import require_or_skip
 
 HOST, _, PORT = os.environ.get("CONDUITD_TEST_MYSQL", "127.0.0.1:3306").partition(":")
@@ -60,10 +60,16 @@ async def test_the_rows_read_from_the_wire_are_asyncmys_own_value_for_value() ->
         async with conn.cursor() as cursor:
             await cursor.execute(sql)
             want = [tuple(v.encode() if isinstance(v, str) else v for v in row) for row in await cursor.fetchall()]
+        assert wire_readable(conn), "asyncmy's internals moved: mysql_wire reads through the slow path"
         cursor = conn.cursor(SSCursor)
         await cursor.execute(sql)
         got = await read_rows(conn, cursor, 5)
         await cursor.close()
+        cursor = conn.cursor(SSCursor)
+        await cursor.execute(sql)
+        fallback = await read_rows(conn, cursor, 5, from_wire=False)  # without the internals
+        await cursor.close()
+        assert [c.to_pylist() for c in fallback.columns()] == [c.to_pylist() for c in got.columns()]
         assert len(got) == len(want) == 3001
         columns = [c.to_pylist() for c in got.columns()]
         assert list(zip(*columns, strict=True)) == want

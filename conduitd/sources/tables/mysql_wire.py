@@ -169,11 +169,27 @@ def _scan(buf: bytearray, pos: int, end: int) -> tuple[Ints, int]:
     return np.frombuffer(found, np.int64) if found else np.zeros(0, np.int64), pos
 
 
-async def read_rows(conn: Any, cursor: Any, width: int) -> WireRows:
+_INTERNALS = ("_proto", "_next_seq_id", "_fill_buffer")
+_BUFFER = ("buffer", "pos", "length")
+
+
+def wire_readable(conn: Any) -> bool:
+    """Whether `conn` has the asyncmy internals `read_rows` takes packets from (asyncmy 0.2.x, as
+    pinned). Without them rows are read through asyncmy's own cursor: slower, the same values."""
+    return all(hasattr(conn, name) for name in _INTERNALS) and all(hasattr(conn._proto, n) for n in _BUFFER)
+
+
+async def read_rows(conn: Any, cursor: Any, width: int, *, from_wire: bool | None = None) -> WireRows:
     """The rows of the unbuffered (SSCursor) result `cursor` has just started on `conn`, to its end.
     Row packets are taken as they are; anything else (the end, an error, a row of 16 MB or more)
-    is read by asyncmy, which raises what it has to."""
+    is read by asyncmy, which raises what it has to. `from_wire=False` (or a connection without
+    the internals, see `wire_readable`) reads every row through asyncmy."""
     rows = WireRows(width)
+    if not (wire_readable(conn) if from_wire is None else from_wire):
+        while block := await cursor.fetchmany(10_000):
+            for row in block:
+                rows.add_values(tuple(row))
+        return rows
     proto = conn._proto
     while True:
         buf, pos, end = proto.buffer, proto.pos, proto.length
