@@ -142,7 +142,8 @@ async def test_a_cursor_position_is_the_rows_own_server_text_and_resumes_exactly
     ids = [(sign * (i + 1), v) for i, v in enumerate(values) for sign in (1, -1)]
     await pg.executemany(f'INSERT INTO "{schema}".t VALUES ($1, ($2::text)::{sql_type}, $3)',
                          [(i, v, f"row {i}") for i, v in ids])
-    expected = [{"cursor": c, "key": [k]} for c, k in await server_texts(pg, schema, "t.c, t.id", "c", "id")]
+    expected = [{"cursor": c, "key": [k], "on": ["c", "id"]}
+                for c, k in await server_texts(pg, schema, "t.c, t.id", "c", "id")]
     for limit in (1, 2):
         source = reader(source_dsn, schema, incremental={"column": "c", "strategy": "cursor"})
         await source.connect()
@@ -177,7 +178,7 @@ async def test_a_checkpoint_of_the_hidden_column_format_resumes_where_it_stood(
     finally:
         await source.close()
     assert [i for read, _ in reads for i in read.rows.column("id").to_pylist()] == [5, 6, 7, 8, 9, 10]
-    assert reads[0][1] == {"cursor": "2024-01-01 00:00:07.000007+00", "key": ["7"]}
+    assert reads[0][1] == {"cursor": "2024-01-01 00:00:07.000007+00", "key": ["7"], "on": ["at", "id"]}
 
 
 async def test_values_arrow_cannot_hold_are_rejects_with_exact_positions_and_the_read_goes_on(
@@ -195,15 +196,17 @@ async def test_values_arrow_cannot_hold_are_rejects_with_exact_positions_and_the
     finally:
         await source.close()
     (read, position), = everything
+
+    def at(cursor: str, key: str) -> dict[str, Any]:
+        return {"cursor": cursor, "key": [key], "on": ["at", "id"]}
+
     assert read.rows.column("id").to_pylist() == [3, 4]
     assert [r.position for r in read.rejects] == [
-        {"cursor": "-infinity", "key": ["1"]}, {"cursor": "0044-03-15 12:00:00+00 BC", "key": ["2"]},
-        {"cursor": "infinity", "key": ["5"]}]
-    assert position == {"cursor": "infinity", "key": ["5"]}
+        at("-infinity", "1"), at("0044-03-15 12:00:00+00 BC", "2"), at("infinity", "5")]
+    assert position == at("infinity", "5")
     assert [p for _, p in one_by_one] == [
-        {"cursor": "-infinity", "key": ["1"]}, {"cursor": "0044-03-15 12:00:00+00 BC", "key": ["2"]},
-        {"cursor": "0001-01-01 00:00:00+00", "key": ["3"]}, {"cursor": "2024-06-01 00:00:00.5+00", "key": ["4"]},
-        {"cursor": "infinity", "key": ["5"]}]
+        at("-infinity", "1"), at("0044-03-15 12:00:00+00 BC", "2"), at("0001-01-01 00:00:00+00", "3"),
+        at("2024-06-01 00:00:00.5+00", "4"), at("infinity", "5")]
 
 
 async def test_a_query_key_of_a_type_without_its_own_text_keeps_a_hidden_column(
