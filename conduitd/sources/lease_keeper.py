@@ -43,8 +43,11 @@ class LeaseKeeper:
     under it there (a new epoch), before the pipeline can commit any of it."""
 
     def __init__(self, leases: Leases, partition: str, *, pipeline: str, ttl: float, once: bool,
-                 count: Callable[[], int] | None = None, on_lost: Callable[[], None] | None = None) -> None:
+                 count: Callable[[], int] | None = None, on_lost: Callable[[], None] | None = None,
+                 unreachable_after: float = 30.0) -> None:
         self.leases = leases
+        self.unreachable_after = unreachable_after
+        """Under --once, how long the lease table may keep failing before `acquire` raises."""
         self.partition = partition
         self.pipeline = pipeline
         self.ttl = ttl
@@ -70,6 +73,7 @@ class LeaseKeeper:
         say it holds the lease (what it held before may be another's now)."""
         await self.stop_keeping()
         self.held = None
+        failing_since: float | None = None
         while not stop.is_set():
             try:
                 census = await self.leases.census(self.partition, self.ttl)
@@ -90,6 +94,11 @@ class LeaseKeeper:
                 if not exc.retriable:
                     raise
                 self.problem = f"leases: {exc}"
+                log.warning("pipeline %s: %s: %s; trying again", self.pipeline, self.partition, self.problem,
+                            extra={"pipeline": self.pipeline})
+                failing_since = failing_since or time.monotonic()
+                if self.once and time.monotonic() - failing_since > self.unreachable_after:
+                    raise
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.ttl / 3)
         return None

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from conduitd.core.records import Position
+from conduitd.errors import TransientError
 from conduitd.sources.base import Census
 from conduitd.sources.lease_keeper import LeaseKeeper
 
@@ -50,3 +53,38 @@ async def test_a_lease_sought_again_is_not_reported_held_until_it_is_won() -> No
     stop.set()
     assert await seeking is None
     await keeper.release()
+
+
+class FailingBook(Book):
+    """A lease table whose claims keep failing with a retriable error (the stamp's compare-and-set
+    never matching, say)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claims = 0
+        self.fifth = asyncio.Event()
+
+    async def claim(self, partition: str, ttl: float) -> tuple[int, Position] | None:
+        self.claims += 1
+        if self.claims == 5:
+            self.fifth.set()
+        raise TransientError("the checkpoint kept moving while the lease was stamped on it")
+
+
+async def test_under_once_a_lease_table_that_keeps_failing_ends_the_wait_with_its_error() -> None:
+    book = FailingBook()
+    keeper = LeaseKeeper(book, "p", pipeline="x", ttl=0.03, once=True, unreachable_after=0.05)
+    with pytest.raises(TransientError, match="kept moving"):
+        await asyncio.wait_for(keeper.acquire(asyncio.Event()), 30)
+    assert book.claims >= 2 and keeper.problem is not None and "kept moving" in keeper.problem
+
+
+async def test_a_daemon_keeps_trying_until_stopped() -> None:
+    book = FailingBook()
+    keeper = LeaseKeeper(book, "p", pipeline="x", ttl=0.03, once=False, unreachable_after=0.0)
+    stop = asyncio.Event()
+    seeking = asyncio.create_task(keeper.acquire(stop))
+    await asyncio.wait_for(book.fifth.wait(), 30)
+    assert not seeking.done()
+    stop.set()
+    assert await seeking is None

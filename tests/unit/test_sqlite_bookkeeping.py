@@ -15,7 +15,7 @@ from conduitd.config import PipelineConfig, SqliteDestinationConfig
 from conduitd.core.records import Chunk, Reject
 from conduitd.destinations.base import DlqFilter
 from conduitd.destinations.sqlite import SqliteDestination
-from conduitd.errors import ConduitError
+from conduitd.errors import CheckpointConflict, ConduitError
 from conduitd.runtime.batching import build_batch
 from conduitd.runtime.commit import commit_batch
 
@@ -57,6 +57,24 @@ async def test_an_audit_trigger_on_the_checkpoints_is_no_conflict(tmp_path: Path
             await commit(d, start, end, [{"id": end}])
         assert await d.load_checkpoints("r") == {"p": {"offset": 3}}
         assert run_sql(tmp_path / "t.db", "SELECT count(*) FROM audit") == [(3,)]
+    finally:
+        await d.close()
+
+
+async def test_a_position_stored_as_other_text_of_the_same_json_is_resumed(tmp_path: Path) -> None:
+    """A checkpoint written by hand or by another tool (other key order, spaces) is the same
+    position: the next commit after it is no conflict (it was refused forever: a --once run hung
+    stamping its lease). Another position is still a conflict."""
+    d = await opened(tmp_path / "t.db")
+    try:
+        await commit(d, None, 1, [{"id": 1}])
+        run_sql(tmp_path / "t.db", """UPDATE conduitd_checkpoints SET position = '{ "offset" : 1 }'""")
+        await commit(d, 1, 2, [{"id": 2}])
+        assert await d.load_checkpoints("r") == {"p": {"offset": 2}}
+        run_sql(tmp_path / "t.db", """UPDATE conduitd_checkpoints SET position = '{ "offset" : 7 }'""")
+        with pytest.raises(CheckpointConflict, match="another writer advanced it"):
+            await commit(d, 2, 3, [{"id": 3}])
+        assert run_sql(tmp_path / "t.db", "SELECT id FROM t ORDER BY id") == [(1,), (2,)]
     finally:
         await d.close()
 

@@ -83,7 +83,17 @@ class Bookkeeping:
                f"WHERE pipeline = {p[2]} AND {part} = {p[3]} AND position = {t.json_param.format(p[4])}")
         changed = await self.driver.execute(sql, (position_text(new), now, pipeline, partition,
                                                   position_text(expected)))
-        return changed == 1
+        if changed == 1:
+            return True
+        # A position stored as other text of the same JSON (written by hand, by a tool, by an older
+        # version: other key order or spacing) is the expected one all the same; where the column
+        # is text, compare it as JSON and swap against the very text that is stored.
+        stored = await self.driver.fetch(
+            f"SELECT {t.json_text.format('position')} FROM {table} WHERE pipeline = {p[0]} AND {part} = {p[1]}",
+            (pipeline, partition))
+        if not stored or stored[0][0] == position_text(expected) or _parsed(stored[0][0]) != expected:
+            return False
+        return await self.driver.execute(sql, (position_text(new), now, pipeline, partition, stored[0][0])) == 1
 
     async def load_checkpoints(self, pipeline: str) -> dict[str, Position]:
         return {row.partition: row.position for row in await self.list_checkpoints(pipeline)}
@@ -169,3 +179,10 @@ class Bookkeeping:
             "old_definition, "
             f"new_definition, ddl, applied) VALUES ({p})",
             [(pipeline, c.table, c.kind, c.column, c.old, c.new, c.ddl, c.applied) for c in changes])
+
+
+def _parsed(text: str) -> object:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None

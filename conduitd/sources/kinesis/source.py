@@ -212,7 +212,7 @@ class KinesisSource:
                 assert self.config.lease_ttl is not None
                 keeper = self._keepers.get(partition) or LeaseKeeper(
                     leases, partition, pipeline=self.pipeline, ttl=self.config.lease_ttl, once=self.once,
-                    count=self._readable_count, on_lost=self._drop_read)
+                    count=self._readable_count, on_lost=self._drop_read, unreachable_after=self.unreachable_after)
                 self._keepers[partition] = keeper
             while not stop.is_set():
                 epoch = self.epoch

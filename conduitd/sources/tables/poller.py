@@ -144,7 +144,7 @@ class PollingSource:
             return
         assert self.lease_ttl is not None
         keeper = LeaseKeeper(leases, self.partition, pipeline=self.pipeline, ttl=self.lease_ttl, once=self.once,
-                             on_lost=self._drop_read)
+                             on_lost=self._drop_read, unreachable_after=self.unreachable_after)
         self.keeper = keeper
         while not stop.is_set():
             held = await keeper.acquire(stop)
