@@ -23,6 +23,17 @@ def position_text(position: Position) -> str:
     return orjson.dumps(position, option=orjson.OPT_SORT_KEYS).decode()
 
 
+def stored_as(text: str, position: Position) -> bool:
+    """Whether a stored position's JSON `text` is `position`: its canonical text, or other text of
+    the same JSON (written by hand, by a tool, by an older version: other key order or spacing)."""
+    if text == position_text(position):
+        return True
+    try:
+        return bool(orjson.loads(text) == position)
+    except orjson.JSONDecodeError:
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class Reject:
     """A record kept out of the destination table and written to the DLQ instead."""

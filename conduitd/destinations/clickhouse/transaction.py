@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from conduitd.core.records import Position, Reject, SchemaChange, position_text
+from conduitd.core.records import Position, Reject, SchemaChange, position_text, stored_as
 from conduitd.core.schema import Column
 from conduitd.destinations import dlq_rereads
 from conduitd.destinations.base import RowsPartlyRefused, RowsRefused
@@ -157,7 +157,7 @@ class ClickHouseTransaction:
         stored = await self.books.stored(pipeline, partition)
         if stored is not None:
             self.pending.version_floor = max(self.pending.version_floor, stored[1] + 1)
-        if (stored is None) != (expected is None) or (stored is not None and stored[0] != position_text(expected)):
+        if (stored is None) != (expected is None) or (stored is not None and not stored_as(stored[0], expected)):
             return False
         self.pending.checkpoints.append((pipeline, partition, position_text(new)))
         return True

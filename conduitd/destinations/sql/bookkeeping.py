@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from conduitd.core.records import Position, Reject, SchemaChange, position_text
+from conduitd.core.records import Position, Reject, SchemaChange, position_text, stored_as
 from conduitd.destinations import dlq_rereads
 from conduitd.destinations.base import CheckpointRow, DlqEntry, DlqFilter
 from conduitd.destinations.sql.control import ControlBooks
@@ -91,7 +91,7 @@ class Bookkeeping:
         stored = await self.driver.fetch(
             f"SELECT {t.json_text.format('position')} FROM {table} WHERE pipeline = {p[0]} AND {part} = {p[1]}",
             (pipeline, partition))
-        if not stored or stored[0][0] == position_text(expected) or _parsed(stored[0][0]) != expected:
+        if not stored or stored[0][0] == position_text(expected) or not stored_as(stored[0][0], expected):
             return False
         return await self.driver.execute(sql, (position_text(new), now, pipeline, partition, stored[0][0])) == 1
 
@@ -179,10 +179,3 @@ class Bookkeeping:
             "old_definition, "
             f"new_definition, ddl, applied) VALUES ({p})",
             [(pipeline, c.table, c.kind, c.column, c.old, c.new, c.ddl, c.applied) for c in changes])
-
-
-def _parsed(text: str) -> object:
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return None
