@@ -20,7 +20,8 @@ import pytest
 from tests.helpers.daemon import write_config
 
 CONDUIT = "import sys; sys.argv[0] = 'conduit'; from conduitd.cli import main; raise SystemExit(main())"
-"""What the `conduit` console script runs (it points at conduitd.cli:entry, which runs conduitd.cli:main under that name)."""
+"""What the `conduit` console script runs (it points at conduitd.cli:entry, which runs conduitd.cli:main
+under that name)."""
 
 
 def conduit(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
