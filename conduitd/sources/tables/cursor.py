@@ -67,6 +67,21 @@ class Plan:
                f"now reads {_reading(self.cursor is not None, self.reads_by)}"
 
 
+def resumes(after: dict[str, Any] | None) -> tuple[Any, ...]:
+    """What of a position a read starts from (not the lease stamp or the names it carries): a read
+    started ahead from one position serves a later read from an equal one."""
+    after = after or {}
+    return after.get("cursor"), tuple(after.get("key") or ()), after.get("pass")
+
+
+def position_finding(plan: Plan, partition: str, position: object) -> tuple[str, str, str] | None:
+    """`validate`'s line for a committed position this plan cannot resume (`resume_problem`)."""
+    problem = plan.resume_problem(position)
+    if problem is None:
+        return None
+    return "source: position", "invalid", f"{partition}: {problem} (`conduitd checkpoints reset` starts it over)"
+
+
 def _reading(by_cursor: bool, columns: Sequence[str] | None) -> str:
     if not columns:
         return "by a cursor" if by_cursor else "whole, in key order"

@@ -74,8 +74,7 @@ class LagWindow:
     def after(self, upto: dict[str, Any]) -> dict[str, Any]:
         """The `after` of the window's next read below the high water `upto` (`cursor.window_of`)."""
         assert self.sweep is not None
-        return {"upto": {"cursor": upto["cursor"], "key": list(upto.get("key") or [])}, "lag": self.seconds,
-                **self.sweep}
+        return {**window_start(upto, self.seconds), **self.sweep}
 
     def advance(self, last: Sequence[str] | None, caught_up: bool) -> None:
         """After a window read whose last row's texts are `last`: the window is done when it caught up."""
@@ -110,6 +109,11 @@ class LagWindow:
         return kept, new_rejects
 
 
+def window_start(upto: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The `after` of a window's first read below the high water `upto` (`cursor.window_of`)."""
+    return {"upto": {"cursor": upto["cursor"], "key": list(upto.get("key") or [])}, "lag": seconds}
+
+
 CHECK = "source: lag window"
 """The name of `validate`'s line about the window."""
 
@@ -128,8 +132,7 @@ async def window_findings(pipeline: PipelineConfig, plan: Plan, position: Any,
                                    f"column); this pipeline's cursor is read as {read_as}: the run stops with a "
                                    "config error")]
     if isinstance(position, dict) and "cursor" in position:
-        rows = await count({"upto": {"cursor": position["cursor"], "key": list(position.get("key") or [])},
-                            "lag": seconds})
+        rows = await count(window_start(position, seconds))
         there = f"at least {cap:,}" if rows >= cap else f"{rows:,}"
         now = f"{there} row(s) there now"
     else:

@@ -44,7 +44,7 @@ from conduitd.config import PipelineConfig
 from conduitd.core.records import Reject
 from conduitd.errors import ConduitError, ConfigError, DependencyUnreachable
 from conduitd.sources.tables.catalog import relation
-from conduitd.sources.tables.cursor import Plan, window_of
+from conduitd.sources.tables.cursor import Plan, resumes, window_of
 from conduitd.sources.tables.mysql_catalog import (
     decode_columns,
     empty,
@@ -147,12 +147,6 @@ class _Ahead:
     limit: int
     after: tuple[Any, ...]
     task: asyncio.Task[Rows | None]
-
-
-def _resumes(after: dict[str, Any] | None) -> tuple[Any, ...]:
-    """What of a position a read starts from (not the lease stamp it carries)."""
-    after = after or {}
-    return after.get("cursor"), tuple(after.get("key") or ()), after.get("pass")
 
 
 class MysqlReader:
@@ -277,14 +271,14 @@ class MysqlReader:
         """Start reading the chunk after a full one: the next `read` from that position takes it
         (its own bound and transaction, as if read then)."""
         task = asyncio.create_task(self._fetch(plan, after, limit), name=f"read ahead {self.pipeline.name}")
-        self._ahead = _Ahead(plan, limit, _resumes(after), task)
+        self._ahead = _Ahead(plan, limit, resumes(after), task)
 
     async def _take_ahead(self, plan: Plan, after: dict[str, Any] | None,
                           limit: int) -> asyncio.Task[Rows | None] | None:
         """The read started ahead from `after`, if there is one; any other (a resync, a moved
         lease) is finished and dropped, and the connection is free again."""
         ahead = self._ahead
-        if ahead is not None and ahead.plan is plan and ahead.limit == limit and ahead.after == _resumes(after):
+        if ahead is not None and ahead.plan is plan and ahead.limit == limit and ahead.after == resumes(after):
             self._ahead = None
             return ahead.task
         await self._finish_ahead()

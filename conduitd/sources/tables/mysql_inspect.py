@@ -10,6 +10,7 @@ from typing import Any
 from conduitd.config import PipelineConfig
 from conduitd.core.records import Position
 from conduitd.sources.tables.catalog import relation
+from conduitd.sources.tables.cursor import position_finding
 from conduitd.sources.tables.lag_window import window_findings
 from conduitd.sources.tables.mysql import connect
 from conduitd.sources.tables.mysql_catalog import INDEX_LEADS_SQL
@@ -46,10 +47,9 @@ async def inspect(config: MysqlSourceConfig, pipeline: PipelineConfig,
                                      f"no index starts with {plan.cursor.name!r}: every poll scans the table "
                                      f"(ALTER TABLE ... ADD INDEX ({plan.cursor.name}, {keys}))"))
         position = positions.get(partition)
-        problem = plan.resume_problem(position)
-        if problem is not None:
-            return [*findings, ("source: position", "invalid", f"{partition}: {problem} (`conduitd checkpoints "
-                                                               "reset` starts it over)")]
+        refused = position_finding(plan, partition, position)
+        if refused is not None:
+            return [*findings, refused]
         after = position if isinstance(position, dict) and plan.cursor is not None else None
         sql, args = select_sql(plan, after, None, COUNT_CAP)
         (behind,), = await fetch_all(conn, f"SELECT COUNT(*) FROM ({sql}) AS conduitd_lag", tuple(args))

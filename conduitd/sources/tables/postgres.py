@@ -21,7 +21,7 @@ import pyarrow as pa
 from conduitd.config import IncrementalConfig, PipelineConfig
 from conduitd.errors import ConduitError, ConfigError, DependencyUnreachable
 from conduitd.sources.tables.catalog import COLUMNS_SQL, PRIMARY_KEY_SQL, SourceColumn, quote, relation
-from conduitd.sources.tables.cursor import Plan, window_of
+from conduitd.sources.tables.cursor import Plan, resumes, window_of
 from conduitd.sources.tables.decode import decode_copy, last_texts
 from conduitd.sources.tables.poller import PollingSource, Read
 from conduitd.sources.tables.postgres_keys import present_keys
@@ -149,12 +149,6 @@ class _Ahead:
     task: asyncio.Task[_Copied | None]
 
 
-def _resumes(after: dict[str, Any] | None) -> tuple[Any, ...]:
-    """What of a position a read starts from (not the lease stamp it carries)."""
-    after = after or {}
-    return after.get("cursor"), tuple(after.get("key") or ()), after.get("pass")
-
-
 async def _drop(task: asyncio.Task[_Copied | None]) -> None:
     """Cancel a read ahead and wait for it, its outcome unseen (a lost connection shows on the next
     read); asyncpg cancels the COPY on the server and leaves the connection usable."""
@@ -243,14 +237,14 @@ class PostgresReader:
         """Copy the chunk after a full one while it is decoded and passed on: the next `read` from
         that position takes it (its own snapshot and bound, as if read then)."""
         task = asyncio.create_task(self._copy(self.conn, plan, after, limit), name=f"read ahead {self.pipeline.name}")
-        self._ahead = _Ahead(plan, limit, _resumes(after), task)
+        self._ahead = _Ahead(plan, limit, resumes(after), task)
 
     async def _take_ahead(self, plan: Plan, after: dict[str, Any] | None,
                           limit: int) -> asyncio.Task[_Copied | None] | None:
         """The copy read ahead from `after`, if there is one; any other is dropped (a resync, a
         moved lease), and the connection is free again."""
         ahead = self._ahead
-        if ahead is not None and ahead.plan is plan and ahead.limit == limit and ahead.after == _resumes(after):
+        if ahead is not None and ahead.plan is plan and ahead.limit == limit and ahead.after == resumes(after):
             self._ahead = None
             return ahead.task
         await self._drop_ahead()

@@ -12,6 +12,7 @@ import asyncpg
 from conduitd.config import PipelineConfig
 from conduitd.core.records import Position
 from conduitd.sources.tables.catalog import relation
+from conduitd.sources.tables.cursor import position_finding
 from conduitd.sources.tables.lag_window import window_findings
 from conduitd.sources.tables.postgres import connect, plan_for
 from conduitd.sources.tables.postgres_settings import PostgresSourceConfig
@@ -75,10 +76,9 @@ async def _findings(conn: asyncpg.Connection, config: PostgresSourceConfig, pipe
                                  "rows after its start wait until it ends"))
     partition = ".".join(relation(pipeline.source_table, config.db_schema)) if pipeline.source_table else "query"
     position = positions.get(partition)
-    problem = plan.resume_problem(position)
-    if problem is not None:
-        return [*findings, ("source: position", "invalid", f"{partition}: {problem} (`conduitd checkpoints reset` "
-                                                           "starts it over)")]
+    refused = position_finding(plan, partition, position)
+    if refused is not None:
+        return [*findings, refused]
     after = position if isinstance(position, dict) else None
     if plan.cursor is None:
         after = None  # a whole-table read starts each pass again
