@@ -298,12 +298,13 @@ def _config_model(source_types: frozenset[str], destination_types: frozenset[str
 
 
 def _section(kind: Kind, used: frozenset[str]) -> Any:
-    """A discriminated union over the built-in models of `kind` and the plugins named in `used`;
-    any other `type` validates as a model that says which types are installed."""
+    """A discriminated union over the models of the connectors named in `used` (every `type` the
+    data holds: only those are imported); any other `type` validates as a model that says which
+    types are installed."""
     known = entries(kind)
     members: list[Any] = []
     for type_, entry in known.items():
-        if entry.builtin or type_ in used:
+        if type_ in used:
             members.append(Annotated[_model_of(entry), Tag(type_)])
     members.append(Annotated[_unknown_model(kind), Tag(_UNKNOWN)])
 

@@ -56,7 +56,7 @@ def test_the_window_reads_between_the_floor_and_the_high_water() -> None:
     assert window_of(after) == (after["upto"], 30.0) and window_of({"cursor": "c", "key": []}) is None
     sql, args = postgres_select(plan, after, "b", 10)
     assert '(conduitd_src."ts", conduitd_src."id") <= ' in sql
-    assert "make_interval(secs => ($4::text)::float8)" in sql and args == [
+    assert "(SELECT make_interval(secs => ($4::text)::float8))" in sql and args == [
         "2026-01-01 00:00:00+00", "5", "2026-01-01 00:00:00+00", "30.0", "b"]
     mysql_plan = Plan("`s`.`t`", [SourceColumn("id", "int", "int"), SourceColumn("ts", "datetime(6)", "datetime")],
                       [SourceColumn("id", "int", "int")], SourceColumn("ts", "datetime(6)", "datetime"), "timestamp")
