@@ -3,6 +3,7 @@ resync, rows below the window pruned; its reads' `after` and keyset SQL."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
@@ -62,3 +63,17 @@ def test_the_window_reads_between_the_floor_and_the_high_water() -> None:
                       [SourceColumn("id", "int", "int")], SourceColumn("ts", "datetime(6)", "datetime"), "timestamp")
     sql, args = mysql_select(mysql_plan, after, "1.5", 10)
     assert "NOT (" in sql and "INTERVAL CAST(%s AS SIGNED) MICROSECOND" in sql and "30000000" in args
+
+
+def test_every_position_value_is_cast_once_in_a_scalar_subquery() -> None:
+    """A text-to-timestamptz cast depends on a setting, so PostgreSQL does not fold it: written in
+    the keyset's row comparison it ran for every row the index scan passed (~0.3 CPU s per
+    million rows). Each parameter is cast inside its own scalar subquery, evaluated once."""
+    ts, key = SourceColumn("ts", "timestamp with time zone", "timestamp"), SourceColumn("id", "integer", "integer")
+    plan = Plan('"s"."t"', [key, ts], [key], ts, "timestamp", "2025-01-01 00:00:00+00")
+    for after in ({"cursor": "2026-01-01 00:00:00+00", "key": ["5"]}, None,
+                  {"upto": {"cursor": "2026-01-01 00:00:00+00", "key": ["5"]}, "lag": 30.0}):
+        sql, args = postgres_select(plan, after, "2026-02-01 00:00:00+00", 10)
+        uses = [sql[:m.start()] for m in re.finditer(r"\$\d+::text", sql)]
+        assert len(uses) == len(args) > 1
+        assert all(u.endswith(("(SELECT (", "(SELECT make_interval(secs => (")) for u in uses), sql

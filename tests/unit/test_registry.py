@@ -155,3 +155,17 @@ def test_loading_a_config_imports_no_driver(tmp_path: Path) -> None:
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('asyncpg', 'confluent_kafka')))")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_loading_a_config_imports_only_the_connectors_it_names(tmp_path: Path) -> None:
+    """Each start validates the file with the models of the types it names: no other built-in's
+    settings (nor the files destination, whose package imports its writer) are imported."""
+    path = tmp_path / "c.yaml"
+    path.write_text(CONFIG.format(data="x", type="postgres", extra="    dsn: postgresql://db/x"))
+    code = ("import sys; from conduitd.configfile import load_config; c = load_config(sys.argv[1], {}); "
+            "assert (c.sources[0].type, c.destinations[0].type) == ('file', 'postgres'); "
+            "print(sorted(m for m in sys.modules if m.startswith(('conduitd.sources.rest', 'conduitd.sources.kinesis', "
+            "'conduitd.sources.tables.mysql', 'conduitd.destinations.files', 'conduitd.destinations.snowflake', "
+            "'conduitd.destinations.clickhouse', 'conduitd.destinations.mysql', 'conduitd.destinations.duckdb'))))")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
