@@ -69,7 +69,14 @@ if __package__ in (None, ""):  # run as a script: the repository root holds `ben
 
 import asyncpg
 
-from benchmarks.files_to_postgres import _machine_busy, _postgres_cpu, event_loop_runner, wait_until_idle, write_result
+from benchmarks.files_to_postgres import (
+    _machine_busy,
+    _postgres_cpu,
+    event_loop_runner,
+    machine_steal,
+    wait_until_idle,
+    write_result,
+)
 
 DEFAULT_DSN = os.environ.get("CONDUITD_TEST_PG_DSN", "postgresql://postgres:postgres@127.0.0.1:5432/conduitd_test")
 DEFAULT_OUT = "benchmarks/results/cdc_to_postgres.json"
@@ -145,16 +152,19 @@ FROM {table}"""
 
 @dataclass(frozen=True)
 class Cpu:
-    """CPU seconds so far: the machine (busy), this process and its reaped children, `postgres`."""
+    """CPU seconds so far: the machine (busy), this process and its reaped children, `postgres`,
+    and the machine's steal (time the hypervisor ran other guests)."""
 
     machine: float
     client: float
     postgres: float
+    steal: float = 0.0
 
     @staticmethod
     def take() -> Cpu:
         t = os.times()
-        return Cpu(_machine_busy(), t.user + t.system + t.children_user + t.children_system, _postgres_cpu())
+        return Cpu(_machine_busy(), t.user + t.system + t.children_user + t.children_system, _postgres_cpu(),
+                   machine_steal())
 
 
 @dataclass
@@ -174,9 +184,11 @@ class Outcome:
 
 def cpu_since(before: Cpu, after: Cpu, rows: int) -> dict[str, float]:
     client, postgres = after.client - before.client, after.postgres - before.postgres
-    other = max(0.0, after.machine - before.machine - client - postgres)
+    steal = after.steal - before.steal
+    other = max(0.0, after.machine - before.machine - client - postgres - steal)
     per_m = 1e6 / rows if rows else 0.0
     return {"client_s": round(client, 2), "postgres_s": round(postgres, 2), "other_s": round(other, 2),
+            "steal_s": round(steal, 2),
             "client_s_per_m": round(client * per_m, 2), "postgres_s_per_m": round(postgres * per_m, 2)}
 
 
@@ -654,7 +666,7 @@ TARGETS = {"/ceiling": 0.5, "/mysql_pipe": 0.5, "/naive_poller": 3.0, "/mysql_na
 
 def print_report(runs: list[list[Outcome]], rel: dict[str, float], rows: int, fixed: float | None) -> None:
     print(f"\n{rows:,} rows; best run per path; CPU seconds per million rows")
-    print(f"{'path':<20}{'rows/s':>10}{'wall s':>8}{'client':>8}{'postgres':>9}{'other s':>8}  verified")
+    print(f"{'path':<20}{'rows/s':>10}{'wall s':>8}{'client':>8}{'postgres':>9}{'other s':>8}{'steal s':>8}  verified")
     for path in (*PG_PATHS, *LOG_PATHS, *MYSQL_PATHS):
         outcomes = [o for run in runs for o in run if o.path == path]
         if not outcomes:
@@ -666,7 +678,7 @@ def print_report(runs: list[list[Outcome]], rel: dict[str, float], rows: int, fi
         c = o.cpu
         verified = "ok" if all(x.ok for x in outcomes) else f"FAILED {o.checks}"
         print(f"{path:<20}{o.rows_per_s:>10,.0f}{o.seconds:>8.2f}{c['client_s_per_m']:>8.2f}"
-              f"{c['postgres_s_per_m']:>9.2f}{c['other_s']:>8.2f}  {verified}")
+              f"{c['postgres_s_per_m']:>9.2f}{c['other_s']:>8.2f}{c.get('steal_s', 0.0):>8.2f}  {verified}")
     print()
     for name, value in rel.items():
         target = next((t for suffix, t in TARGETS.items() if name.endswith(suffix)), None)
@@ -725,7 +737,8 @@ async def run_all(args: argparse.Namespace, selected: list[str]) -> tuple[list[l
                 outcomes.append(o)
                 print(f"  run {repeat + 1}/{args.repeat} {path:<18}{o.rows_per_s:>10,.0f} rows/s {o.seconds:7.2f}s  "
                       f"cpu s/M: client {o.cpu['client_s_per_m']:5.2f} postgres {o.cpu['postgres_s_per_m']:5.2f}  "
-                      f"other {o.cpu['other_s']:5.2f}s  {'ok' if o.ok else 'FAILED ' + str(o.checks)}", flush=True)
+                      f"other {o.cpu['other_s']:5.2f}s  steal {o.cpu['steal_s']:5.2f}s  "
+                      f"{'ok' if o.ok else 'FAILED ' + str(o.checks)}", flush=True)
             runs.append(outcomes)
     finally:
         if not args.keep:

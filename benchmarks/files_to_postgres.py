@@ -265,6 +265,16 @@ def _machine_busy() -> float:
     return (user + nice + system + irq + softirq + steal) / _TICK
 
 
+def machine_steal() -> float:
+    """CPU seconds the hypervisor gave other guests while this machine wanted them, since boot
+    (Linux /proc/stat; 0 elsewhere). A run with much steal ran on a slower machine than its
+    neighbours in the table: its times are not comparable."""
+    try:
+        return int(Path("/proc/stat").read_text().split("\n", 1)[0].split()[8]) / _TICK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def _postgres_cpu() -> float:
     """CPU seconds used so far by processes named `postgres` (server on this machine; Linux only).
     Includes other sessions' backends: `other_cpu_s` and the load average tell when the machine was shared."""
