@@ -59,9 +59,10 @@ class _Seen:
         self.removed += gone
         return gone
 
-    async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> None:
-        await self._inner.write_rejects(dlq_table, pipeline, rejects)
-        self.rejected += len(rejects)
+    async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> Sequence[Reject] | None:
+        written: Sequence[Reject] | None = await self._inner.write_rejects(dlq_table, pipeline, rejects)
+        self.rejected += len(rejects if written is None else written)
+        return written
 
     # ControlTransaction's steps, spelled out so that `isinstance(tx, ControlTransaction)` holds.
     async def record_usage(self, pipeline: str, project: str, at: datetime, rows: int, nbytes: int,

@@ -150,7 +150,9 @@ class Transaction(Protocol):
     async def delete_rows(self, table: str, keys: pa.Table) -> int:
         """Delete the rows whose key columns equal a row of `keys`; return how many went."""
 
-    async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> None: ...
+    async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> Sequence[Reject] | None:
+        """Append DLQ rows. The rejects written, where some were left out (re-reads whose entry
+        the DLQ holds already: `dlq_rereads`); None when all were: what the run counts."""
 
     async def delete_rejects(self, dlq_table: str, ids: Sequence[int]) -> int:
         """Remove DLQ rows (being replayed in this transaction); return how many went."""

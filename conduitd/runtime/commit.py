@@ -37,7 +37,7 @@ import pyarrow as pa
 from conduitd.config import PipelineConfig
 from conduitd.core.prepare import Prepared, prepare, refused_rejects
 from conduitd.core.quality import Violation
-from conduitd.core.records import Batch, SchemaChange
+from conduitd.core.records import Batch, Reject, SchemaChange
 from conduitd.core.schema import Column
 from conduitd.destinations.base import Capabilities, Destination, RowsRefused, Transaction
 from conduitd.destinations.control import ControlTransaction
@@ -161,9 +161,10 @@ class Committer:
                 with batch.timings.stage("write"):
                     deleted = await _delete_rows(tx, pipeline, prepared, capabilities)
                     refused = await _write_rows(tx, pipeline, prepared, capabilities)
-                    rejects = prepared.rejects + refused_rejects(prepared, refused)
-                    if rejects and self.dlq is None:
-                        await tx.write_rejects(pipeline.dlq_table, pipeline.name, rejects)
+                    rejects: Sequence[Reject] = prepared.rejects + refused_rejects(prepared, refused)
+                    if rejects and self.dlq is None:  # counted as written: re-reads held already are not
+                        written = await tx.write_rejects(pipeline.dlq_table, pipeline.name, rejects)
+                        rejects = rejects if written is None else written
                 batch.timings.begin("commit")
                 await _advance_checkpoints(tx, pipeline.name, batch)
                 if capabilities.control:

@@ -159,9 +159,9 @@ class FaultyTransaction:
         self.faults.step("delete_rows")
         return await self.inner.delete_rows(table, keys)
 
-    async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> None:
+    async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> Sequence[Reject] | None:
         self.faults.step("write_rejects")
-        await self.inner.write_rejects(dlq_table, pipeline, rejects)
+        return await self.inner.write_rejects(dlq_table, pipeline, rejects)
 
     async def delete_rejects(self, dlq_table: str, ids: Sequence[int]) -> int:
         self.faults.step("delete_rejects")

@@ -134,13 +134,14 @@ class ClickHouseTransaction:
         self.pending.deletions.append((table, keys))
         return int(found[0][0])
 
-    async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> None:
+    async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> Sequence[Reject]:
         self._seen(pipeline)
         payloads = dlq_rereads.reread_payloads(rejects)
         if payloads:  # a re-read reject the DLQ holds already is left out
             rejects = dlq_rereads.unseen(rejects, await self.books.stored_rejects(dlq_table, pipeline, payloads))
         if rejects:
             self.pending.rejects.append((dlq_table, pipeline, list(rejects)))
+        return rejects
 
     async def delete_rejects(self, dlq_table: str, ids: Sequence[int]) -> int:
         live = await self.books.live_rejects(dlq_table, [int(i) for i in ids])

@@ -128,7 +128,7 @@ class FileTransaction:
 
     # -- the DLQ beside the parts --------------------------------------------------------------------
 
-    async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> None:
+    async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> None:  # all written
         at = self.now().isoformat()
         lines = []
         for r in rejects:

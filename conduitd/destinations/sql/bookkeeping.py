@@ -117,12 +117,13 @@ class Bookkeeping:
 
     # -- the DLQ table -------------------------------------------------------------------------
 
-    async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> None:
-        """Append DLQ rows; a re-read reject the table holds already is left out (`dlq_rereads`)."""
+    async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> Sequence[Reject]:
+        """Append DLQ rows; a re-read reject the table holds already is left out (`dlq_rereads`).
+        Returns those written."""
         text = self.driver.text
         rejects = dlq_rereads.unseen(rejects, await self._stored(dlq_table, pipeline, rejects), text)
         if not rejects:
-            return
+            return rejects
         p = self._params(8)
         sql = (f"INSERT INTO {self.driver.table(dlq_table)} (pipeline, {self._name('partition')}, position, rule, "
                f"reason, column_name, value, payload) VALUES ({p[0]}, {p[1]}, "
@@ -130,6 +131,7 @@ class Bookkeeping:
         await self.driver.executemany(sql, [
             (pipeline, r.partition, position_text(r.position), r.rule, text(r.reason), text(r.column),
              text(r.value), text(r.payload)) for r in rejects])
+        return rejects
 
     async def _stored(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> list[dlq_rereads.Identity]:
         """The pipeline's DLQ entries with the payload of a re-read reject among `rejects`. `=`

@@ -43,8 +43,8 @@ class SqlTransaction:
         finally:
             self._depth -= 1
 
-    async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> None:
-        await self.books.write_rejects(dlq_table, pipeline, rejects)
+    async def write_rejects(self, dlq_table: str, pipeline: str, rejects: Sequence[Reject]) -> Sequence[Reject]:
+        return await self.books.write_rejects(dlq_table, pipeline, rejects)
 
     async def delete_rejects(self, dlq_table: str, ids: Sequence[int]) -> int:
         return await self.books.delete_rejects(dlq_table, ids)
