@@ -65,9 +65,10 @@ def leave(code: int) -> NoReturn:
     run that loaded pyarrow and the drivers: a fifth of a `--once` run over an empty table. Every
     file and connection is closed by then (the run closes what it opened, files are written
     inside `with` blocks). When a thread other than this one still runs, Python's own exit
-    waits for it as usual."""
+    waits for it as usual; so it does under a profiler or tracer (`python -m cProfile -o`,
+    coverage), which write their results on the way out."""
     others = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
-    if any(t.is_alive() for t in others):
+    if any(t.is_alive() for t in others) or sys.getprofile() is not None or sys.gettrace() is not None:
         raise SystemExit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):

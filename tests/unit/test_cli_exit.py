@@ -1,12 +1,15 @@
 """`conduitd.cli.leave`: the process ends with the command's code, its atexit handlers run and its
-output flushed, without the interpreter's teardown; a thread still running gets Python's own exit."""
+output flushed, without the interpreter's teardown; a thread still running or a profiler gets
+Python's own exit."""
 
 from __future__ import annotations
 
+import pstats
 import subprocess
 import sys
 import textwrap
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -46,6 +49,14 @@ def test_a_running_thread_gets_the_normal_exit() -> None:
     finally:
         release.set()
         worker.join()
+
+
+def test_a_profiler_gets_the_normal_exit_and_writes_its_results(tmp_path: Path) -> None:
+    out = tmp_path / "run.pstats"
+    done = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), "-m", "conduitd", "--once", "-c",
+                           "/nonexistent/conduitd.yaml"], capture_output=True, text=True, timeout=60)
+    assert "cannot read config file" in done.stderr  # (cProfile's own exit code is 0 after a SystemExit)
+    assert pstats.Stats(str(out)).total_calls > 0
 
 
 def test_python_m_conduitd_uses_it() -> None:
