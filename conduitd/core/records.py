@@ -76,6 +76,8 @@ class Chunk:
     rows: pa.Table
     rejects: tuple[Reject, ...] = ()
     nbytes: int = 0
+    """Bytes read (the input's, or the rows' Arrow size where the source has no input bytes):
+    what `batch.max_bytes` counts and the sizer's bytes per row come from; 0 leaves them blind."""
     epoch: int = 0
     """The source's epoch when this was read; a chunk of an older epoch is never committed."""
     timings: Timings = field(default_factory=Timings)

@@ -13,6 +13,7 @@ taken as the fixed cost. Suggestions need `MIN_BATCHES` batches; every one says 
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -168,15 +169,21 @@ def batch_size(model: CostModel, batch: BatchConfig, row_bytes: float) -> tuple[
     by_floor = batch.target_latency * FLOOR / model.per_row
     by_memory = batch.max_bytes / row_bytes if row_bytes > 0 else float("inf")
     rows = max(batch.min_rows, _round(min(by_latency, max(by_overhead, by_floor), by_memory, batch.max_rows_limit)))
-    if rows == _round(by_overhead):
+
+    def sized_by(bound: float) -> bool:  # (no bound by memory where no row had a size: infinite)
+        return math.isfinite(bound) and rows == _round(bound)
+
+    if sized_by(by_overhead):
         why = f"the fixed cost of a commit ({model.fixed * 1000:.0f}ms) is {OVERHEAD:.0%} of it at this size"
-    elif rows == _round(by_floor):
+    elif sized_by(by_floor):
         why = (f"a commit of {FLOOR:.0%} of target_latency amortizes the costs every batch pays outside it "
                "(decoding a chunk, the rules, round trips)")
-    elif rows == _round(by_latency):
+    elif sized_by(by_latency):
         why = f"larger batches would commit slower than target_latency ({batch.target_latency:g}s)"
-    elif rows == _round(by_memory):
+    elif sized_by(by_memory):
         why = f"max_bytes holds about this many rows ({row_bytes:.0f} bytes each)"
+    elif rows == batch.min_rows:
+        why = "min_rows"
     else:
         why = "max_rows_limit"
     return rows, why + f"; commits alone: {model.rows_per_second(rows):,.0f} rows/s, {model.seconds(rows):.2f}s each"

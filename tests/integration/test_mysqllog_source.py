@@ -171,6 +171,7 @@ async def test_once_stops_where_the_binlog_stood_and_a_big_transaction_resumes_i
     run_sql(binlog_server, f"INSERT INTO `{database}`.split SELECT seq, 'v' FROM `{database}`.seq_1_to_25")
     chunks = await _read(config, f"{database}.split", snapshot.end, max_rows=10)
     assert [c.rows.num_rows for c in chunks] == [10, 10, 5]
+    assert all(c.nbytes == c.rows.nbytes > 0 for c in chunks)  # what batch.max_bytes counts
     assert [c.end.get("done") for c in chunks] == [10, 20, None]
     assert chunks[0].end["pos"] == snapshot.end["pos"] and chunks[2].end["pos"] > snapshot.end["pos"]
     rest = await _read(config, f"{database}.split", chunks[0].end, max_rows=10)

@@ -269,6 +269,7 @@ async def test_a_transaction_larger_than_a_chunk_is_split_and_resumed_inside(
         await conn.execute("INSERT INTO split SELECT g, 'v' || g FROM generate_series(1, 25) g")
         chunks = await read(snapshot.end)
         assert [c.rows.num_rows for c in chunks] == [10, 10, 5]
+        assert all(c.nbytes == c.rows.nbytes > 0 for c in chunks)  # what batch.max_bytes counts
         assert [c.end.get("done") for c in chunks] == [10, 20, None]
         assert chunks[0].end["lsn"] is None and chunks[2].end["lsn"] == chunks[0].end["txn"]
         assert chunks[1].start == chunks[0].end and chunks[2].start == chunks[1].end

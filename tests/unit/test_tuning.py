@@ -165,6 +165,15 @@ def test_the_suggestion_respects_the_latency_target_and_memory() -> None:
     assert suggest(recent, BatchConfig(max_rows=20_000), 20_000, 100) == []  # close enough already
 
 
+def test_rows_without_a_size_capped_by_max_rows_limit_get_a_suggestion_not_a_crash() -> None:
+    """Batches whose rows had no size (row_bytes 0: no memory bound) and a size capped by
+    max_rows_limit: the reasoning used to round the infinite memory bound, an OverflowError that
+    failed the pipeline after its commit (seen in the binlog source's SIGKILL test)."""
+    recent = observed(5000, 0.05 + 5000 * 2e-9, {"commit": 0.05}, 5000)
+    [capped] = suggest(recent, BatchConfig(max_rows=5000), 5000, 0)  # by overhead ~4.5M rows: above the limit
+    assert capped["suggested"] == 1_000_000 and capped["why"].startswith("max_rows_limit"), capped
+
+
 def test_no_suggestion_before_enough_batches_nor_when_the_source_is_idle() -> None:
     one = [Observation(100, 1000, 0.01, {}, 5000, 0.0)]
     assert suggest(one, BatchConfig(max_rows=5000), 5000, 10) == []
