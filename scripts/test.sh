@@ -28,7 +28,9 @@ trap stop_started EXIT
 export CONDUITD_REQUIRE_SERVICES=1   # an unreachable service fails the tests instead of skipping them
 
 python3 -m ruff check conduitd tests benchmarks
-python3 -m mypy conduitd
+# mypy's incremental cache outside the checkout: a clean clone on the same machine checks only
+# what changed since the last run (~20 s cold, under 1 s warm); changed files are found by hash.
+python3 -m mypy --cache-dir "${XDG_CACHE_HOME:-$HOME/.cache}/conduitd-mypy" conduitd
 # Two workers, each test file on one of them (module fixtures made once; files share no state:
 # every test names its schemas, databases, topics, streams and ports uniquely). The suite mostly
 # waits on servers and daemons, so two workers on two cores cut its wall time by a third or more.
