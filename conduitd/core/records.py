@@ -76,8 +76,8 @@ class Chunk:
     rows: pa.Table
     rejects: tuple[Reject, ...] = ()
     nbytes: int = 0
-    """Bytes read (the input's, or the rows' Arrow size where the source has no input bytes):
-    what `batch.max_bytes` counts and the sizer's bytes per row come from; 0 leaves them blind."""
+    """Bytes read: the input's where the source knows them, else (0) the rows' Arrow size. What
+    `batch.max_bytes` counts and the sizer's bytes per row come from."""
     epoch: int = 0
     """The source's epoch when this was read; a chunk of an older epoch is never committed."""
     timings: Timings = field(default_factory=Timings)
@@ -94,6 +94,10 @@ class Chunk:
     of the data can be taken for it."""
     reread: bool = False
     """The rows are read again (a polling source's lag window): their rejects are `Reject.reread`."""
+
+    def __post_init__(self) -> None:
+        if not self.nbytes and self.rows.num_rows:
+            object.__setattr__(self, "nbytes", self.rows.nbytes)
 
 
 @dataclass(frozen=True, slots=True)

@@ -199,7 +199,7 @@ class MysqlLogSource:
                        else log_position(at, gtid))
                 table, rejects = decode(rows, plan.columns, self.partition, _at(begin))
                 table = with_op(table, self.op_column, ["snapshot"] * table.num_rows)
-                yield Chunk(self.partition, begin, end, table, tuple(rejects), table.nbytes)
+                yield Chunk(self.partition, begin, end, table, tuple(rejects))
                 begin = end
         finally:
             conn.close()
@@ -338,7 +338,7 @@ class MysqlLogSource:
     def _chunk(self, begin: dict[str, Any], end: dict[str, Any], changes: list[rd.Row]) -> Chunk:
         read = to_rows(changes, list(self._columns.values()), self.partition, begin, op_column=self.op_column,
                        deletes_as_rows=self.deletes_as_rows)
-        return Chunk(self.partition, begin, end, read.table, read.rejects, read.table.nbytes, deletes=read.deletes)
+        return Chunk(self.partition, begin, end, read.table, read.rejects, deletes=read.deletes)
 
     def _failure(self, error: BaseException, position: dict[str, Any]) -> str:
         at = coordinate(position)

@@ -191,7 +191,7 @@ class LogSource:
                 self._types.update(types)
                 self._check_op_column(types)
                 read = text_rows(rows, types, self.partition, begin, op="snapshot", op_column=self.op_column)
-                yield Chunk(self.partition, begin, end, read.table, read.rejects, read.table.nbytes, epoch=self._epoch)
+                yield Chunk(self.partition, begin, end, read.table, read.rejects, epoch=self._epoch)
                 begin = end
                 if stop.is_set():
                     return
@@ -218,7 +218,7 @@ class LogSource:
                 await self._committed(start, begin, stop)  # what came before is written first
                 raise
             read = to_rows(changes, self._types, self.partition, begin, op_column=self.op_column)
-            yield Chunk(self.partition, begin, end, read.table, read.rejects, read.table.nbytes, epoch=self._epoch,
+            yield Chunk(self.partition, begin, end, read.table, read.rejects, epoch=self._epoch,
                         deletes=read.deletes)
             begin = end
 

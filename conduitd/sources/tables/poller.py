@@ -348,7 +348,7 @@ class PollingSource:
                 # Marked as read again: a reject the DLQ holds already (a run before this one
                 # found it) is not added again.
                 return Chunk(self.partition, position, end, rows, tuple(replace(r, reread=True) for r in rejects),
-                             nbytes=rows.nbytes, epoch=epoch, timings=timings, reread=True), done
+                             epoch=epoch, timings=timings, reread=True), done
             if done:
                 return None, True
 
