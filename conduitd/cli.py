@@ -35,6 +35,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from conduitd import pandas_probe
 from conduitd.commands.arguments import COMMANDS, DEFAULT_CONFIG, build_parser
 from conduitd.config import Config, PipelineConfig
 from conduitd.configfile import load_config
@@ -54,6 +55,7 @@ __all__ = ["build_parser", "entry", "main"]
 
 def entry() -> NoReturn:
     """The console scripts' and `python -m conduitd`'s entry point: `main`, then `leave`."""
+    pandas_probe.own_process()
     leave(main())
 
 
@@ -234,8 +236,9 @@ def _dispatch(args: argparse.Namespace, config: Config, *, batch: bool) -> int:
 def _run(args: argparse.Namespace, config: Config, *, batch: bool) -> int:
     """`run`: a dry run, or a pre-flight (under --once, unless skipped) and the run. Under the
     name `conduit` a run is `--once` unless `--daemon` is given."""
-    from conduitd import commands
+    from conduitd import commands, registry
 
+    pandas_probe.skip_unless_needed(plugins=registry.names_plugins(config))
     if args.dry_run:
         return _run_async(commands.dry_run(config, args.pipeline, as_json=args.json))
     if args.json:

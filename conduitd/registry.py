@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Tag, create_model, field_validator, model_validator
 
-from conduitd import __version__
+from conduitd import __version__, pandas_probe
 from conduitd.config import Config, DestinationConfig, DlqConfig, PipelineConfig, SourceConfig
 from conduitd.errors import ConfigError
 
@@ -143,7 +143,20 @@ def build(kind: Kind, config: Any, *args: Any) -> Any:
     config (a source's SourceOptions). A missing driver is a ConfigError naming the pip extra."""
     connector = load(kind, str(config.type))
     missing_driver(connector, raise_=True)
-    return connector.factory(config, *args)
+    built = connector.factory(config, *args)
+    pandas_probe.rearm()  # the connector's modules may have imported pandas
+    return built
+
+
+def names_plugins(config: Config) -> bool:
+    """Whether any source or destination of `config` is a plugin's (not built into conduitd)."""
+    named: list[tuple[Kind, str]] = [("source", str(s.type)) for s in config.sources]
+    named += [("destination", str(d.type)) for d in config.destinations]
+    for kind, type_ in named:
+        entry = entries(kind).get(type_)
+        if entry is None or not entry.builtin:
+            return True
+    return False
 
 
 def missing_driver(connector: Connector, *, raise_: bool = False) -> str | None:

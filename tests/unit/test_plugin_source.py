@@ -15,6 +15,7 @@ import pytest
 
 from conduitd import registry
 from conduitd.cli import main
+from conduitd.configfile import load_config
 
 GUIDE = Path(__file__).parents[2] / "docs" / "connectors.md"
 
@@ -50,6 +51,7 @@ destinations:
 resources:
   - {{name: numbers, source: numbers, destination: out, batch: {{max_rows: 10}}}}
 """)
+    assert registry.names_plugins(load_config(config))  # so pyarrow's look for pandas is not skipped
     assert main(["--once", "-c", str(config)]) == 0, capsys.readouterr().err
     assert main(["--once", "-c", str(config)]) == 0, capsys.readouterr().err  # nothing new: nothing written
     with sqlite3.connect(database) as db:
