@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +12,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from conduitd.core.records import Position
 from conduitd.core.redact import redact_value
+
+log = logging.getLogger(__name__)
 
 
 class Metrics:
@@ -83,10 +87,23 @@ class PipelineStatus:
     leases: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per partition this replica holds a lease on: owner and epoch (database sources)."""
     started: float = field(default_factory=time.time)
-    tuning: dict[str, Any] = field(default_factory=dict)
-    """The batch sizer's state and suggestions (`conduitd.runtime.tuning`)."""
+    tuning_report: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
+    """Makes `tuning` (the pipeline's `BatchSizer.report`), when it is asked for."""
     dbt: dict[str, Any] | None = None
     """`after_commit.dbt`: running or not, runs so far, the last outcome (`conduitd.ops.dbt`); None without it."""
+
+    @property
+    def tuning(self) -> dict[str, Any]:
+        """The batch sizer's state and suggestions (`conduitd.runtime.tuning`), made when read
+        (/status, `conduitd tune`), not after every commit: advice never costs or fails a commit.
+        Should making it fail, the error is shown in its place and logged."""
+        if self.tuning_report is None:
+            return {}
+        try:
+            return self.tuning_report()
+        except Exception as exc:  # advice must not take /status down with it
+            log.exception("pipeline %s: the batch-size advice failed", self.name)
+            return {"error": f"{type(exc).__name__}: {exc}"[:300]}
 
     def as_dict(self) -> dict[str, Any]:
         return redact_value({  # /status shows this: no secrets

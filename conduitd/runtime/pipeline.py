@@ -80,6 +80,7 @@ class Pipeline:
         self._stop = asyncio.Event()
         self.retry = RetryPolicy.for_service(config.service, once=once)
         self.sizer = BatchSizer(pipeline.batch, source=self.source)
+        self.status.tuning_report = self.sizer.report
         self.leases: Leases | None = None
         if self.destination.capabilities.leases:
             self.leases = PipelineLeases(self.with_destination, pipeline.name, pipeline.source,
@@ -378,7 +379,6 @@ class Pipeline:
         self.metrics.commit_seconds.labels(name).observe(seconds)
         self.metrics.batch_rows.labels(name).observe(batch.records)
         self.sizer.observe(batch.records, batch.nbytes, seconds, batch.timings)
-        status.tuning = self.sizer.report()
         self.metrics.last_commit.labels(name).set(status.last_commit)
         for rule, count in result.dlq_rows_by_rule.items():
             self.metrics.dlq_rows.labels(name, rule).inc(count)

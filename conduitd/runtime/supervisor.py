@@ -250,24 +250,18 @@ class Runtime:
 
     async def _enforce_drain_deadline(self, runs: Sequence[asyncio.Task[None]]) -> None:
         """Once a stop is requested, give the pipelines `drain_timeout` to commit, then cancel them
-        (their open transactions roll back; that work is read again on restart)."""
-        while not all(r.done() for r in runs):
-            if self.stop.is_set():
-                break
-            await asyncio.sleep(0.1)
-        else:
+        (their open transactions roll back; that work is read again on restart). Woken by the stop
+        or by the last pipeline's end, not by polling: a `--once` run exits as its work ends."""
+        await _first(self.stop.wait(), asyncio.wait(runs))
+        if all(r.done() for r in runs):
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.service.drain_timeout
-        while not all(r.done() for r in runs):
-            if loop.time() > deadline:
-                self.drain_expired = True
-                log.error("drain deadline of %.0fs passed: stopping without committing the rest "
-                          "(it will be read again on restart)", self.config.service.drain_timeout)
-                for run in runs:
-                    run.cancel()
-                return
-            await asyncio.sleep(0.05)
+        _, pending = await asyncio.wait(runs, timeout=self.config.service.drain_timeout)
+        if pending:
+            self.drain_expired = True
+            log.error("drain deadline of %.0fs passed: stopping without committing the rest "
+                      "(it will be read again on restart)", self.config.service.drain_timeout)
+            for run in pending:
+                run.cancel()
 
     async def _notify_systemd(self, runs: Sequence[asyncio.Task[None]]) -> None:
         """READY=1 once every pipeline has connected, STATUS= on state changes, and watchdog
@@ -283,7 +277,7 @@ class Runtime:
                 told_ready = True
             if watchdog:
                 self.notifier.watchdog()
-            await asyncio.sleep(interval)
+            await _first(asyncio.sleep(interval), asyncio.wait(runs))  # woken early by the end
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()

@@ -7,9 +7,11 @@ import sqlite3
 from pathlib import Path
 
 import orjson
+import pytest
 
 from conduitd.config import BatchConfig, Config, FileSourceConfig, PipelineConfig, SqliteDestinationConfig
 from conduitd.runtime.supervisor import Runtime
+from conduitd.runtime.tuning import BatchSizer
 
 ROWS = 60_000
 
@@ -76,3 +78,20 @@ async def test_a_fixed_size_is_kept(tmp_path: Path) -> None:
     assert sizes == [500] * 10
     assert runtime.statuses()[0].tuning["adaptive"] is False
     assert table_ids(tmp_path) == list(range(1, 5_001))
+
+
+async def test_advice_that_fails_never_fails_a_commit_and_status_shows_the_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The batch-size advice is made when /status is read, not in the commit path: a bug in it (an
+    OverflowError once failed a pipeline right after its commit) shows in `tuning`, nothing more."""
+    def broken(self: BatchSizer) -> dict[str, object]:
+        raise OverflowError("cannot convert float infinity to integer")
+
+    monkeypatch.setattr(BatchSizer, "report", broken)
+    write_lines(tmp_path / "in.jsonl", 5_000)
+    runtime, sizes = await run_once(tmp_path, {"max_rows": 500})
+    assert sizes == [500] * 10
+    assert table_ids(tmp_path) == list(range(1, 5_001))
+    [status] = runtime.statuses()
+    assert status.as_dict()["tuning"] == {"error": "OverflowError: cannot convert float infinity to integer"}
+    assert "the batch-size advice failed" in caplog.text

@@ -101,18 +101,28 @@ async def _observe(runtime: AlertedRuntime, rules: Rules, delivery: Delivery,
     loop = asyncio.get_running_loop()
     interval = rules.settings.check_interval
     next_check = loop.time()
-    while not all(run.done() for run in runs):
-        if loop.time() >= next_check:
-            for alert in rules.on_statuses(runtime.statuses(), time.time()):
-                delivery.submit(alert)
-            next_check = loop.time() + interval
-        # Wake at least every 0.5 s to notice the pipelines ending.
-        timeout = max(0.0, min(next_check - loop.time(), 0.5))
-        try:
-            event = await asyncio.wait_for(events.get(), timeout)
-        except TimeoutError:
-            continue
-        _one(runtime, rules, delivery, event)
+    ended = asyncio.ensure_future(asyncio.wait(runs))  # wakes the loop as the last pipeline ends
+    getter: asyncio.Future[dict[str, Any]] | None = None
+    try:
+        while not all(run.done() for run in runs):
+            if loop.time() >= next_check:
+                for alert in rules.on_statuses(runtime.statuses(), time.time()):
+                    delivery.submit(alert)
+                next_check = loop.time() + interval
+            getter = asyncio.ensure_future(events.get())
+            await asyncio.wait((getter, ended), timeout=max(0.0, next_check - loop.time()),
+                               return_when=asyncio.FIRST_COMPLETED)
+            taken, getter = getter, None
+            if taken.done():
+                _one(runtime, rules, delivery, taken.result())
+            else:
+                taken.cancel()  # an event not yet taken stays queued
+    finally:
+        ended.cancel()
+        if getter is not None:  # cancelled while waiting: an event taken meanwhile is still handled
+            if getter.done() and not getter.cancelled():
+                _one(runtime, rules, delivery, getter.result())
+            getter.cancel()
 
 
 def _drain(runtime: AlertedRuntime, rules: Rules, delivery: Delivery, events: asyncio.Queue[dict[str, Any]]) -> None:
