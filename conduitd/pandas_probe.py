@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import logging
 import sys
 from collections.abc import Sequence
 
 __all__ = ["own_process", "rearm", "skip_unless_needed"]
 
+log = logging.getLogger(__name__)
 _skipped = False
 _owned = False
 
@@ -59,6 +61,9 @@ def skip_unless_needed(*, plugins: bool) -> bool:
     sys.meta_path.insert(0, refuse)
     try:
         pa.array([0])  # pyarrow's first look: `import pandas` fails, it notes pandas as absent
+    except Exception:  # a pyarrow that lets the refused import through: it looks again later
+        log.debug("pyarrow did not take pandas' absence; it imports pandas when it needs to", exc_info=True)
+        return False
     finally:
         sys.meta_path.remove(refuse)
     _skipped = "pandas" not in sys.modules

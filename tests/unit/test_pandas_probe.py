@@ -116,3 +116,24 @@ def test_a_once_run_of_built_in_connectors_never_imports_pandas(tmp_path: Path) 
     assert not registry.names_plugins(load_config(config))
     with sqlite3.connect(tmp_path / "t.db") as db:
         assert db.execute('SELECT "id", "amount" FROM "p" ORDER BY "id"').fetchall() == [(1, 2.5), (2, None)]
+
+
+def test_a_pyarrow_that_lets_the_refused_import_through_is_left_to_look_again() -> None:
+    done = _python("""
+        import sys
+        import pyarrow as pa
+        from conduitd import pandas_probe
+        pandas_probe.own_process()
+        real = pa.array
+
+        def strict(*args, **kwargs):  # as a pyarrow might that does not catch the refused import
+            import pandas
+            return real(*args, **kwargs)
+
+        pa.array = strict
+        print(pandas_probe.skip_unless_needed(plugins=False))
+        pa.array = real
+        pa.array([1])
+        print("pandas" in sys.modules)  # pyarrow's own look, as without conduitd
+    """)
+    assert done.stdout.split() == ["False", "True"]
