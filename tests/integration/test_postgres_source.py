@@ -76,6 +76,21 @@ async def rows(pg: asyncpg.Connection, schema: str, table: str, order: str = "id
     return [dict(r) for r in await pg.fetch(f'SELECT * FROM "{schema}"."{table}" ORDER BY {order}')]
 
 
+async def runs_until(pg: asyncpg.Connection, config: Path, schema: str, wanted: list[tuple[int, str]]) -> None:
+    """`--once` runs until the table `dst` holds `wanted` as (id, v). A sequential or xid cursor
+    waits for every write transaction running on the server (any database: xids are server-wide),
+    a --once run for 2 s at most, then leaves the rest to the next run: on this shared server
+    another test's transaction may hold a run back, never make it read what it must not."""
+    got: list[tuple[int, str]] = []
+    for _ in range(30):
+        assert await once(config) == 0
+        if await pg.fetchval("SELECT to_regclass($1) IS NOT NULL", f'"{schema}".dst'):
+            got = [(r["id"], r["v"]) for r in await rows(pg, schema, "dst")]
+        if got == wanted:
+            return
+    raise AssertionError(f"after 30 runs the table holds {got}, not {wanted}")
+
+
 async def test_a_late_commit_is_read_once_it_commits_timestamp_cursor(
         pg: asyncpg.Connection, db_dsn: str, pg_schema: str, tmp_path: Path) -> None:
     await pg.execute(f'CREATE TABLE "{pg_schema}".src (id int PRIMARY KEY, ts timestamptz NOT NULL DEFAULT now(), '
@@ -115,20 +130,7 @@ async def test_a_late_commit_is_read_once_it_commits_sequential_cursor(
         - {name: copy, source: db, destination: wh, source_table: src, table: dst, incremental_column: id}
         """)
 
-    async def runs_until(wanted: list[tuple[int, str]]) -> None:
-        """`--once` runs until the table holds `wanted`. A sequential cursor waits for every write
-        transaction running on the server (any database: xids are server-wide), a --once run for
-        2 s at most, then leaves the rest to the next run: on this shared server another test's
-        transaction may hold a run back, never make it read what it must not."""
-        for _ in range(30):
-            assert await once(config) == 0
-            got = [(r["id"], r["v"]) for r in await rows(pg, pg_schema, "dst")] if await pg.fetchval(
-                "SELECT to_regclass($1) IS NOT NULL", f'"{pg_schema}".dst') else []
-            if got == wanted:
-                return
-        raise AssertionError(f"after 30 runs the table holds {got}, not {wanted}")
-
-    await runs_until([(1, "first")])
+    await runs_until(pg, config, pg_schema, [(1, "first")])
     late = await asyncpg.connect(db_dsn)
     try:
         tx = late.transaction()
@@ -140,7 +142,7 @@ async def test_a_late_commit_is_read_once_it_commits_sequential_cursor(
         await tx.commit()
     finally:
         await late.close()
-    await runs_until([(1, "first"), (2, "late"), (3, "early")])
+    await runs_until(pg, config, pg_schema, [(1, "first"), (2, "late"), (3, "early")])
 
 
 async def test_five_thousand_rows_of_one_timestamp_arrive_once_in_batches_of_a_thousand(
@@ -363,7 +365,7 @@ async def test_exact_mode_after_cdc_setup_reads_a_late_commit_and_an_update_once
     assert code == 0, err
     code, out, err = await conduitd_cli("cdc", "setup", "-c", str(config), "--apply")  # again: harmless
     assert code == 0, err
-    await once(config)
+    await runs_until(pg, config, pg_schema, [(1, "old")])
     late = await asyncpg.connect(db_dsn)
     try:
         tx = late.transaction()
@@ -372,13 +374,11 @@ async def test_exact_mode_after_cdc_setup_reads_a_late_commit_and_an_update_once
         await pg.execute(f"INSERT INTO {src} (id, v) VALUES (3, 'early')")
         await pg.execute(f"UPDATE {src} SET v = 'updated' WHERE id = 1")
         await once(config)
-        assert [r["id"] for r in await rows(pg, pg_schema, "dst")] == [1]  # 3 and the update wait for 2's xid
+        assert [(r["id"], r["v"]) for r in await rows(pg, pg_schema, "dst")] == [(1, "old")]  # 3, the update: 2's xid
         await tx.commit()
     finally:
         await late.close()
-    await once(config)
-    assert [(r["id"], r["v"]) for r in await rows(pg, pg_schema, "dst")] == [(1, "updated"), (2, "late"),
-                                                                              (3, "early")]
+    await runs_until(pg, config, pg_schema, [(1, "updated"), (2, "late"), (3, "early")])
 
 
 async def test_lookback_waits_for_rows_whose_application_timestamps_arrive_late(
