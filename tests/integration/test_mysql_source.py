@@ -169,9 +169,11 @@ async def test_a_late_commit_is_read_once_it_commits_sequential_cursor(
         tmp_path: Path) -> None:
     await my_run(my, f"CREATE TABLE `{table}` (id BIGINT AUTO_INCREMENT PRIMARY KEY, v TEXT)")
     await my_run(my, f"INSERT INTO `{table}` (v) VALUES ('first')")
+    (inserted,), = await my_run(my, "SELECT UNIX_TIMESTAMP(NOW(6))")
     config = write_config(tmp_path, my_database, pg_dsn, pg_schema, f"""\
         - {{name: copy, source: db, destination: wh, source_table: {table}, table: dst, incremental_column: id}}
         """)
+    await readable(my, str(inserted))  # another test's write transaction on the server would hold 1 back
     await once(config)
     late = await my_connect(my_database, autocommit=False)
     try:
