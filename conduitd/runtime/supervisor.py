@@ -240,11 +240,7 @@ class Runtime:
 
     async def _propagate_stop(self, runs: Sequence[asyncio.Task[None]]) -> None:
         """The daemon's stop is every pipeline's stop."""
-        done = asyncio.ensure_future(asyncio.wait(runs))
-        try:
-            await _first(self.stop.wait(), done)
-        finally:
-            done.cancel()
+        await _first(self.stop.wait(), asyncio.wait(runs))
         for slot in self.slots.values():
             slot.stop.set()
 
