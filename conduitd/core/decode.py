@@ -57,7 +57,7 @@ def decode_jsonl_lines(block: bytes, partition: str, position_at: PositionAt,
 
     Before any parser sees the block, lines over `max_record_bytes` and lines nested deeper than
     `nesting.MAX_DEPTH` are set aside as rejects (a parser would crash or fail on them)."""
-    screened = _oversized(block, max_record_bytes)
+    screened = _oversized(block, max_record_bytes, newlines)
     early: list[Reject] = []
     utf8 = codec_name(encoding) == "utf-8"
     if not utf8:
@@ -99,11 +99,11 @@ def _in_order(rejects: list[Reject]) -> list[Reject]:
     return sorted(rejects, key=lambda r: int(r.position["offset"]))
 
 
-def _oversized(block: bytes, limit: int | None) -> dict[int, str]:
+def _oversized(block: bytes, limit: int | None, newlines: np.ndarray | None) -> dict[int, str]:
     """Line index -> reason, for lines longer than `limit` (a cheap test first)."""
     if limit is None or len(block) <= limit:
         return {}
-    sizes = record_sizes(block)
+    sizes = record_sizes(block, newlines)
     return {int(i): oversize_reason(int(sizes[i]), limit) for i in np.flatnonzero(sizes > limit)}
 
 

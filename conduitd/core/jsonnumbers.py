@@ -172,8 +172,9 @@ def _may_have_a_long_run(shapes: bytes) -> bool:
         return False
     if whole[0] == 0 or whole[-1] >= words - 1 or (np.diff(whole) == 1).any():
         return True
-    by_word = np.frombuffer(shapes, dtype=np.uint8, count=8 * words).reshape(words, 8) == 48
-    before, after = by_word[whole - 1], by_word[whole + 1]  # neither is whole
+    by_word = np.frombuffer(shapes, dtype=np.uint8, count=8 * words).reshape(words, 8)
+    before, after = by_word[whole - 1] == 48, by_word[whole + 1] == 48  # neither is whole (only these
+    # words are compared: comparing every byte of the block cost more than the rest of the screen)
     trailing = np.argmin(before[:, ::-1], axis=1)  # zeros that end the word before
     leading = np.argmin(after, axis=1)  # zeros that start the word after
     return bool((trailing + 8 + leading >= _LONG).any())

@@ -20,18 +20,20 @@ def payload_text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="backslashreplace")
 
 
-def line_bounds(block: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end (after the LF) of every line; a last line without LF ends the block."""
-    ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10) + 1
+def line_bounds(block: bytes, newlines: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (after the LF) of every line; a last line without LF ends the block.
+    `newlines`: the offset of every LF in `block`, where the caller knows them (a pass saved)."""
+    ends = (np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10) if newlines is None else newlines) + 1
     if block and not block.endswith(b"\n"):
         ends = np.append(ends, len(block))
     starts = np.concatenate(([0], ends[:-1])) if len(ends) else np.empty(0, dtype=np.int64)
     return starts.astype(np.int64), ends.astype(np.int64)
 
 
-def record_sizes(block: bytes) -> np.ndarray:
-    """Bytes of every line's record, without its line break (LF or CR LF)."""
-    starts, ends = line_bounds(block)
+def record_sizes(block: bytes, newlines: np.ndarray | None = None) -> np.ndarray:
+    """Bytes of every line's record, without its line break (LF or CR LF); `newlines` as for
+    `line_bounds`."""
+    starts, ends = line_bounds(block, newlines)
     data = np.frombuffer(block, dtype=np.uint8)
     has_lf = data[ends - 1] == 10 if len(ends) else np.zeros(0, dtype=bool)
     lf = has_lf.astype(np.int64)

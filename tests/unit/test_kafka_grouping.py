@@ -7,7 +7,7 @@ import random
 
 from confluent_kafka import Message
 
-from conduitd.sources.kafka import by_partition
+from conduitd.sources.kafka.consumer import by_partition
 
 
 def poll(records: list[tuple[str, int]]) -> list[Message]:

@@ -18,7 +18,7 @@ import contextlib
 import queue
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from itertools import compress, pairwise
+from itertools import compress
 
 import numpy as np
 from confluent_kafka import Message
@@ -28,7 +28,7 @@ from conduitd.core.records import Chunk, Position
 from conduitd.core.timings import Timings
 from conduitd.errors import ConduitError, DependencyUnreachable
 from conduitd.sources.base import Checkpoints
-from conduitd.sources.kafka.consumer import ConsumerThread, Polled, partition_key
+from conduitd.sources.kafka.consumer import ConsumerThread, Polled
 from conduitd.sources.kafka.decode import decode_partition
 
 
@@ -166,7 +166,7 @@ class KafkaSource:
             starts = {k: p.start for k, p in thread.assignment.partitions.items()}
         chunks = []
         polled_ns = int(polled.polled_at * 1e9)
-        for key, messages in by_partition(polled.messages).items():
+        for key, messages in polled.partitions.items():
             if key not in starts and key not in self._ends:
                 continue  # no longer ours
             offsets = np.fromiter(map(Message.offset, messages), dtype=np.int64, count=len(messages))
@@ -193,26 +193,6 @@ class KafkaSource:
                                     epoch=polled.epoch, timings=timings, row_offsets=decoded.row_offsets,
                                     deletes=decoded.deletes))
         return chunks
-
-
-def by_partition(messages: list[Message]) -> dict[str, list[Message]]:
-    """The records of a poll grouped by partition, each in the order polled. A poll holds long
-    runs of one partition (a fetch returns a partition's records together), so the runs are
-    found with array operations and copied as slices, not record by record."""
-    if not messages:
-        return {}
-    topics = list(map(Message.topic, messages))
-    if topics.count(topics[0]) != len(topics):
-        grouped: dict[str, list[Message]] = {}
-        for message in messages:
-            grouped.setdefault(partition_key(message.topic(), message.partition()), []).append(message)
-        return grouped
-    numbers = np.fromiter(map(Message.partition, messages), dtype=np.int64, count=len(messages))
-    bounds = [0, *(np.flatnonzero(numbers[1:] != numbers[:-1]) + 1).tolist(), len(messages)]
-    runs: dict[str, list[Message]] = {}
-    for start, end in pairwise(bounds):
-        runs.setdefault(partition_key(topics[0], int(numbers[start])), []).extend(messages[start:end])
-    return runs
 
 
 def _failed(fatal: BaseException) -> ConduitError:

@@ -20,8 +20,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
+import numpy as np
 from confluent_kafka import (
     OFFSET_BEGINNING,
     OFFSET_END,
@@ -59,12 +61,33 @@ def offset_of(message: Message) -> int:
     return int(message.offset() or 0)
 
 
+def by_partition(messages: list[Message]) -> dict[str, list[Message]]:
+    """The records of a poll grouped by partition, each in the order polled. A poll holds long
+    runs of one partition (a fetch returns a partition's records together), so the runs are
+    found with array operations and copied as slices, not record by record."""
+    if not messages:
+        return {}
+    topics = list(map(Message.topic, messages))
+    if topics.count(topics[0]) != len(topics):
+        grouped: dict[str, list[Message]] = {}
+        for message in messages:
+            grouped.setdefault(partition_key(message.topic(), message.partition()), []).append(message)
+        return grouped
+    numbers = np.fromiter(map(Message.partition, messages), dtype=np.int64, count=len(messages))
+    bounds = [0, *(np.flatnonzero(numbers[1:] != numbers[:-1]) + 1).tolist(), len(messages)]
+    runs: dict[str, list[Message]] = {}
+    for start, end in pairwise(bounds):
+        runs.setdefault(partition_key(topics[0], int(numbers[start])), []).extend(messages[start:end])
+    return runs
+
+
 @dataclass
 class Polled:
-    """Records from one poll, all of one assignment epoch; `done` ends a --once run."""
+    """Records from one poll, all of one assignment epoch, by partition (`by_partition`); `done`
+    ends a --once run."""
 
     epoch: int
-    messages: list[Message]
+    partitions: dict[str, list[Message]]
     polled_at: float = 0.0
     poll_seconds: float = 0.0
     done: bool = False
@@ -202,7 +225,7 @@ class ConsumerThread(threading.Thread):
                 epoch = self.assignment.epoch
                 if self._done_epoch != epoch:
                     self._done_epoch = epoch
-                    self._put_until_closing(Polled(epoch, [], done=True))
+                    self._put_until_closing(Polled(epoch, {}, done=True))
                 else:
                     self._resync.wait(0.1)
                 continue
@@ -212,9 +235,10 @@ class ConsumerThread(threading.Thread):
             records = messages
             if any(map(Message.error, messages)):
                 records = [m for m in messages if self._keep(m)]
-            self._track(consumer, records)
+            grouped = by_partition(records)
+            self._track(consumer, grouped)
             if records:
-                pending = Polled(self.assignment.epoch, records, time.time(), time.monotonic() - started)
+                pending = Polled(self.assignment.epoch, grouped, time.time(), time.monotonic() - started)
 
     def _give_back(self, consumer: Consumer, message: Message | None) -> None:
         """A record a poll returned while the hand-over is full (one already in flight, or of a
@@ -260,24 +284,17 @@ class ConsumerThread(threading.Thread):
             self._on_error(error)
         return False
 
-    def _track(self, consumer: Consumer | None, records: list[Message]) -> None:
+    def _track(self, consumer: Consumer | None, polled: Mapping[str, list[Message]]) -> None:
         """Progress per partition, for --once (caught up?) and for lag in /status and /metrics."""
         with self.lock:
             partitions = self.assignment.partitions
-            seen: set[tuple[str | None, int | None]] = set()
-            for message in reversed(records):  # the last record of each partition is what counts
-                where = (message.topic(), message.partition())
-                if where in seen:
-                    continue
-                seen.add(where)
-                progress = partitions.get(partition_key(*where))
+            for key, records in polled.items():  # the last record of each partition is what counts
+                progress = partitions.get(key)
                 if progress is not None:
-                    progress.next_offset = offset_of(message) + 1
-                    kind, stamp = message.timestamp()
+                    progress.next_offset = offset_of(records[-1]) + 1
+                    kind, stamp = records[-1].timestamp()
                     if kind != 0:
                         progress.last_timestamp = stamp / 1000
-                if len(seen) == len(partitions):
-                    break
             for key, progress in partitions.items():
                 if consumer is None:
                     break
@@ -296,7 +313,7 @@ class ConsumerThread(threading.Thread):
                             progress.next_offset = high
                         elif low is not None and low >= 0:
                             progress.next_offset = low
-        if records:
+        if polled:
             self.last_contact = time.monotonic()
             self.error = None
             self._repeats.reset()
