@@ -31,10 +31,10 @@ python3 -m ruff check conduitd tests benchmarks
 # mypy's incremental cache outside the checkout: a clean clone on the same machine checks only
 # what changed since the last run (~20 s cold, under 1 s warm); changed files are found by hash.
 python3 -m mypy --cache-dir "${XDG_CACHE_HOME:-$HOME/.cache}/conduitd-mypy" conduitd
-# Four workers, each test file on one of them (module fixtures made once; files share no state:
+# Three workers, each test file on one of them (module fixtures made once; files share no state:
 # every test names its schemas, databases, topics, streams and ports uniquely). The suite mostly
-# waits on servers and daemons (lease expiries, group joins, poll intervals, killed processes):
-# on a machine of this kind slower than the one where two workers took 14 minutes, two took 22
-# and three 19, the tests' processes keeping only 1.3 of the two cores busy either way.
+# waits on servers and daemons: on a machine of this kind slower than the one where two workers took
+# 14 minutes, two took 22 and three 19 (the tests' processes kept 1.3 of the two cores busy); four
+# took 22 again, the machine then saturated.
 # `-p no:benchmark`: pytest-benchmark, where installed, warns under xdist (and warnings are errors).
-python3 -m pytest -q -p no:cacheprovider -p no:benchmark -n 4 --dist loadfile --durations=25 "$@"
+python3 -m pytest -q -p no:cacheprovider -p no:benchmark -n 3 --dist loadfile --durations=25 "$@"

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.asyncio
 
 @pytest.fixture(scope="module")
 def logical_pg() -> Iterator[PrivatePostgres]:
-    server = create_private_postgres("wal_level=logical", "max_replication_slots=10")
+    server = create_private_postgres("wal_level=logical", "max_replication_slots=20")  # a slot per test
     try:
         yield server
     finally:
@@ -390,6 +390,41 @@ async def test_a_snapshot_whose_connection_is_lost_resumes_where_it_stood(
         state: dict[int, str | None] = {}
         _apply(state, chunks)
         assert state == {r["id"]: r["v"] for r in await conn.fetch("SELECT id, v FROM cut")}
+    finally:
+        await conn.close()
+
+
+async def test_a_run_advances_a_slot_left_behind_the_checkpoint(tmp_path: Path, logical_pg: PrivatePostgres) -> None:
+    """A run that committed and stopped before it advanced the slot (SIGTERM or a crash between the
+    commit and `acknowledge`) leaves the slot behind the destination's checkpoint. The next run
+    advances it as it starts, although it has nothing to commit (so no acknowledge of its own)."""
+    from conduitd.configfile import load_config
+
+    conn = await asyncpg.connect(logical_pg.dsn)
+    try:
+        await conn.execute("CREATE TABLE behind (id int PRIMARY KEY, v text)")
+        config_path = make_config(tmp_path, logical_pg.dsn, "behind", "upsert", unique_key=["id"])
+        setup(config_path)
+        config = load_config(config_path)
+        start = await slot_position(conn, "conduitd_behind")
+
+        async def run(position: dict[str, Any] | None) -> list[Chunk]:
+            source = LogSource(config.source("src"), config.resources[0], once=True,  # type: ignore[arg-type]
+                               max_rows=100, deletes=True, unreachable_after=10)
+            try:
+                committed = {} if position is None else {"public.behind": position}
+                return [c async for c in source.chunks(_Committed(committed), asyncio.Event())]
+            finally:
+                await source.close()
+
+        snapshot = await run(None)  # an empty table: the snapshot hands over to the log at once
+        await conn.execute("INSERT INTO behind SELECT g, 'v' || g FROM generate_series(1, 5) g")
+        logged = await run(snapshot[-1].end)  # read, never acknowledged: as if stopped after the commit
+        end = logged[-1].end
+        assert end["phase"] == "log" and end["lsn"] and logged[-1].rows.num_rows == 5
+        assert await slot_position(conn, "conduitd_behind") == start
+        assert await run(end) == []  # everything up to the checkpoint is written: nothing to read
+        assert await slot_position(conn, "conduitd_behind") == end["lsn"]
     finally:
         await conn.close()
 

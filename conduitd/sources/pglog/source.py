@@ -166,6 +166,11 @@ class LogSource:
                     raise DependencyUnreachable(self._problem) from None
                 await asyncio.sleep(0.5)
         self._problem = None
+        if position.get("lsn"):
+            # The run that committed up to this position may have stopped before it advanced the
+            # slot (a SIGTERM or crash between its commit and `acknowledge`): the rows are written,
+            # so the slot moves on now, even when this run finds nothing more to commit.
+            await self.acknowledge({self.partition: position})
         async for chunk in self._log(position, stop):
             yield chunk
 
