@@ -256,13 +256,7 @@ async def test_a_transaction_larger_than_a_chunk_is_split_and_resumed_inside(
         source_config, pipeline = config.source("src"), config.resources[0]
 
         async def read(position: dict[str, Any] | None) -> list[Chunk]:
-            source = LogSource(source_config, pipeline, once=True, max_rows=10, deletes=True,  # type: ignore[arg-type]
-                               unreachable_after=10)
-            try:
-                committed = {} if position is None else {"public.split": position}
-                return [c async for c in source.chunks(_Committed(committed), asyncio.Event())]
-            finally:
-                await source.close()
+            return await _read_once(config, "public.split", position, max_rows=10)
 
         (snapshot,) = await read(None)  # the table is empty: one empty chunk that hands over to the log
         assert snapshot.rows.num_rows == 0 and snapshot.end["phase"] == "log" and snapshot.end["lsn"] is None
@@ -295,6 +289,19 @@ async def test_a_transaction_larger_than_a_chunk_is_split_and_resumed_inside(
             await source.close()
     finally:
         await conn.close()
+
+
+async def _read_once(config: Any, partition: str, position: dict[str, Any] | None, *,
+                     max_rows: int) -> list[Chunk]:
+    """Every chunk a --once run of the config's first pipeline hands over from `position` (None:
+    no checkpoint), read in this process and never acknowledged."""
+    source = LogSource(config.source("src"), config.resources[0], once=True,  # type: ignore[arg-type]
+                       max_rows=max_rows, deletes=True, unreachable_after=10)
+    try:
+        committed = {} if position is None else {partition: position}
+        return [c async for c in source.chunks(_Committed(committed), asyncio.Event())]
+    finally:
+        await source.close()
 
 
 def _apply(state: dict[int, str | None], chunks: list[Chunk]) -> None:
@@ -409,13 +416,7 @@ async def test_a_run_advances_a_slot_left_behind_the_checkpoint(tmp_path: Path, 
         start = await slot_position(conn, "conduitd_behind")
 
         async def run(position: dict[str, Any] | None) -> list[Chunk]:
-            source = LogSource(config.source("src"), config.resources[0], once=True,  # type: ignore[arg-type]
-                               max_rows=100, deletes=True, unreachable_after=10)
-            try:
-                committed = {} if position is None else {"public.behind": position}
-                return [c async for c in source.chunks(_Committed(committed), asyncio.Event())]
-            finally:
-                await source.close()
+            return await _read_once(config, "public.behind", position, max_rows=100)
 
         snapshot = await run(None)  # an empty table: the snapshot hands over to the log at once
         await conn.execute("INSERT INTO behind SELECT g, 'v' || g FROM generate_series(1, 5) g")
