@@ -9,9 +9,10 @@ ALTER and CREATE rights on the table, which reading does not)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from conduitd.config import Config, PipelineConfig
-from conduitd.errors import ConfigError
+from conduitd.errors import ConduitError, ConfigError
 from conduitd.sources.tables.postgres_settings import PostgresSourceConfig
 
 
@@ -51,7 +52,7 @@ async def cdc_setup(config: Config, only: Sequence[str], *, apply: bool) -> int:
                 await conn.execute("SET default_transaction_read_only = off")
                 async with conn.transaction():
                     for statement in statements:
-                        await conn.execute(statement)
+                        await _execute(conn, pipeline, statement, "nothing was applied (one transaction)")
                 print(f"-- applied to {schema}.{table}")
         finally:
             await conn.close()
@@ -85,8 +86,23 @@ async def _log_setup(pipeline: PipelineConfig, source: PostgresSourceConfig, sch
                 raise ConfigError(f"pipeline {pipeline.name!r}: the source server has wal_level={wal_level}; "
                                   "log mode needs wal_level=logical (and a restart)")
             await conn.execute("SET default_transaction_read_only = off")
-            for statement in statements:
-                await conn.execute(statement)
+            for done, statement in enumerate(statements):
+                await _execute(conn, pipeline, statement, f"{done} statement(s) before it were applied; "
+                               "running `conduitd cdc setup --apply` again applies only what is missing")
             print(f"-- applied: drop the slot when the pipeline is gone: SELECT pg_drop_replication_slot('{name}')")
     finally:
         await conn.close()
+
+
+async def _execute(conn: Any, pipeline: PipelineConfig, statement: str, applied: str) -> None:
+    """Run one statement of the setup; the server's refusal (no REPLICATION attribute, every
+    replication slot in use, not the table's owner) becomes one clear error naming the statement."""
+    import asyncpg
+
+    try:
+        await conn.execute(statement)
+    except asyncpg.PostgresError as exc:
+        hint = getattr(exc, "hint", None)
+        raise ConduitError(f"pipeline {pipeline.name!r}: the source server refused `{statement}`: "
+                           f"{getattr(exc, 'message', None) or exc}{f' ({hint})' if hint else ''}; "
+                           f"{applied}") from None

@@ -430,6 +430,40 @@ async def test_a_run_advances_a_slot_left_behind_the_checkpoint(tmp_path: Path, 
         await conn.close()
 
 
+async def test_setup_refused_by_the_server_says_which_statement_and_why(
+        tmp_path: Path, logical_pg: PrivatePostgres) -> None:
+    """An account without the REPLICATION attribute owns the table: the publication is created,
+    the slot is refused. `cdc setup --apply` names the statement and the server's reason and
+    exits 1 (no traceback, no "bug in conduitd"); run again by an account that may, it creates
+    only the slot."""
+    conn = await asyncpg.connect(logical_pg.dsn)
+    try:
+        await conn.execute("CREATE ROLE no_replication LOGIN")
+        await conn.execute("GRANT CREATE ON DATABASE postgres TO no_replication")  # for the publication
+        await conn.execute("CREATE TABLE refused (id int PRIMARY KEY, v text)")
+        await conn.execute("ALTER TABLE refused OWNER TO no_replication")
+        limited = logical_pg.dsn.replace("postgres@", "no_replication@", 1)
+        assert limited != logical_pg.dsn
+        config = make_config(tmp_path, limited, "refused", "append")
+        done = conduitd("cdc", "setup", "-c", str(config), "--apply", timeout=60)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr and "bug in conduitd" not in done.stderr, done.stderr
+        assert "refused `SELECT pg_create_logical_replication_slot('conduitd_refused', 'pgoutput')`" in done.stderr
+        assert "replication" in done.stderr.split("refused", 1)[1].lower()
+        assert "1 statement(s) before it were applied" in done.stderr, done.stderr
+        assert await conn.fetchval("SELECT count(*) FROM pg_publication WHERE pubname = 'conduitd_refused'") == 1
+        assert await conn.fetchval("SELECT count(*) FROM pg_replication_slots "
+                                   "WHERE slot_name = 'conduitd_refused'") == 0
+        again = conduitd("cdc", "setup", "-c", str(make_config(tmp_path, logical_pg.dsn, "refused", "append")),
+                         "--apply", timeout=60)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "CREATE PUBLICATION" not in again.stdout and "pg_create_logical_replication_slot" in again.stdout
+    finally:
+        await conn.execute("SELECT pg_drop_replication_slot('conduitd_refused') FROM pg_replication_slots "
+                           "WHERE slot_name = 'conduitd_refused'")
+        await conn.close()
+
+
 async def test_an_idle_slot_moves_past_other_tables_writes(tmp_path: Path, logical_pg: PrivatePostgres) -> None:
     """Writes to tables outside the publication send nothing to the slot; a daemon-mode source
     that finds nothing to read still advances the slot, or its WAL would pile up."""
