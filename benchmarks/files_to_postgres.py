@@ -67,6 +67,7 @@ if __package__ in (None, ""):  # run as a script: `benchmarks` importable from t
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.pg_backends import BackendCpu
+from benchmarks.thread_cpu import ThreadCpu, print_threads
 
 DEFAULT_DSN = os.environ.get("CONDUITD_TEST_PG_DSN", "postgresql://postgres:postgres@127.0.0.1:5432/conduitd_test")
 DEFAULT_OUT = "benchmarks/results/files_to_postgres.json"
@@ -663,7 +664,7 @@ async def run_paths(args: argparse.Namespace, selected: list[str], data: Dataset
                     outcome_busy = await wait_until_idle(args.wait_idle)
                 load = os.getloadavg()[0]
                 cpu_before = CpuSnapshot.take()
-                async with bench.own_backends() as own:
+                async with bench.own_backends() as own, ThreadCpu() as threads:
                     outcome = await run_path(bench, path, data, records, payloads, upsert)
                 await asyncio.sleep(0.3)  # let the postmaster reap the path's backend: its CPU joins cutime
                 outcome.checks["cpu"] = CpuSnapshot.take().since(cpu_before, data.rows, own.seconds)
@@ -679,6 +680,7 @@ async def run_paths(args: argparse.Namespace, selected: list[str], data: Dataset
                       f"other {cpu['other_cpu_s']:5.2f}s (s per M rows: client {cpu['client_cpu_us_per_row']:.2f} "
                       f"postgres {cpu['postgres_own_cpu_us_per_row']:.2f})  "
                       f"{'ok' if outcome.ok else 'FAILED ' + str(outcome.checks)}", flush=True)
+                print_threads(threads.by_role(), data.rows, cpu)
             if repeat == args.repeat - 1:
                 await final_checks(bench, outcomes, selected, records)
                 if upsert is not None:

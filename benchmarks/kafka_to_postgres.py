@@ -75,6 +75,7 @@ from benchmarks.files_to_postgres import (
     write_result,
 )
 from benchmarks.listener import pid_listening_on
+from benchmarks.thread_cpu import ThreadCpu, print_threads
 from conduitd.config import (
     BatchConfig,
     Config,
@@ -695,7 +696,7 @@ async def run_paths(args: argparse.Namespace, selected: list[str], broker: Broke
                 busy = await wait_until_idle(args.wait_idle) if args.wait_idle > 0 else None
                 load = os.getloadavg()[0]
                 cpu_before, broker_before, children_before = CpuSnapshot.take(), process_cpu(broker.pid), children_cpu()
-                async with bench.own_backends() as own:
+                async with bench.own_backends() as own, ThreadCpu() as threads:
                     if path == "conduitd":
                         outcome = await bench.run_conduitd()
                     elif path == CEILING:
@@ -729,6 +730,7 @@ async def run_paths(args: argparse.Namespace, selected: list[str], broker: Broke
                       f"broker {cpu['broker_cpu_s']:5.2f}s "
                       f"other {cpu['other_cpu_s']:5.2f}s  "
                       f"{'ok' if outcome.ok else 'FAILED ' + str(outcome.checks)}", flush=True)
+                print_threads(threads.by_role(), data.rows, cpu)
             if repeat == args.repeat - 1:
                 await final_checks(bench, outcomes, records)
             runs.append(outcomes)
