@@ -94,6 +94,9 @@ class _Stored:
     async def revoke(self) -> None:
         return None
 
+    async def flush(self) -> None:
+        return None
+
 
 async def dry_run(config: Config, only: Sequence[str], *, as_json: bool = False) -> int:
     outcomes = [await _dry_run(config, p) for p in config.resources if not only or p.name in only]

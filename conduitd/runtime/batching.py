@@ -5,8 +5,10 @@ A batch is cut when `max_rows` (or the `BatchSizer`'s size) or `max_bytes` is re
 are known only at chunk edges), so sources keep chunks at or below that size; a batch never
 exceeds it unless a single chunk does (under `max_rows: auto`, where the size is a target and not
 a limit, a batch ends as near it as chunks allow, never past `max_rows_limit`). `END` in the
-queue means the source is done: the last batch is cut at once. A chunk of a newer epoch
-(partitions moved) drops the pending chunks of the older one.
+queue means the source is done: the last batch is cut at once. `FLUSH` means the source has
+handed over all there is for now and waits for it to be committed (Kafka under --once): what is
+pending is cut at once too. A chunk of a newer epoch (partitions moved) drops the pending chunks
+of the older one.
 """
 
 from __future__ import annotations
@@ -28,7 +30,14 @@ from conduitd.runtime.tuning import BatchSizer
 END: Final = None
 
 
-class ChunkQueue(asyncio.Queue[Chunk | None]):
+class Flush:
+    """The marker `FLUSH` (its only instance)."""
+
+
+FLUSH: Final = Flush()
+
+
+class ChunkQueue(asyncio.Queue[Chunk | Flush | None]):
     """Chunks between the reader and the batcher, bounded by the records they hold rather than
     their number (a Kafka chunk holds a few thousand records, a file chunk tens of thousands):
     when it holds `max_records` the reader waits, and with it the source."""
@@ -48,18 +57,18 @@ class ChunkQueue(asyncio.Queue[Chunk | None]):
         bound = self.bound
         return bool(bound) and self.records >= bound and not self.empty()
 
-    def _put(self, item: Chunk | None) -> None:
+    def _put(self, item: Chunk | Flush | None) -> None:
         self.records += _size(item)
         super()._put(item)
 
-    def _get(self) -> Chunk | None:
-        item: Chunk | None = super()._get()
+    def _get(self) -> Chunk | Flush | None:
+        item: Chunk | Flush | None = super()._get()
         self.records -= _size(item)
         return item
 
 
-def _size(chunk: Chunk | None) -> int:
-    return 0 if chunk is None else chunk.rows.num_rows + len(chunk.rejects)
+def _size(chunk: Chunk | Flush | None) -> int:
+    return chunk.rows.num_rows + len(chunk.rejects) if isinstance(chunk, Chunk) else 0
 
 
 def repeats_names(rows: pa.Table) -> bool:
@@ -134,6 +143,11 @@ async def cut_batches(
             if pending:
                 yield build_batch(pending)
             return
+        if isinstance(chunk, Flush):
+            if pending:
+                yield build_batch(pending)
+                pending, rows, nbytes = [], 0, 0
+            continue
         if pending and chunk.epoch != pending[0].epoch:
             # Partitions moved: what is pending was read under the old assignment and will be
             # read again by their new owner; it must not be mixed with (or block) newer chunks.

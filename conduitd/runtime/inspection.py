@@ -41,6 +41,9 @@ class _FromTheStart:
     async def revoke(self) -> None:
         return None
 
+    async def flush(self) -> None:
+        return None
+
 
 async def _read(config: Config, pipeline: PipelineConfig, rows: int, wait: float) -> list[Chunk]:
     """The source's first chunks, cut to `rows` rows in all, decoded as a pipeline decodes them

@@ -26,7 +26,7 @@ from conduitd.ops import telemetry
 from conduitd.ops.activity import Activity, BatchRecord, stage_seconds
 from conduitd.ops.events import EventHub
 from conduitd.ops.metrics import Metrics, PipelineStatus
-from conduitd.runtime.batching import END, ChunkQueue, cut_batches
+from conduitd.runtime.batching import END, FLUSH, ChunkQueue, cut_batches
 from conduitd.runtime.commit import CommitResult, Committer, Refreshes, refresh_problem, written_as
 from conduitd.runtime.leases import PipelineLeases, replica_id
 from conduitd.runtime.retry import RetryPolicy
@@ -143,6 +143,10 @@ class Pipeline:
     async def revoke(self) -> None:
         async with self._commit_lock:
             pass  # the source's epoch has moved on: nothing older is committed after this
+
+    async def flush(self) -> None:
+        if self._queues is not None:
+            await self._queues[0].put(FLUSH)  # after the chunks already queued
 
     # -- the two tasks -----------------------------------------------------------------------
 

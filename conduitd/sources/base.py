@@ -68,6 +68,11 @@ class Checkpoints(Protocol):
         over before this call, in whatever state, is dropped uncommitted (the source has moved to
         a new `epoch`); the new owner re-reads it from the committed position."""
 
+    async def flush(self) -> None:
+        """Every chunk handed over so far is all there is for now, and the source waits for it to
+        be committed (Kafka under --once, caught up): the pending batch is cut at once instead of
+        after `batch.max_wait`."""
+
 
 class Source(Protocol):
     """Reads records in order per partition and hands them over as decoded chunks.

@@ -144,3 +144,6 @@ class _Committed:
 
     async def revoke(self) -> None:
         return None
+
+    async def flush(self) -> None:
+        return None

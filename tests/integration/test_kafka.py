@@ -54,6 +54,19 @@ async def test_200k_records_from_six_partitions_arrive_exactly(
     assert await pg.fetchval(f'SELECT count(*) FROM "{pg_schema}".events') == N
 
 
+async def test_once_commits_the_last_batch_without_waiting_for_max_wait(
+        tmp_path: Path, kafka_bootstrap: str, pg_dsn: str, pg_schema: str, pg: Any) -> None:
+    """Under --once the source says when it has read everything: the last, partial batch is cut
+    then, not after `batch.max_wait` (ten minutes here; the run is given two)."""
+    topic = new_topic_name()
+    await create_topic(kafka_bootstrap, topic, 2)
+    await produce(kafka_bootstrap, topic, (json_record(event(i), key=i, partition=i % 2) for i in range(30)))
+    path = config(tmp_path, kafka_bootstrap, topic, pg_dsn, pg_schema, batch={"max_rows": 20000, "max_wait": "10m"})
+    result = conduitd("--once", "-c", str(path), timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [r["id"] for r in await pg.fetch(f'SELECT id FROM "{pg_schema}".events ORDER BY id')] == list(range(30))
+
+
 async def test_poison_records_and_deletes(
         tmp_path: Path, kafka_bootstrap: str, pg_dsn: str, pg_schema: str, pg: Any) -> None:
     topic = new_topic_name()

@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from conduitd.config import BatchConfig
 from conduitd.core.records import Batch, Chunk, Reject
-from conduitd.runtime.batching import END, ChunkQueue, cut_batches
+from conduitd.runtime.batching import END, FLUSH, ChunkQueue, cut_batches
 
 
 def chunk(partition: str, start: int | None, rows: int, nbytes: int = 10) -> Chunk:
@@ -56,6 +56,25 @@ async def test_cut_at_max_wait_when_the_source_goes_quiet() -> None:
     assert 0.04 <= loop.time() - started < 1.0
     queue.put_nowait(END)
     assert [b async for b in batches] == []
+
+
+async def test_a_flush_cuts_what_is_pending_at_once() -> None:
+    """A source that has handed over all there is and waits for the commit (Kafka under --once)
+    flushes: the batch is cut without waiting for max_wait (an hour here), and the chunks after
+    the flush start a new batch; a flush with nothing pending cuts nothing."""
+    queue = ChunkQueue()
+    batches = cut_batches(queue, BatchConfig(max_rows=1000, max_wait=3600))
+    queue.put_nowait(FLUSH)
+    queue.put_nowait(chunk("a", None, 3))
+    queue.put_nowait(chunk("b", None, 2))
+    queue.put_nowait(FLUSH)
+    first = await asyncio.wait_for(anext(batches), 30)
+    assert first.rows.num_rows == 5 and first.end == {"a": {"offset": 3}, "b": {"offset": 2}}
+    assert queue.records == 0
+    queue.put_nowait(chunk("a", 3, 4))
+    queue.put_nowait(END)
+    rest = [b async for b in batches]
+    assert [b.rows.num_rows for b in rest] == [4] and rest[0].start == {"a": {"offset": 3}}
 
 
 async def test_positions_per_partition_and_rejects_travel_with_the_batch() -> None:

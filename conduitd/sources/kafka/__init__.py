@@ -122,6 +122,7 @@ class KafkaSource:
                 if polled.epoch != thread.assignment.epoch:
                     continue  # read under an assignment that has since been revoked
                 if polled.done:
+                    await checkpoints.flush()  # the last chunks need not wait for batch.max_wait
                     if await self._committed(thread, polled.epoch, stop):
                         return
                     continue  # a commit was refused: read on from the committed positions
@@ -132,8 +133,8 @@ class KafkaSource:
 
     async def _committed(self, thread: ConsumerThread, epoch: int, stop: asyncio.Event) -> bool:
         """--once, all read: wait until every chunk handed over in this epoch is committed
-        (True), or a commit was refused and the partitions re-sought (False). The batcher sends
-        the last chunks on after `max_wait`."""
+        (True), or a commit was refused and the partitions re-sought (False). The chunks handed
+        over were flushed: the batcher cut them at once."""
         due = dict(self._ends) if self._ends_epoch == epoch else {}
         while not stop.is_set():
             if thread.fatal is not None:
