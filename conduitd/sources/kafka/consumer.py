@@ -43,6 +43,9 @@ from conduitd.sources.kafka.watch import AssignmentWatch, limit_for
 log = logging.getLogger(__name__)
 
 
+FETCH_QUEUE_BACKOFF_MS = 20
+"""conduitd's default for librdkafka's `fetch.queue.backoff.ms` (a `client` setting overrides it)."""
+
 PAUSE_AFTER = 5.0
 """Seconds the hand-over may stay full before the partitions are paused."""
 
@@ -158,6 +161,11 @@ class ConsumerThread(threading.Thread):
 
     def client_config(self) -> dict[str, Any]:
         return {
+            # librdkafka stops fetching a partition whose prefetched records pass its thresholds
+            # for this long (default 1 s): conduitd drains 50,000 records a poll, so the default
+            # left every poll empty for up to a second after each drain (measured: 400-600 ms of
+            # empty polls per 1.3 s at 200k records/s). The threshold check it repeats is local.
+            "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
             **self.config.client,
             "bootstrap.servers": self.config.brokers,
             "group.id": self.config.group_id,
