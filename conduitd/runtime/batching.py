@@ -1,7 +1,8 @@
 """Cutting micro-batches from a bounded queue of chunks.
 
-A batch is cut when `max_rows` (or the `BatchSizer`'s size) or `max_bytes` is reached, or
-`max_wait` after its first chunk arrived, whichever comes first. A chunk is never split (positions
+A batch is cut when `max_rows` (or the `BatchSizer`'s size) or `max_bytes` is reached, when a
+next chunk as large as the last one would not fit, or `max_wait` after its first chunk arrived,
+whichever comes first. A chunk is never split (positions
 are known only at chunk edges), so sources keep chunks at or below that size; a batch never
 exceeds it unless a single chunk does (under `max_rows: auto`, where the size is a target and not
 a limit, a batch ends as near it as chunks allow, never past `max_rows_limit`). `END` in the
@@ -170,9 +171,16 @@ async def cut_batches(
         pending.append(chunk)
         rows += chunk_rows
         nbytes += chunk.nbytes
-        if rows >= max_rows or nbytes >= limits.max_bytes:
+        if rows >= max_rows or nbytes >= limits.max_bytes or _no_room_for(chunk_rows, rows, max_rows, limits):
             yield build_batch(pending)
             pending, rows, nbytes = [], 0, 0
+
+
+def _no_room_for(chunk_rows: int, rows: int, size: int, limits: BatchConfig) -> bool:
+    """Whether a next chunk as large as the last one would not join the batch: then the batch is
+    cut now, not when that chunk arrives (its preparation starts one chunk earlier, while the
+    batch before it is written; chunks of a source come in about the same size)."""
+    return rows + chunk_rows > size and not _nearer_with(rows, chunk_rows, size, limits)
 
 
 def _nearer_with(rows: int, chunk_rows: int, size: int, limits: BatchConfig) -> bool:

@@ -77,6 +77,21 @@ async def test_a_flush_cuts_what_is_pending_at_once() -> None:
     assert [b.rows.num_rows for b in rest] == [4] and rest[0].start == {"a": {"offset": 3}}
 
 
+async def test_a_batch_a_chunk_like_the_last_would_overflow_is_cut_without_waiting_for_it() -> None:
+    """Chunks of 3 rows, batches of at most 8: after two chunks a third would not fit, so the
+    batch of 6 is cut at once (its preparation need not wait for the next chunk or max_wait)."""
+    queue = ChunkQueue()
+    batches = cut_batches(queue, BatchConfig(max_rows=8, max_wait=3600))
+    queue.put_nowait(chunk("a", None, 3))
+    queue.put_nowait(chunk("a", 3, 3))
+    first = await asyncio.wait_for(anext(batches), 30)
+    assert first.rows.num_rows == 6 and first.end == {"a": {"offset": 6}}
+    queue.put_nowait(chunk("a", 6, 1))  # smaller chunks: room for more
+    queue.put_nowait(chunk("a", 7, 1))
+    queue.put_nowait(END)
+    assert [b.rows.num_rows for b in [b async for b in batches]] == [2]
+
+
 async def test_positions_per_partition_and_rejects_travel_with_the_batch() -> None:
     bad = Reject("b", {"offset": 7}, "not valid JSON", "{oops")
     b_chunk = Chunk("b", {"offset": 3}, {"offset": 9}, pa.table({"id": [1]}), (bad,), 6)
