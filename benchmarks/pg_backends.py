@@ -10,14 +10,13 @@ connection the path closes itself), so other sessions' backends are not billed t
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
 import asyncpg
+
+from benchmarks.sampling import Sampler
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -32,16 +31,15 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
-class BackendCpu:
+class BackendCpu(Sampler):
     """Samples the backends of the given application names until the `async with` block ends."""
 
     def __init__(self, dsn: str, applications: Sequence[str], every: float = 0.1) -> None:
+        super().__init__(every)
         self.dsn = dsn
         self.applications = [a[:63] for a in applications]
-        self.every = every
         self.seen: dict[int, float] = {}
-        self._done = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._conn: asyncpg.Connection | None = None
 
     @property
     def seconds(self) -> float:
@@ -52,27 +50,16 @@ class BackendCpu:
         if cpu:
             self.seen[pid] = max(self.seen.get(pid, 0.0), cpu)
 
-    async def _sample(self, conn: asyncpg.Connection) -> None:
-        try:
-            while True:
-                rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE application_name = ANY($1::text[])",
-                                        self.applications)
-                for row in rows:
-                    self.read(int(row["pid"]))
-                if self._done.is_set():
-                    return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._done.wait(), self.every)
-        finally:
-            await conn.close()
+    async def begin(self) -> None:
+        self._conn = await asyncpg.connect(self.dsn)
 
-    async def __aenter__(self) -> BackendCpu:
-        conn = await asyncpg.connect(self.dsn)
-        self._task = asyncio.create_task(self._sample(conn))
-        return self
+    async def sample(self) -> None:
+        assert self._conn is not None
+        rows = await self._conn.fetch("SELECT pid FROM pg_stat_activity WHERE application_name = ANY($1::text[])",
+                                      self.applications)
+        for row in rows:
+            self.read(int(row["pid"]))
 
-    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                        trace: TracebackType | None) -> None:
-        self._done.set()
-        if self._task is not None:
-            await self._task
+    async def end(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()

@@ -20,12 +20,11 @@ process's CPU (os.times) minus the sum of the roles, so nothing hides.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import threading
 from pathlib import Path
-from types import TracebackType
+
+from benchmarks.sampling import Sampler
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 ROLES = ("event loop", "Kafka consumer", "librdkafka", "workers", "native", "other Python", "unattributed")
@@ -57,17 +56,15 @@ def role_of(os_name: str, python_name: str | None) -> str:
     return "native" if python_name is None else "other Python"
 
 
-class ThreadCpu:
+class ThreadCpu(Sampler):
     """Samples this process's threads until the `async with` block ends."""
 
     def __init__(self, every: float = 0.2) -> None:
-        self.every = every
+        super().__init__(every)
         self._start: dict[int, float] = {}
         self._last: dict[int, float] = {}
         self._roles: dict[int, str] = {}
         self._process = 0.0
-        self._done = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     def _read(self) -> None:
         python_names = {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
@@ -76,11 +73,8 @@ class ThreadCpu:
             if tid in python_names or tid not in self._roles:
                 self._roles[tid] = role_of(os_name, python_names.get(tid))
 
-    async def _sample(self) -> None:
-        while not self._done.is_set():
-            self._read()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._done.wait(), self.every)
+    async def sample(self) -> None:
+        self._read()
 
     def by_role(self) -> dict[str, float]:
         """CPU seconds per role (`ROLES`), each rounded to 10 ms."""
@@ -90,19 +84,12 @@ class ThreadCpu:
         roles["unattributed"] = max(0.0, self._process - sum(roles.values()))
         return {role: round(seconds, 2) for role, seconds in roles.items()}
 
-    async def __aenter__(self) -> ThreadCpu:
+    async def begin(self) -> None:
         times = os.times()
         self._process = -(times.user + times.system)
         self._start = {tid: cpu for tid, (_, cpu) in _task_cpu().items()}
-        self._task = asyncio.create_task(self._sample())
-        return self
 
-    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                        trace: TracebackType | None) -> None:
-        self._done.set()
-        if self._task is not None:
-            await self._task
-        self._read()
+    async def end(self) -> None:
         times = os.times()
         self._process += times.user + times.system
 
