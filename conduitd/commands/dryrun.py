@@ -77,12 +77,15 @@ class Outcome:
 
 
 class _Stored:
-    """The stored checkpoints, read-only: the dry run resumes where `run` would."""
+    """The stored checkpoints, read-only: the dry run resumes where `run` would. A source that
+    has read all there is and would wait for its commits (Kafka) flushes: nothing is ever
+    committed here, so that ends its reading (`done`)."""
 
     leases: Leases | None = None
 
-    def __init__(self, positions: dict[str, Position]) -> None:
+    def __init__(self, positions: dict[str, Position], done: asyncio.Event) -> None:
         self.positions = positions
+        self.done = done
 
     async def table_keys(self, columns: Sequence[str], after: Sequence[Any] | None,
                          limit: int) -> list[tuple[Any, ...]]:
@@ -95,7 +98,7 @@ class _Stored:
         return None
 
     async def flush(self) -> None:
-        return None
+        self.done.set()
 
 
 async def dry_run(config: Config, only: Sequence[str], *, as_json: bool = False) -> int:
@@ -170,7 +173,7 @@ async def _batches(config: Config, pipeline: PipelineConfig,
     stop = asyncio.Event()
 
     async def read() -> None:  # an error here cancels the batching below and is raised by the task group
-        async for chunk in source.chunks(_Stored(positions), stop):
+        async for chunk in source.chunks(_Stored(positions, stop), stop):
             await queue.put(chunk)
         await queue.put(END)
 

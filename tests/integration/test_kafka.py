@@ -67,6 +67,23 @@ async def test_once_commits_the_last_batch_without_waiting_for_max_wait(
     assert [r["id"] for r in await pg.fetch(f'SELECT id FROM "{pg_schema}".events ORDER BY id')] == list(range(30))
 
 
+async def test_dry_run_reads_to_the_end_and_writes_nothing(
+        tmp_path: Path, kafka_bootstrap: str, pg_dsn: str, pg_schema: str, pg: Any) -> None:
+    """`run --dry-run` over a Kafka source ends once it has read what the topic holds (it commits
+    nothing, so the source cannot wait for its commits), and reports what a run would do."""
+    topic = new_topic_name()
+    await create_topic(kafka_bootstrap, topic, 2)
+    records = [json_record(event(i), key=i, partition=i % 2) for i in range(30)]
+    await produce(kafka_bootstrap, topic, [*records, Record(b"not json", None, 0)])
+    path = config(tmp_path, kafka_bootstrap, topic, pg_dsn, pg_schema)
+    result = conduitd("run", "-c", str(path), "--dry-run", "--json", timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [outcome] = json.loads(result.stdout)
+    assert (outcome["records_read"], outcome["rows_written"], outcome["rows_rejected"]) == (31, 30, 1), outcome
+    assert await pg.fetchval("SELECT count(*) FROM information_schema.tables WHERE table_schema = $1",
+                             pg_schema) == 0
+
+
 async def test_poison_records_and_deletes(
         tmp_path: Path, kafka_bootstrap: str, pg_dsn: str, pg_schema: str, pg: Any) -> None:
     topic = new_topic_name()
