@@ -27,9 +27,14 @@ from conduitd.sources.base import Leases
 
 
 class _FromTheStart:
-    """Checkpoints of a sample read: nothing is committed, every partition starts at its start."""
+    """Checkpoints of a sample read: nothing is committed, every partition starts at its start.
+    A source that has read all there is and would wait for its commits (Kafka) flushes: that ends
+    the sample (`done`), which otherwise would wait out its time limit."""
 
     leases: Leases | None = None
+
+    def __init__(self, done: asyncio.Event) -> None:
+        self.done = done
 
     async def table_keys(self, columns: Sequence[str], after: Sequence[Any] | None,
                          limit: int) -> list[tuple[Any, ...]]:
@@ -42,7 +47,7 @@ class _FromTheStart:
         return None
 
     async def flush(self) -> None:
-        return None
+        self.done.set()
 
 
 async def _read(config: Config, pipeline: PipelineConfig, rows: int, wait: float) -> list[Chunk]:
@@ -62,7 +67,7 @@ async def _read(config: Config, pipeline: PipelineConfig, rows: int, wait: float
     stop = asyncio.Event()
     try:
         async with asyncio.timeout(wait):
-            async for chunk in source.chunks(_FromTheStart(), stop):
+            async for chunk in source.chunks(_FromTheStart(stop), stop):
                 if count + chunk.rows.num_rows > rows:
                     chunk = _head(chunk, rows - count)
                 chunks.append(chunk)

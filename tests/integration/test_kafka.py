@@ -84,6 +84,21 @@ async def test_dry_run_reads_to_the_end_and_writes_nothing(
                              pg_schema) == 0
 
 
+async def test_schema_of_a_topic_smaller_than_the_sample_ends_when_the_topic_is_read(
+        tmp_path: Path, kafka_bootstrap: str, pg_dsn: str, pg_schema: str) -> None:
+    """`schema` samples up to 1,000 records; a topic holding 30 ends the sample once they are read
+    (the source says so), not when the sample's 30 s limit runs out: 20 s are given here."""
+    topic = new_topic_name()
+    await create_topic(kafka_bootstrap, topic, 2)
+    await produce(kafka_bootstrap, topic, (json_record(event(i), key=i, partition=i % 2) for i in range(30)))
+    path = config(tmp_path, kafka_bootstrap, topic, pg_dsn, pg_schema)
+    result = conduitd("schema", "-c", str(path), "events", timeout=20)
+    assert result.returncode == 0, result.stderr[-3000:]
+    exported = json.loads(result.stdout)
+    assert exported["sampled_rows"] == 30
+    assert {c["name"] for c in exported["columns"]} == {"id", "name", "amount", "at", "tags", "ok"}
+
+
 async def test_poison_records_and_deletes(
         tmp_path: Path, kafka_bootstrap: str, pg_dsn: str, pg_schema: str, pg: Any) -> None:
     topic = new_topic_name()
