@@ -68,6 +68,7 @@ if __package__ in (None, ""):  # run as a script: `benchmarks` importable from t
 
 from benchmarks.pg_backends import BackendCpu
 from benchmarks.thread_cpu import ThreadCpu, print_threads
+from benchmarks.timeline import BatchTimeline
 
 DEFAULT_DSN = os.environ.get("CONDUITD_TEST_PG_DSN", "postgresql://postgres:postgres@127.0.0.1:5432/conduitd_test")
 DEFAULT_OUT = "benchmarks/results/files_to_postgres.json"
@@ -664,8 +665,9 @@ async def run_paths(args: argparse.Namespace, selected: list[str], data: Dataset
                     outcome_busy = await wait_until_idle(args.wait_idle)
                 load = os.getloadavg()[0]
                 cpu_before = CpuSnapshot.take()
-                async with bench.own_backends() as own, ThreadCpu() as threads:
-                    outcome = await run_path(bench, path, data, records, payloads, upsert)
+                with BatchTimeline() as timeline:
+                    async with bench.own_backends() as own, ThreadCpu() as threads:
+                        outcome = await run_path(bench, path, data, records, payloads, upsert)
                 await asyncio.sleep(0.3)  # let the postmaster reap the path's backend: its CPU joins cutime
                 outcome.checks["cpu"] = CpuSnapshot.take().since(cpu_before, data.rows, own.seconds)
                 outcome.checks["load_average_1m_before"] = round(load, 2)
@@ -681,6 +683,8 @@ async def run_paths(args: argparse.Namespace, selected: list[str], data: Dataset
                       f"postgres {cpu['postgres_own_cpu_us_per_row']:.2f})  "
                       f"{'ok' if outcome.ok else 'FAILED ' + str(outcome.checks)}", flush=True)
                 print_threads(threads.by_role(), data.rows, cpu)
+                if args.timeline and path.startswith("conduitd"):
+                    timeline.print()
             if repeat == args.repeat - 1:
                 await final_checks(bench, outcomes, selected, records)
                 if upsert is not None:
@@ -761,6 +765,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, paths: Sequence[str], 
                         help="before each path, wait up to this long for the machine to be idle (shared hosts)")
     parser.add_argument("--seed", type=int, default=20260101)
     parser.add_argument("--keep-schema", action="store_true", help="do not drop the benchmark schema at the end")
+    parser.add_argument("--timeline", action="store_true",
+                        help="after each conduitd run, print every batch's stage spans (benchmarks/timeline.py)")
 
 
 def check_common_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace, paths: Sequence[str]) -> None:

@@ -76,6 +76,7 @@ from benchmarks.files_to_postgres import (
 )
 from benchmarks.listener import pid_listening_on
 from benchmarks.thread_cpu import ThreadCpu, print_threads
+from benchmarks.timeline import BatchTimeline
 from conduitd.config import (
     BatchConfig,
     Config,
@@ -696,15 +697,16 @@ async def run_paths(args: argparse.Namespace, selected: list[str], broker: Broke
                 busy = await wait_until_idle(args.wait_idle) if args.wait_idle > 0 else None
                 load = os.getloadavg()[0]
                 cpu_before, broker_before, children_before = CpuSnapshot.take(), process_cpu(broker.pid), children_cpu()
-                async with bench.own_backends() as own, ThreadCpu() as threads:
-                    if path == "conduitd":
-                        outcome = await bench.run_conduitd()
-                    elif path == CEILING:
-                        outcome = await bench.run_ceiling(payloads)
-                    elif path == "aiokafka_executemany":
-                        outcome = await bench.run_naive()
-                    else:  # its psycopg2 connections are not named: only `postgres` (all) bills them
-                        outcome = await bench.run_quix()
+                with BatchTimeline() as timeline:
+                    async with bench.own_backends() as own, ThreadCpu() as threads:
+                        if path == "conduitd":
+                            outcome = await bench.run_conduitd()
+                        elif path == CEILING:
+                            outcome = await bench.run_ceiling(payloads)
+                        elif path == "aiokafka_executemany":
+                            outcome = await bench.run_naive()
+                        else:  # its psycopg2 connections are not named: only `postgres` (all) bills them
+                            outcome = await bench.run_quix()
                 await asyncio.sleep(0.3)  # let the postmaster reap the path's backend: its CPU joins cutime
                 cpu = CpuSnapshot.take().since(cpu_before, data.rows, own.seconds)
                 broker_cpu = process_cpu(broker.pid) - broker_before
@@ -731,6 +733,8 @@ async def run_paths(args: argparse.Namespace, selected: list[str], broker: Broke
                       f"other {cpu['other_cpu_s']:5.2f}s  "
                       f"{'ok' if outcome.ok else 'FAILED ' + str(outcome.checks)}", flush=True)
                 print_threads(threads.by_role(), data.rows, cpu)
+                if args.timeline and path == "conduitd":
+                    timeline.print()
             if repeat == args.repeat - 1:
                 await final_checks(bench, outcomes, records)
             runs.append(outcomes)
