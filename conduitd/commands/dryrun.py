@@ -36,7 +36,7 @@ from conduitd.errors import ConduitError, ConfigError, ExitCode
 from conduitd.runtime.batching import END, ChunkQueue, cut_batches
 from conduitd.runtime.commit import refresh_problem
 from conduitd.sources import check_source, open_source
-from conduitd.sources.base import Leases
+from conduitd.sources.base import FixedCheckpoints
 
 
 @dataclass
@@ -74,31 +74,6 @@ class Outcome:
                 "migrations": self.migrations, "held": self.held,
                 "stops": None if self.stop is None else str(self.stop),
                 "exit_code": int(self.stop.exit_code) if self.stop is not None else 0}
-
-
-class _Stored:
-    """The stored checkpoints, read-only: the dry run resumes where `run` would. A source that
-    has read all there is and would wait for its commits (Kafka) flushes: nothing is ever
-    committed here, so that ends its reading (`done`)."""
-
-    leases: Leases | None = None
-
-    def __init__(self, positions: dict[str, Position], done: asyncio.Event) -> None:
-        self.positions = positions
-        self.done = done
-
-    async def table_keys(self, columns: Sequence[str], after: Sequence[Any] | None,
-                         limit: int) -> list[tuple[Any, ...]]:
-        return []  # no key scan: a dry run deletes nothing
-
-    async def committed(self) -> dict[str, Position]:
-        return dict(self.positions)
-
-    async def revoke(self) -> None:
-        return None
-
-    async def flush(self) -> None:
-        self.done.set()
 
 
 async def dry_run(config: Config, only: Sequence[str], *, as_json: bool = False) -> int:
@@ -173,7 +148,7 @@ async def _batches(config: Config, pipeline: PipelineConfig,
     stop = asyncio.Event()
 
     async def read() -> None:  # an error here cancels the batching below and is raised by the task group
-        async for chunk in source.chunks(_Stored(positions, stop), stop):
+        async for chunk in source.chunks(FixedCheckpoints(positions, done=stop), stop):
             await queue.put(chunk)
         await queue.put(END)
 

@@ -18,36 +18,12 @@ from conduitd.config import Config, KafkaSourceConfig, PipelineConfig, SchemaEvo
 from conduitd.core.arrowutil import concat_tables
 from conduitd.core.dialect import Dialect
 from conduitd.core.evolution import ambiguous_fields
-from conduitd.core.records import Batch, Chunk, Origin, Position
+from conduitd.core.records import Batch, Chunk, Origin
 from conduitd.core.schema import Column, logical_type, refine_types
 from conduitd.runtime.batching import END, ChunkQueue, cut_batches, repeats_names
 from conduitd.runtime.dryrun import DryRun, dry_run
 from conduitd.sources import check_source, open_source
-from conduitd.sources.base import Leases
-
-
-class _FromTheStart:
-    """Checkpoints of a sample read: nothing is committed, every partition starts at its start.
-    A source that has read all there is and would wait for its commits (Kafka) flushes: that ends
-    the sample (`done`), which otherwise would wait out its time limit."""
-
-    leases: Leases | None = None
-
-    def __init__(self, done: asyncio.Event) -> None:
-        self.done = done
-
-    async def table_keys(self, columns: Sequence[str], after: Sequence[Any] | None,
-                         limit: int) -> list[tuple[Any, ...]]:
-        return []
-
-    async def committed(self) -> dict[str, Position]:
-        return {}
-
-    async def revoke(self) -> None:
-        return None
-
-    async def flush(self) -> None:
-        self.done.set()
+from conduitd.sources.base import FixedCheckpoints
 
 
 async def _read(config: Config, pipeline: PipelineConfig, rows: int, wait: float) -> list[Chunk]:
@@ -67,7 +43,7 @@ async def _read(config: Config, pipeline: PipelineConfig, rows: int, wait: float
     stop = asyncio.Event()
     try:
         async with asyncio.timeout(wait):
-            async for chunk in source.chunks(_FromTheStart(stop), stop):
+            async for chunk in source.chunks(FixedCheckpoints(done=stop), stop):
                 if count + chunk.rows.num_rows > rows:
                     chunk = _head(chunk, rows - count)
                 chunks.append(chunk)

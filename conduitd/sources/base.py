@@ -74,6 +74,33 @@ class Checkpoints(Protocol):
         after `batch.max_wait`."""
 
 
+class FixedCheckpoints:
+    """Checkpoints for a read that commits nothing (a dry run, a sample, the contract kit, tests):
+    the positions given, no lease table, no key scan. `done`, when given, is set as the source
+    flushes: it has read all there is and would wait for commits that never come, so the read
+    ends there."""
+
+    leases: Leases | None = None
+
+    def __init__(self, positions: Mapping[str, Position] | None = None, done: asyncio.Event | None = None) -> None:
+        self.positions = dict(positions or {})
+        self.done = done
+
+    async def table_keys(self, columns: Sequence[str], after: Sequence[Any] | None,
+                         limit: int) -> list[tuple[Any, ...]]:
+        return []
+
+    async def committed(self) -> dict[str, Position]:
+        return dict(self.positions)
+
+    async def revoke(self) -> None:
+        return None
+
+    async def flush(self) -> None:
+        if self.done is not None:
+            self.done.set()
+
+
 class Source(Protocol):
     """Reads records in order per partition and hands them over as decoded chunks.
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from conduitd.core.records import Chunk, Position, position_text
-from conduitd.sources.base import Leases, Source
+from conduitd.sources.base import FixedCheckpoints, Source
 from conduitd.testing.contract_base import Contract
 
 
@@ -47,7 +47,7 @@ class SourceContract(Contract):
         """Everything a `once` source hands over, from `committed`; each chunk is acknowledged as
         it comes (a source may wait for that before it ends)."""
         source = self.make_source(once=True, max_rows=max_rows or self.max_rows)
-        stored = _Committed(committed or {})
+        stored = FixedCheckpoints(committed)
         chunks: list[Chunk] = []
         try:
             async for chunk in source.chunks(stored, asyncio.Event()):
@@ -125,25 +125,3 @@ class SourceContract(Contract):
             assert rejects[0].reason and rejects[0].partition in {c.partition for c in chunks}
             position_text(rejects[0].position)  # JSON, like every position
         self.run(work)
-
-
-class _Committed:
-    """The pipeline's side of a source, reduced to fixed committed positions."""
-
-    leases: Leases | None = None
-
-    async def table_keys(self, columns: Sequence[str], after: Sequence[Any] | None,
-                         limit: int) -> list[tuple[Any, ...]]:
-        return []
-
-    def __init__(self, positions: Mapping[str, Position]) -> None:
-        self.positions = dict(positions)
-
-    async def committed(self) -> dict[str, Position]:
-        return dict(self.positions)
-
-    async def revoke(self) -> None:
-        return None
-
-    async def flush(self) -> None:
-        return None

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from conduitd.core.records import Chunk
-from conduitd.sources.base import Leases
+from conduitd.sources.base import FixedCheckpoints
 from tests.helpers.daemon import conduitd, start_daemon, stop_daemon, tail, write_config
 from tests.helpers.private_mariadb import PrivateMariadb, create_private_mariadb, missing_binaries
 
@@ -91,23 +91,6 @@ def checkpoint(tmp_path: Path, pipeline: str) -> dict[str, Any] | None:
     return json.loads(rows[0][0]) if rows else None
 
 
-class _Committed:
-    """The pipeline's side for a source run in this process: a committed position, no leases."""
-
-    def __init__(self, positions: dict[str, Any]) -> None:
-        self.leases: Leases | None = None
-        self.positions = positions
-
-    async def committed(self) -> dict[str, Any]:
-        return dict(self.positions)
-
-    async def revoke(self) -> None:
-        return None
-
-    async def table_keys(self, columns: Any, after: Any, limit: int) -> list[tuple[Any, ...]]:
-        return []
-
-
 def _source(config_path: Path, *, max_rows: int, deletes: bool, once: bool = True) -> Any:
     from conduitd.configfile import load_config
     from conduitd.sources.mysqllog import MysqlLogSource
@@ -122,7 +105,7 @@ async def _read(config_path: Path, partition: str, position: dict[str, Any] | No
     source = _source(config_path, max_rows=max_rows, deletes=deletes)
     try:
         committed = {} if position is None else {partition: position}
-        return [c async for c in source.chunks(_Committed(committed), asyncio.Event())]
+        return [c async for c in source.chunks(FixedCheckpoints(committed), asyncio.Event())]
     finally:
         await source.close()
 
@@ -139,7 +122,7 @@ async def test_the_snapshot_hands_over_to_the_log_without_gap_or_duplicate(
             f"INSERT INTO `{database}`.handover SELECT seq, CONCAT('before ', seq) FROM `{database}`.seq_1_to_300")
     config = make_config(tmp_path, binlog_server.dsn(database), "handover", "append")
     source = _source(config, max_rows=70, deletes=False)
-    reading = source.chunks(_Committed({}), asyncio.Event())
+    reading = source.chunks(FixedCheckpoints({}), asyncio.Event())
     try:
         chunks = [await anext(reading)]
         assert chunks[0].end["phase"] == "snapshot" and chunks[0].end["after"] == ["70"]
@@ -178,7 +161,7 @@ async def test_once_stops_where_the_binlog_stood_and_a_big_transaction_resumes_i
     assert [r for c in rest for r in c.rows.column("id").to_pylist()] == list(range(11, 26))
 
     source = _source(config, max_rows=10, deletes=True)
-    reading = source.chunks(_Committed({f"{database}.split": chunks[-1].end}), asyncio.Event())
+    reading = source.chunks(FixedCheckpoints({f"{database}.split": chunks[-1].end}), asyncio.Event())
     try:
         run_sql(binlog_server, f"INSERT INTO `{database}`.split VALUES (26, 'before the run')")
         first = await anext(reading)  # the run has started: where the binlog stands is fixed
@@ -206,7 +189,7 @@ async def test_an_alter_table_mid_stream_brings_its_column_and_a_stop_ends_the_r
     config = make_config(tmp_path, binlog_server.dsn(database), "altered", "upsert", unique_key=["id"])
     source = _source(config, max_rows=100, deletes=True, once=False)
     stop = asyncio.Event()
-    reading = source.chunks(_Committed({}), stop)
+    reading = source.chunks(FixedCheckpoints({}), stop)
     try:
         snapshot = await anext(reading)
         assert snapshot.end["phase"] == "log"
@@ -246,7 +229,7 @@ async def test_a_server_restart_is_waited_out_and_the_log_goes_on(
     config = make_config(tmp_path, binlog_server.dsn(database), "restarted", "upsert", unique_key=["id"])
     source = _source(config, max_rows=100, deletes=True, once=False)
     stop = asyncio.Event()
-    reading = source.chunks(_Committed({}), stop)
+    reading = source.chunks(FixedCheckpoints({}), stop)
     try:
         rest: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         rest.set_result(None)

@@ -22,8 +22,10 @@ from typing import Any
 import asyncpg
 import pytest
 
+from conduitd.config import Config
+from conduitd.configfile import load_config
 from conduitd.core.records import Chunk
-from conduitd.sources.base import Leases
+from conduitd.sources.base import FixedCheckpoints
 from conduitd.sources.pglog import LogSource
 from tests.helpers.daemon import conduitd, start_daemon, stop_daemon, tail, write_config
 from tests.helpers.kafka import free_port
@@ -76,6 +78,13 @@ def setup(config: Path) -> None:
     done = conduitd("cdc", "setup", "-c", str(config), "--apply", timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "pg_create_logical_replication_slot" in done.stdout
+
+
+def set_up(tmp_path: Path, dsn: str, table: str) -> Config:
+    """An upsert pipeline (key `id`) on `table`, its publication and slot created: its config."""
+    config = make_config(tmp_path, dsn, table, "upsert", unique_key=["id"])
+    setup(config)
+    return load_config(config)
 
 
 async def slot_position(conn: asyncpg.Connection, slot: str) -> str:
@@ -223,36 +232,15 @@ async def test_changes_and_an_alter_table_survive_a_sigkill(tmp_path: Path, logi
         await conn.close()
 
 
-class _Committed:
-    """The pipeline's side for a source run in this process: a committed position, no leases."""
-
-    def __init__(self, positions: dict[str, Any]) -> None:
-        self.leases: Leases | None = None
-        self.positions = positions
-
-    async def committed(self) -> dict[str, Any]:
-        return dict(self.positions)
-
-    async def revoke(self) -> None:
-        return None
-
-    async def table_keys(self, columns: Any, after: Any, limit: int) -> list[tuple[Any, ...]]:
-        return []
-
-
 async def test_a_transaction_larger_than_a_chunk_is_split_and_resumed_inside(
         tmp_path: Path, logical_pg: PrivatePostgres) -> None:
     """Chunks hold at most max_rows: a 25-row transaction comes as 10 + 10 + 5, the middle
     position says how much of it was handed over, and a source resumed there reads only the rest.
     The slot moves only on acknowledge, and lag() shows the WAL it holds back."""
-    from conduitd.configfile import load_config
-
     conn = await asyncpg.connect(logical_pg.dsn)
     try:
         await conn.execute("CREATE TABLE split (id int PRIMARY KEY, v text)")
-        config_path = make_config(tmp_path, logical_pg.dsn, "split", "upsert", unique_key=["id"])
-        setup(config_path)
-        config = load_config(config_path)
+        config = set_up(tmp_path, logical_pg.dsn, "split")
         source_config, pipeline = config.source("src"), config.resources[0]
 
         async def read(position: dict[str, Any] | None) -> list[Chunk]:
@@ -273,7 +261,7 @@ async def test_a_transaction_larger_than_a_chunk_is_split_and_resumed_inside(
         before = await slot_position(conn, "conduitd_split")
         source = LogSource(source_config, pipeline, once=False, max_rows=100, deletes=True,  # type: ignore[arg-type]
                            unreachable_after=10)
-        reading = source.chunks(_Committed({"public.split": snapshot.end}), asyncio.Event())
+        reading = source.chunks(FixedCheckpoints({"public.split": snapshot.end}), asyncio.Event())
         try:
             chunk = await anext(reading)
             assert chunk.rows.num_rows == 25
@@ -299,7 +287,7 @@ async def _read_once(config: Any, partition: str, position: dict[str, Any] | Non
                        max_rows=max_rows, deletes=True, unreachable_after=10)
     try:
         committed = {} if position is None else {partition: position}
-        return [c async for c in source.chunks(_Committed(committed), asyncio.Event())]
+        return [c async for c in source.chunks(FixedCheckpoints(committed), asyncio.Event())]
     finally:
         await source.close()
 
@@ -320,20 +308,16 @@ async def test_a_snapshot_resumed_after_a_crash_still_ends_equal_to_the_source(
     """The snapshot stops after its first chunk (a crash); rows change on both sides of the key it
     reached; the resumed snapshot (a new one, from the next key) and the log (with the first
     snapshot's filter) together give exactly the source's rows."""
-    from conduitd.configfile import load_config
-
     conn = await asyncpg.connect(logical_pg.dsn)
     try:
         await conn.execute("CREATE TABLE resumed (id int PRIMARY KEY, v text)")
         await conn.execute("INSERT INTO resumed SELECT g, 'v' || g FROM generate_series(1, 25) g")
-        config_path = make_config(tmp_path, logical_pg.dsn, "resumed", "upsert", unique_key=["id"])
-        setup(config_path)
-        config = load_config(config_path)
+        config = set_up(tmp_path, logical_pg.dsn, "resumed")
 
         async def read(position: dict[str, Any] | None, *, first_only: bool = False) -> list[Chunk]:
             source = LogSource(config.source("src"), config.resources[0], once=True,  # type: ignore[arg-type]
                                max_rows=10, deletes=True, unreachable_after=10)
-            reading = source.chunks(_Committed({} if position is None else {"public.resumed": position}),
+            reading = source.chunks(FixedCheckpoints({} if position is None else {"public.resumed": position}),
                                     asyncio.Event())
             try:
                 if first_only:
@@ -361,18 +345,14 @@ async def test_a_snapshot_whose_connection_is_lost_resumes_where_it_stood(
         tmp_path: Path, logical_pg: PrivatePostgres) -> None:
     """The server ends the snapshot's session after the first chunk: the source reconnects and
     goes on from that chunk's end (the chunks still chain), and the rows end equal to the source."""
-    from conduitd.configfile import load_config
-
     conn = await asyncpg.connect(logical_pg.dsn)
     try:
         await conn.execute("CREATE TABLE cut (id int PRIMARY KEY, v text)")
         await conn.execute("INSERT INTO cut SELECT g, 'v' || g FROM generate_series(1, 25) g")
-        config_path = make_config(tmp_path, logical_pg.dsn, "cut", "upsert", unique_key=["id"])
-        setup(config_path)
-        config = load_config(config_path)
+        config = set_up(tmp_path, logical_pg.dsn, "cut")
         source = LogSource(config.source("src"), config.resources[0], once=True,  # type: ignore[arg-type]
                            max_rows=10, deletes=True, unreachable_after=10)
-        reading = source.chunks(_Committed({}), asyncio.Event())
+        reading = source.chunks(FixedCheckpoints({}), asyncio.Event())
         try:
             chunks = [await anext(reading)]
             ended = await conn.fetchval(
@@ -390,7 +370,7 @@ async def test_a_snapshot_whose_connection_is_lost_resumes_where_it_stood(
         again = LogSource(config.source("src"), config.resources[0], once=True,  # type: ignore[arg-type]
                           max_rows=10, deletes=True, unreachable_after=10)
         try:
-            chunks += [c async for c in again.chunks(_Committed({"public.cut": chunks[-1].end}), asyncio.Event())]
+            chunks += [c async for c in again.chunks(FixedCheckpoints({"public.cut": chunks[-1].end}), asyncio.Event())]
         finally:
             await again.close()
         assert all(b.start == a.end for a, b in itertools.pairwise(chunks))
@@ -405,14 +385,10 @@ async def test_a_run_advances_a_slot_left_behind_the_checkpoint(tmp_path: Path, 
     """A run that committed and stopped before it advanced the slot (SIGTERM or a crash between the
     commit and `acknowledge`) leaves the slot behind the destination's checkpoint. The next run
     advances it as it starts, although it has nothing to commit (so no acknowledge of its own)."""
-    from conduitd.configfile import load_config
-
     conn = await asyncpg.connect(logical_pg.dsn)
     try:
         await conn.execute("CREATE TABLE behind (id int PRIMARY KEY, v text)")
-        config_path = make_config(tmp_path, logical_pg.dsn, "behind", "upsert", unique_key=["id"])
-        setup(config_path)
-        config = load_config(config_path)
+        config = set_up(tmp_path, logical_pg.dsn, "behind")
         start = await slot_position(conn, "conduitd_behind")
 
         async def run(position: dict[str, Any] | None) -> list[Chunk]:
@@ -467,14 +443,10 @@ async def test_setup_refused_by_the_server_says_which_statement_and_why(
 async def test_an_idle_slot_moves_past_other_tables_writes(tmp_path: Path, logical_pg: PrivatePostgres) -> None:
     """Writes to tables outside the publication send nothing to the slot; a daemon-mode source
     that finds nothing to read still advances the slot, or its WAL would pile up."""
-    from conduitd.configfile import load_config
-
     conn = await asyncpg.connect(logical_pg.dsn)
     try:
         await conn.execute("CREATE TABLE quiet (id int PRIMARY KEY); CREATE TABLE busy (id int PRIMARY KEY)")
-        config_path = make_config(tmp_path, logical_pg.dsn, "quiet", "upsert", unique_key=["id"])
-        setup(config_path)
-        config = load_config(config_path)
+        config = set_up(tmp_path, logical_pg.dsn, "quiet")
         source = LogSource(config.source("src"), config.resources[0], once=False,  # type: ignore[arg-type]
                            max_rows=10, deletes=True, unreachable_after=10)
         start = {"phase": "log", "lsn": None, "filter": None}
@@ -494,7 +466,7 @@ async def test_an_idle_slot_moves_past_other_tables_writes(tmp_path: Path, logic
 
         watcher = asyncio.create_task(advanced())
         try:
-            assert [c async for c in source.chunks(_Committed({"public.quiet": start}), stop)] == []
+            assert [c async for c in source.chunks(FixedCheckpoints({"public.quiet": start}), stop)] == []
             await watcher
         finally:
             watcher.cancel()

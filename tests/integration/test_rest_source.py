@@ -24,7 +24,7 @@ from aiohttp import web
 
 from conduitd.core.records import Chunk, Position, position_text
 from conduitd.errors import ConfigError
-from conduitd.sources.base import Source
+from conduitd.sources.base import FixedCheckpoints, Source
 from conduitd.sources.rest.settings import RestSourceConfig
 from conduitd.sources.rest.source import RestSource
 from conduitd.testing.contract import SourceContract
@@ -149,30 +149,12 @@ def rest_config(url: str, **extra: Any) -> RestSourceConfig:
                                             "auth": {"type": "bearer", "token": TOKEN}, **extra})
 
 
-class Stored:
-    """Fixed committed positions, as the pipeline's side of a source."""
-
-    leases = None
-
-    def __init__(self, committed: Mapping[str, Position] | None = None) -> None:
-        self._committed = dict(committed or {})
-
-    async def committed(self) -> dict[str, Position]:
-        return dict(self._committed)
-
-    async def table_keys(self, columns: Sequence[str], after: Sequence[Any] | None, limit: int) -> list[Any]:
-        return []
-
-    async def revoke(self) -> None:
-        return None
-
-
 def read(config: RestSourceConfig, committed: Mapping[str, Position] | None = None,
          max_rows: int = 500) -> list[Chunk]:
     async def work() -> list[Chunk]:
         source = RestSource(config, pipeline="p", once=True, max_rows=max_rows)
         try:
-            return [c async for c in source.chunks(Stored(committed), asyncio.Event())]
+            return [c async for c in source.chunks(FixedCheckpoints(committed), asyncio.Event())]
         finally:
             await source.close()
     return asyncio.run(work())

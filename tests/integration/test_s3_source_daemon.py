@@ -14,22 +14,13 @@ from typing import Any
 import pytest
 
 from conduitd.config import FileSourceConfig
-from conduitd.core.records import Chunk, Position
+from conduitd.core.records import Chunk
+from conduitd.sources.base import FixedCheckpoints
 from conduitd.sources.file_objects import OpenObject
 from conduitd.sources.files import FileSource
 from tests.helpers.s3 import BUCKET, KEY_ID, SECRET, s3_client, s3_endpoint
 
 __all__ = ["s3_endpoint"]  # the fixture, used by name
-
-
-class Stored:
-    """The pipeline's side, reduced to the committed positions it would read from the destination."""
-
-    async def committed(self) -> dict[str, Position]:
-        return {}
-
-    async def revoke(self) -> None:
-        return None
 
 
 async def test_daemon_reads_new_objects_and_replaced_ones_and_leaves_read_ones_alone(
@@ -48,7 +39,7 @@ async def test_daemon_reads_new_objects_and_replaced_ones_and_leaves_read_ones_a
     src = FileSource(config, once=False, max_rows=1000)
     opened: Counter[str] = Counter()
     stop = asyncio.Event()
-    chunks = src.chunks(Stored(), stop)
+    chunks = src.chunks(FixedCheckpoints(), stop)
 
     async def next_rows() -> tuple[Chunk, list[Any]]:
         chunk = await asyncio.wait_for(anext(chunks), 60)

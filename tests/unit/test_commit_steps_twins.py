@@ -18,6 +18,7 @@ from conduitd.errors import ConduitError, TransientError, leaves
 from conduitd.ops.metrics import Metrics
 from conduitd.runtime import pipeline as pipeline_module
 from conduitd.runtime.commit import Committer
+from conduitd.sources.base import FixedCheckpoints
 from conduitd.testing import (
     ContractViolation,
     Crash,
@@ -33,19 +34,8 @@ from conduitd.testing.memory_source import Record
 from conduitd.testing.scenario import batch, chunk
 
 
-class Stored:
-    def __init__(self, positions: dict[str, Position] | None = None) -> None:
-        self.positions = positions or {}
-
-    async def committed(self) -> dict[str, Position]:
-        return dict(self.positions)
-
-    async def revoke(self) -> None:
-        return None
-
-
 async def read(source: MemorySource, positions: dict[str, Position] | None = None) -> list[Chunk]:
-    return [c async for c in source.chunks(Stored(positions), asyncio.Event())]
+    return [c async for c in source.chunks(FixedCheckpoints(positions), asyncio.Event())]
 
 
 # -- the source -------------------------------------------------------------------------------------
@@ -69,7 +59,7 @@ def test_the_memory_source_fails_at_the_chosen_chunk_and_resumes_after_the_commi
     handed: list[Chunk] = []
 
     async def run() -> None:
-        async for c in source.chunks(Stored(), asyncio.Event()):
+        async for c in source.chunks(FixedCheckpoints(), asyncio.Event()):
             handed.append(c)
     with pytest.raises(Crash):
         asyncio.run(run())
@@ -82,7 +72,7 @@ def test_the_memory_source_waits_for_records_in_daemon_mode_and_resyncs_from_the
     async def run() -> None:
         feed = MemoryFeed({"p": [{"id": 0}]})
         source = MemorySource(feed, once=False, max_rows=10)
-        stored, stop = Stored(), asyncio.Event()
+        stored, stop = FixedCheckpoints(), asyncio.Event()
         chunks = source.chunks(stored, stop)
         assert (await anext(chunks)).end == {"offset": 1}
         waiting = asyncio.ensure_future(anext(chunks))

@@ -12,23 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conduitd.config import FileSourceConfig
-from conduitd.core.records import Chunk, Position
+from conduitd.core.records import Chunk
+from conduitd.sources.base import FixedCheckpoints
 from conduitd.sources.files import FileSource
-
-
-class Stored:
-    async def committed(self) -> dict[str, Position]:
-        return {}
-
-    async def revoke(self) -> None:
-        return None
 
 
 def read_all(path: Path, encoding: str, max_rows: int = 3) -> list[Chunk]:
     config = FileSourceConfig.model_validate({"name": "s", "type": "file", "path": str(path), "encoding": encoding})
 
     async def chunks() -> list[Chunk]:
-        return [c async for c in FileSource(config, once=True, max_rows=max_rows).chunks(Stored(), asyncio.Event())]
+        source = FileSource(config, once=True, max_rows=max_rows)
+        return [c async for c in source.chunks(FixedCheckpoints(), asyncio.Event())]
     return asyncio.run(chunks())
 
 

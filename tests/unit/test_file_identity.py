@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 
 from conduitd.config import FileSourceConfig
 from conduitd.core.records import Chunk, Position, position_text
+from conduitd.sources.base import FixedCheckpoints
 from conduitd.sources.files import FileSource
-from tests.unit.test_file_source import Stored, wait_for
+from tests.unit.test_file_source import wait_for
 
 
 def source(path: Path | str, *, once: bool = True, max_rows: int = 1000, **extra: object) -> FileSource:
@@ -41,7 +42,8 @@ class Run:
 
     async def once(self) -> list[Chunk]:
         files = self.path.parent / f"*{self.path.suffix}"  # a glob: the file may be gone for a while
-        chunks = [c async for c in source(files, max_rows=self.max_rows).chunks(Stored(self.stored), asyncio.Event())]
+        reading = source(files, max_rows=self.max_rows).chunks(FixedCheckpoints(self.stored), asyncio.Event())
+        chunks = [c async for c in reading]
         key = str(self.path)
         if chunks:
             # the compare-and-set: a run's first chunk starts exactly at the committed position
@@ -115,7 +117,8 @@ async def test_a_checkpoint_without_identity_is_taken_as_the_same_file(tmp_path:
     file = tmp_path / "a.jsonl"
     file.write_bytes(lines([100001, 100002, 100003]))
     first_line = len(lines([100001]))
-    chunks = [c async for c in source(file).chunks(Stored({str(file): {"offset": first_line}}), asyncio.Event())]
+    stored = FixedCheckpoints({str(file): {"offset": first_line}})
+    chunks = [c async for c in source(file).chunks(stored, asyncio.Event())]
     assert chunks[0].start == {"offset": first_line}
     assert [r["id"] for c in chunks for r in c.rows.to_pylist()] == [100002, 100003]
     assert set(chunks[-1].end) == {"offset", "inode", "fingerprint"}
@@ -124,8 +127,8 @@ async def test_a_checkpoint_without_identity_is_taken_as_the_same_file(tmp_path:
 async def test_positions_are_deterministic(tmp_path: Path) -> None:
     file = tmp_path / "a.csv"
     file.write_bytes(b"id,v\n" + b"".join(b"%d,x\n" % i for i in range(500)))
-    first = [c.end async for c in source(file, max_rows=70).chunks(Stored(), asyncio.Event())]
-    second = [c.end async for c in source(file, max_rows=70).chunks(Stored(), asyncio.Event())]
+    first = [c.end async for c in source(file, max_rows=70).chunks(FixedCheckpoints(), asyncio.Event())]
+    second = [c.end async for c in source(file, max_rows=70).chunks(FixedCheckpoints(), asyncio.Event())]
     assert [position_text(p) for p in first] == [position_text(p) for p in second]
 
 
@@ -204,7 +207,7 @@ async def test_the_daemon_notices_replacements_while_it_runs(tmp_path: Path, cap
     stored: dict[str, Position] = {}
 
     async def consume() -> None:
-        async for chunk in src.chunks(Stored(), stop):
+        async for chunk in src.chunks(FixedCheckpoints(), stop):
             assert position_text(chunk.start) == position_text(stored.get(chunk.partition))
             stored[chunk.partition] = chunk.end
             seen.extend(chunk.rows.column("id").to_pylist() if chunk.rows.num_rows else [])
@@ -233,7 +236,7 @@ async def test_a_file_removed_during_a_run_is_skipped_and_the_others_are_read(
         (tmp_path / name).write_bytes(lines(ids))
     seen: list[int] = []
     with caplog.at_level(logging.WARNING):
-        async for chunk in source(tmp_path, max_rows=2).chunks(Stored(), asyncio.Event()):
+        async for chunk in source(tmp_path, max_rows=2).chunks(FixedCheckpoints(), asyncio.Event()):
             seen += chunk.rows.column("id").to_pylist()
             for name in ("a.jsonl", "b.jsonl"):  # a is being read: it is read to its end all the same
                 (tmp_path / name).unlink(missing_ok=True)

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from conduitd.config import FileSourceConfig
 from conduitd.core.records import Chunk, Position
+from conduitd.sources.base import FixedCheckpoints
 from conduitd.sources.files import FileSource
 
 
@@ -24,21 +25,8 @@ def jsonl(rows: list[dict[str, object]]) -> bytes:
     return b"".join(orjson.dumps(r) + b"\n" for r in rows)
 
 
-class Stored:
-    """The pipeline's side, reduced to the committed positions it would read from the destination."""
-
-    def __init__(self, positions: dict[str, Position] | None = None) -> None:
-        self.positions = positions or {}
-
-    async def committed(self) -> dict[str, Position]:
-        return dict(self.positions)
-
-    async def revoke(self) -> None:
-        return None
-
-
 async def read_all(src: FileSource, positions: dict[str, Position] | None = None) -> list[Chunk]:
-    return [c async for c in src.chunks(Stored(positions), asyncio.Event())]
+    return [c async for c in src.chunks(FixedCheckpoints(positions), asyncio.Event())]
 
 
 async def test_chunks_chain_positions_and_respect_max_rows(tmp_path: Path) -> None:
@@ -91,7 +79,7 @@ async def test_daemon_picks_up_appended_lines_and_new_files(tmp_path: Path) -> N
     seen: list[int] = []
 
     async def consume() -> None:
-        async for chunk in src.chunks(Stored(), stop):
+        async for chunk in src.chunks(FixedCheckpoints(), stop):
             seen.extend(chunk.rows.column("id").to_pylist())
 
     task = asyncio.create_task(consume())
@@ -114,7 +102,7 @@ async def test_daemon_takes_an_unterminated_line_once_the_file_stops_growing(tmp
     seen: list[int] = []
 
     async def consume() -> None:
-        async for chunk in src.chunks(Stored(), stop):
+        async for chunk in src.chunks(FixedCheckpoints(), stop):
             seen.extend(chunk.rows.column("id").to_pylist())
 
     task = asyncio.create_task(consume())

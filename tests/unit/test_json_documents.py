@@ -16,8 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conduitd.core.records import Chunk, Position, position_text
+from conduitd.sources.base import FixedCheckpoints
 from conduitd.sources.json_documents import split
-from tests.unit.test_file_source import Stored, source, wait_for
+from tests.unit.test_file_source import source, wait_for
 
 texts = st.text(st.characters(blacklist_categories=["Cs"]), max_size=12)  # with quotes, brackets, commas, newlines
 records = st.lists(st.fixed_dictionaries({}, optional={
@@ -32,7 +33,7 @@ records = st.lists(st.fixed_dictionaries({}, optional={
 
 
 async def read(path: Path, stored: dict[str, Position] | None = None, **extra: Any) -> list[Chunk]:
-    return [c async for c in source(path, **extra).chunks(Stored(stored), asyncio.Event())]
+    return [c async for c in source(path, **extra).chunks(FixedCheckpoints(stored), asyncio.Event())]
 
 
 def rows_of(chunks: list[Chunk]) -> list[dict[str, Any]]:
@@ -147,7 +148,7 @@ async def test_the_daemon_waits_for_an_array_being_written(tmp_path: Path) -> No
     seen: list[Chunk] = []
 
     async def consume() -> None:
-        async for chunk in src.chunks(Stored(), stop):
+        async for chunk in src.chunks(FixedCheckpoints(), stop):
             seen.append(chunk)
 
     task = asyncio.create_task(consume())

@@ -15,14 +15,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conduitd.core.records import Chunk
-from tests.unit.test_file_source import Stored, source
+from conduitd.sources.base import FixedCheckpoints
+from tests.unit.test_file_source import source
 
 BOM = b"\xef\xbb\xbf"
 RECORDS = [{"id": i, "name": f"n{i}"} for i in range(5)]
 
 
 async def read(path: Path, **extra: Any) -> list[Chunk]:
-    return [c async for c in source(path, **extra).chunks(Stored(None), asyncio.Event())]
+    return [c async for c in source(path, **extra).chunks(FixedCheckpoints(None), asyncio.Event())]
 
 
 def outcome(path: Path, **extra: Any) -> tuple[list[dict[str, Any]], list[str]]:

@@ -10,20 +10,21 @@ import pytest
 
 from conduitd.errors import ConfigError
 from conduitd.sources import check_source
-from tests.unit.test_file_source import Stored, jsonl, source, wait_for
+from conduitd.sources.base import FixedCheckpoints
+from tests.unit.test_file_source import jsonl, source, wait_for
 
 
 async def test_a_missing_file_is_a_config_error_under_once_and_in_checks(tmp_path: Path) -> None:
     missing = tmp_path / "orders.jsonl"
     with pytest.raises(ConfigError, match="does not exist"):
-        [c async for c in source(missing).chunks(Stored(), asyncio.Event())]
+        [c async for c in source(missing).chunks(FixedCheckpoints(), asyncio.Event())]
     with pytest.raises(ConfigError, match=r"orders\.jsonl"):
         await check_source(source(missing).config)
 
 
 async def test_a_glob_or_a_directory_matching_nothing_is_fine(tmp_path: Path) -> None:
-    assert [c async for c in source(tmp_path / "*.jsonl").chunks(Stored(), asyncio.Event())] == []
-    assert [c async for c in source(tmp_path).chunks(Stored(), asyncio.Event())] == []
+    assert [c async for c in source(tmp_path / "*.jsonl").chunks(FixedCheckpoints(), asyncio.Event())] == []
+    assert [c async for c in source(tmp_path).chunks(FixedCheckpoints(), asyncio.Event())] == []
 
 
 async def test_the_daemon_reports_a_missing_file_and_reads_it_once_it_appears(tmp_path: Path) -> None:
@@ -33,7 +34,7 @@ async def test_the_daemon_reports_a_missing_file_and_reads_it_once_it_appears(tm
     seen: list[int] = []
 
     async def consume() -> None:
-        async for chunk in src.chunks(Stored(), stop):
+        async for chunk in src.chunks(FixedCheckpoints(), stop):
             seen.extend(chunk.rows.column("id").to_pylist())
 
     task = asyncio.create_task(consume())

@@ -15,11 +15,12 @@ from hypothesis import strategies as st
 
 from conduitd.core.records import Chunk
 from conduitd.runtime.batching import build_batch
-from tests.unit.test_file_source import Stored, source
+from conduitd.sources.base import FixedCheckpoints
+from tests.unit.test_file_source import source
 
 
 async def read(path: Path, max_rows: int) -> list[Chunk]:
-    return [c async for c in source(path, max_rows=max_rows).chunks(Stored(None), asyncio.Event())]
+    return [c async for c in source(path, max_rows=max_rows).chunks(FixedCheckpoints(None), asyncio.Event())]
 
 
 def test_each_parquet_row_has_its_row_number_as_position(tmp_path: Path) -> None:
