@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from conduitd.core.arrowutil import concat_tables
+from conduitd.core.bytescan import lf_offsets
 from conduitd.core.csvdecode import decode_csv, decode_csv_rows
 from conduitd.core.jsonnumbers import exact_numbers
 from conduitd.core.lines import (
@@ -126,9 +127,8 @@ def _object_lines(block: bytes, newlines: np.ndarray | None = None) -> int | Non
     if not len(data) or data[0] != 123:
         return None
     if newlines is None:
-        starts = np.flatnonzero(data[:-1] == 10) + 1
-    else:
-        starts = newlines[:-1] + 1 if len(newlines) and newlines[-1] == len(data) - 1 else newlines + 1
+        newlines = lf_offsets(block)
+    starts = newlines[:-1] + 1 if len(newlines) and newlines[-1] == len(data) - 1 else newlines + 1
     return len(starts) + 1 if (data[starts] == 123).all() else None
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from conduitd.core.bytescan import digit_run
 from conduitd.core.lines import line_bounds
 
 _EXACT_IN_DOUBLE = 2**53
@@ -132,9 +133,9 @@ def _big(array: pa.Array) -> np.ndarray:
 def _rows_of_unheld_tokens(block: bytes) -> list[int]:
     """Lines with a long number (or a long run of digits in a string: a false alarm costs only a
     parse) that a double does not hold."""
-    shapes = block.translate(_SHAPES)
-    if not _may_have_a_long_run(shapes):
+    if not digit_run(block, _LONG):  # one pass; in the usual case the only one
         return []
+    shapes = block.translate(_SHAPES)
     found: set[tuple[int, int]] = set()
     for hit in _HITS:
         at = shapes.find(hit)
@@ -153,31 +154,6 @@ def _rows_of_unheld_tokens(block: bytes) -> list[int]:
     line_starts, _ = line_bounds(block)
     unheld = [start for start, end in found if not _held_text(block[start:end])]
     return sorted({int(i) for i in np.searchsorted(line_starts, unheld, side="right") - 1})
-
-
-_EIGHT_DIGITS = np.frombuffer(b"0" * 8, dtype=np.uint64)[0]
-
-
-def _may_have_a_long_run(shapes: bytes) -> bool:
-    """Whether `shapes` may hold a run of `_LONG` digits: a cheap screen before the searches
-    (a find of 19 zeros steps almost byte by byte through text full of digits).
-
-    A run of 19 covers at least one whole aligned 8-byte word, found by one uint64 compare. A
-    whole word with a whole neighbour (a run of 16 or more), or at either end, says maybe; a lone
-    whole word's run is exactly the zeros that end the word before it, its 8, and those that
-    start the word after it."""
-    words = len(shapes) // 8
-    whole = np.flatnonzero(np.frombuffer(shapes, dtype=np.uint64, count=words) == _EIGHT_DIGITS)
-    if not len(whole):
-        return False
-    if whole[0] == 0 or whole[-1] >= words - 1 or (np.diff(whole) == 1).any():
-        return True
-    by_word = np.frombuffer(shapes, dtype=np.uint8, count=8 * words).reshape(words, 8)
-    before, after = by_word[whole - 1] == 48, by_word[whole + 1] == 48  # neither is whole (only these
-    # words are compared: comparing every byte of the block cost more than the rest of the screen)
-    trailing = np.argmin(before[:, ::-1], axis=1)  # zeros that end the word before
-    leading = np.argmin(after, axis=1)  # zeros that start the word after
-    return bool((trailing + 8 + leading >= _LONG).any())
 
 
 def _held_text(token: bytes) -> bool:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from conduitd.core.bytescan import lf_offsets
 from conduitd.core.records import Position
 
 PositionAt = Callable[[int], Position]
@@ -23,7 +24,7 @@ def payload_text(raw: bytes) -> str:
 def line_bounds(block: bytes, newlines: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Start and end (after the LF) of every line; a last line without LF ends the block.
     `newlines`: the offset of every LF in `block`, where the caller knows them (a pass saved)."""
-    ends = (np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10) if newlines is None else newlines) + 1
+    ends = (lf_offsets(block) if newlines is None else newlines) + 1
     if block and not block.endswith(b"\n"):
         ends = np.append(ends, len(block))
     starts = np.concatenate(([0], ends[:-1])) if len(ends) else np.empty(0, dtype=np.int64)

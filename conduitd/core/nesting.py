@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from conduitd.core.bytescan import opens_over
+
 MAX_DEPTH = 128
 """Levels of objects and arrays a record may have, the record itself being level 1 (serde_json's
 default; orjson serialises at most 254, and the DLQ wraps a record)."""
@@ -29,7 +31,7 @@ _QUOTE, _BACKSLASH, _LF, _CR = ord('"'), ord("\\"), ord("\n"), ord("\r")
 def too_deep(block: bytes, limit: int = MAX_DEPTH) -> np.ndarray:
     """Sorted byte offsets, into `block`, of the starts of the lines (split at each CR or LF)
     that nest deeper than `limit`; empty in the usual case, found by one pass over the bytes."""
-    if not _may_be_too_deep(block, limit):
+    if not opens_over(block, limit):  # one pass; in the usual case the only one
         return np.empty(0, dtype=np.int64)
     data = np.frombuffer(block, dtype=np.uint8)
     suspects = _lines_with_many_opens(data, limit)
@@ -42,20 +44,6 @@ def too_deep(block: bytes, limit: int = MAX_DEPTH) -> np.ndarray:
     index = np.searchsorted(piece_starts, found, side="right") - 1
     deep: np.ndarray = np.array([suspects[i][0] for i in index], dtype=np.int64) + (found - piece_starts[index])
     return np.unique(deep)
-
-
-_BRACKETS_AND_BREAKS = bytes(range(256)).translate(bytes.maketrans(b"[\r", b"{\n"))
-_OTHER_BYTES = bytes(c for c in range(256) if c not in b"{[\n\r")
-
-
-def _may_be_too_deep(block: bytes, limit: int) -> bool:
-    """Whether some line (split at CR or LF) has more than `limit` opening brackets: one C pass
-    keeps only brackets and line breaks, then one search for a long enough run of brackets.
-    (A numpy pass per byte class cost four times as much on blocks of JSON lines.)"""
-    compact = block.translate(_BRACKETS_AND_BREAKS, _OTHER_BYTES)
-    if len(compact) <= limit:
-        return False
-    return compact.find(b"{" * (limit + 1)) >= 0
 
 
 def _lines_with_many_opens(data: np.ndarray, limit: int) -> list[tuple[int, int]] | None:

@@ -17,6 +17,7 @@ import orjson
 import pyarrow as pa
 
 from conduitd.config import FileSourceConfig
+from conduitd.core.bytescan import lf_offsets
 from conduitd.core.decode import decode_jsonl_lines
 from conduitd.core.records import Chunk, Position, Reject
 from conduitd.core.timings import Timings
@@ -62,7 +63,7 @@ def read_document(file: OpenFile, size: int) -> tuple[bytes, Document]:
 def decode_lines_with_offsets(block: bytes, path: str, position_at: Callable[[int], Position], base: int, *,
                               max_record_bytes: int, encoding: str) -> tuple[pa.Table, list[Reject], np.ndarray]:
     """Decode a block of JSON lines and say, per row, the file offset just after its line."""
-    newlines = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)  # one scan for both
+    newlines = lf_offsets(block)  # one scan for both
     rows, rejects, kept = decode_jsonl_lines(block, path, position_at, max_record_bytes=max_record_bytes,
                                              encoding=encoding, newlines=newlines)
     ends = newlines + 1 + base

@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from conduitd.config import FileSourceConfig
+from conduitd.core.bytescan import lf_offsets
 from conduitd.core.csvdecode import decode_csv_rows, refuse_rows
 from conduitd.core.records import Chunk, Position, Reject
 from conduitd.core.timings import Timings
@@ -371,7 +372,7 @@ class FileSource:
             if not more:
                 break
             block += more
-        newlines = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+        newlines = lf_offsets(block)
         if len(newlines) > self.max_rows:
             return block[: int(newlines[self.max_rows - 1]) + 1]
         if offset + len(block) < size or block.endswith(b"\n"):

@@ -17,6 +17,7 @@ import pyarrow as pa
 from confluent_kafka import Message
 
 from conduitd.config import KafkaSourceConfig
+from conduitd.core.bytescan import lf_offsets
 from conduitd.core.decode import decode_jsonl_lines
 from conduitd.core.records import Position, Reject
 from conduitd.sources.kafka.consumer import offset_of
@@ -101,7 +102,7 @@ def _decode_plain(config: KafkaSourceConfig, partition: str, messages: Sequence[
     joined = b"\n".join(values)
     ends = np.cumsum(lengths + 1)  # of each line, its LF counted
     separators = ends[:-1] - 1  # where the join put its LFs
-    if b"\r" in joined or np.count_nonzero(np.frombuffer(joined, dtype=np.uint8) == 10) != len(separators):
+    if b"\r" in joined or len(lf_offsets(joined)) != len(separators):
         return None
 
     def position_at(byte_end: int) -> Position:
