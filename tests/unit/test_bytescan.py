@@ -4,7 +4,6 @@ tails; and decoding a block gives the same table and rejects with either."""
 
 from __future__ import annotations
 
-import os
 import re
 
 import numpy as np
@@ -20,8 +19,6 @@ from conduitd.core.records import Position
 def test_the_compiled_scans_are_built() -> None:
     """The test environment builds the extension (`pip install -e .` with a C compiler); a
     build that quietly fell back to the twins would leave the compiled scans untested."""
-    if os.environ.get("CONDUITD_PURE_PYTHON") == "1":
-        pytest.skip("CONDUITD_PURE_PYTHON=1")
     assert bytescan.COMPILED
 
 
