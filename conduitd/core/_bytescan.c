@@ -177,7 +177,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "conduitd.core._bytescan", "Whole-block byte scans (see conduitd.core.bytescan).",
-    -1, methods,
+    -1, methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__bytescan(void) {

@@ -2,7 +2,8 @@
 
 Besides hand-checked byte strings, most tests compare against ``_reference_encode``, a
 deliberately naive per-row encoder written independently from the vectorised module, so a
-bug would have to be made twice, in two different styles, to go unnoticed.
+bug would have to be made twice, in two different styles, to go unnoticed. Every test runs
+twice: rows assembled by the compiled interleave, and by the pure-Python fallback.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pytest
 
+import conduitd.destinations.postgres.copy_binary as copy_binary
 from conduitd.destinations.postgres.copy_binary import (
     PG_BINARY_TYPES,
     UnsupportedType,
@@ -30,6 +32,17 @@ HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 TRAILER = b"\xff\xff"
 PG_EPOCH = dt.datetime(2000, 1, 1)
 UNIT_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+
+@pytest.fixture(autouse=True, params=["compiled", "python"])
+def assembly(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which assembly of the rows the test runs with; the compiled one must have been built."""
+    if request.param == "compiled":
+        assert copy_binary._interleave is not None, "the compiled interleave was not built"
+    else:
+        monkeypatch.setattr(copy_binary, "_interleave", None)
+    return str(request.param)
 
 
 # ----------------------------------------------------------------- reference encoder

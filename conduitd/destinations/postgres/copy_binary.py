@@ -25,6 +25,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+try:
+    from . import _interleave
+except ImportError:  # built without a C compiler: Arrow's join assembles the rows
+    _interleave = None  # type: ignore[assignment]
+
 from .copy_binary_types import (
     ENCODERS,
     I64,
@@ -155,7 +160,25 @@ def _merge_fixed(parts: list[Part]) -> list[Part]:
 
 
 def _assemble(parts: list[Part], n: int) -> U8:
-    """Interleave the parts row by row (see the module docstring)."""
+    """Interleave the parts row by row (see the module docstring): in one compiled pass where
+    the extension was built, else with Arrow's join (`_assemble_py`, the same bytes)."""
+    if _interleave is None:
+        return _assemble_py(parts, n)
+    specs: list[tuple[Any, ...]] = []
+    for part in parts:
+        if isinstance(part, FixedPart):
+            pieces = tuple((np.ascontiguousarray(piece), piece.shape[1], 0 if piece.shape[0] == 1 else piece.shape[1])
+                           for piece in part.pieces)
+            lengths = None if part.lengths is None else np.ascontiguousarray(part.lengths, dtype=np.int64)
+            specs.append((0, pieces, lengths))
+        else:
+            specs.append((1, np.ascontiguousarray(part.data), np.ascontiguousarray(part.starts, dtype=np.int64),
+                          np.ascontiguousarray(part.lengths, dtype=np.int64)))
+    return np.frombuffer(_interleave.interleave(n, specs), dtype=np.uint8)
+
+
+def _assemble_py(parts: list[Part], n: int) -> U8:
+    """`_assemble` in numpy and Arrow: each part an Arrow binary array, joined row by row."""
     if len(parts) == 1 and isinstance(parts[0], FixedPart) and parts[0].lengths is None:
         return parts[0].materialize(n).reshape(-1)
     joined = pc.binary_join_element_wise(*[_as_binary(part, n) for part in parts], _NO_SEPARATOR)

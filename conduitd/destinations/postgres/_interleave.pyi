@@ -1,0 +1,3 @@
+from typing import Any
+
+def interleave(n: int, parts: list[tuple[Any, ...]], /) -> bytes: ...
