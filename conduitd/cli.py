@@ -249,6 +249,7 @@ def _run(args: argparse.Namespace, config: Config, *, batch: bool) -> int:
         if code:
             return code
     gc.set_threshold(100_000, 50, 100)  # decode-heavy loops allocate many short-lived objects
+    gc.freeze()  # what startup made (modules, the config) lives to the end: collections skip it, as in benchmarks/
     telemetry.configure_from_environment()
     try:
         return _run_async(commands.run(config, args.pipeline, once=once))
