@@ -78,3 +78,19 @@ def test_a_non_contiguous_piece_is_refused() -> None:
     matrix = np.arange(16, dtype=np.uint8).reshape(4, 4)[:, ::-1]
     with pytest.raises((ValueError, BufferError, TypeError)):
         _interleave.interleave(4, [(0, ((matrix, 4, 4),), None)])
+
+
+def test_thousands_of_parts_as_a_wide_table_makes() -> None:
+    """Tables of 1,700 and 5,000 columns: thousands of buffers held at once (a 1,610-column record
+    crashed the first build, which moved the buffers it held while it still pointed at them)."""
+    rng = np.random.default_rng(5)
+    n = 3
+    for columns, fixed in ((1700, True), (5000, False)):
+        parts: list[Part] = []
+        for _ in range(columns):
+            data = rng.integers(0, 256, 30, dtype=np.uint8)
+            if fixed:
+                parts.append(FixedPart((rng.integers(0, 256, (n, 4), dtype=np.uint8),),
+                                       np.array([4, 0, 2], dtype=np.int64)))
+            parts.append(VarPart(data, np.array([0, 5, 10], dtype=np.int64), np.array([3, 0, 20], dtype=np.int64)))
+        assert _assemble(parts, n).tobytes() == _assemble_py(parts, n).tobytes()

@@ -28,20 +28,14 @@ typedef struct {
 } Part;
 
 typedef struct {
-    Py_buffer *views;
+    Py_buffer *views; /* allocated once for every view the parts can need: never moved */
     Py_ssize_t nviews, capacity;
 } Views;
 
 static int hold(Views *views, PyObject *object, Py_buffer **out) {
     if (views->nviews == views->capacity) {
-        Py_ssize_t capacity = views->capacity ? 2 * views->capacity : 16;
-        Py_buffer *grown = PyMem_Realloc(views->views, (size_t)capacity * sizeof(Py_buffer));
-        if (grown == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        views->views = grown;
-        views->capacity = capacity;
+        PyErr_SetString(PyExc_SystemError, "interleave: more buffers than counted");
+        return -1;
     }
     Py_buffer *view = &views->views[views->nviews];
     if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS) < 0) return -1;
@@ -105,13 +99,14 @@ static PyObject *interleave(PyObject *self, PyObject *args) {
         }
     }
     if (PyErr_Occurred()) return NULL;
-    Views views = {NULL, 0, 0};
+    /* at most: a view per piece, and three per part (lengths; or data, starts, lengths) */
+    Views views = {PyMem_Calloc((size_t)(npieces + 3 * nparts + 1), sizeof(Py_buffer)), 0, npieces + 3 * nparts + 1};
     Part *parts = PyMem_Calloc((size_t)(nparts ? nparts : 1), sizeof(Part));
     Piece *pieces = PyMem_Calloc((size_t)(npieces ? npieces : 1), sizeof(Piece));
     PyObject *out = NULL;
     Py_ssize_t total = 0, piece_at = 0;
     int bad = 0;
-    if (parts == NULL || pieces == NULL) {
+    if (views.views == NULL || parts == NULL || pieces == NULL) {
         PyErr_NoMemory();
         goto done;
     }
